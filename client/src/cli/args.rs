@@ -1,0 +1,219 @@
+//! The `safekeep` command line: global options and subcommands, declared
+//! with clap's derive API so `--help` documents every flag.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use safekeep_client::Consistency;
+
+/// Endpoint used when neither `--endpoints` nor `SAFEKEEP_ENDPOINTS` is given.
+pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:7101";
+/// Default per-request deadline, in milliseconds.
+pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
+/// Longest per-request deadline accepted, in milliseconds.
+pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success
+  1  any other error (permission denied, server error, ...)
+  2  usage error (bad flags, missing --tenant, invalid argument)
+  3  not found
+  4  version conflict (compare-and-set did not match)
+  5  cluster unreachable or request timed out
+
+Examples:
+  safekeep --tenant acme put greeting hello
+  safekeep --tenant acme get greeting --json
+  safekeep --tenant acme put config --value-file ./config.json --expected-version 12
+  safekeep --endpoints 10.0.1.5:7101,10.0.2.5:7101 cluster status";
+
+/// Command-line client for safekeep, the replicated record store.
+#[derive(Debug, Parser)]
+#[command(name = "safekeep", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Comma-separated endpoints to try, as host:port or http://host:port
+    /// (nodes, or a load balancer in front of them).
+    #[arg(
+        long,
+        global = true,
+        env = "SAFEKEEP_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = DEFAULT_ENDPOINT
+    )]
+    pub endpoints: Vec<String>,
+
+    /// Tenant whose records to read or write; required for record commands.
+    #[arg(long, global = true, env = "SAFEKEEP_TENANT")]
+    pub tenant: Option<String>,
+
+    /// Deadline of each attempt of a request, in milliseconds; transient
+    /// failures are retried within a total budget of at least 15 s.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = DEFAULT_TIMEOUT_MS,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_MS)
+    )]
+    pub timeout_ms: u64,
+
+    /// Print machine-readable JSON on stdout instead of human-readable text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or replace a record.
+    #[command(group(
+        clap::ArgGroup::new("source").required(true).args(["value", "value_file"])
+    ))]
+    Put {
+        /// The record's key.
+        key: String,
+        /// The value, as a UTF-8 string (use --value-file for binary data).
+        value: Option<String>,
+        /// Read the value from this file, or from standard input when '-'.
+        #[arg(long, value_name = "PATH|-")]
+        value_file: Option<PathBuf>,
+        /// Write only if the record's current version is N (0: only if it does not exist).
+        #[arg(long, value_name = "N")]
+        expected_version: Option<u64>,
+    },
+    /// Read a record.
+    Get {
+        /// The record's key.
+        key: String,
+        /// How fresh the read must be.
+        #[arg(long, value_enum, default_value_t = ConsistencyArg::Linearizable)]
+        consistency: ConsistencyArg,
+        /// Print only the value's bytes, exactly as stored (no newline added).
+        #[arg(long, conflicts_with = "json")]
+        value_only: bool,
+    },
+    /// Delete a record.
+    Delete {
+        /// The record's key.
+        key: String,
+        /// Delete only if the record's current version is N.
+        #[arg(long, value_name = "N")]
+        expected_version: Option<u64>,
+    },
+    /// List records in key order.
+    List(ListArgs),
+    /// Inspect and change cluster membership.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+/// Options of `list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only keys starting with this prefix.
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// At most this many records per page (0: the server's default).
+    #[arg(long, default_value_t = 0)]
+    pub limit: u32,
+    /// Continue where a previous page stopped.
+    #[arg(long)]
+    pub page_token: Option<String>,
+    /// Follow page tokens until every matching record is listed.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// The `cluster` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Show members, roles, the leader and log progress.
+    Status,
+    /// Add a node that receives the log but does not vote.
+    AddLearner {
+        /// The new node's id (never reuse the id of a removed node).
+        #[arg(long)]
+        id: u64,
+        /// The availability zone the node runs in.
+        #[arg(long)]
+        zone: String,
+        /// Address other nodes reach the node at (host:port).
+        #[arg(long)]
+        peer_address: String,
+        /// Address clients reach the node at (host:port).
+        #[arg(long)]
+        client_address: String,
+    },
+    /// Make a learner a voter.
+    Promote {
+        /// The learner's node id.
+        id: u64,
+        /// Accept a voter set that puts a quorum in one zone.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove a voter or learner; its id must never be reused.
+    Remove {
+        /// The member's node id.
+        id: u64,
+        /// Accept a voter set that puts a quorum in one zone.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Ask the leader to hand leadership to another voter.
+    TransferLeader {
+        /// The voter to hand leadership to.
+        id: u64,
+    },
+}
+
+/// `--consistency` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConsistencyArg {
+    /// Confirmed with a quorum: sees every write acknowledged before the read.
+    Linearizable,
+    /// Served under the leader's lease (linearizable unless clocks drift).
+    Lease,
+    /// The answering node's own replica, possibly behind the leader.
+    Stale,
+}
+
+impl From<ConsistencyArg> for Consistency {
+    fn from(arg: ConsistencyArg) -> Self {
+        match arg {
+            ConsistencyArg::Linearizable => Self::Linearizable,
+            ConsistencyArg::Lease => Self::Lease,
+            ConsistencyArg::Stale => Self::Stale,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn put_needs_exactly_one_value_source() {
+        assert!(Cli::try_parse_from(["safekeep", "put", "k"]).is_err());
+        assert!(Cli::try_parse_from(["safekeep", "put", "k", "v", "--value-file", "f"]).is_err());
+        assert!(Cli::try_parse_from(["safekeep", "put", "k", "v"]).is_ok());
+        assert!(Cli::try_parse_from(["safekeep", "put", "k", "--value-file", "-"]).is_ok());
+    }
+
+    #[test]
+    fn endpoints_split_on_commas() {
+        let cli = Cli::try_parse_from(["safekeep", "--endpoints", "a:1,b:2", "cluster", "status"])
+            .expect("valid command line");
+        assert_eq!(cli.endpoints, ["a:1", "b:2"]);
+    }
+}

@@ -1,0 +1,369 @@
+//! Runs one parsed command against the cluster through the SDK and prints
+//! its result; every failure comes back as a [`CliError`] for `main` to report.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use safekeep_client::config::DEFAULT_RETRY_BUDGET;
+use safekeep_client::{Client, ClientConfig, Consistency, Error};
+use serde_json::{Value, json};
+
+use super::args::{Cli, ClusterCommand, Command, ListArgs};
+use super::output;
+use super::{CliError, Target};
+
+/// Largest value `put` reads from a file or standard input.
+pub const MAX_VALUE_FILE_BYTES: u64 = 4 * 1024 * 1024;
+/// Most pages `list --all` follows before giving up.
+pub const MAX_LIST_PAGES: usize = 10_000;
+
+/// Everything a command needs: the client and the global options.
+struct Context {
+    client: Client,
+    tenant: Option<String>,
+    json: bool,
+    timeout_ms: u64,
+}
+
+impl Context {
+    fn tenant(&self) -> Result<&str, CliError> {
+        match self.tenant.as_deref() {
+            Some(tenant) if !tenant.is_empty() => Ok(tenant),
+            _ => Err(CliError::Usage(
+                "--tenant (or SAFEKEEP_TENANT) is required for record commands".into(),
+            )),
+        }
+    }
+
+    fn failed(&self, target: Target) -> impl FnOnce(Error) -> CliError {
+        let timeout_ms = self.timeout_ms;
+        move |error| CliError::Request {
+            error,
+            target,
+            timeout_ms,
+        }
+    }
+
+    /// Prints `text` for humans or `value` as one line of JSON.
+    fn print(
+        &self,
+        text: impl FnOnce() -> String,
+        value: impl FnOnce() -> Value,
+    ) -> Result<(), CliError> {
+        if self.json {
+            emit(value().to_string().as_bytes(), true)
+        } else {
+            emit(text().as_bytes(), true)
+        }
+    }
+}
+
+/// Connects and runs the command.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let timeout = Duration::from_millis(cli.timeout_ms);
+    let mut config = ClientConfig::new(cli.endpoints);
+    config.request_timeout = timeout;
+    config.retry_budget = DEFAULT_RETRY_BUDGET.max(timeout);
+    let client = Client::connect(config).await.map_err(|error| match error {
+        Error::Config(message) => CliError::Usage(message),
+        error => CliError::Request {
+            error,
+            target: Target::Cluster,
+            timeout_ms: cli.timeout_ms,
+        },
+    })?;
+    let context = Context {
+        client,
+        tenant: cli.tenant,
+        json: cli.json,
+        timeout_ms: cli.timeout_ms,
+    };
+    match cli.command {
+        Command::Put {
+            key,
+            value,
+            value_file,
+            expected_version,
+        } => {
+            let value = read_value(value, value_file.as_deref())?;
+            put(&context, &key, value, expected_version).await
+        }
+        Command::Get {
+            key,
+            consistency,
+            value_only,
+        } => get(&context, &key, consistency.into(), value_only).await,
+        Command::Delete {
+            key,
+            expected_version,
+        } => delete(&context, &key, expected_version).await,
+        Command::List(args) => list(&context, args).await,
+        Command::Cluster(command) => cluster(&context, command).await,
+    }
+}
+
+async fn put(
+    context: &Context,
+    key: &str,
+    value: Vec<u8>,
+    expected_version: Option<u64>,
+) -> Result<(), CliError> {
+    let tenant = context.tenant()?;
+    let client = &context.client;
+    let outcome = match expected_version {
+        Some(version) => client.put_if(tenant, key, value, version).await,
+        None => client.put(tenant, key, value).await,
+    }
+    .map_err(context.failed(record_target(tenant, key)))?;
+    context.print(
+        || {
+            format!(
+                "put '{key}' in tenant '{tenant}': version {} at {}",
+                outcome.version,
+                output::format_unix_ms(outcome.updated_at_unix_ms)
+            )
+        },
+        || {
+            json!({
+                "tenant": tenant,
+                "key": key,
+                "version": outcome.version,
+                "updated_at_unix_ms": outcome.updated_at_unix_ms,
+                "updated_at": output::format_unix_ms(outcome.updated_at_unix_ms),
+            })
+        },
+    )
+}
+
+async fn get(
+    context: &Context,
+    key: &str,
+    consistency: Consistency,
+    value_only: bool,
+) -> Result<(), CliError> {
+    let tenant = context.tenant()?;
+    let target = record_target(tenant, key);
+    let record = context
+        .client
+        .get_with(tenant, key, consistency)
+        .await
+        .map_err(context.failed(target.clone()))?
+        .ok_or_else(|| context.failed(target)(Error::NotFound))?;
+    if value_only {
+        return emit(&record.value, false);
+    }
+    context.print(
+        || output::record_text(&record),
+        || output::record_json(&record),
+    )
+}
+
+async fn delete(
+    context: &Context,
+    key: &str,
+    expected_version: Option<u64>,
+) -> Result<(), CliError> {
+    let tenant = context.tenant()?;
+    let client = &context.client;
+    let outcome = match expected_version {
+        Some(version) => client.delete_if(tenant, key, version).await,
+        None => client.delete(tenant, key).await,
+    }
+    .map_err(context.failed(record_target(tenant, key)))?;
+    context.print(
+        || {
+            if outcome.deleted {
+                format!(
+                    "deleted '{key}' from tenant '{tenant}' at version {}",
+                    outcome.version
+                )
+            } else {
+                format!("nothing deleted: record '{key}' did not exist in tenant '{tenant}'")
+            }
+        },
+        || {
+            json!({
+                "tenant": tenant,
+                "key": key,
+                "deleted": outcome.deleted,
+                "version": outcome.version,
+            })
+        },
+    )
+}
+
+async fn list(context: &Context, args: ListArgs) -> Result<(), CliError> {
+    let tenant = context.tenant()?;
+    let mut page_token = args.page_token;
+    let mut json_records = Vec::new();
+    let mut pages = 0usize;
+    loop {
+        let page = context
+            .client
+            .list(tenant, &args.prefix, page_token.as_deref(), args.limit)
+            .await
+            .map_err(context.failed(Target::Tenant(tenant.to_string())))?;
+        pages += 1;
+        if context.json {
+            json_records.extend(page.records.iter().map(output::record_json));
+        } else {
+            for record in &page.records {
+                emit(output::record_line(record).as_bytes(), true)?;
+            }
+        }
+        let next = page.next_page_token;
+        let follow = args.all && next.is_some();
+        if follow && next == page_token {
+            return Err(CliError::Protocol(format!(
+                "the server returned the same page token twice ({:?}); stopping",
+                next.unwrap_or_default()
+            )));
+        }
+        if follow && pages >= MAX_LIST_PAGES {
+            return Err(CliError::Protocol(format!(
+                "stopped after {MAX_LIST_PAGES} pages; continue with --page-token {}",
+                next.unwrap_or_default()
+            )));
+        }
+        page_token = next;
+        if !follow {
+            break;
+        }
+    }
+    if context.json {
+        let value = json!({ "records": json_records, "next_page_token": page_token });
+        return emit(value.to_string().as_bytes(), true);
+    }
+    if let Some(token) = page_token {
+        emit(format!("next page: --page-token {token}").as_bytes(), true)?;
+    }
+    Ok(())
+}
+
+async fn cluster(context: &Context, command: ClusterCommand) -> Result<(), CliError> {
+    let client = &context.client;
+    match command {
+        ClusterCommand::Status => {
+            let status = client
+                .status()
+                .await
+                .map_err(context.failed(Target::Cluster))?;
+            context.print(|| output::status_text(&status), || to_json(&status))
+        }
+        ClusterCommand::AddLearner {
+            id,
+            zone,
+            peer_address,
+            client_address,
+        } => {
+            let members = client
+                .add_learner(id, &zone, &peer_address, &client_address)
+                .await
+                .map_err(context.failed(Target::Node(id)))?;
+            print_members(context, &format!("added node {id} as a learner"), &members)
+        }
+        ClusterCommand::Promote { id, force } => {
+            let members = client
+                .promote(id, force)
+                .await
+                .map_err(context.failed(Target::Node(id)))?;
+            print_members(context, &format!("promoted node {id} to voter"), &members)
+        }
+        ClusterCommand::Remove { id, force } => {
+            let members = client
+                .remove_member(id, force)
+                .await
+                .map_err(context.failed(Target::Node(id)))?;
+            print_members(context, &format!("removed node {id}"), &members)
+        }
+        ClusterCommand::TransferLeader { id } => {
+            let header = client
+                .transfer_leader(id)
+                .await
+                .map_err(context.failed(Target::Node(id)))?;
+            context.print(
+                || {
+                    format!(
+                        "asked the leader to hand leadership to node {id} ({})",
+                        output::header_text(&header)
+                    )
+                },
+                || json!({ "requested_leader": id, "header": to_json(&header) }),
+            )
+        }
+    }
+}
+
+fn print_members(
+    context: &Context,
+    summary: &str,
+    members: &[safekeep_client::Member],
+) -> Result<(), CliError> {
+    context.print(
+        || format!("{summary}\n{}", output::members_text(members).trim_end()),
+        || json!({ "members": to_json(&members) }),
+    )
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Value {
+    // These types hold only strings, numbers and booleans, which always serialize.
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+fn record_target(tenant: &str, key: &str) -> Target {
+    Target::Record {
+        tenant: tenant.to_string(),
+        key: key.to_string(),
+    }
+}
+
+/// The value to put: the positional argument, a file, or standard input for `-`.
+fn read_value(value: Option<String>, file: Option<&Path>) -> Result<Vec<u8>, CliError> {
+    match (value, file) {
+        (Some(value), None) => Ok(value.into_bytes()),
+        (None, Some(path)) if path == Path::new("-") => {
+            read_bounded(std::io::stdin().lock(), "standard input")
+        }
+        (None, Some(path)) => {
+            let shown = path.display();
+            let file = std::fs::File::open(path).map_err(|error| {
+                CliError::Io(format!("cannot open value file '{shown}': {error}"))
+            })?;
+            read_bounded(file, &format!("value file '{shown}'"))
+        }
+        _ => Err(CliError::Usage(
+            "give the value either as an argument or with --value-file".into(),
+        )),
+    }
+}
+
+fn read_bounded(reader: impl Read, what: &str) -> Result<Vec<u8>, CliError> {
+    let mut value = Vec::new();
+    reader
+        .take(MAX_VALUE_FILE_BYTES + 1)
+        .read_to_end(&mut value)
+        .map_err(|error| CliError::Io(format!("cannot read {what}: {error}")))?;
+    if value.len() as u64 > MAX_VALUE_FILE_BYTES {
+        return Err(CliError::Usage(format!(
+            "{what} is larger than {MAX_VALUE_FILE_BYTES} bytes"
+        )));
+    }
+    Ok(value)
+}
+
+/// Writes to standard output, optionally ending the line, and flushes.
+fn emit(bytes: &[u8], newline: bool) -> Result<(), CliError> {
+    let mut stdout = std::io::stdout().lock();
+    let result = stdout
+        .write_all(bytes)
+        .and_then(|()| {
+            if newline {
+                stdout.write_all(b"\n")
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|()| stdout.flush());
+    result.map_err(|error| CliError::Io(format!("cannot write to standard output: {error}")))
+}

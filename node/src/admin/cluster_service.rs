@@ -1,0 +1,122 @@
+//! The `Cluster` gRPC service: status and membership changes for operators.
+//! Changes go through the placement guard at the leader.
+
+use safekeep_api::v1::cluster_server::Cluster;
+use safekeep_api::v1::{
+    AddLearnerRequest, Member, MembershipResponse, PromoteRequest, RemoveMemberRequest, ResponseHeader, Role,
+    StatusRequest, StatusResponse, TransferLeaderRequest, TransferLeaderResponse,
+};
+use tonic::{Request, Response, Status};
+
+use crate::raft::{Consensus, MemberView, MembershipChange, NodeInfo};
+
+/// The cluster service of one node.
+pub struct ClusterService {
+    consensus: Consensus,
+    zone: String,
+    insecure: bool,
+}
+
+impl ClusterService {
+    pub fn new(consensus: Consensus, zone: String, insecure: bool) -> Self {
+        Self {
+            consensus,
+            zone,
+            insecure,
+        }
+    }
+
+    fn header(&self) -> ResponseHeader {
+        let hint = self.consensus.leader_hint();
+        ResponseHeader {
+            node_id: self.consensus.node_id(),
+            leader_id: hint.leader_id.unwrap_or(0),
+            leader_address: hint.leader_client_address.unwrap_or_default(),
+            term: hint.term,
+        }
+    }
+
+    async fn change(&self, change: MembershipChange) -> Result<Response<MembershipResponse>, Status> {
+        let members = self.consensus.change_membership(change).await?;
+        Ok(Response::new(MembershipResponse {
+            header: Some(self.header()),
+            members: members.into_iter().map(|m| to_member(m, None)).collect(),
+        }))
+    }
+}
+
+fn to_member(member: MemberView, leader: Option<u64>) -> Member {
+    Member {
+        id: member.id,
+        zone: member.node.zone,
+        role: if member.voter { Role::Voter } else { Role::Learner } as i32,
+        client_address: member.node.client_address,
+        peer_address: member.node.peer_address,
+        matched_index: member.matched_index,
+        is_leader: leader == Some(member.id),
+    }
+}
+
+fn require_node_id(id: u64) -> Result<u64, Status> {
+    if id == 0 {
+        return Err(Status::invalid_argument("node_id must be a positive integer"));
+    }
+    Ok(id)
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        let view = self.consensus.view();
+        Ok(Response::new(StatusResponse {
+            header: Some(self.header()),
+            members: view.members.into_iter().map(|m| to_member(m, view.leader_id)).collect(),
+            last_log_index: view.last_log_index,
+            applied_index: view.applied_index,
+            committed_index: view.committed_index,
+            zone: self.zone.clone(),
+            insecure: self.insecure,
+        }))
+    }
+
+    async fn add_learner(&self, request: Request<AddLearnerRequest>) -> Result<Response<MembershipResponse>, Status> {
+        let r = request.into_inner();
+        let id = require_node_id(r.node_id)?;
+        for (name, value) in [("zone", &r.zone), ("peer_address", &r.peer_address), ("client_address", &r.client_address)] {
+            if value.trim().is_empty() {
+                return Err(Status::invalid_argument(format!("{name} must not be empty")));
+            }
+        }
+        let node = NodeInfo {
+            zone: r.zone,
+            peer_address: r.peer_address,
+            client_address: r.client_address,
+        };
+        self.change(MembershipChange::AddLearner { id, node }).await
+    }
+
+    async fn promote(&self, request: Request<PromoteRequest>) -> Result<Response<MembershipResponse>, Status> {
+        let r = request.into_inner();
+        let id = require_node_id(r.node_id)?;
+        self.change(MembershipChange::Promote { id, force: r.force }).await
+    }
+
+    async fn remove_member(&self, request: Request<RemoveMemberRequest>) -> Result<Response<MembershipResponse>, Status> {
+        let r = request.into_inner();
+        let id = require_node_id(r.node_id)?;
+        self.change(MembershipChange::Remove { id, force: r.force }).await
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<TransferLeaderRequest>,
+    ) -> Result<Response<TransferLeaderResponse>, Status> {
+        let id = require_node_id(request.into_inner().node_id)?;
+        self.consensus
+            .change_membership(MembershipChange::TransferLeader { id })
+            .await?;
+        Ok(Response::new(TransferLeaderResponse {
+            header: Some(self.header()),
+        }))
+    }
+}

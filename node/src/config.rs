@@ -1,0 +1,272 @@
+//! Node configuration: a TOML file, overridden by command-line flags and
+//! environment variables. Every limit and timeout has a named default fit for
+//! zones a few milliseconds apart.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Default Raft heartbeat interval.
+pub const DEFAULT_HEARTBEAT_MS: u64 = 100;
+/// Default lower bound of the randomized election timeout.
+pub const DEFAULT_ELECTION_MIN_MS: u64 = 500;
+/// Default upper bound of the randomized election timeout.
+pub const DEFAULT_ELECTION_MAX_MS: u64 = 1000;
+/// Default number of log entries since the last snapshot that triggers a new one.
+pub const DEFAULT_SNAPSHOT_THRESHOLD: u64 = 10_000;
+/// Default number of entries kept in the log behind a snapshot, to catch up slow followers.
+pub const DEFAULT_LOGS_KEPT_AFTER_SNAPSHOT: u64 = 1_000;
+/// Default time a request waits for a leader during an election.
+pub const DEFAULT_LEADER_WAIT_MS: u64 = 3_000;
+/// Default time a follower waits for its replica to reach a read index.
+pub const DEFAULT_READ_CATCH_UP_MS: u64 = 3_000;
+/// Default largest record value.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 1 << 20;
+/// Default cluster name stamped into data directories.
+pub const DEFAULT_CLUSTER_NAME: &str = "safekeep";
+/// Readiness: most entries a replica may lag behind the commit index.
+pub const DEFAULT_READY_MAX_APPLY_LAG: u64 = 1_000;
+
+/// Why a configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("missing setting '{0}': set it in the config file or pass the flag")]
+    Missing(&'static str),
+    #[error("invalid setting '{name}': {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// A member of the initial cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitialMember {
+    pub id: u64,
+    pub zone: String,
+    pub peer_address: String,
+    pub client_address: String,
+}
+
+impl std::str::FromStr for InitialMember {
+    type Err = String;
+
+    /// Parses `ID,ZONE,PEER_ADDRESS,CLIENT_ADDRESS`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+        let [id, zone, peer, client] = parts.as_slice() else {
+            return Err(format!("'{s}': expected ID,ZONE,PEER_ADDRESS,CLIENT_ADDRESS"));
+        };
+        let id = id.parse().map_err(|_| format!("'{id}' is not a node id (a positive integer)"))?;
+        Ok(Self {
+            id,
+            zone: zone.to_string(),
+            peer_address: peer.to_string(),
+            client_address: client.to_string(),
+        })
+    }
+}
+
+/// Raft timing and log compaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RaftSettings {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    pub pre_vote: bool,
+    pub snapshot_threshold: u64,
+    pub logs_kept_after_snapshot: u64,
+    pub leader_wait_ms: u64,
+    pub read_catch_up_ms: u64,
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: DEFAULT_HEARTBEAT_MS,
+            election_min_ms: DEFAULT_ELECTION_MIN_MS,
+            election_max_ms: DEFAULT_ELECTION_MAX_MS,
+            pre_vote: true,
+            snapshot_threshold: DEFAULT_SNAPSHOT_THRESHOLD,
+            logs_kept_after_snapshot: DEFAULT_LOGS_KEPT_AFTER_SNAPSHOT,
+            leader_wait_ms: DEFAULT_LEADER_WAIT_MS,
+            read_catch_up_ms: DEFAULT_READ_CATCH_UP_MS,
+        }
+    }
+}
+
+/// Request limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    pub max_value_bytes: usize,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+        }
+    }
+}
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id: unique in the cluster, never reused.
+    pub id: u64,
+    /// Availability zone label.
+    pub zone: String,
+    /// Where the node keeps its RocksDB and snapshots.
+    pub data_dir: PathBuf,
+    /// Name stamped into the data directory; a directory of another cluster is refused.
+    #[serde(default = "default_cluster_name")]
+    pub cluster_name: String,
+    /// Client API (Records, Cluster, health, reflection).
+    pub client_listen: SocketAddr,
+    /// Peer channel (Raft, forwarding).
+    pub peer_listen: SocketAddr,
+    /// Plain HTTP: /healthz, /readyz, /metrics.
+    pub http_listen: SocketAddr,
+    /// Address clients and peers are told to reach the client API at (default: client_listen).
+    #[serde(default)]
+    pub client_advertise: Option<String>,
+    /// Address other nodes reach the peer channel at (default: peer_listen).
+    #[serde(default)]
+    pub peer_advertise: Option<String>,
+    /// Initial members, to form a new cluster; ignored once the data dir holds state.
+    #[serde(default)]
+    pub init: Vec<InitialMember>,
+    /// Peer address of any member, to join an existing cluster.
+    #[serde(default)]
+    pub join: Option<String>,
+    #[serde(default)]
+    pub raft: RaftSettings,
+    #[serde(default)]
+    pub limits: LimitSettings,
+}
+
+fn default_cluster_name() -> String {
+    DEFAULT_CLUSTER_NAME.to_string()
+}
+
+impl NodeConfig {
+    /// Reads a config file.
+    pub fn from_file(path: &Path) -> Result<PartialConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
+    }
+
+    /// The address peers reach this node's peer channel at.
+    pub fn peer_address(&self) -> String {
+        self.peer_advertise.clone().unwrap_or_else(|| self.peer_listen.to_string())
+    }
+
+    /// The address clients reach this node at.
+    pub fn client_address(&self) -> String {
+        self.client_advertise.clone().unwrap_or_else(|| self.client_listen.to_string())
+    }
+
+    /// Checks values the types cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.id == 0 {
+            return Err(ConfigError::Invalid {
+                name: "id",
+                reason: "node ids start at 1".into(),
+            });
+        }
+        if self.zone.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                name: "zone",
+                reason: "every node needs a zone label".into(),
+            });
+        }
+        if !self.init.is_empty() && self.join.is_some() {
+            return Err(ConfigError::Invalid {
+                name: "init/join",
+                reason: "a node either forms a new cluster (init) or joins one (join), not both".into(),
+            });
+        }
+        if !self.init.is_empty() && !self.init.iter().any(|m| m.id == self.id) {
+            return Err(ConfigError::Invalid {
+                name: "init",
+                reason: format!("the initial members do not include this node ({})", self.id),
+            });
+        }
+        let r = &self.raft;
+        if r.heartbeat_ms == 0 || r.election_min_ms <= r.heartbeat_ms || r.election_max_ms <= r.election_min_ms {
+            return Err(ConfigError::Invalid {
+                name: "raft",
+                reason: format!(
+                    "need 0 < heartbeat_ms ({}) < election_min_ms ({}) < election_max_ms ({})",
+                    r.heartbeat_ms, r.election_min_ms, r.election_max_ms
+                ),
+            });
+        }
+        if self.limits.max_value_bytes == 0 || self.limits.max_value_bytes > crate::records::limits::MAX_VALUE_BYTES_CEILING {
+            return Err(ConfigError::Invalid {
+                name: "limits.max_value_bytes",
+                reason: format!(
+                    "must be between 1 and {}",
+                    crate::records::limits::MAX_VALUE_BYTES_CEILING
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A config file's contents: anything may be left to flags.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartialConfig {
+    pub id: Option<u64>,
+    pub zone: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub cluster_name: Option<String>,
+    pub client_listen: Option<SocketAddr>,
+    pub peer_listen: Option<SocketAddr>,
+    pub http_listen: Option<SocketAddr>,
+    pub client_advertise: Option<String>,
+    pub peer_advertise: Option<String>,
+    #[serde(default)]
+    pub init: Vec<InitialMember>,
+    pub join: Option<String>,
+    #[serde(default)]
+    pub raft: RaftSettings,
+    #[serde(default)]
+    pub limits: LimitSettings,
+}
+
+impl PartialConfig {
+    /// Completes the config, failing on the first missing setting.
+    pub fn finish(self) -> Result<NodeConfig, ConfigError> {
+        let config = NodeConfig {
+            id: self.id.ok_or(ConfigError::Missing("id"))?,
+            zone: self.zone.ok_or(ConfigError::Missing("zone"))?,
+            data_dir: self.data_dir.ok_or(ConfigError::Missing("data_dir"))?,
+            cluster_name: self.cluster_name.unwrap_or_else(default_cluster_name),
+            client_listen: self.client_listen.ok_or(ConfigError::Missing("client_listen"))?,
+            peer_listen: self.peer_listen.ok_or(ConfigError::Missing("peer_listen"))?,
+            http_listen: self.http_listen.ok_or(ConfigError::Missing("http_listen"))?,
+            client_advertise: self.client_advertise,
+            peer_advertise: self.peer_advertise,
+            init: self.init,
+            join: self.join,
+            raft: self.raft,
+            limits: self.limits,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}

@@ -1,0 +1,274 @@
+//! `safekeep-node local-cluster`: a development cluster of node processes on
+//! loopback, one per zone `a`, `b`, `c` (round-robin). It writes each node's
+//! config, starts the processes, waits until a leader serves, records
+//! `cluster.json`, and stops every node cleanly on Ctrl-C. Run again on the
+//! same directory, it restarts the nodes from their data.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use safekeep_api::v1::StatusRequest;
+use safekeep_api::v1::cluster_client::ClusterClient;
+use serde::Serialize;
+use tokio::process::{Child, Command};
+
+use crate::config::{InitialMember, PartialConfig, RaftSettings};
+
+/// Zones nodes are spread over, round-robin.
+pub const ZONES: [&str; 3] = ["a", "b", "c"];
+/// Most nodes a local cluster may have.
+pub const MAX_LOCAL_NODES: usize = 9;
+/// Client ports are `base + id`, peer ports `base + 100 + id`, HTTP ports `base + 200 + id`.
+pub const DEFAULT_BASE_PORT: u16 = 7100;
+/// How long the cluster may take to elect a leader.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often readiness is polled.
+const READY_POLL: Duration = Duration::from_millis(200);
+/// How long nodes get to stop after SIGTERM before they are killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the local cluster could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalClusterError {
+    #[error("--nodes must be between 1 and {MAX_LOCAL_NODES}, not {0}")]
+    NodeCount(usize),
+    #[error("port range starting at {0} overflows")]
+    Ports(u16),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write node config: {0}")]
+    Encode(String),
+    #[error("node {id} exited during start-up with {status}; see {log}")]
+    NodeExited { id: u64, status: String, log: PathBuf },
+    #[error("no leader within {0:?}; see the node logs under {1}")]
+    NotReady(Duration, PathBuf),
+}
+
+/// One node of the local cluster, as written to `cluster.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LocalNode {
+    pub id: u64,
+    pub zone: String,
+    pub pid: u32,
+    pub client_address: String,
+    pub peer_address: String,
+    pub http_address: String,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+}
+
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LocalClusterError {
+    let path = path.to_path_buf();
+    move |source| LocalClusterError::Io { what, path, source }
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+/// Plans the nodes: ids 1..=n, zones round-robin, ports from `base_port`.
+pub fn plan(nodes: usize, base_port: u16) -> Result<Vec<InitialMember>, LocalClusterError> {
+    if nodes == 0 || nodes > MAX_LOCAL_NODES {
+        return Err(LocalClusterError::NodeCount(nodes));
+    }
+    if base_port.checked_add(200 + MAX_LOCAL_NODES as u16).is_none() {
+        return Err(LocalClusterError::Ports(base_port));
+    }
+    Ok((1..=nodes as u16)
+        .map(|i| InitialMember {
+            id: u64::from(i),
+            zone: ZONES[usize::from(i - 1) % ZONES.len()].to_string(),
+            peer_address: loopback(base_port + 100 + i).to_string(),
+            client_address: loopback(base_port + i).to_string(),
+        })
+        .collect())
+}
+
+fn http_port(base_port: u16, id: u64) -> u16 {
+    base_port + 200 + id as u16
+}
+
+/// Runs the local cluster until Ctrl-C.
+pub async fn run(dir: &Path, nodes: usize, base_port: u16, exe: &Path) -> Result<(), LocalClusterError> {
+    let members = plan(nodes, base_port)?;
+    std::fs::create_dir_all(dir).map_err(io_err("cannot create", dir))?;
+    let dir = dir.canonicalize().map_err(io_err("cannot resolve", dir))?;
+    let mut children: Vec<(LocalNode, Child)> = Vec::new();
+    for member in &members {
+        let node_dir = dir.join(format!("node-{}", member.id));
+        std::fs::create_dir_all(&node_dir).map_err(io_err("cannot create", &node_dir))?;
+        let config = PartialConfig {
+            id: Some(member.id),
+            zone: Some(member.zone.clone()),
+            data_dir: Some(node_dir.join("data")),
+            cluster_name: None,
+            client_listen: member.client_address.parse().ok(),
+            peer_listen: member.peer_address.parse().ok(),
+            http_listen: Some(loopback(http_port(base_port, member.id))),
+            client_advertise: None,
+            peer_advertise: None,
+            init: members.clone(),
+            join: None,
+            raft: RaftSettings::default(),
+            limits: Default::default(),
+        };
+        let config_path = node_dir.join("node.toml");
+        let text = toml::to_string(&config).map_err(|e| LocalClusterError::Encode(e.to_string()))?;
+        std::fs::write(&config_path, text).map_err(io_err("cannot write", &config_path))?;
+        let log_path = node_dir.join("node.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io_err("cannot open", &log_path))?;
+        let log_err = log.try_clone().map_err(io_err("cannot open", &log_path))?;
+        let child = Command::new(exe)
+            .arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(io_err("cannot start", exe))?;
+        let node = LocalNode {
+            id: member.id,
+            zone: member.zone.clone(),
+            pid: child.id().unwrap_or(0),
+            client_address: member.client_address.clone(),
+            peer_address: member.peer_address.clone(),
+            http_address: loopback(http_port(base_port, member.id)).to_string(),
+            data_dir: node_dir.join("data"),
+            log: log_path,
+        };
+        children.push((node, child));
+    }
+
+    let manifest = dir.join("cluster.json");
+    let nodes_json: Vec<&LocalNode> = children.iter().map(|(n, _)| n).collect();
+    let text = serde_json::to_string_pretty(&serde_json::json!({ "nodes": nodes_json }))
+        .map_err(|e| LocalClusterError::Encode(e.to_string()))?;
+    std::fs::write(&manifest, text).map_err(io_err("cannot write", &manifest))?;
+
+    if let Err(e) = wait_ready(&mut children, &dir).await {
+        stop_all(&mut children).await;
+        return Err(e);
+    }
+    print_welcome(&children, &manifest);
+
+    let outcome = tokio::select! {
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        exited = first_exit(&mut children) => Err(exited),
+    };
+    println!("stopping {} nodes...", children.len());
+    stop_all(&mut children).await;
+    match outcome {
+        Ok(()) => {
+            println!("all nodes stopped; data kept in {}", dir.display());
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn first_exit(children: &mut [(LocalNode, Child)]) -> LocalClusterError {
+    let waits = children.iter_mut().map(|(node, child)| {
+        Box::pin(async move {
+            let status = child.wait().await;
+            LocalClusterError::NodeExited {
+                id: node.id,
+                status: status.map_or_else(|e| e.to_string(), |s| s.to_string()),
+                log: node.log.clone(),
+            }
+        })
+    });
+    futures::future::select_all(waits).await.0
+}
+
+async fn wait_ready(children: &mut [(LocalNode, Child)], dir: &Path) -> Result<(), LocalClusterError> {
+    let started = Instant::now();
+    loop {
+        for (node, child) in children.iter_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(LocalClusterError::NodeExited {
+                    id: node.id,
+                    status: status.to_string(),
+                    log: node.log.clone(),
+                });
+            }
+        }
+        let mut all_see_leader = true;
+        for (node, _) in children.iter() {
+            all_see_leader &= sees_leader(&node.client_address).await;
+        }
+        if all_see_leader {
+            return Ok(());
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            return Err(LocalClusterError::NotReady(READY_TIMEOUT, dir.to_path_buf()));
+        }
+        tokio::time::sleep(READY_POLL).await;
+    }
+}
+
+async fn sees_leader(client_address: &str) -> bool {
+    let Ok(mut client) = ClusterClient::connect(format!("http://{client_address}")).await else {
+        return false;
+    };
+    match client.status(StatusRequest {}).await {
+        Ok(reply) => reply.get_ref().header.as_ref().is_some_and(|h| h.leader_id != 0),
+        Err(_) => false,
+    }
+}
+
+async fn stop_all(children: &mut [(LocalNode, Child)]) {
+    for (_, child) in children.iter() {
+        if let Some(pid) = child.id() {
+            let pid = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+    for (node, child) in children.iter_mut() {
+        match tokio::time::timeout(STOP_TIMEOUT, child.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                eprintln!("node {} did not stop within {STOP_TIMEOUT:?}; killing it", node.id);
+                let _ = child.kill().await;
+            }
+        }
+    }
+}
+
+fn print_welcome(children: &[(LocalNode, Child)], manifest: &Path) {
+    let zones: Vec<&str> = children.iter().map(|(n, _)| n.zone.as_str()).collect();
+    println!("safekeep local cluster is up: {} nodes in zones {}", children.len(), zones.join(", "));
+    for (node, _) in children {
+        println!(
+            "  node {}  zone {}  client {}  http http://{}  pid {}  log {}",
+            node.id,
+            node.zone,
+            node.client_address,
+            node.http_address,
+            node.pid,
+            node.log.display()
+        );
+    }
+    let endpoints: Vec<&str> = children.iter().map(|(n, _)| n.client_address.as_str()).collect();
+    println!("cluster manifest: {}", manifest.display());
+    println!();
+    println!("Try it (plaintext: TLS is not configured in this build):");
+    println!("  export SAFEKEEP_ENDPOINTS={}", endpoints.join(","));
+    println!("  safekeep --tenant acme put customers/1 '{{\"name\":\"Ada\"}}'");
+    println!("  safekeep --tenant acme get customers/1");
+    println!("  safekeep cluster status");
+    println!("  curl http://{}/readyz", children[0].0.http_address);
+    println!();
+    println!("Press Ctrl-C to stop every node.");
+}

@@ -1,0 +1,25 @@
+//! Names of the node's Prometheus metrics, and the histogram buckets they use.
+
+/// Current Raft term (gauge).
+pub const RAFT_TERM: &str = "safekeep_raft_term";
+/// Leader changes seen by this node (counter).
+pub const LEADER_CHANGES: &str = "safekeep_raft_leader_changes_total";
+/// 1 on the leader, 0 elsewhere (gauge).
+pub const IS_LEADER: &str = "safekeep_raft_is_leader";
+/// Last log index, commit index and applied index (gauges).
+pub const LAST_LOG_INDEX: &str = "safekeep_raft_last_log_index";
+pub const COMMITTED_INDEX: &str = "safekeep_raft_committed_index";
+pub const APPLIED_INDEX: &str = "safekeep_raft_applied_index";
+/// On the leader: entries each follower is behind the leader's log (gauge, label `peer`).
+pub const FOLLOWER_LAG: &str = "safekeep_raft_follower_lag_entries";
+/// Time from proposing a write on the leader to its application (histogram).
+pub const COMMIT_SECONDS: &str = "safekeep_raft_commit_seconds";
+/// Time to apply one batch of entries to the state machine (histogram).
+pub const APPLY_SECONDS: &str = "safekeep_raft_apply_seconds";
+/// Client request latency by method and status code (histogram).
+pub const REQUEST_SECONDS: &str = "safekeep_request_duration_seconds";
+
+/// Buckets of every latency histogram, in seconds.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+];

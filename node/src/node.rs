@@ -1,0 +1,231 @@
+//! A running node: its store, consensus, and the three listeners (client
+//! gRPC, peer gRPC, plain HTTP). `Node::start` brings it up and into its
+//! cluster; `Node::shutdown` stops it and closes its store.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use safekeep_api::v1::cluster_server::ClusterServer;
+use safekeep_api::v1::peer_server::PeerServer;
+use safekeep_api::v1::records_server::RecordsServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::admin::ClusterService;
+use crate::config::{ConfigError, NodeConfig};
+use crate::raft::{self, BootstrapError, Consensus, RaftStartError};
+use crate::records::RecordsService;
+use crate::records::limits::MAX_REQUEST_BYTES;
+use crate::storage::{Store, StoreCloseWatch, StoreError};
+
+/// Largest message on the peer channel.
+const MAX_PEER_MESSAGE_BYTES: usize = 64 << 20;
+/// Longest wait for the store to close after the node stops.
+const STORE_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often shutdown checks whether the store closed.
+const STORE_CLOSE_POLL: Duration = Duration::from_millis(10);
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+    #[error(transparent)]
+    Raft(#[from] RaftStartError),
+    #[error("cannot listen for {what} on {address}: {source}")]
+    Bind {
+        what: &'static str,
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
+    #[error("cannot build the {0} service: {1}")]
+    Service(&'static str, String),
+}
+
+/// The three sockets a node serves on, bound before it starts.
+pub struct NodeListeners {
+    pub client: TcpListener,
+    pub peer: TcpListener,
+    pub http: TcpListener,
+}
+
+impl NodeListeners {
+    /// Binds the addresses a config names.
+    pub async fn bind(config: &NodeConfig) -> Result<Self, StartError> {
+        async fn bind_one(what: &'static str, address: SocketAddr) -> Result<TcpListener, StartError> {
+            TcpListener::bind(address)
+                .await
+                .map_err(|source| StartError::Bind { what, address, source })
+        }
+        Ok(Self {
+            client: bind_one("the client API", config.client_listen).await?,
+            peer: bind_one("the peer channel", config.peer_listen).await?,
+            http: bind_one("HTTP health and metrics", config.http_listen).await?,
+        })
+    }
+}
+
+/// A running node.
+pub struct Node {
+    config: NodeConfig,
+    consensus: Consensus,
+    stop: watch::Sender<bool>,
+    servers: Vec<JoinHandle<()>>,
+    store_closed: StoreCloseWatch,
+    client_address: SocketAddr,
+    peer_address: SocketAddr,
+    http_address: SocketAddr,
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+impl Node {
+    /// Binds the configured addresses and starts the node.
+    pub async fn start(config: NodeConfig) -> Result<Self, StartError> {
+        config.validate()?;
+        let listeners = NodeListeners::bind(&config).await?;
+        Self::start_with_listeners(config, listeners).await
+    }
+
+    /// Starts the node on listeners the caller bound.
+    pub async fn start_with_listeners(config: NodeConfig, listeners: NodeListeners) -> Result<Self, StartError> {
+        config.validate()?;
+        let store = Store::open(&config.data_dir, config.id, &config.cluster_name)?;
+        let store_closed = store.close_watch();
+        let (consensus, peer_service) = raft::start(&config, &store).await?;
+        drop(store);
+
+        let address = |l: &TcpListener| l.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let (client_address, peer_address, http_address) =
+            (address(&listeners.client), address(&listeners.peer), address(&listeners.http));
+        let (stop, stop_rx) = watch::channel(false);
+        // TLS arrives with the security work; until then every port is plaintext.
+        let insecure = true;
+        let mut servers = Vec::new();
+
+        let peer_server = tonic::transport::Server::builder()
+            .add_service(
+                PeerServer::new(peer_service)
+                    .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES),
+            )
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.peer), stopped(stop_rx.clone()));
+        servers.push(tokio::spawn(async move {
+            if let Err(e) = peer_server.await {
+                tracing::error!(error = %e, "peer server stopped");
+            }
+        }));
+
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(safekeep_api::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| StartError::Service("reflection", e.to_string()))?;
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter.set_serving::<RecordsServer<RecordsService>>().await;
+        health_reporter.set_serving::<ClusterServer<ClusterService>>().await;
+        let records = RecordsService::new(consensus.clone(), consensus.reader().clone(), config.limits.max_value_bytes);
+        let cluster = ClusterService::new(consensus.clone(), config.zone.clone(), insecure);
+        let client_server = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(
+                RecordsServer::new(records)
+                    .max_decoding_message_size(MAX_REQUEST_BYTES)
+                    .max_encoding_message_size(MAX_REQUEST_BYTES),
+            )
+            .add_service(ClusterServer::new(cluster))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.client), stopped(stop_rx.clone()));
+        servers.push(tokio::spawn(async move {
+            if let Err(e) = client_server.await {
+                tracing::error!(error = %e, "client server stopped");
+            }
+        }));
+
+        let router = crate::http::router(consensus.clone(), insecure);
+        let http_stop = stopped(stop_rx);
+        let http_listener = listeners.http;
+        servers.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(http_listener, router).with_graceful_shutdown(http_stop).await {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        }));
+
+        let node = Self {
+            config,
+            consensus,
+            stop,
+            servers,
+            store_closed,
+            client_address,
+            peer_address,
+            http_address,
+        };
+        if let Err(e) = raft::bootstrap(&node.consensus, &node.config).await {
+            node.shutdown().await;
+            return Err(e.into());
+        }
+        tracing::info!(
+            node = node.config.id,
+            zone = %node.config.zone,
+            client = %client_address,
+            peer = %peer_address,
+            http = %http_address,
+            "node started"
+        );
+        Ok(node)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> u64 {
+        self.config.id
+    }
+
+    /// The bound client API address.
+    pub fn client_address(&self) -> SocketAddr {
+        self.client_address
+    }
+
+    /// The bound peer channel address.
+    pub fn peer_address(&self) -> SocketAddr {
+        self.peer_address
+    }
+
+    /// The bound HTTP address.
+    pub fn http_address(&self) -> SocketAddr {
+        self.http_address
+    }
+
+    /// The consensus handle (status, readiness, proposals).
+    pub fn consensus(&self) -> &Consensus {
+        &self.consensus
+    }
+
+    /// Stops serving, stops consensus and waits (bounded) for the store to close.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        self.consensus.shutdown().await;
+        for server in self.servers {
+            // Open client streams may keep a server alive; stop it outright.
+            server.abort();
+            let _ = server.await;
+        }
+        drop(self.consensus);
+        let started = Instant::now();
+        while !self.store_closed.is_closed() {
+            if started.elapsed() > STORE_CLOSE_TIMEOUT {
+                tracing::warn!(node = self.config.id, "store still open after shutdown");
+                break;
+            }
+            tokio::time::sleep(STORE_CLOSE_POLL).await;
+        }
+        tracing::info!(node = self.config.id, "node stopped");
+    }
+}

@@ -1,0 +1,163 @@
+//! Bringing a node into a cluster on its first start: the lowest-id initial
+//! member forms a new cluster, unless one already answers; a joining node asks
+//! a seed to add it as a learner and then to promote it. A node that already
+//! holds Raft state never initializes again.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use safekeep_api::v1::{IdentifyRequest, RaftMessage};
+
+use super::codec::{decode, encode};
+use super::consensus::{Consensus, ConsensusError, MemberView, MembershipChange};
+use super::types::NodeInfo;
+use crate::config::NodeConfig;
+
+/// Most attempts to reach a join seed before giving up.
+pub const JOIN_MAX_ATTEMPTS: u32 = 20;
+/// First wait between join attempts; doubles up to `JOIN_MAX_BACKOFF`.
+const JOIN_INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between join attempts.
+const JOIN_MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Deadline of one call to a seed or initial member.
+const BOOTSTRAP_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why a node could not join or form its cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error(
+        "could not join through seed {seed} after {attempts} attempts: {last_error}; \
+         check the seed address and that the cluster has a leader"
+    )]
+    JoinFailed { seed: String, attempts: u32, last_error: String },
+    #[error(
+        "node {peer} at {address} already belongs to an initialized cluster, but this node has no \
+         Raft state: its data was lost. Node ids are never reused: start it with a new id and join"
+    )]
+    AlreadyFormed { peer: u64, address: String },
+    #[error("the seed refused to add this node: {0}")]
+    Refused(String),
+    #[error("initializing the cluster failed: {0}")]
+    Initialize(String),
+}
+
+/// Forms or joins the cluster if this node has never been part of one.
+pub async fn bootstrap(consensus: &Consensus, config: &NodeConfig) -> Result<(), BootstrapError> {
+    let initialized = consensus
+        .raft()
+        .is_initialized()
+        .await
+        .map_err(|e| BootstrapError::Initialize(e.to_string()))?;
+    if initialized {
+        tracing::info!(node = config.id, "recovered Raft state from disk");
+        return Ok(());
+    }
+    if let Some(seed) = &config.join {
+        return join(consensus, config, seed).await;
+    }
+    let Some(lowest) = config.init.iter().map(|m| m.id).min() else {
+        tracing::info!(node = config.id, "no Raft state and no init or join setting: waiting to be added");
+        return Ok(());
+    };
+    if lowest != config.id {
+        tracing::info!(node = config.id, initializer = lowest, "waiting for the initial cluster to form");
+        return Ok(());
+    }
+    for member in config.init.iter().filter(|m| m.id != config.id) {
+        if peer_is_initialized(consensus, &member.peer_address).await {
+            return Err(BootstrapError::AlreadyFormed {
+                peer: member.id,
+                address: member.peer_address.clone(),
+            });
+        }
+    }
+    let members: BTreeMap<u64, NodeInfo> = config
+        .init
+        .iter()
+        .map(|m| {
+            let node = NodeInfo {
+                zone: m.zone.clone(),
+                peer_address: m.peer_address.clone(),
+                client_address: m.client_address.clone(),
+            };
+            (m.id, node)
+        })
+        .collect();
+    tracing::info!(node = config.id, members = members.len(), "initializing a new cluster");
+    consensus
+        .raft()
+        .initialize(members)
+        .await
+        .map_err(|e| BootstrapError::Initialize(e.to_string()))
+}
+
+async fn peer_is_initialized(consensus: &Consensus, address: &str) -> bool {
+    let Ok(mut client) = consensus.peers().client(address) else {
+        return false;
+    };
+    let mut request = tonic::Request::new(IdentifyRequest {});
+    request.set_timeout(BOOTSTRAP_CALL_TIMEOUT);
+    matches!(client.identify(request).await, Ok(r) if r.get_ref().initialized)
+}
+
+async fn ask_seed(consensus: &Consensus, seed: &str, change: &MembershipChange) -> Result<Vec<MemberView>, String> {
+    let mut client = consensus.peers().client(seed).map_err(|e| e.to_string())?;
+    let payload = encode(change).map_err(|e| e.to_string())?;
+    let mut request = tonic::Request::new(RaftMessage { payload });
+    request.set_timeout(BOOTSTRAP_CALL_TIMEOUT * 5);
+    let reply = client
+        .change_membership(request)
+        .await
+        .map_err(|s| format!("{}: {}", s.code(), s.message()))?;
+    decode::<Result<Vec<MemberView>, ConsensusError>>(&reply.into_inner().payload)
+        .map_err(|e| e.to_string())?
+        .map_err(|e| match e {
+            ConsensusError::MembershipRejected(m) | ConsensusError::Placement(m) => format!("refused: {m}"),
+            other => other.to_string(),
+        })
+}
+
+async fn with_retries(
+    consensus: &Consensus,
+    seed: &str,
+    change: MembershipChange,
+) -> Result<Vec<MemberView>, BootstrapError> {
+    let mut backoff = JOIN_INITIAL_BACKOFF;
+    let mut last_error = String::new();
+    for attempt in 1..=JOIN_MAX_ATTEMPTS {
+        match ask_seed(consensus, seed, &change).await {
+            Ok(members) => return Ok(members),
+            Err(e) if e.starts_with("refused: ") => return Err(BootstrapError::Refused(e)),
+            Err(e) => {
+                tracing::warn!(seed, attempt, error = %e, "join attempt failed");
+                last_error = e;
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(JOIN_MAX_BACKOFF);
+    }
+    Err(BootstrapError::JoinFailed {
+        seed: seed.to_string(),
+        attempts: JOIN_MAX_ATTEMPTS,
+        last_error,
+    })
+}
+
+async fn join(consensus: &Consensus, config: &NodeConfig, seed: &str) -> Result<(), BootstrapError> {
+    let node = NodeInfo {
+        zone: config.zone.clone(),
+        peer_address: config.peer_address(),
+        client_address: config.client_address(),
+    };
+    tracing::info!(node = config.id, seed, "joining as a learner");
+    with_retries(consensus, seed, MembershipChange::AddLearner { id: config.id, node }).await?;
+    tracing::info!(node = config.id, "added as a learner; asking to become a voter");
+    match with_retries(consensus, seed, MembershipChange::Promote { id: config.id, force: false }).await {
+        Ok(_) => tracing::info!(node = config.id, "joined as a voter"),
+        Err(BootstrapError::Refused(reason)) => {
+            tracing::warn!(node = config.id, %reason, "stays a learner: promotion refused");
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! Connections to other nodes' peer channels, one lazily connected gRPC
+//! channel per address, reused by Raft replication and request forwarding.
+//! Every call carries a deadline and HTTP/2 keepalives detect a dead link, so
+//! a connection wedged by a partition is dropped and dialed again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use safekeep_api::v1::peer_client::PeerClient;
+use tonic::transport::{Channel, Endpoint};
+
+/// How long dialing a peer may take.
+pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Interval of HTTP/2 keepalive pings on peer connections.
+pub const PEER_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a keepalive ping may go unanswered before the connection is dropped.
+pub const PEER_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest message accepted on the peer channel (batches of log entries).
+pub const MAX_PEER_MESSAGE_BYTES: usize = 64 << 20;
+
+/// A peer address could not be turned into a gRPC endpoint.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid peer address '{address}': {reason}")]
+pub struct BadPeerAddress {
+    pub address: String,
+    pub reason: String,
+}
+
+/// Shared cache of peer channels, keyed by address.
+#[derive(Clone, Default)]
+pub struct PeerChannels {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl PeerChannels {
+    /// A client for the peer channel at `address` (`host:port`).
+    pub fn client(&self, address: &str) -> Result<PeerClient<Channel>, BadPeerAddress> {
+        let channel = self.channel(address)?;
+        Ok(PeerClient::new(channel)
+            .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES))
+    }
+
+    fn channel(&self, address: &str) -> Result<Channel, BadPeerAddress> {
+        let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(channel) = channels.get(address) {
+            return Ok(channel.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{address}")).map_err(|e| BadPeerAddress {
+            address: address.to_string(),
+            reason: e.to_string(),
+        })?;
+        let channel = endpoint
+            .connect_timeout(PEER_CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(PEER_KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(PEER_KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
+            .connect_lazy();
+        channels.insert(address.to_string(), channel.clone());
+        Ok(channel)
+    }
+}

@@ -1,0 +1,588 @@
+//! The node's view of consensus, and the only door to it for the rest of the
+//! node: propose a write, get a read barrier, change membership, report
+//! status and readiness. Any node can be asked; a follower forwards to the
+//! leader over the peer channel, and during an election waits (bounded) for a
+//! new leader instead of failing at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
+use openraft::async_runtime::WatchReceiver;
+use openraft::Instant as _;
+use openraft::{ChangeMembers, ReadPolicy, ServerState};
+use serde::{Deserialize, Serialize};
+
+use super::channels::PeerChannels;
+use super::codec::{decode, encode};
+use crate::admin::placement::{self, Voter};
+use super::types::{NodeId, NodeInfo, SafekeepRaft};
+use crate::metrics_names;
+use crate::storage::RecordReader;
+use crate::storage::command::{Command, CommandResponse};
+use safekeep_api::v1::{RaftMessage, ReadIndexRequest};
+
+/// Most times one request is routed again after the leader it was sent to stepped down.
+const MAX_ROUTE_ATTEMPTS: usize = 5;
+/// How often a waiting request looks for a new leader.
+const LEADER_POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// Deadline of a request forwarded to the leader.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why consensus could not serve a request. Crosses the peer channel when a
+/// forwarded request fails at the leader.
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ConsensusError {
+    #[error("no leader was elected within {waited_ms} ms")]
+    NoLeader { waited_ms: u64 },
+    #[error("this node is not the leader (leader: {leader:?})")]
+    NotLeader { leader: Option<NodeId> },
+    #[error("leader {leader} could not be reached: {reason}")]
+    LeaderUnreachable { leader: NodeId, reason: String },
+    #[error("the write may or may not have been applied: {0}")]
+    OutcomeUnknown(String),
+    #[error("a quorum could not be reached: {0}")]
+    QuorumUnreachable(String),
+    #[error("membership change refused: {0}")]
+    MembershipRejected(String),
+    #[error("{0}")]
+    Placement(String),
+    #[error("a membership change is already in progress: {0}")]
+    MembershipBusy(String),
+    #[error("the local replica did not catch up to index {index} within {waited_ms} ms")]
+    CatchUpTimeout { index: u64, waited_ms: u64 },
+    #[error("consensus has stopped: {0}")]
+    Stopped(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// A write that was committed and applied.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Applied {
+    pub response: CommandResponse,
+    pub index: u64,
+}
+
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadLevel {
+    /// Confirmed with a quorum (read index).
+    Linearizable,
+    /// Under the leader's lease.
+    Lease,
+    /// Whatever this replica has applied.
+    Stale,
+}
+
+/// A membership change, as forwarded to the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MembershipChange {
+    AddLearner { id: NodeId, node: NodeInfo },
+    Promote { id: NodeId, force: bool },
+    Remove { id: NodeId, force: bool },
+    TransferLeader { id: NodeId },
+}
+
+/// One member as seen by this node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberView {
+    pub id: NodeId,
+    pub node: NodeInfo,
+    pub voter: bool,
+    /// Highest index known replicated to it; only on the leader.
+    pub matched_index: Option<u64>,
+}
+
+/// This node's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    Follower,
+    Candidate,
+    Learner,
+    Stopped,
+}
+
+/// The cluster as this node sees it.
+#[derive(Debug, Clone)]
+pub struct ClusterView {
+    pub node_id: NodeId,
+    pub role: Role,
+    pub term: u64,
+    pub leader_id: Option<NodeId>,
+    pub last_log_index: u64,
+    pub committed_index: u64,
+    pub applied_index: u64,
+    pub members: Vec<MemberView>,
+}
+
+/// Who leads, for response headers.
+#[derive(Debug, Clone, Default)]
+pub struct LeaderHint {
+    pub leader_id: Option<NodeId>,
+    pub leader_client_address: Option<String>,
+    pub term: u64,
+}
+
+/// Tunables of request routing and readiness.
+#[derive(Debug, Clone)]
+pub struct RoutingLimits {
+    /// How long a request waits for a leader during an election.
+    pub leader_wait: Duration,
+    /// How long a follower waits for its replica to reach a read index.
+    pub read_catch_up: Duration,
+    /// Readiness: longest time without contact from the leader.
+    pub ready_max_leader_silence: Duration,
+    /// Readiness: most entries the replica may lag behind the commit index.
+    pub ready_max_apply_lag: u64,
+}
+
+/// The consensus handle shared by every service of the node.
+#[derive(Clone)]
+pub struct Consensus {
+    id: NodeId,
+    raft: SafekeepRaft,
+    peers: PeerChannels,
+    limits: RoutingLimits,
+    last_leader_contact: Arc<Mutex<Option<Instant>>>,
+    reader: RecordReader,
+}
+
+enum Route {
+    Local,
+    Remote(NodeId, NodeInfo),
+}
+
+fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn role_of(state: ServerState) -> Role {
+    match state {
+        ServerState::Leader => Role::Leader,
+        ServerState::Follower => Role::Follower,
+        ServerState::Candidate => Role::Candidate,
+        ServerState::Learner => Role::Learner,
+        ServerState::Shutdown => Role::Stopped,
+    }
+}
+
+impl Consensus {
+    pub(crate) fn new(
+        id: NodeId,
+        raft: SafekeepRaft,
+        peers: PeerChannels,
+        limits: RoutingLimits,
+        reader: RecordReader,
+    ) -> Self {
+        Self {
+            id,
+            raft,
+            peers,
+            limits,
+            last_leader_contact: Arc::new(Mutex::new(None)),
+            reader,
+        }
+    }
+
+    /// Reads records from this node's replica (after a `read_barrier`).
+    pub fn reader(&self) -> &RecordReader {
+        &self.reader
+    }
+
+    /// Connections to other nodes' peer channels.
+    pub(crate) fn peers(&self) -> &PeerChannels {
+        &self.peers
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.id
+    }
+
+    pub(crate) fn raft(&self) -> &SafekeepRaft {
+        &self.raft
+    }
+
+    /// Notes that the leader just reached this node (for readiness).
+    pub(crate) fn note_leader_contact(&self) {
+        let mut contact = self.last_leader_contact.lock().unwrap_or_else(|p| p.into_inner());
+        *contact = Some(Instant::now());
+    }
+
+    /// Finds where a request must go, waiting (bounded) for a leader.
+    async fn route(&self) -> Result<Route, ConsensusError> {
+        let started = Instant::now();
+        let mut metrics = self.raft.metrics();
+        loop {
+            {
+                let m = metrics.borrow_and_update();
+                if m.state == ServerState::Shutdown {
+                    return Err(ConsensusError::Stopped("node is shutting down".into()));
+                }
+                match m.current_leader {
+                    Some(leader) if leader == self.id && m.state == ServerState::Leader => return Ok(Route::Local),
+                    Some(leader) if leader != self.id => {
+                        if let Some(node) = m.membership_config.membership().get_node(&leader) {
+                            return Ok(Route::Remote(leader, node.clone()));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let waited = started.elapsed();
+            if waited >= self.limits.leader_wait {
+                return Err(ConsensusError::NoLeader {
+                    waited_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+                });
+            }
+            let remaining = self.limits.leader_wait - waited;
+            // Wake on a metrics change, or poll: leadership may settle without one.
+            let _ = tokio::time::timeout(remaining.min(LEADER_POLL_INTERVAL * 5), metrics.changed()).await;
+        }
+    }
+
+    /// Commits and applies a write, through the leader wherever it is.
+    pub async fn propose(&self, command: Command) -> Result<Applied, ConsensusError> {
+        let mut last_error = None;
+        for _ in 0..MAX_ROUTE_ATTEMPTS {
+            let result = match self.route().await? {
+                Route::Local => self.propose_as_leader(command.clone()).await,
+                Route::Remote(leader, node) => self.forward_propose(leader, &node, &command).await,
+            };
+            match result {
+                Err(ConsensusError::NotLeader { .. }) => {
+                    last_error = result.err();
+                    tokio::time::sleep(LEADER_POLL_INTERVAL).await;
+                }
+                // A retried write with the same id applies once, so an
+                // unknown outcome is safe to route again.
+                Err(ConsensusError::OutcomeUnknown(_)) if command.write_id.is_some() => {
+                    last_error = result.err();
+                    tokio::time::sleep(LEADER_POLL_INTERVAL).await;
+                }
+                other => return other,
+            }
+        }
+        Err(last_error.unwrap_or(ConsensusError::NoLeader { waited_ms: 0 }))
+    }
+
+    /// Proposes on this node, which must be the leader.
+    pub(crate) async fn propose_as_leader(&self, mut command: Command) -> Result<Applied, ConsensusError> {
+        command.proposed_at_ms = now_ms();
+        let started = Instant::now();
+        let result = self.raft.client_write(command).await;
+        metrics::histogram!(metrics_names::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(response) => Ok(Applied {
+                response: response.data,
+                index: response.log_id.index,
+            }),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ConsensusError::NotLeader { leader: f.leader_id })
+            }
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(f))) => Err(ConsensusError::OutcomeUnknown(
+                format!("leadership moved to {:?} before the write committed", f.leader_id),
+            )),
+            Err(RaftError::APIError(e)) => Err(ConsensusError::Internal(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(ConsensusError::Stopped(e.to_string())),
+        }
+    }
+
+    async fn forward_propose(&self, leader: NodeId, node: &NodeInfo, command: &Command) -> Result<Applied, ConsensusError> {
+        let payload = encode(command).map_err(|e| ConsensusError::Internal(e.to_string()))?;
+        let reply = self.forward(leader, node, payload, |mut c, r| async move { c.propose(r).await }).await?;
+        decode::<Result<Applied, ConsensusError>>(&reply).map_err(|e| ConsensusError::Internal(e.to_string()))?
+    }
+
+    async fn forward<F, Fut>(&self, leader: NodeId, node: &NodeInfo, payload: Vec<u8>, send: F) -> Result<Vec<u8>, ConsensusError>
+    where
+        F: FnOnce(safekeep_api::v1::peer_client::PeerClient<tonic::transport::Channel>, tonic::Request<RaftMessage>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<RaftMessage>, tonic::Status>>,
+    {
+        let client = self.peers.client(&node.peer_address).map_err(|e| ConsensusError::LeaderUnreachable {
+            leader,
+            reason: e.to_string(),
+        })?;
+        let mut request = tonic::Request::new(RaftMessage { payload });
+        request.set_timeout(FORWARD_TIMEOUT);
+        match send(client, request).await {
+            Ok(reply) => Ok(reply.into_inner().payload),
+            // Refused before it was sent: the leader never saw it.
+            Err(status) if status.code() == tonic::Code::Unavailable => Err(ConsensusError::NotLeader { leader: None }),
+            Err(status) => Err(ConsensusError::OutcomeUnknown(format!(
+                "forwarding to leader {leader} failed: {}",
+                status.message()
+            ))),
+        }
+    }
+
+    /// Waits until a read at `level` on this node's replica is as fresh as the level promises.
+    pub async fn read_barrier(&self, level: ReadLevel) -> Result<(), ConsensusError> {
+        if level == ReadLevel::Stale {
+            return Ok(());
+        }
+        let lease = level == ReadLevel::Lease;
+        for _ in 0..MAX_ROUTE_ATTEMPTS {
+            let read_index = match self.route().await? {
+                Route::Local => self.read_index_as_leader(lease).await,
+                Route::Remote(leader, node) => self.forward_read_index(leader, &node, lease).await,
+            };
+            match read_index {
+                Ok(index) => return self.wait_applied(index).await,
+                Err(ConsensusError::NotLeader { .. }) => tokio::time::sleep(LEADER_POLL_INTERVAL).await,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ConsensusError::NoLeader { waited_ms: 0 })
+    }
+
+    /// On the leader: the index a linearizable read must wait for.
+    pub(crate) async fn read_index_as_leader(&self, lease: bool) -> Result<u64, ConsensusError> {
+        let policy = if lease { ReadPolicy::LeaseRead } else { ReadPolicy::ReadIndex };
+        match self.raft.get_read_linearizer(policy).await {
+            Ok(linearizer) => Ok(linearizer.read_log_id().index()),
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+                Err(ConsensusError::NotLeader { leader: f.leader_id })
+            }
+            Err(RaftError::APIError(e)) => Err(ConsensusError::QuorumUnreachable(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(ConsensusError::Stopped(e.to_string())),
+        }
+    }
+
+    async fn forward_read_index(&self, leader: NodeId, node: &NodeInfo, lease: bool) -> Result<u64, ConsensusError> {
+        let client = self.peers.client(&node.peer_address).map_err(|e| ConsensusError::LeaderUnreachable {
+            leader,
+            reason: e.to_string(),
+        })?;
+        let mut request = tonic::Request::new(ReadIndexRequest { lease });
+        request.set_timeout(FORWARD_TIMEOUT);
+        let mut client = client;
+        match client.read_index(request).await {
+            Ok(reply) => Ok(reply.into_inner().read_index),
+            Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+                Err(ConsensusError::NotLeader { leader: None })
+            }
+            Err(status) => Err(ConsensusError::LeaderUnreachable {
+                leader,
+                reason: status.message().to_string(),
+            }),
+        }
+    }
+
+    async fn wait_applied(&self, index: u64) -> Result<(), ConsensusError> {
+        let wait = self.limits.read_catch_up;
+        match self.raft.wait(Some(wait)).applied_index_at_least(Some(index), "read barrier").await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(ConsensusError::CatchUpTimeout {
+                index,
+                waited_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            }),
+        }
+    }
+
+    /// Changes membership through the leader wherever it is.
+    pub async fn change_membership(&self, change: MembershipChange) -> Result<Vec<MemberView>, ConsensusError> {
+        for _ in 0..MAX_ROUTE_ATTEMPTS {
+            let result = match self.route().await? {
+                Route::Local => self.change_membership_as_leader(change.clone()).await,
+                Route::Remote(leader, node) => {
+                    let payload = encode(&change).map_err(|e| ConsensusError::Internal(e.to_string()))?;
+                    let reply = self
+                        .forward(leader, &node, payload, |mut c, r| async move { c.change_membership(r).await })
+                        .await?;
+                    decode::<Result<Vec<MemberView>, ConsensusError>>(&reply)
+                        .map_err(|e| ConsensusError::Internal(e.to_string()))?
+                }
+            };
+            match result {
+                Err(ConsensusError::NotLeader { .. }) => tokio::time::sleep(LEADER_POLL_INTERVAL).await,
+                other => return other,
+            }
+        }
+        Err(ConsensusError::NoLeader { waited_ms: 0 })
+    }
+
+    /// On the leader: checks the placement guard and applies a membership change.
+    pub(crate) async fn change_membership_as_leader(&self, change: MembershipChange) -> Result<Vec<MemberView>, ConsensusError> {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        if metrics.state != ServerState::Leader {
+            return Err(ConsensusError::NotLeader {
+                leader: metrics.current_leader,
+            });
+        }
+        let membership = metrics.membership_config.membership().clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let zone_of = |id: &NodeId| membership.get_node(id).map(|n| n.zone.clone());
+        let result = match change {
+            MembershipChange::AddLearner { id, node } => {
+                if let Some(existing) = membership.get_node(&id) {
+                    if *existing == node {
+                        return Ok(self.members());
+                    }
+                    return Err(ConsensusError::MembershipRejected(format!(
+                        "node {id} is already a member ({existing}); node ids are never reused"
+                    )));
+                }
+                self.raft.add_learner(id, node, false).await
+            }
+            MembershipChange::Promote { id, force } => {
+                if voters.contains(&id) {
+                    return Ok(self.members());
+                }
+                let Some(zone) = zone_of(&id) else {
+                    return Err(ConsensusError::MembershipRejected(format!(
+                        "node {id} is not a learner of this cluster; add it first"
+                    )));
+                };
+                let mut after: Vec<Voter> = voters.iter().map(|v| Voter::new(*v, zone_of(v).unwrap_or_default())).collect();
+                after.push(Voter::new(id, zone));
+                placement::check(&after, force).map_err(|e| ConsensusError::Placement(e.to_string()))?;
+                self.raft
+                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                    .await
+            }
+            MembershipChange::Remove { id, force } => {
+                if membership.get_node(&id).is_none() {
+                    return Err(ConsensusError::MembershipRejected(format!("node {id} is not a member")));
+                }
+                if voters.contains(&id) {
+                    let after: Vec<Voter> = voters
+                        .iter()
+                        .filter(|v| **v != id)
+                        .map(|v| Voter::new(*v, zone_of(v).unwrap_or_default()))
+                        .collect();
+                    placement::check(&after, force).map_err(|e| ConsensusError::Placement(e.to_string()))?;
+                    self.raft
+                        .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                        .await
+                } else {
+                    self.raft
+                        .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                        .await
+                }
+            }
+            MembershipChange::TransferLeader { id } => {
+                if !voters.contains(&id) {
+                    return Err(ConsensusError::MembershipRejected(format!("node {id} is not a voter")));
+                }
+                self.raft
+                    .trigger()
+                    .transfer_leader(id)
+                    .await
+                    .map_err(|e| ConsensusError::Stopped(e.to_string()))?;
+                return Ok(self.members());
+            }
+        };
+        match result {
+            Ok(_) => Ok(self.members()),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ConsensusError::NotLeader { leader: f.leader_id })
+            }
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(ConsensusError::MembershipBusy(e.to_string()))
+            }
+            Err(RaftError::APIError(e)) => Err(ConsensusError::OutcomeUnknown(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(ConsensusError::Stopped(e.to_string())),
+        }
+    }
+
+    /// The members of the latest membership config this node knows.
+    pub fn members(&self) -> Vec<MemberView> {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let matched: BTreeMap<NodeId, Option<u64>> = metrics
+            .replication
+            .as_ref()
+            .map(|r| r.iter().map(|(id, log)| (*id, log.as_ref().map(|l| l.index))).collect())
+            .unwrap_or_default();
+        membership
+            .nodes()
+            .map(|(id, node)| MemberView {
+                id: *id,
+                node: node.clone(),
+                voter: voters.contains(id),
+                matched_index: matched.get(id).copied().flatten(),
+            })
+            .collect()
+    }
+
+    /// The cluster as this node sees it now.
+    pub fn view(&self) -> ClusterView {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        ClusterView {
+            node_id: self.id,
+            role: role_of(metrics.state),
+            term: metrics.current_term,
+            leader_id: metrics.current_leader,
+            last_log_index: metrics.last_log_index.unwrap_or(0),
+            committed_index: metrics.local_committed.as_ref().map_or(0, |l| l.index),
+            applied_index: metrics.last_applied.as_ref().map_or(0, |l| l.index),
+            members: self.members(),
+        }
+    }
+
+    /// Who leads, for response headers.
+    pub fn leader_hint(&self) -> LeaderHint {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        let leader_client_address = metrics
+            .current_leader
+            .and_then(|id| metrics.membership_config.membership().get_node(&id).map(|n| n.client_address.clone()));
+        LeaderHint {
+            leader_id: metrics.current_leader,
+            leader_client_address,
+            term: metrics.current_term,
+        }
+    }
+
+    /// Ok when this node can serve: it has joined, knows a live leader and has caught up.
+    pub fn readiness(&self) -> Result<(), String> {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        let membership = metrics.membership_config.membership();
+        if membership.get_node(&self.id).is_none() {
+            return Err("this node has not joined a cluster".into());
+        }
+        let Some(leader) = metrics.current_leader else {
+            return Err("no leader is known".into());
+        };
+        let silence_limit = u64::try_from(self.limits.ready_max_leader_silence.as_millis()).unwrap_or(u64::MAX);
+        if leader == self.id {
+            let since_ack_ms = metrics
+                .last_quorum_acked
+                .as_ref()
+                .map(|at| u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX));
+            match since_ack_ms {
+                Some(ms) if ms <= silence_limit => {}
+                Some(ms) => return Err(format!("leader has not heard from a quorum for {ms} ms")),
+                None => return Err("leader has not yet heard from a quorum".into()),
+            }
+        } else {
+            let contact = *self.last_leader_contact.lock().unwrap_or_else(|p| p.into_inner());
+            match contact {
+                Some(at) if at.elapsed() <= self.limits.ready_max_leader_silence => {}
+                Some(at) => {
+                    return Err(format!("no contact from leader {leader} for {} ms", at.elapsed().as_millis()));
+                }
+                None => return Err(format!("leader {leader} has not contacted this node yet")),
+            }
+        }
+        let committed = metrics.local_committed.as_ref().map_or(0, |l| l.index);
+        let applied = metrics.last_applied.as_ref().map_or(0, |l| l.index);
+        let lag = committed.saturating_sub(applied);
+        if lag > self.limits.ready_max_apply_lag {
+            return Err(format!("replica is {lag} entries behind the commit index"));
+        }
+        Ok(())
+    }
+
+    /// Stops consensus on this node.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown did not finish cleanly");
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Consensus: openraft's type configuration, the peer network (client and
+//! server), bootstrap of a new or joining node, and the `Consensus` facade
+//! through which every other module reaches Raft. Together with `storage/`,
+//! the only place that names openraft types.
+
+mod bootstrap;
+mod channels;
+mod codec;
+mod consensus;
+mod metrics_watch;
+mod network;
+mod server;
+mod types;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use bootstrap::BootstrapError;
+pub use consensus::{
+    Applied, ClusterView, Consensus, ConsensusError, LeaderHint, MemberView, MembershipChange, ReadLevel, Role,
+    RoutingLimits,
+};
+pub use server::PeerService;
+pub use types::{NodeId, NodeInfo, TypeConfig};
+
+use crate::config::NodeConfig;
+use crate::storage::{Store, StoreError};
+
+/// Why consensus could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RaftStartError {
+    #[error("invalid Raft settings: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+    #[error("raft failed to start: {0}")]
+    Fatal(String),
+}
+
+/// openraft's settings from the node's.
+fn raft_config(config: &NodeConfig) -> Result<openraft::Config, RaftStartError> {
+    let r = &config.raft;
+    openraft::Config {
+        cluster_name: config.cluster_name.clone(),
+        heartbeat_interval: r.heartbeat_ms,
+        election_timeout_min: r.election_min_ms,
+        election_timeout_max: r.election_max_ms,
+        enable_pre_vote: Some(r.pre_vote),
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(r.snapshot_threshold),
+        max_in_snapshot_log_to_keep: r.logs_kept_after_snapshot,
+        // A full snapshot is streamed; its own transfer timeout bounds it.
+        install_snapshot_timeout: r.election_max_ms.max(1000),
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| RaftStartError::Config(e.to_string()))
+}
+
+/// Starts Raft over the node's store and returns the consensus handle and the peer service.
+pub async fn start(config: &NodeConfig, store: &Store) -> Result<(Consensus, PeerService), RaftStartError> {
+    let raft_config = Arc::new(raft_config(config)?);
+    let channels = channels::PeerChannels::default();
+    let network = network::PeerNetworkFactory::new(channels.clone());
+    let state_machine = store.state_machine()?;
+    let reader = state_machine.reader();
+    let raft = openraft::Raft::new(config.id, raft_config, network, store.log_store(), state_machine)
+        .await
+        .map_err(|e| RaftStartError::Fatal(e.to_string()))?;
+    let limits = RoutingLimits {
+        leader_wait: Duration::from_millis(config.raft.leader_wait_ms),
+        read_catch_up: Duration::from_millis(config.raft.read_catch_up_ms),
+        ready_max_leader_silence: Duration::from_millis(config.raft.election_max_ms * 2),
+        ready_max_apply_lag: crate::config::DEFAULT_READY_MAX_APPLY_LAG,
+    };
+    let consensus = Consensus::new(config.id, raft, channels, limits, reader);
+    metrics_watch::spawn(consensus.clone());
+    let incoming = {
+        let store_paths = store.snapshot_inbox();
+        Arc::new(move || store_paths.incoming_path()) as server::IncomingSnapshotPath
+    };
+    let peer = PeerService::new(consensus.clone(), config.cluster_name.clone(), incoming);
+    Ok((consensus, peer))
+}
+
+pub use bootstrap::bootstrap;

@@ -1,0 +1,193 @@
+//! openraft's network over the peer channel: each Raft RPC is one gRPC call
+//! carrying an encoded openraft message; a snapshot is streamed from its file
+//! in bounded chunks and never held whole in memory.
+
+use std::future::Future;
+use std::os::unix::fs::FileExt;
+use std::time::Duration;
+
+use openraft::alias::{SnapshotOf, VoteOf};
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
+};
+use safekeep_api::v1::peer_client::PeerClient;
+use safekeep_api::v1::{RaftMessage, SnapshotChunk};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::transport::Channel;
+
+use super::channels::PeerChannels;
+use super::codec::{decode, encode};
+use super::types::{NodeId, NodeInfo, TypeConfig};
+use crate::storage::SnapshotFile;
+
+/// Size of one snapshot chunk on the wire.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+/// Longest a whole snapshot transfer may take.
+pub const SNAPSHOT_TRANSFER_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What the first snapshot chunk carries before any data.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct SnapshotHeader {
+    pub vote: VoteOf<TypeConfig>,
+    pub meta: openraft::alias::SnapshotMetaOf<TypeConfig>,
+    /// Total bytes of snapshot data that follow.
+    pub len: u64,
+}
+
+/// Makes a network client per target node.
+#[derive(Clone)]
+pub struct PeerNetworkFactory {
+    channels: PeerChannels,
+}
+
+impl PeerNetworkFactory {
+    pub fn new(channels: PeerChannels) -> Self {
+        Self { channels }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetworkFactory {
+    type Network = PeerNetwork;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> Self::Network {
+        PeerNetwork {
+            target,
+            client: self.channels.client(&node.peer_address).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// Raft RPCs to one target node.
+pub struct PeerNetwork {
+    target: NodeId,
+    client: Result<PeerClient<Channel>, String>,
+}
+
+fn unreachable(message: impl ToString) -> RPCError<TypeConfig> {
+    RPCError::Unreachable(Unreachable::from_string(message))
+}
+
+fn status_to_rpc_error(target: NodeId, status: tonic::Status) -> RPCError<TypeConfig> {
+    let message = format!("node {target}: {}: {}", status.code(), status.message());
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown => unreachable(message),
+        _ => RPCError::Network(NetworkError::from_string(message)),
+    }
+}
+
+impl PeerNetwork {
+    fn client(&self) -> Result<PeerClient<Channel>, RPCError<TypeConfig>> {
+        self.client.clone().map_err(unreachable)
+    }
+
+    async fn call<Req, Resp, F, Fut>(&self, rpc: &Req, option: &RPCOption, send: F) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        F: FnOnce(PeerClient<Channel>, tonic::Request<RaftMessage>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<RaftMessage>, tonic::Status>>,
+    {
+        let payload = encode(rpc).map_err(|e| RPCError::Network(NetworkError::from_string(e)))?;
+        let mut request = tonic::Request::new(RaftMessage { payload });
+        request.set_timeout(option.hard_ttl());
+        let response = send(self.client()?, request)
+            .await
+            .map_err(|s| status_to_rpc_error(self.target, s))?;
+        decode(&response.into_inner().payload).map_err(|e| RPCError::Network(NetworkError::from_string(e)))
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerNetwork {
+    type SnapshotData = SnapshotFile;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, |mut c, r| async move { c.append_entries(r).await })
+            .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, |mut c, r| async move { c.vote(r).await }).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, |mut c, r| async move { c.pre_vote(r).await }).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&req, &option, |mut c, r| async move { c.transfer_leader(r).await })
+            .await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: VoteOf<TypeConfig>,
+        snapshot: SnapshotOf<TypeConfig, SnapshotFile>,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let header = SnapshotHeader {
+            vote,
+            meta: snapshot.meta.clone(),
+            len: snapshot.snapshot.len,
+        };
+        let header = encode(&header).map_err(|e| StreamingError::Network(NetworkError::from_string(e)))?;
+        let chunks = snapshot_chunks(header, snapshot.snapshot);
+        let mut client = self.client()?;
+        let mut request = tonic::Request::new(chunks);
+        request.set_timeout(SNAPSHOT_TRANSFER_TIMEOUT);
+        let target = self.target;
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            response = client.install_snapshot(request) => {
+                let response = response.map_err(|s| StreamingError::from(status_to_rpc_error(target, s)))?;
+                decode(&response.into_inner().payload)
+                    .map_err(|e| StreamingError::Network(NetworkError::from_string(e)))
+            }
+        }
+    }
+}
+
+/// The chunks of one snapshot: the header first, then the file in order.
+/// A read error ends the stream early; the receiver sees the short length.
+fn snapshot_chunks(header: Vec<u8>, file: SnapshotFile) -> impl futures::Stream<Item = SnapshotChunk> + Send + 'static {
+    futures::stream::unfold((Some(header), 0u64), move |(header, offset)| {
+        let file = file.clone();
+        async move {
+            if let Some(header) = header {
+                return Some((SnapshotChunk { header, data: Vec::new() }, (None, offset)));
+            }
+            if offset >= file.len {
+                return None;
+            }
+            let want = usize::try_from(file.len - offset).map_or(SNAPSHOT_CHUNK_BYTES, |left| left.min(SNAPSHOT_CHUNK_BYTES));
+            let mut data = vec![0; want];
+            match file.file.read_exact_at(&mut data, offset) {
+                Ok(()) => Some((SnapshotChunk { header: Vec::new(), data }, (None, offset + want as u64))),
+                Err(e) => {
+                    tracing::warn!(error = %e, path = %file.path.display(), "reading snapshot file failed");
+                    None
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,157 @@
+//! The peer channel's server side: Raft messages from the leader or from
+//! candidates, snapshots streamed in chunks to a file, and requests that a
+//! follower forwards to this node as leader.
+
+use std::io::Write;
+
+use futures::StreamExt;
+use openraft::alias::SnapshotOf;
+use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
+use safekeep_api::v1::peer_server::Peer;
+use safekeep_api::v1::{
+    IdentifyRequest, IdentifyResponse, RaftMessage, ReadIndexRequest, ReadIndexResponse, SnapshotChunk,
+};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::codec::{decode, encode};
+use super::consensus::{Consensus, ConsensusError, MembershipChange};
+use super::network::SnapshotHeader;
+use super::types::TypeConfig;
+use crate::storage::SnapshotFile;
+
+/// Gives a fresh path to receive a snapshot file into.
+pub type IncomingSnapshotPath = std::sync::Arc<dyn Fn() -> std::path::PathBuf + Send + Sync>;
+
+/// The peer gRPC service.
+pub struct PeerService {
+    consensus: Consensus,
+    cluster_name: String,
+    incoming_snapshot_path: IncomingSnapshotPath,
+}
+
+impl PeerService {
+    pub fn new(consensus: Consensus, cluster_name: String, incoming_snapshot_path: IncomingSnapshotPath) -> Self {
+        Self {
+            consensus,
+            cluster_name,
+            incoming_snapshot_path,
+        }
+    }
+}
+
+fn stopped(e: impl std::fmt::Display) -> Status {
+    Status::unavailable(format!("raft is not running: {e}"))
+}
+
+fn reply<T: serde::Serialize>(value: &T) -> Result<Response<RaftMessage>, Status> {
+    Ok(Response::new(RaftMessage { payload: encode(value)? }))
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let rpc: VoteRequest<TypeConfig> = decode(&request.into_inner().payload)?;
+        let response = self.consensus.raft().vote(rpc).await.map_err(stopped)?;
+        reply(&response)
+    }
+
+    async fn pre_vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let rpc: VoteRequest<TypeConfig> = decode(&request.into_inner().payload)?;
+        let response = self.consensus.raft().pre_vote(rpc).await.map_err(stopped)?;
+        reply(&response)
+    }
+
+    async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(&request.into_inner().payload)?;
+        let response = self.consensus.raft().append_entries(rpc).await.map_err(stopped)?;
+        if response.is_success() {
+            self.consensus.note_leader_contact();
+        }
+        reply(&response)
+    }
+
+    async fn transfer_leader(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let rpc: TransferLeaderRequest<TypeConfig> = decode(&request.into_inner().payload)?;
+        let response = self.consensus.raft().handle_transfer_leader(rpc).await.map_err(stopped)?;
+        reply(&response)
+    }
+
+    async fn install_snapshot(&self, request: Request<Streaming<SnapshotChunk>>) -> Result<Response<RaftMessage>, Status> {
+        let mut chunks = request.into_inner();
+        let first = chunks
+            .next()
+            .await
+            .ok_or_else(|| Status::invalid_argument("snapshot stream is empty"))??;
+        let header: SnapshotHeader = decode(&first.header)?;
+        let path = (self.incoming_snapshot_path)();
+        let mut file = std::fs::File::create(&path).map_err(|e| Status::internal(format!("snapshot file: {e}")))?;
+        let mut received: u64 = 0;
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            received += chunk.data.len() as u64;
+            if received > header.len {
+                let _ = std::fs::remove_file(&path);
+                return Err(Status::invalid_argument("snapshot longer than announced"));
+            }
+            file.write_all(&chunk.data)
+                .map_err(|e| Status::internal(format!("writing snapshot: {e}")))?;
+        }
+        if received != header.len {
+            let _ = std::fs::remove_file(&path);
+            return Err(Status::aborted(format!(
+                "snapshot stream ended after {received} of {} bytes",
+                header.len
+            )));
+        }
+        file.sync_all().map_err(|e| Status::internal(format!("syncing snapshot: {e}")))?;
+        drop(file);
+        let snapshot = SnapshotFile::open(path).map_err(|e| Status::internal(format!("snapshot file: {e}")))?;
+        let snapshot = SnapshotOf::<TypeConfig, SnapshotFile> {
+            meta: header.meta,
+            snapshot,
+        };
+        let response = self
+            .consensus
+            .raft()
+            .install_full_snapshot(header.vote, snapshot)
+            .await
+            .map_err(stopped)?;
+        self.consensus.note_leader_contact();
+        reply(&response)
+    }
+
+    async fn propose(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let command = decode(&request.into_inner().payload)?;
+        let result = self.consensus.propose_as_leader(command).await;
+        reply(&result)
+    }
+
+    async fn read_index(&self, request: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
+        let lease = request.into_inner().lease;
+        match self.consensus.read_index_as_leader(lease).await {
+            Ok(read_index) => Ok(Response::new(ReadIndexResponse {
+                read_index,
+                leader_id: self.consensus.node_id(),
+            })),
+            Err(ConsensusError::NotLeader { .. }) => Err(Status::failed_precondition("not the leader")),
+            Err(e) => Err(Status::unavailable(e.to_string())),
+        }
+    }
+
+    async fn change_membership(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let change: MembershipChange = decode(&request.into_inner().payload)?;
+        let result = self.consensus.change_membership_as_leader(change).await;
+        reply(&result)
+    }
+
+    async fn identify(&self, _request: Request<IdentifyRequest>) -> Result<Response<IdentifyResponse>, Status> {
+        let view = self.consensus.view();
+        let initialized = self.consensus.raft().is_initialized().await.map_err(stopped)?;
+        Ok(Response::new(IdentifyResponse {
+            node_id: view.node_id,
+            cluster_id: self.cluster_name.clone(),
+            leader_id: view.leader_id.unwrap_or(0),
+            initialized,
+        }))
+    }
+}

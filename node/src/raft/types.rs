@@ -1,0 +1,39 @@
+//! The openraft type configuration: what safekeep's log carries (`Command`),
+//! what applying it returns, and what the cluster knows of each member.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::storage::command::{Command, CommandResponse};
+
+/// What every member of the cluster is known by: its zone and addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Availability zone label, used by the placement guard.
+    pub zone: String,
+    /// Address other nodes reach this node's peer channel at.
+    pub peer_address: String,
+    /// Address clients reach this node at.
+    pub client_address: String,
+}
+
+impl fmt::Display for NodeInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "zone={} peer={} client={}", self.zone, self.peer_address, self.client_address)
+    }
+}
+
+openraft::declare_raft_types!(
+    /// safekeep's Raft types.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResponse,
+        NodeId = u64,
+        Node = NodeInfo,
+);
+
+/// A node id: assigned by the operator, never reused.
+pub type NodeId = u64;
+/// The Raft handle over safekeep's state machine.
+pub type SafekeepRaft = openraft::Raft<TypeConfig, crate::storage::StateMachineStore>;

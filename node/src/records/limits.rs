@@ -1,0 +1,21 @@
+//! Size limits of the records API. The value limit is configurable up to a
+//! ceiling; the rest are fixed.
+
+/// Longest record key, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Longest tenant id, in bytes of `[a-z0-9-_]`.
+pub const MAX_TENANT_BYTES: usize = 128;
+/// Longest client id of a write id, in bytes.
+pub const MAX_CLIENT_ID_BYTES: usize = 128;
+/// Most operations in one batch.
+pub const MAX_BATCH_OPS: usize = 1_000;
+/// Most bytes of keys and values in one batch.
+pub const MAX_BATCH_BYTES: usize = 16 << 20;
+/// Largest value the configuration may allow.
+pub const MAX_VALUE_BYTES_CEILING: usize = 16 << 20;
+/// Most records in one page of `List`.
+pub const MAX_LIST_PAGE: u32 = 1_000;
+/// Records in a page of `List` when the request names no limit.
+pub const DEFAULT_LIST_PAGE: u32 = 100;
+/// Largest gRPC message the client API accepts: a full batch plus framing.
+pub const MAX_REQUEST_BYTES: usize = MAX_BATCH_BYTES + (1 << 20);

@@ -1,0 +1,8 @@
+//! The public records API: validation, limits, and the `Records` service
+//! that reaches consensus through `raft::Consensus`.
+
+pub mod limits;
+mod service;
+pub mod validate;
+
+pub use service::RecordsService;

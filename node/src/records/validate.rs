@@ -1,0 +1,156 @@
+//! Checks of client input before anything reaches consensus: bad input is
+//! refused with a message that says what was wrong, and never changes data.
+
+use super::limits::{MAX_BATCH_BYTES, MAX_BATCH_OPS, MAX_CLIENT_ID_BYTES, MAX_KEY_BYTES, MAX_LIST_PAGE, MAX_TENANT_BYTES};
+
+/// A request the records API refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidRequest {
+    #[error("tenant must not be empty")]
+    EmptyTenant,
+    #[error("tenant is {len} bytes; the limit is {MAX_TENANT_BYTES}")]
+    TenantTooLong { len: usize },
+    #[error("tenant may only hold lowercase letters, digits, '-' and '_'; found {found:?}")]
+    TenantCharacter { found: char },
+    #[error("key must not be empty")]
+    EmptyKey,
+    #[error("key is {len} bytes; the limit is {MAX_KEY_BYTES}")]
+    KeyTooLong { len: usize },
+    #[error("value is {len} bytes; the limit is {limit}")]
+    ValueTooLarge { len: usize, limit: usize },
+    #[error("prefix is {len} bytes; the limit is {MAX_KEY_BYTES}")]
+    PrefixTooLong { len: usize },
+    #[error("unknown consistency level {0}")]
+    UnknownConsistency(i32),
+    #[error("limit {0} is above the largest page, {MAX_LIST_PAGE}")]
+    PageTooLarge(u32),
+    #[error("page token is not one this server issued")]
+    BadPageToken,
+    #[error("a batch needs at least one operation")]
+    EmptyBatch,
+    #[error("a batch holds at most {MAX_BATCH_OPS} operations; this one has {0}")]
+    BatchTooLong(usize),
+    #[error("a batch holds at most {MAX_BATCH_BYTES} bytes of keys and values; this one has {0}")]
+    BatchTooLarge(usize),
+    #[error("operation {0} of the batch names no operation")]
+    EmptyBatchOp(usize),
+    #[error("key {0:?} appears more than once in the batch")]
+    DuplicateBatchKey(String),
+    #[error("write_id.client_id must not be empty")]
+    EmptyClientId,
+    #[error("write_id.client_id is {len} bytes; the limit is {MAX_CLIENT_ID_BYTES}")]
+    ClientIdTooLong { len: usize },
+}
+
+/// Checks a tenant id: 1 to 128 bytes of `[a-z0-9-_]`.
+pub fn tenant(tenant: &str) -> Result<(), InvalidRequest> {
+    if tenant.is_empty() {
+        return Err(InvalidRequest::EmptyTenant);
+    }
+    if tenant.len() > MAX_TENANT_BYTES {
+        return Err(InvalidRequest::TenantTooLong { len: tenant.len() });
+    }
+    match tenant
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
+    {
+        Some(found) => Err(InvalidRequest::TenantCharacter { found }),
+        None => Ok(()),
+    }
+}
+
+/// Checks a record key: 1 to 1 KiB.
+pub fn key(key: &str) -> Result<(), InvalidRequest> {
+    if key.is_empty() {
+        return Err(InvalidRequest::EmptyKey);
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(InvalidRequest::KeyTooLong { len: key.len() });
+    }
+    Ok(())
+}
+
+/// Checks a value against the configured limit.
+pub fn value(value: &[u8], limit: usize) -> Result<(), InvalidRequest> {
+    if value.len() > limit {
+        return Err(InvalidRequest::ValueTooLarge { len: value.len(), limit });
+    }
+    Ok(())
+}
+
+/// Checks a list prefix (may be empty).
+pub fn prefix(prefix: &str) -> Result<(), InvalidRequest> {
+    if prefix.len() > MAX_KEY_BYTES {
+        return Err(InvalidRequest::PrefixTooLong { len: prefix.len() });
+    }
+    Ok(())
+}
+
+/// Checks a write id's client id.
+pub fn client_id(client_id: &str) -> Result<(), InvalidRequest> {
+    if client_id.is_empty() {
+        return Err(InvalidRequest::EmptyClientId);
+    }
+    if client_id.len() > MAX_CLIENT_ID_BYTES {
+        return Err(InvalidRequest::ClientIdTooLong { len: client_id.len() });
+    }
+    Ok(())
+}
+
+/// Encodes the last key of a page as an opaque token.
+pub fn page_token(last_key: &str) -> String {
+    hex::encode(last_key.as_bytes())
+}
+
+/// Decodes a page token back into the key the page stopped at.
+pub fn parse_page_token(token: &str) -> Result<Option<String>, InvalidRequest> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bytes = hex::decode(token).map_err(|_| InvalidRequest::BadPageToken)?;
+    let key = String::from_utf8(bytes).map_err(|_| InvalidRequest::BadPageToken)?;
+    if key.len() > MAX_KEY_BYTES {
+        return Err(InvalidRequest::BadPageToken);
+    }
+    Ok(Some(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_accepts_lowercase_digits_dash_underscore() {
+        assert_eq!(tenant("acme-corp_42"), Ok(()));
+    }
+
+    #[test]
+    fn tenant_refuses_empty_long_and_odd_characters() {
+        assert_eq!(tenant(""), Err(InvalidRequest::EmptyTenant));
+        assert_eq!(tenant(&"a".repeat(129)), Err(InvalidRequest::TenantTooLong { len: 129 }));
+        assert_eq!(tenant("Acme"), Err(InvalidRequest::TenantCharacter { found: 'A' }));
+        assert_eq!(tenant("a/b"), Err(InvalidRequest::TenantCharacter { found: '/' }));
+        assert_eq!(tenant("a\u{0}"), Err(InvalidRequest::TenantCharacter { found: '\u{0}' }));
+    }
+
+    #[test]
+    fn key_bounds() {
+        assert_eq!(key(""), Err(InvalidRequest::EmptyKey));
+        assert_eq!(key(&"k".repeat(1024)), Ok(()));
+        assert_eq!(key(&"k".repeat(1025)), Err(InvalidRequest::KeyTooLong { len: 1025 }));
+    }
+
+    #[test]
+    fn value_bound_is_the_configured_limit() {
+        assert_eq!(value(&[0; 10], 10), Ok(()));
+        assert_eq!(value(&[0; 11], 10), Err(InvalidRequest::ValueTooLarge { len: 11, limit: 10 }));
+    }
+
+    #[test]
+    fn page_tokens_round_trip_and_garbage_is_refused() {
+        let token = page_token("users/7");
+        assert_eq!(parse_page_token(&token), Ok(Some("users/7".to_string())));
+        assert_eq!(parse_page_token(""), Ok(None));
+        assert_eq!(parse_page_token("zz"), Err(InvalidRequest::BadPageToken));
+    }
+}

@@ -1,0 +1,56 @@
+//! The one place where the node's typed errors become gRPC statuses.
+
+use tonic::{Code, Status};
+
+use crate::raft::ConsensusError;
+use crate::records::validate::InvalidRequest;
+
+/// Metadata key carrying a record's current version on a compare-and-set conflict.
+pub const CURRENT_VERSION_METADATA: &str = "x-safekeep-current-version";
+
+impl From<ConsensusError> for Status {
+    fn from(e: ConsensusError) -> Self {
+        let code = match &e {
+            ConsensusError::NoLeader { .. }
+            | ConsensusError::NotLeader { .. }
+            | ConsensusError::LeaderUnreachable { .. }
+            | ConsensusError::OutcomeUnknown(_)
+            | ConsensusError::QuorumUnreachable(_)
+            | ConsensusError::CatchUpTimeout { .. }
+            | ConsensusError::Stopped(_) => Code::Unavailable,
+            ConsensusError::MembershipRejected(_) | ConsensusError::Placement(_) => Code::FailedPrecondition,
+            ConsensusError::MembershipBusy(_) => Code::Aborted,
+            ConsensusError::Internal(_) => Code::Internal,
+        };
+        Status::new(code, e.to_string())
+    }
+}
+
+impl From<InvalidRequest> for Status {
+    fn from(e: InvalidRequest) -> Self {
+        Status::invalid_argument(e.to_string())
+    }
+}
+
+/// A failed read of the local replica: corrupt data is `DATA_LOSS`, anything else `INTERNAL`.
+pub fn storage_read(e: &std::io::Error) -> Status {
+    if e.kind() == std::io::ErrorKind::InvalidData {
+        Status::data_loss(format!("stored data is corrupt: {e}"))
+    } else {
+        Status::internal(format!("reading the local replica failed: {e}"))
+    }
+}
+
+/// A compare-and-set conflict, with the record's current version in metadata (0: absent).
+pub fn version_conflict(key: &str, current_version: u64) -> Status {
+    let message = if current_version == 0 {
+        format!("version conflict on key {key:?}: the record does not exist")
+    } else {
+        format!("version conflict on key {key:?}: current version is {current_version}")
+    };
+    let mut status = Status::failed_precondition(message);
+    if let Ok(value) = current_version.to_string().parse() {
+        status.metadata_mut().insert(CURRENT_VERSION_METADATA, value);
+    }
+    status
+}

@@ -1,0 +1,166 @@
+//! Opens the node's RocksDB with its column families and checks that the data
+//! directory belongs to this node. One database holds the log, the vote and
+//! the state machine so they share a single write-ahead log: syncing a log
+//! append also makes every earlier state machine write durable.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamilyDescriptor, DB, Options};
+
+use super::identity::{self, Identity};
+use super::log_store::LogStore;
+use super::state_machine::StateMachineStore;
+
+/// Column family for the vote, committed index, purge point and identity.
+pub(crate) const CF_META: &str = "meta";
+/// Column family for log entries, keyed by big-endian index.
+pub(crate) const CF_LOG: &str = "log";
+/// Column family for the state machine: records, idempotency table, applied state.
+pub(crate) const CF_SM: &str = "sm";
+
+/// Subdirectory of the data dir that holds RocksDB's files.
+const DB_DIR: &str = "db";
+/// Subdirectory of the data dir that holds snapshot files.
+const SNAPSHOT_DIR: &str = "snapshots";
+
+/// Why the node's storage could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create data directory {path}: {source}")]
+    CreateDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot open RocksDB at {path}: {source}")]
+    Open { path: PathBuf, source: rocksdb::Error },
+    #[error("storage I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(
+        "data directory {path} belongs to node {found_id} of cluster '{found_cluster}', \
+         but this node is {expected_id} of cluster '{expected_cluster}'; \
+         node ids are never reused: give this node an empty data directory"
+    )]
+    WrongIdentity {
+        path: PathBuf,
+        found_id: u64,
+        found_cluster: String,
+        expected_id: u64,
+        expected_cluster: String,
+    },
+    #[error("corrupt storage metadata: {0}")]
+    Corrupt(String),
+}
+
+/// An opened node store: hands out the log store and the state machine.
+pub struct Store {
+    db: Arc<DB>,
+    data_dir: PathBuf,
+    fresh: bool,
+}
+
+impl Store {
+    /// Opens (or creates) the store under `data_dir` for node `node_id` of
+    /// cluster `cluster_name`, refusing a directory that belongs to another.
+    pub fn open(data_dir: &Path, node_id: u64, cluster_name: &str) -> Result<Self, StoreError> {
+        let db_path = data_dir.join(DB_DIR);
+        std::fs::create_dir_all(&db_path).map_err(|source| StoreError::CreateDir {
+            path: db_path.clone(),
+            source,
+        })?;
+        let snapshot_dir = data_dir.join(SNAPSHOT_DIR);
+        std::fs::create_dir_all(&snapshot_dir).map_err(|source| StoreError::CreateDir {
+            path: snapshot_dir,
+            source,
+        })?;
+
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_max_background_jobs(2);
+        options.set_bytes_per_sync(1 << 20);
+        let families = [CF_META, CF_LOG, CF_SM]
+            .into_iter()
+            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        let db = DB::open_cf_descriptors(&options, &db_path, families).map_err(|source| StoreError::Open {
+            path: db_path.clone(),
+            source,
+        })?;
+        let db = Arc::new(db);
+
+        let expected = Identity {
+            node_id,
+            cluster_name: cluster_name.to_string(),
+        };
+        let fresh = match identity::load(&db)? {
+            None => {
+                identity::save(&db, &expected)?;
+                true
+            }
+            Some(found) if found == expected => false,
+            Some(found) => {
+                return Err(StoreError::WrongIdentity {
+                    path: data_dir.to_path_buf(),
+                    found_id: found.node_id,
+                    found_cluster: found.cluster_name,
+                    expected_id: node_id,
+                    expected_cluster: cluster_name.to_string(),
+                });
+            }
+        };
+        Ok(Self {
+            db,
+            data_dir: data_dir.to_path_buf(),
+            fresh,
+        })
+    }
+
+    /// True when this open created the data directory's identity: the node has never run here.
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
+    /// A watch that tells when the database has closed.
+    pub fn close_watch(&self) -> StoreCloseWatch {
+        StoreCloseWatch(Arc::downgrade(&self.db))
+    }
+
+    /// The Raft log and vote store.
+    pub fn log_store(&self) -> LogStore {
+        LogStore::new(self.db.clone())
+    }
+
+    /// The directory snapshot files are received into.
+    pub fn snapshot_inbox(&self) -> super::snapshot::SnapshotDir {
+        super::snapshot::SnapshotDir::new(self.data_dir.join(SNAPSHOT_DIR))
+    }
+
+    /// The replicated state machine, recovering any interrupted snapshot install.
+    pub fn state_machine(&self) -> Result<StateMachineStore, StoreError> {
+        StateMachineStore::open(self.db.clone(), self.data_dir.join(SNAPSHOT_DIR))
+    }
+}
+
+/// Tells when every handle on a store's database has been dropped.
+pub struct StoreCloseWatch(std::sync::Weak<DB>);
+
+impl StoreCloseWatch {
+    /// True once the database is closed and its directory may be opened again.
+    pub fn is_closed(&self) -> bool {
+        self.0.strong_count() == 0
+    }
+}
+
+/// Maps a RocksDB error into the I/O error openraft's storage traits carry.
+pub(crate) fn io_err(e: rocksdb::Error) -> std::io::Error {
+    std::io::Error::other(e.into_string())
+}
+
+/// Maps an encoding error into an I/O error of kind `InvalidData`.
+pub(crate) fn decode_err(e: postcard::Error) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+}
+
+/// Looks up a column family that `Store::open` always creates.
+pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
+    // Every family is created by `Store::open`; a missing one is a programming error.
+    db.cf_handle(name)
+        .unwrap_or_else(|| panic!("column family {name} is created at open"))
+}

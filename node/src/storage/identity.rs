@@ -1,0 +1,40 @@
+//! The identity a data directory is stamped with on first start: which node
+//! of which cluster it belongs to. A node refuses a directory stamped for
+//! another node or cluster, so ids are never silently reused.
+
+use rocksdb::{DB, WriteOptions};
+use serde::{Deserialize, Serialize};
+
+use super::db::{CF_META, StoreError, cf};
+
+/// Key of the identity record in the meta column family.
+const IDENTITY_KEY: &[u8] = b"identity";
+
+/// The node and cluster a data directory belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub node_id: u64,
+    pub cluster_name: String,
+}
+
+/// Reads the stamped identity, if the directory has one.
+pub fn load(db: &DB) -> Result<Option<Identity>, StoreError> {
+    let Some(bytes) = db
+        .get_cf(cf(db, CF_META), IDENTITY_KEY)
+        .map_err(|e| StoreError::Corrupt(e.into_string()))?
+    else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt(format!("identity record: {e}")))
+}
+
+/// Stamps the directory, synced before the node goes on.
+pub fn save(db: &DB, identity: &Identity) -> Result<(), StoreError> {
+    let bytes = serde_json::to_vec(identity).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut options = WriteOptions::default();
+    options.set_sync(true);
+    db.put_cf_opt(cf(db, CF_META), IDENTITY_KEY, bytes, &options)
+        .map_err(|e| StoreError::Corrupt(e.into_string()))
+}

@@ -1,0 +1,204 @@
+//! The Raft log and vote in RocksDB.
+//!
+//! Durability before acknowledgement: a vote is written with a synced write
+//! before `save_vote` returns. Appends are written unsynced and handed to one
+//! sync thread, which takes every append queued so far, syncs the write-ahead
+//! log once for all of them (group commit) and only then tells openraft they
+//! are flushed, in order.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use openraft::alias::{EntryOf, LogIdOf, VoteOf};
+use openraft::entry::RaftEntry;
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::OptionalSend;
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::db::{CF_LOG, CF_META, cf, decode_err, io_err};
+use crate::raft::TypeConfig;
+
+const VOTE_KEY: &[u8] = b"vote";
+const COMMITTED_KEY: &[u8] = b"committed";
+const LAST_PURGED_KEY: &[u8] = b"last_purged";
+
+/// Most appends one sync covers; bounds how long the first waits behind the rest.
+const MAX_APPENDS_PER_SYNC: usize = 4096;
+
+type Flushed = IOFlushed<TypeConfig>;
+
+/// The log store handed to openraft; cheap to clone (readers share it).
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<DB>,
+    syncer: mpsc::Sender<Flushed>,
+}
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+fn index_of(key: &[u8]) -> io::Result<u64> {
+    let bytes: [u8; 8] = key
+        .try_into()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "log key is not 8 bytes"))?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+fn synced() -> WriteOptions {
+    let mut options = WriteOptions::default();
+    options.set_sync(true);
+    options
+}
+
+impl LogStore {
+    pub(crate) fn new(db: Arc<DB>) -> Self {
+        let (tx, rx) = mpsc::channel::<Flushed>();
+        let sync_db = db.clone();
+        std::thread::Builder::new()
+            .name("safekeep-log-sync".into())
+            .spawn(move || run_syncer(&sync_db, &rx))
+            .expect("spawning the log sync thread");
+        Self { db, syncer: tx }
+    }
+
+    fn get_meta<T: DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
+        let Some(bytes) = self.db.get_cf(cf(&self.db, CF_META), key).map_err(io_err)? else {
+            return Ok(None);
+        };
+        postcard::from_bytes(&bytes).map(Some).map_err(decode_err)
+    }
+
+    fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
+        postcard::to_allocvec(value).map_err(decode_err)
+    }
+}
+
+/// Syncs the write-ahead log once per group of queued appends, then completes them in order.
+fn run_syncer(db: &DB, queue: &mpsc::Receiver<Flushed>) {
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_APPENDS_PER_SYNC {
+            match queue.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let result = db.flush_wal(true);
+        for callback in group {
+            callback.io_completed(result.clone().map_err(io_err));
+        }
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<EntryOf<TypeConfig>>, io::Error> {
+        let start = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let mut entries = Vec::new();
+        let iter = self
+            .db
+            .iterator_cf(cf(&self.db, CF_LOG), IteratorMode::From(&index_key(start), Direction::Forward));
+        for item in iter {
+            let (key, value) = item.map_err(io_err)?;
+            let index = index_of(&key)?;
+            if !range.contains(&index) {
+                break;
+            }
+            let entry: EntryOf<TypeConfig> = postcard::from_bytes(&value).map_err(decode_err)?;
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<VoteOf<TypeConfig>>, io::Error> {
+        self.get_meta(VOTE_KEY)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let last_purged: Option<LogIdOf<TypeConfig>> = self.get_meta(LAST_PURGED_KEY)?;
+        let last = self.db.iterator_cf(cf(&self.db, CF_LOG), IteratorMode::End).next();
+        let last_log_id = match last {
+            Some(item) => {
+                let (_, value) = item.map_err(io_err)?;
+                let entry: EntryOf<TypeConfig> = postcard::from_bytes(&value).map_err(decode_err)?;
+                Some(entry.log_id())
+            }
+            None => last_purged.clone(),
+        };
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &VoteOf<TypeConfig>) -> Result<(), io::Error> {
+        let bytes = Self::encode(vote)?;
+        self.db
+            .put_cf_opt(cf(&self.db, CF_META), VOTE_KEY, bytes, &synced())
+            .map_err(io_err)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogIdOf<TypeConfig>>) -> Result<(), io::Error> {
+        // Not synced: a lost committed index is only re-learned from the leader.
+        let bytes = Self::encode(&committed)?;
+        self.db.put_cf(cf(&self.db, CF_META), COMMITTED_KEY, bytes).map_err(io_err)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogIdOf<TypeConfig>>, io::Error> {
+        Ok(self.get_meta::<Option<LogIdOf<TypeConfig>>>(COMMITTED_KEY)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = EntryOf<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = WriteBatch::default();
+        let log = cf(&self.db, CF_LOG);
+        for entry in entries {
+            batch.put_cf(log, index_key(entry.index()), Self::encode(&entry)?);
+        }
+        self.db.write(batch).map_err(io_err)?;
+        self.syncer
+            .send(callback)
+            .map_err(|_| io::Error::other("log sync thread has stopped"))
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<TypeConfig>>) -> Result<(), io::Error> {
+        let from = last_log_id.map_or(0, |id| id.index() + 1);
+        // Synced: entries a new leader overwrote must not come back after a crash.
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(cf(&self.db, CF_LOG), index_key(from), index_key(u64::MAX));
+        batch.delete_cf(cf(&self.db, CF_LOG), index_key(u64::MAX));
+        self.db.write_opt(batch, &synced()).map_err(io_err)
+    }
+
+    async fn purge(&mut self, log_id: LogIdOf<TypeConfig>) -> Result<(), io::Error> {
+        // The purge point and the deletion land in one batch, so a crash
+        // never leaves entries gone without the point that says so.
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf(&self.db, CF_META), LAST_PURGED_KEY, Self::encode(&log_id)?);
+        batch.delete_range_cf(cf(&self.db, CF_LOG), index_key(0), index_key(log_id.index() + 1));
+        self.db.write_opt(batch, &synced()).map_err(io_err)
+    }
+}

@@ -1,0 +1,24 @@
+//! Durable state of a node, all in one RocksDB: the Raft log and vote
+//! (`log_store`), the replicated state machine (`state_machine`), snapshots
+//! cut from one RocksDB snapshot (`snapshot`), and the identity that ties a
+//! data directory to one node of one cluster (`identity`).
+//!
+//! Together with `raft/`, this is the only place that names openraft types.
+
+pub mod command;
+mod db;
+mod identity;
+mod idempotency;
+mod keys;
+mod log_store;
+mod snapshot;
+mod state_machine;
+
+#[cfg(test)]
+mod conformance_tests;
+
+pub use db::{Store, StoreCloseWatch, StoreError};
+pub use keys::KeyError;
+pub use log_store::LogStore;
+pub use snapshot::{SnapshotDir, SnapshotFile};
+pub use state_machine::{ListPage, RecordReader, StateMachineStore, StoredRecord};

@@ -1,0 +1,364 @@
+//! The replicated state machine in RocksDB: tenants' records, the
+//! idempotency table and the applied position.
+//!
+//! Each call to `apply` writes every entry it was given in one WriteBatch:
+//! records, the remembered results, the last applied log id and membership.
+//! Responses go out only after that batch is written. The batch is not synced
+//! by itself: it shares the write-ahead log with the Raft log, whose next
+//! synced append covers it, and anything lost in a crash is replayed from the
+//! log.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use futures::{Stream, TryStreamExt};
+use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
+use openraft::entry::RaftEntry;
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, StoredMembership};
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
+use serde::{Deserialize, Serialize};
+
+use super::command::{Command, CommandResponse, Mutation};
+use super::db::{CF_SM, StoreError, cf, decode_err, io_err};
+use super::idempotency::{IdempotencyIndex, RememberedResult};
+use super::keys::{self, idempotency_key, meta_key, record_key, tenant_prefix};
+use super::snapshot::{FORMAT_KEY, FORMAT_VERSION, SnapshotDir, SnapshotFile};
+use crate::raft::TypeConfig;
+
+/// Meta key of the last applied log id.
+pub const APPLIED_KEY: &str = "applied";
+/// Meta key of the last applied membership.
+pub const MEMBERSHIP_KEY: &str = "membership";
+/// Meta key of the log clock (largest `proposed_at_ms` applied).
+const LOG_CLOCK_KEY: &str = "log_clock";
+
+/// A record as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredRecord {
+    /// Log index of the record's last write.
+    pub version: u64,
+    /// Leader's clock at that write, ms since the Unix epoch.
+    pub updated_at_ms: i64,
+    pub value: Vec<u8>,
+}
+
+/// One page of a tenant's records.
+#[derive(Debug, Default)]
+pub struct ListPage {
+    pub records: Vec<(String, StoredRecord)>,
+    /// The last key of this page when more records may follow.
+    pub last_key: Option<String>,
+}
+
+/// Reads records straight from the local replica. Shared with the API layer;
+/// holds the install lock so a read never sees a half-installed snapshot.
+#[derive(Clone)]
+pub struct RecordReader {
+    db: Arc<DB>,
+    install_lock: Arc<RwLock<()>>,
+}
+
+impl RecordReader {
+    /// The current value of one record of one tenant.
+    pub fn get(&self, tenant: &str, key: &str) -> io::Result<Option<StoredRecord>> {
+        let _guard = self.install_lock.read().map_err(|_| io::Error::other("install lock poisoned"))?;
+        read_record(&self.db, &record_key(tenant, key))
+    }
+
+    /// Up to `limit` records of `tenant` whose key starts with `prefix`, after key `after`.
+    pub fn list(&self, tenant: &str, prefix: &str, after: Option<&str>, limit: usize) -> io::Result<ListPage> {
+        let _guard = self.install_lock.read().map_err(|_| io::Error::other("install lock poisoned"))?;
+        let tenant_start = tenant_prefix(tenant);
+        let scan_prefix = record_key(tenant, prefix);
+        let start = match after {
+            Some(after) if after.as_bytes() >= prefix.as_bytes() => {
+                let mut start = record_key(tenant, after);
+                start.push(0); // the smallest key after `after`
+                start
+            }
+            _ => scan_prefix.clone(),
+        };
+        let mut page = ListPage::default();
+        let sm = cf(&self.db, CF_SM);
+        for item in self.db.iterator_cf(sm, IteratorMode::From(&start, Direction::Forward)) {
+            let (storage_key, value) = item.map_err(io_err)?;
+            if !storage_key.starts_with(&scan_prefix) {
+                return Ok(page);
+            }
+            if page.records.len() == limit {
+                page.last_key = page.records.last().map(|(key, _)| key.clone());
+                return Ok(page);
+            }
+            let key = keys::record_key_suffix(&storage_key, tenant_start.len())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let record: StoredRecord = postcard::from_bytes(&value).map_err(decode_err)?;
+            page.records.push((key, record));
+        }
+        Ok(page)
+    }
+}
+
+fn read_record(db: &DB, storage_key: &[u8]) -> io::Result<Option<StoredRecord>> {
+    match db.get_cf(cf(db, CF_SM), storage_key).map_err(io_err)? {
+        Some(bytes) => postcard::from_bytes(&bytes).map(Some).map_err(decode_err),
+        None => Ok(None),
+    }
+}
+
+/// The state machine handed to openraft.
+pub struct StateMachineStore {
+    db: Arc<DB>,
+    snapshots: SnapshotDir,
+    install_lock: Arc<RwLock<()>>,
+    idempotency: IdempotencyIndex,
+    log_clock_ms: i64,
+}
+
+impl StateMachineStore {
+    pub(crate) fn open(db: Arc<DB>, snapshot_dir: PathBuf) -> Result<Self, StoreError> {
+        let snapshots = SnapshotDir::new(snapshot_dir);
+        snapshots.resume_install(&db)?;
+        // Every snapshot then holds at least this key (an SST cannot be empty).
+        db.put_cf(cf(&db, CF_SM), meta_key(FORMAT_KEY), FORMAT_VERSION.to_be_bytes())
+            .map_err(io_err)?;
+        snapshots.remove_stale(&db)?;
+        let mut store = Self {
+            db,
+            snapshots,
+            install_lock: Arc::new(RwLock::new(())),
+            idempotency: IdempotencyIndex::default(),
+            log_clock_ms: 0,
+        };
+        store.reload()?;
+        Ok(store)
+    }
+
+    /// A reader of this replica's records.
+    pub fn reader(&self) -> RecordReader {
+        RecordReader {
+            db: self.db.clone(),
+            install_lock: self.install_lock.clone(),
+        }
+    }
+
+    /// Reloads the in-memory parts from disk (after open or a snapshot install).
+    fn reload(&mut self) -> io::Result<()> {
+        self.idempotency = IdempotencyIndex::load(&self.db, cf(&self.db, CF_SM))?;
+        self.log_clock_ms = match self.get_meta(LOG_CLOCK_KEY)? {
+            Some(bytes) => postcard::from_bytes(&bytes).map_err(decode_err)?,
+            None => 0,
+        };
+        Ok(())
+    }
+
+    fn get_meta(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        self.db.get_cf(cf(&self.db, CF_SM), meta_key(name)).map_err(io_err)
+    }
+
+    /// Applies one client command into `batch`, reading through `pending`
+    /// (records already changed earlier in the same batch).
+    fn apply_command(
+        &mut self,
+        index: u64,
+        command: Command,
+        batch: &mut WriteBatch,
+        pending: &mut Pending,
+    ) -> io::Result<CommandResponse> {
+        self.log_clock_ms = self.log_clock_ms.max(command.proposed_at_ms);
+        if let Some(id) = &command.write_id {
+            if let Some(first) = pending.results.get(id) {
+                return Ok(first.clone());
+            }
+            let key = idempotency_key(&id.client_id, id.request_id);
+            if let Some(bytes) = self.db.get_cf(cf(&self.db, CF_SM), &key).map_err(io_err)? {
+                let remembered: RememberedResult = postcard::from_bytes(&bytes).map_err(decode_err)?;
+                return Ok(remembered.response);
+            }
+        }
+
+        let response = self.apply_mutations(index, &command, batch, pending)?;
+
+        if let Some(id) = command.write_id {
+            let remembered = RememberedResult {
+                log_index: index,
+                at_ms: command.proposed_at_ms,
+                response: response.clone(),
+            };
+            let sm = cf(&self.db, CF_SM);
+            batch.put_cf(
+                sm,
+                idempotency_key(&id.client_id, id.request_id),
+                postcard::to_allocvec(&remembered).map_err(decode_err)?,
+            );
+            pending.results.insert(id.clone(), response.clone());
+            self.idempotency
+                .remember(id, command.proposed_at_ms, self.log_clock_ms, batch, sm);
+        }
+        Ok(response)
+    }
+
+    fn apply_mutations(
+        &self,
+        index: u64,
+        command: &Command,
+        batch: &mut WriteBatch,
+        pending: &mut Pending,
+    ) -> io::Result<CommandResponse> {
+        // Check every condition first: a batch applies whole or not at all.
+        let mut existed = Vec::with_capacity(command.mutations.len());
+        for mutation in &command.mutations {
+            let storage_key = record_key(&command.tenant, mutation.key());
+            let current = match pending.records.get(&storage_key) {
+                Some(record) => record.clone(),
+                None => read_record(&self.db, &storage_key)?,
+            };
+            let current_version = current.as_ref().map_or(0, |r| r.version);
+            if let Some(expected) = mutation.expected_version() {
+                if expected != current_version {
+                    return Ok(CommandResponse::Conflict {
+                        key: mutation.key().to_string(),
+                        current_version,
+                    });
+                }
+            }
+            existed.push(current.is_some());
+        }
+        let sm = cf(&self.db, CF_SM);
+        for mutation in &command.mutations {
+            let storage_key = record_key(&command.tenant, mutation.key());
+            match mutation {
+                Mutation::Put { value, .. } => {
+                    let record = StoredRecord {
+                        version: index,
+                        updated_at_ms: command.proposed_at_ms,
+                        value: value.clone(),
+                    };
+                    batch.put_cf(sm, &storage_key, postcard::to_allocvec(&record).map_err(decode_err)?);
+                    pending.records.insert(storage_key, Some(record));
+                }
+                Mutation::Delete { .. } => {
+                    batch.delete_cf(sm, &storage_key);
+                    pending.records.insert(storage_key, None);
+                }
+            }
+        }
+        Ok(CommandResponse::Applied {
+            version: index,
+            updated_at_ms: command.proposed_at_ms,
+            existed,
+        })
+    }
+}
+
+/// Changes made earlier in the batch being applied, not yet readable from RocksDB.
+#[derive(Default)]
+struct Pending {
+    records: HashMap<Vec<u8>, Option<StoredRecord>>,
+    results: HashMap<super::command::WriteId, CommandResponse>,
+}
+
+/// Builds snapshots from one RocksDB snapshot of the state machine.
+pub struct SnapshotBuilder {
+    db: Arc<DB>,
+    snapshots: SnapshotDir,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    type SnapshotData = SnapshotFile;
+
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, SnapshotFile>, io::Error> {
+        let (meta, snapshot) = self.snapshots.build(&self.db)?;
+        tracing::info!(last_log_id = ?meta.last_log_id, bytes = snapshot.len, "built snapshot");
+        Ok(SnapshotOf::<TypeConfig, SnapshotFile> { meta, snapshot })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotData = SnapshotFile;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogIdOf<TypeConfig>>, StoredMembershipOf<TypeConfig>), io::Error> {
+        let meta = super::snapshot::read_meta_at(|key| self.db.get_cf(cf(&self.db, CF_SM), key).map_err(io_err))?;
+        Ok((meta.last_log_id, meta.last_membership))
+    }
+
+    async fn apply<Strm>(&mut self, entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        let started = std::time::Instant::now();
+        let mut entries = entries;
+        let mut batch = WriteBatch::default();
+        let mut pending = Pending::default();
+        let mut replies = Vec::new();
+        let mut last_applied = None;
+        let mut membership = None;
+        while let Some((entry, responder)) = entries.try_next().await? {
+            let log_id = entry.log_id();
+            let response = match entry.payload {
+                EntryPayload::Blank => CommandResponse::Noop,
+                EntryPayload::Normal(command) => self.apply_command(log_id.index, command, &mut batch, &mut pending)?,
+                EntryPayload::Membership(m) => {
+                    membership = Some(StoredMembership::new(Some(log_id.clone()), m));
+                    CommandResponse::Noop
+                }
+            };
+            last_applied = Some(log_id);
+            if let Some(responder) = responder {
+                replies.push((responder, response));
+            }
+        }
+        let Some(last_applied) = last_applied else {
+            return Ok(());
+        };
+        let sm = cf(&self.db, CF_SM);
+        batch.put_cf(sm, meta_key(APPLIED_KEY), postcard::to_allocvec(&Some(last_applied)).map_err(decode_err)?);
+        if let Some(membership) = membership {
+            batch.put_cf(sm, meta_key(MEMBERSHIP_KEY), postcard::to_allocvec(&membership).map_err(decode_err)?);
+        }
+        batch.put_cf(sm, meta_key(LOG_CLOCK_KEY), postcard::to_allocvec(&self.log_clock_ms).map_err(decode_err)?);
+        self.db.write(batch).map_err(io_err)?;
+        metrics::histogram!(crate::metrics_names::APPLY_SECONDS).record(started.elapsed().as_secs_f64());
+        for (responder, response) in replies {
+            responder.send(response);
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            db: self.db.clone(),
+            snapshots: self.snapshots.clone(),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMetaOf<TypeConfig>,
+        snapshot: SnapshotFile,
+    ) -> Result<(), io::Error> {
+        {
+            let _guard = self
+                .install_lock
+                .write()
+                .map_err(|_| io::Error::other("install lock poisoned"))?;
+            self.snapshots.install(&self.db, meta, &snapshot)?;
+        }
+        self.reload()?;
+        tracing::info!(last_log_id = ?meta.last_log_id, "installed snapshot");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<TypeConfig, SnapshotFile>>, io::Error> {
+        Ok(self
+            .snapshots
+            .current(&self.db)?
+            .map(|(meta, snapshot)| SnapshotOf::<TypeConfig, SnapshotFile> { meta, snapshot }))
+    }
+}
+
