@@ -21,6 +21,8 @@ pub const DEFAULT_LOGS_KEPT_AFTER_SNAPSHOT: u64 = 1_000;
 pub const DEFAULT_LEADER_WAIT_MS: u64 = 3_000;
 /// Default time a follower waits for its replica to reach a read index.
 pub const DEFAULT_READ_CATCH_UP_MS: u64 = 3_000;
+/// Default time a joining node keeps trying its seed.
+pub const DEFAULT_JOIN_TIMEOUT_MS: u64 = 30_000;
 /// Default largest record value.
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 1 << 20;
 /// Default cluster name stamped into data directories.
@@ -81,6 +83,8 @@ pub struct RaftSettings {
     pub logs_kept_after_snapshot: u64,
     pub leader_wait_ms: u64,
     pub read_catch_up_ms: u64,
+    /// How long a joining node keeps trying its seed before giving up.
+    pub join_timeout_ms: u64,
 }
 
 impl Default for RaftSettings {
@@ -94,6 +98,7 @@ impl Default for RaftSettings {
             logs_kept_after_snapshot: DEFAULT_LOGS_KEPT_AFTER_SNAPSHOT,
             leader_wait_ms: DEFAULT_LEADER_WAIT_MS,
             read_catch_up_ms: DEFAULT_READ_CATCH_UP_MS,
+            join_timeout_ms: DEFAULT_JOIN_TIMEOUT_MS,
         }
     }
 }

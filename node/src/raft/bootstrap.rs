@@ -13,8 +13,6 @@ use super::consensus::{Consensus, ConsensusError, MemberView, MembershipChange};
 use super::types::NodeInfo;
 use crate::config::NodeConfig;
 
-/// Most attempts to reach a join seed before giving up.
-pub const JOIN_MAX_ATTEMPTS: u32 = 20;
 /// First wait between join attempts; doubles up to `JOIN_MAX_BACKOFF`.
 const JOIN_INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest wait between join attempts.
@@ -26,10 +24,15 @@ const BOOTSTRAP_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
     #[error(
-        "could not join through seed {seed} after {attempts} attempts: {last_error}; \
+        "could not join through seed {seed} within {waited_ms} ms ({attempts} attempts): {last_error}; \
          check the seed address and that the cluster has a leader"
     )]
-    JoinFailed { seed: String, attempts: u32, last_error: String },
+    JoinFailed {
+        seed: String,
+        attempts: u32,
+        waited_ms: u64,
+        last_error: String,
+    },
     #[error(
         "node {peer} at {address} already belongs to an initialized cluster, but this node has no \
          Raft state: its data was lost. Node ids are never reused: start it with a new id and join"
@@ -121,26 +124,31 @@ async fn with_retries(
     consensus: &Consensus,
     seed: &str,
     change: MembershipChange,
+    timeout: Duration,
 ) -> Result<Vec<MemberView>, BootstrapError> {
+    let started = std::time::Instant::now();
     let mut backoff = JOIN_INITIAL_BACKOFF;
-    let mut last_error = String::new();
-    for attempt in 1..=JOIN_MAX_ATTEMPTS {
-        match ask_seed(consensus, seed, &change).await {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let last_error = match ask_seed(consensus, seed, &change).await {
             Ok(members) => return Ok(members),
             Err(e) if e.starts_with("refused: ") => return Err(BootstrapError::Refused(e)),
-            Err(e) => {
-                tracing::warn!(seed, attempt, error = %e, "join attempt failed");
-                last_error = e;
-            }
+            Err(e) => e,
+        };
+        tracing::warn!(seed, attempts, error = %last_error, "join attempt failed");
+        let waited = started.elapsed();
+        if waited + backoff > timeout {
+            return Err(BootstrapError::JoinFailed {
+                seed: seed.to_string(),
+                attempts,
+                waited_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+                last_error,
+            });
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(JOIN_MAX_BACKOFF);
     }
-    Err(BootstrapError::JoinFailed {
-        seed: seed.to_string(),
-        attempts: JOIN_MAX_ATTEMPTS,
-        last_error,
-    })
 }
 
 async fn join(consensus: &Consensus, config: &NodeConfig, seed: &str) -> Result<(), BootstrapError> {
@@ -150,9 +158,14 @@ async fn join(consensus: &Consensus, config: &NodeConfig, seed: &str) -> Result<
         client_address: config.client_address(),
     };
     tracing::info!(node = config.id, seed, "joining as a learner");
-    with_retries(consensus, seed, MembershipChange::AddLearner { id: config.id, node }).await?;
+    let timeout = Duration::from_millis(config.raft.join_timeout_ms);
+    with_retries(consensus, seed, MembershipChange::AddLearner { id: config.id, node }, timeout).await?;
     tracing::info!(node = config.id, "added as a learner; asking to become a voter");
-    match with_retries(consensus, seed, MembershipChange::Promote { id: config.id, force: false }).await {
+    let promote = MembershipChange::Promote {
+        id: config.id,
+        force: false,
+    };
+    match with_retries(consensus, seed, promote, timeout).await {
         Ok(_) => tracing::info!(node = config.id, "joined as a voter"),
         Err(BootstrapError::Refused(reason)) => {
             tracing::warn!(node = config.id, %reason, "stays a learner: promotion refused");

@@ -115,6 +115,8 @@ pub struct ClusterView {
     pub last_log_index: u64,
     pub committed_index: u64,
     pub applied_index: u64,
+    /// Last log index covered by this node's current snapshot, if it has one.
+    pub snapshot_index: Option<u64>,
     pub members: Vec<MemberView>,
 }
 
@@ -522,6 +524,7 @@ impl Consensus {
             last_log_index: metrics.last_log_index.unwrap_or(0),
             committed_index: metrics.local_committed.as_ref().map_or(0, |l| l.index),
             applied_index: metrics.last_applied.as_ref().map_or(0, |l| l.index),
+            snapshot_index: metrics.snapshot.as_ref().map(|l| l.index),
             members: self.members(),
         }
     }

@@ -1,0 +1,237 @@
+//! A three-node cluster in three zones: replication through every node, a
+//! leader crash with no acknowledged write lost, restart from disk, a wiped
+//! node replaced through a snapshot, a whole-cluster restart, the zone
+//! placement guard, and readiness as a load balancer sees it.
+
+mod common;
+
+use common::{TestCluster, eventually, get, get_stale, put, put_acked};
+use safekeep_api::v1::{AddLearnerRequest, PromoteRequest, RemoveMemberRequest};
+
+const TENANT: &str = "acme";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_and_linearizable_reads_work_through_every_node() {
+    let cluster = TestCluster::start(3, |_| {}).await;
+    cluster.leader().await;
+    for writer in 1..=3u64 {
+        let key = format!("written-via-{writer}");
+        let mut client = cluster.records(writer).await;
+        let version = put_acked(&mut client, put(TENANT, &key, key.as_bytes(), "c1", writer)).await;
+        // A linearizable read through any node sees the write at once.
+        for reader in 1..=3u64 {
+            let record = cluster
+                .records(reader)
+                .await
+                .get(get(TENANT, &key))
+                .await
+                .expect("linearizable get")
+                .into_inner()
+                .record
+                .expect("record");
+            assert_eq!(record.value, key.as_bytes(), "read via node {reader}");
+            assert_eq!(record.version, version);
+        }
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_crash_loses_no_acknowledged_write_and_the_node_catches_up_after_restart() {
+    let mut cluster = TestCluster::start(3, |_| {}).await;
+    let leader = cluster.leader().await;
+    let survivor = (1..=3).find(|id| *id != leader).unwrap();
+    let mut acked = Vec::new();
+    let mut client = cluster.records(survivor).await;
+    for i in 0..20u64 {
+        let key = format!("before-{i}");
+        put_acked(&mut client, put(TENANT, &key, key.as_bytes(), "c2", i)).await;
+        acked.push(key);
+    }
+
+    cluster.stop(leader).await;
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, leader);
+    for i in 20..40u64 {
+        let key = format!("after-{i}");
+        put_acked(&mut client, put(TENANT, &key, key.as_bytes(), "c2", i)).await;
+        acked.push(key);
+    }
+    for key in &acked {
+        let record = client.get(get(TENANT, key)).await.expect("acked write readable").into_inner();
+        assert_eq!(record.record.unwrap().value, key.as_bytes());
+    }
+
+    // The crashed node recovers from its own disk and catches up.
+    cluster.restart(leader).await;
+    let target = cluster.nodes[&new_leader].consensus().view().applied_index;
+    cluster.wait_applied(leader, target).await;
+    let mut restarted = cluster.records(leader).await;
+    for key in &acked {
+        let record = restarted.get(get_stale(TENANT, key)).await.expect("stale read on restarted node");
+        assert_eq!(record.into_inner().record.unwrap().value, key.as_bytes());
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wiped_node_is_replaced_and_the_replacement_catches_up_by_snapshot() {
+    let mut cluster = TestCluster::start(3, |c| {
+        c.raft.snapshot_threshold = 20;
+        c.raft.logs_kept_after_snapshot = 0;
+    })
+    .await;
+    let leader = cluster.leader().await;
+    let mut client = cluster.records(leader).await;
+    for i in 0..60u64 {
+        let key = format!("k-{i:03}");
+        put_acked(&mut client, put(TENANT, &key, key.as_bytes(), "c3", i)).await;
+    }
+    let lost = (1..=3).find(|id| *id != leader).unwrap();
+    let lost_zone = common::zone_of(lost);
+    cluster.stop(lost).await;
+    std::fs::remove_dir_all(&cluster.configs[&lost].data_dir).expect("wipe node data");
+
+    // The leader's log no longer starts at 1: a newcomer can only catch up by snapshot.
+    eventually("a snapshot on the leader", || async {
+        cluster.nodes[&leader].consensus().view().snapshot_index.filter(|i| *i > 1)
+    })
+    .await;
+    cluster.join(4, &lost_zone, leader, |c| {
+        c.raft.snapshot_threshold = 20;
+        c.raft.logs_kept_after_snapshot = 0;
+    })
+    .await;
+    let target = cluster.nodes[&leader].consensus().view().applied_index;
+    cluster.wait_applied(4, target).await;
+    assert!(
+        cluster.nodes[&4].consensus().view().snapshot_index.is_some(),
+        "the replacement installed a snapshot"
+    );
+    let mut replacement = cluster.records(4).await;
+    for i in 0..60u64 {
+        let key = format!("k-{i:03}");
+        let record = replacement.get(get_stale(TENANT, &key)).await.expect("replacement holds the record");
+        assert_eq!(record.into_inner().record.unwrap().value, key.as_bytes());
+    }
+    // Retire the lost node; the replacement votes in its place.
+    let status = cluster
+        .cluster(leader)
+        .await
+        .remove_member(RemoveMemberRequest { node_id: lost, force: false })
+        .await
+        .expect("remove the wiped node")
+        .into_inner();
+    let ids: Vec<u64> = status.members.iter().map(|m| m.id).collect();
+    assert!(!ids.contains(&lost) && ids.contains(&4), "members now {ids:?}");
+    put_acked(&mut client, put(TENANT, "after-replacement", b"v", "c3", 1000)).await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_whole_cluster_restart_keeps_every_acknowledged_record() {
+    let mut cluster = TestCluster::start(3, |_| {}).await;
+    let leader = cluster.leader().await;
+    let mut client = cluster.records(leader).await;
+    let mut versions = Vec::new();
+    for i in 0..30u64 {
+        let key = format!("durable-{i}");
+        versions.push((key.clone(), put_acked(&mut client, put(TENANT, &key, key.as_bytes(), "c4", i)).await));
+    }
+    for id in 1..=3 {
+        cluster.stop(id).await;
+    }
+    for id in 1..=3 {
+        cluster.restart(id).await;
+    }
+    let leader = cluster.leader().await;
+    let mut client = cluster.records(leader).await;
+    for (key, version) in versions {
+        let record = eventually("a read after restart", || {
+            let mut client = client.clone();
+            let key = key.clone();
+            async move { client.get(get(TENANT, &key)).await.ok() }
+        })
+        .await
+        .into_inner()
+        .record
+        .unwrap();
+        assert_eq!((record.value.as_slice(), record.version), (key.as_bytes(), version));
+    }
+    // And it keeps taking writes.
+    put_acked(&mut client, put(TENANT, "after-restart", b"v", "c4", 100)).await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_placement_guard_refuses_two_of_three_voters_in_one_zone() {
+    let mut cluster = TestCluster::start(3, |_| {}).await;
+    let leader = cluster.leader().await;
+    // Node 4 lives in zone a, beside node 1.
+    let (client, peer) = ("127.0.0.1:1", "127.0.0.1:2");
+    let mut admin = cluster.cluster((leader % 3) + 1).await;
+    admin
+        .add_learner(AddLearnerRequest {
+            node_id: 4,
+            zone: "a".into(),
+            peer_address: peer.into(),
+            client_address: client.into(),
+        })
+        .await
+        .expect("add learner");
+    // Leave voters {1 (a), 2 (b)}, then promoting 4 would give zone a two of three.
+    let removed = if leader == 3 { 2 } else { 3 };
+    admin
+        .remove_member(RemoveMemberRequest { node_id: removed, force: false })
+        .await
+        .expect("remove a voter");
+    let refused = admin
+        .promote(PromoteRequest { node_id: 4, force: false })
+        .await
+        .expect_err("two of three voters in zone a is refused");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused}");
+    assert!(refused.message().contains("zone 'a'"), "{}", refused.message());
+    let status = cluster.status(1).await;
+    let voter_4 = status.members.iter().find(|m| m.id == 4).unwrap();
+    assert_eq!(voter_4.role, safekeep_api::v1::Role::Learner as i32, "node 4 stays a learner");
+    cluster.stop(removed).await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readyz_flips_to_503_on_a_node_cut_off_from_the_leader_and_back_to_200() {
+    let mut cluster = TestCluster::start(3, |_| {}).await;
+    let leader = cluster.leader().await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let other = (1..=3).find(|id| *id != leader && *id != follower).unwrap();
+    let url = format!("http://{}/readyz", cluster.addresses[&follower].http);
+    let http = reqwest::Client::new();
+    let ready = |http: reqwest::Client, url: String| async move {
+        let response = http.get(&url).send().await.ok()?;
+        let code = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.ok()?;
+        Some((code, body))
+    };
+    eventually("follower ready", || async {
+        ready(http.clone(), url.clone()).await.filter(|(code, _)| *code == 200)
+    })
+    .await;
+
+    // Cut the follower off: the leader and the third node go away.
+    cluster.stop(leader).await;
+    cluster.stop(other).await;
+    let (_, body) = eventually("follower not ready", || async {
+        ready(http.clone(), url.clone()).await.filter(|(code, _)| *code == 503)
+    })
+    .await;
+    assert_eq!(body["ready"], false);
+    assert!(body["reason"].as_str().is_some_and(|r| !r.is_empty()), "{body}");
+
+    cluster.restart(leader).await;
+    cluster.restart(other).await;
+    eventually("follower ready again", || async {
+        ready(http.clone(), url.clone()).await.filter(|(code, _)| *code == 200)
+    })
+    .await;
+    cluster.shutdown().await;
+}

@@ -1,0 +1,271 @@
+//! A cluster of in-process nodes on loopback, each with real RocksDB in its
+//! own temporary directory, for the integration tests. Timeouts are shortened
+//! so elections finish quickly; every wait is a bounded poll.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use safekeep_api::v1::cluster_client::ClusterClient;
+use safekeep_api::v1::records_client::RecordsClient;
+use safekeep_api::v1::{Consistency, GetRequest, PutRequest, StatusRequest, StatusResponse, WriteId};
+use safekeep_node::config::{InitialMember, LimitSettings, NodeConfig, RaftSettings};
+use safekeep_node::{Node, NodeListeners};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tonic::transport::Channel;
+
+/// Longest any test condition is waited for.
+pub const WAIT: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(25);
+
+/// Fast timeouts for loopback tests.
+pub fn test_raft_settings() -> RaftSettings {
+    RaftSettings {
+        heartbeat_ms: 50,
+        election_min_ms: 300,
+        election_max_ms: 600,
+        leader_wait_ms: 5_000,
+        join_timeout_ms: 20_000,
+        ..RaftSettings::default()
+    }
+}
+
+/// Polls `check` until it yields a value or `WAIT` passes.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(started.elapsed() < WAIT, "timed out after {WAIT:?} waiting for {what}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The zone of node `id` in a round-robin a, b, c layout.
+pub fn zone_of(id: u64) -> String {
+    ["a", "b", "c"][((id - 1) % 3) as usize].to_string()
+}
+
+async fn free_listener() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").await.expect("bind loopback")
+}
+
+/// Addresses of one node.
+#[derive(Clone, Debug)]
+pub struct Addresses {
+    pub client: SocketAddr,
+    pub peer: SocketAddr,
+    pub http: SocketAddr,
+}
+
+/// A test cluster.
+pub struct TestCluster {
+    pub dir: TempDir,
+    pub nodes: BTreeMap<u64, Node>,
+    pub configs: BTreeMap<u64, NodeConfig>,
+    pub addresses: BTreeMap<u64, Addresses>,
+}
+
+impl TestCluster {
+    /// Starts `n` nodes (ids 1..=n, zones a, b, c) forming a new cluster.
+    pub async fn start(n: u64, tweak: impl Fn(&mut NodeConfig)) -> Self {
+        let dir = TempDir::new().expect("temp dir");
+        let mut listeners = BTreeMap::new();
+        let mut addresses = BTreeMap::new();
+        for id in 1..=n {
+            let (client, peer, http) = (free_listener().await, free_listener().await, free_listener().await);
+            addresses.insert(
+                id,
+                Addresses {
+                    client: client.local_addr().unwrap(),
+                    peer: peer.local_addr().unwrap(),
+                    http: http.local_addr().unwrap(),
+                },
+            );
+            listeners.insert(id, NodeListeners { client, peer, http });
+        }
+        let init: Vec<InitialMember> = addresses
+            .iter()
+            .map(|(id, a)| InitialMember {
+                id: *id,
+                zone: zone_of(*id),
+                peer_address: a.peer.to_string(),
+                client_address: a.client.to_string(),
+            })
+            .collect();
+        let mut cluster = Self {
+            dir,
+            nodes: BTreeMap::new(),
+            configs: BTreeMap::new(),
+            addresses: addresses.clone(),
+        };
+        // Highest ids first, so the initializing node (lowest id) finds its peers up.
+        for (id, l) in listeners.into_iter().rev() {
+            let mut config = cluster.config_for(id, &addresses[&id]);
+            config.init = init.clone();
+            tweak(&mut config);
+            let node = Node::start_with_listeners(config.clone(), l).await.expect("node starts");
+            cluster.nodes.insert(id, node);
+            cluster.configs.insert(id, config);
+        }
+        cluster
+    }
+
+    /// A config for node `id` at `addresses`, data under the cluster's temp dir.
+    pub fn config_for(&self, id: u64, addresses: &Addresses) -> NodeConfig {
+        NodeConfig {
+            id,
+            zone: zone_of(id),
+            data_dir: self.dir.path().join(format!("node-{id}")),
+            cluster_name: "test".into(),
+            client_listen: addresses.client,
+            peer_listen: addresses.peer,
+            http_listen: addresses.http,
+            client_advertise: None,
+            peer_advertise: None,
+            init: Vec::new(),
+            join: None,
+            raft: test_raft_settings(),
+            limits: LimitSettings::default(),
+        }
+    }
+
+    /// Adds node `id` in `zone` that joins through `seed`'s peer address.
+    pub async fn join(&mut self, id: u64, zone: &str, seed: u64, tweak: impl Fn(&mut NodeConfig)) {
+        let (client, peer, http) = (free_listener().await, free_listener().await, free_listener().await);
+        let addresses = Addresses {
+            client: client.local_addr().unwrap(),
+            peer: peer.local_addr().unwrap(),
+            http: http.local_addr().unwrap(),
+        };
+        let mut config = self.config_for(id, &addresses);
+        config.zone = zone.to_string();
+        config.join = Some(self.addresses[&seed].peer.to_string());
+        tweak(&mut config);
+        let node = Node::start_with_listeners(config.clone(), NodeListeners { client, peer, http })
+            .await
+            .expect("joining node starts");
+        self.nodes.insert(id, node);
+        self.configs.insert(id, config);
+        self.addresses.insert(id, addresses);
+    }
+
+    /// Stops node `id` (its data stays on disk).
+    pub async fn stop(&mut self, id: u64) {
+        if let Some(node) = self.nodes.remove(&id) {
+            node.shutdown().await;
+        }
+    }
+
+    /// Starts node `id` again from its data on the same addresses.
+    pub async fn restart(&mut self, id: u64) {
+        let config = self.configs[&id].clone();
+        let a = &self.addresses[&id];
+        let listeners = NodeListeners {
+            client: TcpListener::bind(a.client).await.expect("rebind client"),
+            peer: TcpListener::bind(a.peer).await.expect("rebind peer"),
+            http: TcpListener::bind(a.http).await.expect("rebind http"),
+        };
+        let node = Node::start_with_listeners(config, listeners).await.expect("node restarts");
+        self.nodes.insert(id, node);
+    }
+
+    /// The id of the leader all running nodes agree on.
+    pub async fn leader(&self) -> u64 {
+        eventually("an agreed leader", || async {
+            let mut leaders = self.nodes.values().map(|n| n.consensus().view().leader_id);
+            let first = leaders.next()??;
+            let agreed = leaders.all(|l| l == Some(first));
+            (agreed && self.nodes.contains_key(&first)).then_some(first)
+        })
+        .await
+    }
+
+    pub async fn records(&self, id: u64) -> RecordsClient<Channel> {
+        RecordsClient::connect(format!("http://{}", self.addresses[&id].client))
+            .await
+            .expect("connect records")
+    }
+
+    pub async fn cluster(&self, id: u64) -> ClusterClient<Channel> {
+        ClusterClient::connect(format!("http://{}", self.addresses[&id].client))
+            .await
+            .expect("connect cluster")
+    }
+
+    pub async fn status(&self, id: u64) -> StatusResponse {
+        self.cluster(id).await.status(StatusRequest {}).await.expect("status").into_inner()
+    }
+
+    /// Waits until node `id` has applied at least `index`.
+    pub async fn wait_applied(&self, id: u64, index: u64) {
+        eventually(&format!("node {id} to apply index {index}"), || async {
+            (self.nodes[&id].consensus().view().applied_index >= index).then_some(())
+        })
+        .await
+    }
+
+    pub async fn shutdown(mut self) {
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        for id in ids {
+            self.stop(id).await;
+        }
+    }
+}
+
+/// A put request with a write id.
+pub fn put(tenant: &str, key: &str, value: &[u8], client: &str, request_id: u64) -> PutRequest {
+    PutRequest {
+        tenant: tenant.into(),
+        key: key.into(),
+        value: value.to_vec(),
+        expected_version: None,
+        write_id: Some(WriteId {
+            client_id: client.into(),
+            request_id,
+        }),
+    }
+}
+
+/// A linearizable get request.
+pub fn get(tenant: &str, key: &str) -> GetRequest {
+    GetRequest {
+        tenant: tenant.into(),
+        key: key.into(),
+        consistency: Consistency::Linearizable as i32,
+    }
+}
+
+/// A stale (local replica) get request.
+pub fn get_stale(tenant: &str, key: &str) -> GetRequest {
+    GetRequest {
+        tenant: tenant.into(),
+        key: key.into(),
+        consistency: Consistency::Stale as i32,
+    }
+}
+
+/// Puts until acknowledged (retrying retryable failures with the same write id), returning the version.
+pub async fn put_acked(client: &mut RecordsClient<Channel>, request: PutRequest) -> u64 {
+    eventually("an acknowledged put", || {
+        let mut client = client.clone();
+        let request = request.clone();
+        async move {
+            match client.put(request).await {
+                Ok(reply) => Some(reply.into_inner().version),
+                Err(status) if status.code() == tonic::Code::Unavailable => None,
+                Err(status) => panic!("put failed: {status}"),
+            }
+        }
+    })
+    .await
+}
