@@ -8,5 +8,6 @@ pub mod v1 {
     tonic::include_proto!("safekeep.v1");
 }
 
-/// Encoded file descriptor set of every safekeep service, for server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("safekeep_descriptor");
+/// Encoded file descriptor set of the client-facing services (`Records`,
+/// `Cluster`), for server reflection on the client port.
+pub const CLIENT_FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("safekeep_client_descriptor");

@@ -125,7 +125,8 @@ impl Node {
         }));
 
         let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(safekeep_api::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(safekeep_api::CLIENT_FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| StartError::Service("reflection", e.to_string()))?;
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
