@@ -97,6 +97,8 @@ fn http_port(base_port: u16, id: u64) -> u16 {
 /// Runs the local cluster until Ctrl-C.
 pub async fn run(dir: &Path, nodes: usize, base_port: u16, exe: &Path) -> Result<(), LocalClusterError> {
     let members = plan(nodes, base_port)?;
+    // Listen for Ctrl-C before any node starts, so an early one still stops them all.
+    let mut interrupt = stop_signals()?;
     std::fs::create_dir_all(dir).map_err(io_err("cannot create", dir))?;
     let dir = dir.canonicalize().map_err(io_err("cannot resolve", dir))?;
     let mut children: Vec<(LocalNode, Child)> = Vec::new();
@@ -151,21 +153,25 @@ pub async fn run(dir: &Path, nodes: usize, base_port: u16, exe: &Path) -> Result
         children.push((node, child));
     }
 
-    let manifest = dir.join("cluster.json");
-    let nodes_json: Vec<&LocalNode> = children.iter().map(|(n, _)| n).collect();
-    let text = serde_json::to_string_pretty(&serde_json::json!({ "nodes": nodes_json }))
-        .map_err(|e| LocalClusterError::Encode(e.to_string()))?;
-    std::fs::write(&manifest, text).map_err(io_err("cannot write", &manifest))?;
-
-    if let Err(e) = wait_ready(&mut children, &dir).await {
-        stop_all(&mut children).await;
-        return Err(e);
-    }
-    print_welcome(&children, &manifest);
-
-    let outcome = tokio::select! {
-        _ = tokio::signal::ctrl_c() => Ok(()),
-        exited = first_exit(&mut children) => Err(exited),
+    let ready = tokio::select! {
+        ready = wait_ready(&mut children, &dir) => ready.map(|()| true),
+        _ = interrupt.recv() => Ok(false),
+    };
+    let outcome = match ready {
+        Ok(true) => {
+            let manifest = dir.join("cluster.json");
+            let nodes_json: Vec<&LocalNode> = children.iter().map(|(n, _)| n).collect();
+            let text = serde_json::to_string_pretty(&serde_json::json!({ "nodes": nodes_json }))
+                .map_err(|e| LocalClusterError::Encode(e.to_string()))?;
+            std::fs::write(&manifest, text).map_err(io_err("cannot write", &manifest))?;
+            print_welcome(&children, &manifest);
+            tokio::select! {
+                _ = interrupt.recv() => Ok(()),
+                exited = first_exit(&mut children) => Err(exited),
+            }
+        }
+        Ok(false) => Ok(()),
+        Err(e) => Err(e),
     };
     println!("stopping {} nodes...", children.len());
     stop_all(&mut children).await;
@@ -176,6 +182,26 @@ pub async fn run(dir: &Path, nodes: usize, base_port: u16, exe: &Path) -> Result
         }
         Err(e) => Err(e),
     }
+}
+
+/// Ctrl-C or SIGTERM, merged into one stream.
+fn stop_signals() -> Result<tokio::sync::mpsc::Receiver<()>, LocalClusterError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    for kind in [SignalKind::interrupt(), SignalKind::terminate()] {
+        let mut stream = signal(kind).map_err(|source| LocalClusterError::Io {
+            what: "cannot listen for signals",
+            path: PathBuf::new(),
+            source,
+        })?;
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                let _ = tx.send(()).await;
+            }
+        });
+    }
+    Ok(rx)
 }
 
 async fn first_exit(children: &mut [(LocalNode, Child)]) -> LocalClusterError {

@@ -1,0 +1,80 @@
+//! The README's main command as a user runs it: `safekeep-node local-cluster`
+//! starts three node processes in zones a, b, c, writes cluster.json, serves
+//! through every node, and stops every node on Ctrl-C.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{eventually, get, put};
+use safekeep_api::v1::records_client::RecordsClient;
+
+/// Free base port for the three nodes (client BASE+id, peer BASE+100+id, HTTP BASE+200+id).
+fn free_base_port() -> u16 {
+    // Pick a base whose nine ports are all free right now.
+    for base in (20_000..60_000).step_by(997) {
+        let ports = (1..=3).flat_map(|i| [base + i, base + 100 + i, base + 200 + i]);
+        if ports.into_iter().all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no free port range on loopback");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_cluster_runs_three_zones_and_stops_cleanly_on_ctrl_c() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let base = free_base_port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_safekeep-node"))
+        .args(["local-cluster", "--dir"])
+        .arg(dir.path())
+        .args(["--base-port", &base.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start local-cluster");
+
+    let manifest = dir.path().join("cluster.json");
+    let nodes: serde_json::Value = eventually("cluster.json", || async {
+        let text = std::fs::read_to_string(&manifest).ok()?;
+        serde_json::from_str(&text).ok()
+    })
+    .await;
+    let nodes = nodes["nodes"].as_array().expect("nodes").clone();
+    let zones: Vec<&str> = nodes.iter().map(|n| n["zone"].as_str().unwrap()).collect();
+    assert_eq!(zones, ["a", "b", "c"]);
+    for node in &nodes {
+        for field in ["id", "pid", "client_address", "http_address", "data_dir"] {
+            assert!(!node[field].is_null(), "cluster.json lacks {field}: {node}");
+        }
+    }
+
+    // Write through node 1, read through node 3.
+    let first = format!("http://{}", nodes[0]["client_address"].as_str().unwrap());
+    let third = format!("http://{}", nodes[2]["client_address"].as_str().unwrap());
+    let version = eventually("a write through node 1", || async {
+        let mut client = RecordsClient::connect(first.clone()).await.ok()?;
+        client.put(put("acme", "hello", b"world", "lc", 1)).await.ok().map(|r| r.into_inner().version)
+    })
+    .await;
+    let mut reader = RecordsClient::connect(third).await.unwrap();
+    let record = reader.get(get("acme", "hello")).await.unwrap().into_inner().record.unwrap();
+    assert_eq!((record.value.as_slice(), record.version), (b"world".as_slice(), version));
+
+    // Ctrl-C stops every node process and the runner exits cleanly.
+    let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("local-cluster stops within 30 s")
+        .unwrap();
+    assert!(status.success(), "local-cluster exit status {status}");
+    for node in &nodes {
+        let pid = nix::unistd::Pid::from_raw(node["pid"].as_i64().unwrap() as i32);
+        let gone = nix::sys::signal::kill(pid, None).is_err()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "));
+        assert!(gone, "node process {pid} still running");
+    }
+}
