@@ -52,8 +52,22 @@ impl Client {
     pub async fn connect(config: ClientConfig) -> Result<Self, Error> {
         config.validate()?;
         let endpoints = EndpointSet::open(&config)?;
+        Ok(Self::assemble(config, endpoints))
+    }
+
+    /// Like [`Client::connect`], but over channels the caller built, one per
+    /// entry of `config.endpoints` and in the same order (the addresses then
+    /// only label errors). For transports other than plain TCP, such as a
+    /// simulated network in tests.
+    pub fn from_channels(config: ClientConfig, channels: Vec<Channel>) -> Result<Self, Error> {
+        config.validate()?;
+        let endpoints = EndpointSet::from_channels(&config, channels)?;
+        Ok(Self::assemble(config, endpoints))
+    }
+
+    fn assemble(config: ClientConfig, endpoints: EndpointSet) -> Self {
         let backoff = Backoff::new(config.initial_backoff, config.max_backoff);
-        Ok(Self {
+        Self {
             inner: Arc::new(Inner {
                 config,
                 endpoints,
@@ -62,7 +76,7 @@ impl Client {
                 last_header: Mutex::new(None),
                 leader_hint: Mutex::new(None),
             }),
-        })
+        }
     }
 
     /// The configuration this client runs with.

@@ -8,8 +8,9 @@
 //! it is the only one.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::config::ClientConfig;
@@ -109,6 +110,32 @@ impl EndpointSet {
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
+        let picker = Picker::new(slots.len());
+        Ok(Self { slots, picker })
+    }
+
+    /// Uses channels the caller built (one per configured endpoint, in order),
+    /// for transports this module does not know, such as a simulated network.
+    pub(crate) fn from_channels(
+        config: &ClientConfig,
+        channels: Vec<Channel>,
+    ) -> Result<Self, Error> {
+        if channels.len() != config.endpoints.len() {
+            return Err(Error::Config(format!(
+                "{} channels given for {} endpoints",
+                channels.len(),
+                config.endpoints.len()
+            )));
+        }
+        let slots: Vec<Slot> = config
+            .endpoints
+            .iter()
+            .zip(channels)
+            .map(|(address, channel)| Slot {
+                address: address.trim().to_string(),
+                channel,
+            })
+            .collect();
         let picker = Picker::new(slots.len());
         Ok(Self { slots, picker })
     }

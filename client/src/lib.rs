@@ -19,6 +19,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod backoff;
 pub mod config;
 pub mod endpoints;

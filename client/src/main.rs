@@ -1,6 +1,8 @@
 //! `safekeep`: the command-line client for a safekeep cluster, built on the
 //! SDK in this crate (as etcdctl sits beside etcd's client library).
 
+#![warn(missing_docs)]
+
 mod cli;
 
 use std::process::ExitCode;

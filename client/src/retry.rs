@@ -49,12 +49,16 @@ impl Failure {
     /// Sorts a status returned by a tonic call into the failure it stands for.
     ///
     /// Statuses made locally from a transport error carry that error as their
-    /// source; statuses decoded from a server's answer carry none.
+    /// source; statuses decoded from a server's answer carry none. tonic
+    /// enforces the request's `grpc-timeout` itself and reports it as a
+    /// [`tonic::TimeoutExpired`] source.
     pub(crate) fn from_status(status: Status) -> Self {
         let Some(source) = status.source() else {
             return Self::Answered(status);
         };
-        if chain_has_connect_error(source) {
+        if chain_has::<tonic::TimeoutExpired>(source) {
+            Self::TimedOut
+        } else if chain_has::<tonic::ConnectError>(source) {
             Self::NotSent(status)
         } else {
             Self::ConnectionLost(status)
@@ -107,10 +111,10 @@ impl Failure {
     }
 }
 
-fn chain_has_connect_error(error: &(dyn StdError + 'static)) -> bool {
+fn chain_has<E: StdError + 'static>(error: &(dyn StdError + 'static)) -> bool {
     let mut next = Some(error);
     while let Some(error) = next {
-        if error.is::<tonic::ConnectError>() {
+        if error.is::<E>() {
             return true;
         }
         next = error.source();
@@ -163,6 +167,8 @@ mod tests {
 
     #[test]
     fn server_statuses_are_answers_and_transport_errors_are_not() {
+        let expired = Status::from_error(Box::new(tonic::TimeoutExpired(())));
+        assert!(matches!(Failure::from_status(expired), Failure::TimedOut));
         assert!(matches!(answered(Code::Unavailable), Failure::Answered(_)));
         assert!(matches!(not_sent(), Failure::NotSent(_)));
         assert!(matches!(connection_lost(), Failure::ConnectionLost(_)));

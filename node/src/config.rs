@@ -36,7 +36,10 @@ pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path} is not valid: {source}")]
-    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
     #[error("missing setting '{0}': set it in the config file or pass the flag")]
     Missing(&'static str),
     #[error("invalid setting '{name}': {reason}")]
@@ -61,7 +64,9 @@ impl std::str::FromStr for InitialMember {
         let [id, zone, peer, client] = parts.as_slice() else {
             return Err(format!("'{s}': expected ID,ZONE,PEER_ADDRESS,CLIENT_ADDRESS"));
         };
-        let id = id.parse().map_err(|_| format!("'{id}' is not a node id (a positive integer)"))?;
+        let id = id
+            .parse()
+            .map_err(|_| format!("'{id}' is not a node id (a positive integer)"))?;
         Ok(Self {
             id,
             zone: zone.to_string(),
@@ -174,12 +179,16 @@ impl NodeConfig {
 
     /// The address peers reach this node's peer channel at.
     pub fn peer_address(&self) -> String {
-        self.peer_advertise.clone().unwrap_or_else(|| self.peer_listen.to_string())
+        self.peer_advertise
+            .clone()
+            .unwrap_or_else(|| self.peer_listen.to_string())
     }
 
     /// The address clients reach this node at.
     pub fn client_address(&self) -> String {
-        self.client_advertise.clone().unwrap_or_else(|| self.client_listen.to_string())
+        self.client_advertise
+            .clone()
+            .unwrap_or_else(|| self.client_listen.to_string())
     }
 
     /// Checks values the types cannot.
@@ -218,7 +227,9 @@ impl NodeConfig {
                 ),
             });
         }
-        if self.limits.max_value_bytes == 0 || self.limits.max_value_bytes > crate::records::limits::MAX_VALUE_BYTES_CEILING {
+        if self.limits.max_value_bytes == 0
+            || self.limits.max_value_bytes > crate::records::limits::MAX_VALUE_BYTES_CEILING
+        {
             return Err(ConfigError::Invalid {
                 name: "limits.max_value_bytes",
                 reason: format!(

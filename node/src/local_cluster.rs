@@ -274,7 +274,11 @@ async fn stop_all(children: &mut [(LocalNode, Child)]) {
 
 fn print_welcome(children: &[(LocalNode, Child)], manifest: &Path) {
     let zones: Vec<&str> = children.iter().map(|(n, _)| n.zone.as_str()).collect();
-    println!("safekeep local cluster is up: {} nodes in zones {}", children.len(), zones.join(", "));
+    println!(
+        "safekeep local cluster is up: {} nodes in zones {}",
+        children.len(),
+        zones.join(", ")
+    );
     for (node, _) in children {
         println!(
             "  node {}  zone {}  client {}  http http://{}  pid {}  log {}",

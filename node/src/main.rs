@@ -105,7 +105,18 @@ impl RunArgs {
         macro_rules! over {
             ($($field:ident),*) => { $( if let Some(v) = self.$field { c.$field = Some(v); } )* };
         }
-        over!(id, zone, data_dir, cluster_name, client_listen, peer_listen, http_listen, client_advertise, peer_advertise, join);
+        over!(
+            id,
+            zone,
+            data_dir,
+            cluster_name,
+            client_listen,
+            peer_listen,
+            http_listen,
+            client_advertise,
+            peer_advertise,
+            join
+        );
         if !self.init.is_empty() {
             c.init = self.init;
         }
@@ -154,8 +165,8 @@ async fn wait_for_stop_signal() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

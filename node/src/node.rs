@@ -104,8 +104,11 @@ impl Node {
         drop(store);
 
         let address = |l: &TcpListener| l.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let (client_address, peer_address, http_address) =
-            (address(&listeners.client), address(&listeners.peer), address(&listeners.http));
+        let (client_address, peer_address, http_address) = (
+            address(&listeners.client),
+            address(&listeners.peer),
+            address(&listeners.http),
+        );
         let (stop, stop_rx) = watch::channel(false);
         // TLS arrives with the security work; until then every port is plaintext.
         let insecure = true;
@@ -132,7 +135,11 @@ impl Node {
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<RecordsServer<RecordsService>>().await;
         health_reporter.set_serving::<ClusterServer<ClusterService>>().await;
-        let records = RecordsService::new(consensus.clone(), consensus.reader().clone(), config.limits.max_value_bytes);
+        let records = RecordsService::new(
+            consensus.clone(),
+            consensus.reader().clone(),
+            config.limits.max_value_bytes,
+        );
         let cluster = ClusterService::new(consensus.clone(), config.zone.clone(), insecure);
         let client_server = tonic::transport::Server::builder()
             .add_service(health_service)
@@ -154,7 +161,10 @@ impl Node {
         let http_stop = stopped(stop_rx);
         let http_listener = listeners.http;
         servers.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(http_listener, router).with_graceful_shutdown(http_stop).await {
+            if let Err(e) = axum::serve(http_listener, router)
+                .with_graceful_shutdown(http_stop)
+                .await
+            {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
         }));

@@ -22,14 +22,29 @@ async fn a_retried_write_with_the_same_request_id_applies_once() {
     let leader = cluster.leader().await;
     let follower = (1..=3).find(|id| *id != leader).unwrap();
     let mut client = cluster.records(follower).await;
-    let first = client.put(put(TENANT, "k", b"first", "retrier", 7)).await.unwrap().into_inner();
+    let first = client
+        .put(put(TENANT, "k", b"first", "retrier", 7))
+        .await
+        .unwrap()
+        .into_inner();
     // Same write id, different payload: the first result comes back and nothing new is applied.
-    let retry = client.put(put(TENANT, "k", b"second", "retrier", 7)).await.unwrap().into_inner();
+    let retry = client
+        .put(put(TENANT, "k", b"second", "retrier", 7))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(retry.version, first.version);
     let record = client.get(get(TENANT, "k")).await.unwrap().into_inner().record.unwrap();
-    assert_eq!((record.value.as_slice(), record.version), (b"first".as_slice(), first.version));
+    assert_eq!(
+        (record.value.as_slice(), record.version),
+        (b"first".as_slice(), first.version)
+    );
     // A new request id is a new write.
-    let next = client.put(put(TENANT, "k", b"third", "retrier", 8)).await.unwrap().into_inner();
+    let next = client
+        .put(put(TENANT, "k", b"third", "retrier", 8))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(next.version > first.version);
     cluster.shutdown().await;
 }
@@ -43,21 +58,36 @@ async fn compare_and_set_conflicts_return_failed_precondition_with_the_current_v
     let v1 = client.put(create.clone()).await.unwrap().into_inner().version;
 
     create.write_id.as_mut().unwrap().request_id = 2;
-    let exists = client.put(create).await.expect_err("must-not-exist on an existing record");
+    let exists = client
+        .put(create)
+        .await
+        .expect_err("must-not-exist on an existing record");
     assert_eq!(exists.code(), Code::FailedPrecondition);
-    assert_eq!(exists.metadata().get("x-safekeep-current-version").unwrap(), v1.to_string().as_str());
+    assert_eq!(
+        exists.metadata().get("x-safekeep-current-version").unwrap(),
+        v1.to_string().as_str()
+    );
 
     let mut stale = put(TENANT, "cas", b"v2", "cas", 3);
     stale.expected_version = Some(v1 + 1000);
     let conflict = client.put(stale).await.expect_err("wrong expected version");
     assert_eq!(conflict.code(), Code::FailedPrecondition);
-    assert_eq!(conflict.metadata().get("x-safekeep-current-version").unwrap(), v1.to_string().as_str());
+    assert_eq!(
+        conflict.metadata().get("x-safekeep-current-version").unwrap(),
+        v1.to_string().as_str()
+    );
 
     let mut matching = put(TENANT, "cas", b"v2", "cas", 4);
     matching.expected_version = Some(v1);
     let v2 = client.put(matching).await.unwrap().into_inner().version;
     assert!(v2 > v1);
-    let record = client.get(get(TENANT, "cas")).await.unwrap().into_inner().record.unwrap();
+    let record = client
+        .get(get(TENANT, "cas"))
+        .await
+        .unwrap()
+        .into_inner()
+        .record
+        .unwrap();
     assert_eq!(record.value, b"v2");
 
     let deleted = client
@@ -65,7 +95,10 @@ async fn compare_and_set_conflicts_return_failed_precondition_with_the_current_v
             tenant: TENANT.into(),
             key: "cas".into(),
             expected_version: Some(v1),
-            write_id: Some(WriteId { client_id: "cas".into(), request_id: 5 }),
+            write_id: Some(WriteId {
+                client_id: "cas".into(),
+                request_id: 5,
+            }),
         })
         .await
         .expect_err("delete at a stale version");
@@ -87,11 +120,16 @@ fn batch_put(key: &str, value: &[u8], expected_version: Option<u64>) -> BatchOp 
 async fn a_batch_applies_whole_or_not_at_all_and_list_pages_through_a_tenant() {
     let cluster = TestCluster::start(3, |_| {}).await;
     let mut client = cluster.records(cluster.leader().await).await;
-    let ops: Vec<BatchOp> = (0..25).map(|i| batch_put(&format!("user/{i:02}"), b"x", None)).collect();
+    let ops: Vec<BatchOp> = (0..25)
+        .map(|i| batch_put(&format!("user/{i:02}"), b"x", None))
+        .collect();
     let batch = BatchRequest {
         tenant: TENANT.into(),
         ops,
-        write_id: Some(WriteId { client_id: "b".into(), request_id: 1 }),
+        write_id: Some(WriteId {
+            client_id: "b".into(),
+            request_id: 1,
+        }),
     };
     let version = client.batch(batch).await.unwrap().into_inner().version;
 
@@ -102,14 +140,36 @@ async fn a_batch_applies_whole_or_not_at_all_and_list_pages_through_a_tenant() {
             batch_put("user/99", b"new", None),
             batch_put("user/00", b"changed", Some(version + 7)),
             BatchOp {
-                op: Some(batch_op::Op::Delete(BatchDelete { key: "user/01".into(), expected_version: None })),
+                op: Some(batch_op::Op::Delete(BatchDelete {
+                    key: "user/01".into(),
+                    expected_version: None,
+                })),
             },
         ],
-        write_id: Some(WriteId { client_id: "b".into(), request_id: 2 }),
+        write_id: Some(WriteId {
+            client_id: "b".into(),
+            request_id: 2,
+        }),
     };
-    assert_eq!(client.batch(failing).await.unwrap_err().code(), Code::FailedPrecondition);
-    assert_eq!(client.get(get(TENANT, "user/99")).await.unwrap_err().code(), Code::NotFound);
-    assert_eq!(client.get(get(TENANT, "user/00")).await.unwrap().into_inner().record.unwrap().value, b"x");
+    assert_eq!(
+        client.batch(failing).await.unwrap_err().code(),
+        Code::FailedPrecondition
+    );
+    assert_eq!(
+        client.get(get(TENANT, "user/99")).await.unwrap_err().code(),
+        Code::NotFound
+    );
+    assert_eq!(
+        client
+            .get(get(TENANT, "user/00"))
+            .await
+            .unwrap()
+            .into_inner()
+            .record
+            .unwrap()
+            .value,
+        b"x"
+    );
 
     // Another tenant whose name extends this one's sees none of it.
     put_acked(&mut client, put("acme2", "user/00", b"other", "b", 3)).await;
@@ -166,28 +226,48 @@ async fn bad_input_gets_a_precise_status_and_changes_nothing() {
         assert!(!status.message().is_empty(), "{what} has a message");
     }
     let unknown_level = client
-        .get(GetRequest { tenant: TENANT.into(), key: "canary".into(), consistency: 42 })
+        .get(GetRequest {
+            tenant: TENANT.into(),
+            key: "canary".into(),
+            consistency: 42,
+        })
         .await
         .expect_err("unknown consistency");
     assert_eq!(unknown_level.code(), Code::InvalidArgument);
     assert!(unknown_level.message().contains("42"));
     let bad_token = client
-        .list(ListRequest { tenant: TENANT.into(), page_token: "not-hex".into(), ..Default::default() })
+        .list(ListRequest {
+            tenant: TENANT.into(),
+            page_token: "not-hex".into(),
+            ..Default::default()
+        })
         .await
         .expect_err("garbage page token");
     assert_eq!(bad_token.code(), Code::InvalidArgument);
     let too_big_page = client
-        .list(ListRequest { tenant: TENANT.into(), limit: 1001, ..Default::default() })
+        .list(ListRequest {
+            tenant: TENANT.into(),
+            limit: 1001,
+            ..Default::default()
+        })
         .await
         .expect_err("page too large");
     assert_eq!(too_big_page.code(), Code::InvalidArgument);
     let empty_batch = client
-        .batch(BatchRequest { tenant: TENANT.into(), ops: vec![], write_id: None })
+        .batch(BatchRequest {
+            tenant: TENANT.into(),
+            ops: vec![],
+            write_id: None,
+        })
         .await
         .expect_err("empty batch");
     assert_eq!(empty_batch.code(), Code::InvalidArgument);
     let hollow_op = client
-        .batch(BatchRequest { tenant: TENANT.into(), ops: vec![BatchOp { op: None }], write_id: None })
+        .batch(BatchRequest {
+            tenant: TENANT.into(),
+            ops: vec![BatchOp { op: None }],
+            write_id: None,
+        })
         .await
         .expect_err("batch op with no operation");
     assert_eq!(hollow_op.code(), Code::InvalidArgument);
@@ -209,12 +289,21 @@ async fn bad_input_gets_a_precise_status_and_changes_nothing() {
         .await
         .expect_err("batch over 1000 ops");
     assert_eq!(too_long.code(), Code::InvalidArgument);
-    let missing = client.get(get(TENANT, "never-written")).await.expect_err("missing record");
+    let missing = client
+        .get(get(TENANT, "never-written"))
+        .await
+        .expect_err("missing record");
     assert_eq!(missing.code(), Code::NotFound);
 
     // Nothing reached the log, and the canary is intact.
     assert_eq!(cluster.nodes[&leader].consensus().view().last_log_index, before);
-    let canary = client.get(get(TENANT, "canary")).await.unwrap().into_inner().record.unwrap();
+    let canary = client
+        .get(get(TENANT, "canary"))
+        .await
+        .unwrap()
+        .into_inner()
+        .record
+        .unwrap();
     assert_eq!(canary.value, b"alive");
     cluster.shutdown().await;
 }
@@ -235,11 +324,17 @@ async fn a_data_dir_of_another_node_is_refused_with_the_reason() {
     };
     assert!(matches!(err, StartError::Storage(_)), "{err}");
     let message = err.to_string();
-    assert!(message.contains("node 1") && message.contains("never reused"), "{message}");
+    assert!(
+        message.contains("node 1") && message.contains("never reused"),
+        "{message}"
+    );
 
     config.id = 1;
     config.cluster_name = "another".into();
-    let err = Node::start(config).await.err().expect("another cluster's data dir is refused");
+    let err = Node::start(config)
+        .await
+        .err()
+        .expect("another cluster's data dir is refused");
     assert!(err.to_string().contains("cluster 'test'"), "{err}");
 }
 
@@ -247,7 +342,10 @@ async fn a_data_dir_of_another_node_is_refused_with_the_reason() {
 async fn joining_through_an_unreachable_seed_fails_with_a_clear_error_in_bounded_time() {
     let dir = tempfile::TempDir::new().unwrap();
     // A port that was just free: nothing listens there.
-    let seed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let seed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let any = "127.0.0.1:0".parse().unwrap();
     let mut raft = test_raft_settings();
     raft.join_timeout_ms = 1_500;
@@ -270,5 +368,8 @@ async fn joining_through_an_unreachable_seed_fails_with_a_clear_error_in_bounded
     let err = Node::start(config).await.err().expect("join to a dead seed fails");
     assert!(started.elapsed() < std::time::Duration::from_secs(15), "bounded retry");
     let message = err.to_string();
-    assert!(message.contains(&seed.to_string()) && message.contains("could not join"), "{message}");
+    assert!(
+        message.contains(&seed.to_string()) && message.contains("could not join"),
+        "{message}"
+    );
 }

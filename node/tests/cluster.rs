@@ -58,7 +58,11 @@ async fn leader_crash_loses_no_acknowledged_write_and_the_node_catches_up_after_
         acked.push(key);
     }
     for key in &acked {
-        let record = client.get(get(TENANT, key)).await.expect("acked write readable").into_inner();
+        let record = client
+            .get(get(TENANT, key))
+            .await
+            .expect("acked write readable")
+            .into_inner();
         assert_eq!(record.record.unwrap().value, key.as_bytes());
     }
 
@@ -68,7 +72,10 @@ async fn leader_crash_loses_no_acknowledged_write_and_the_node_catches_up_after_
     cluster.wait_applied(leader, target).await;
     let mut restarted = cluster.records(leader).await;
     for key in &acked {
-        let record = restarted.get(get_stale(TENANT, key)).await.expect("stale read on restarted node");
+        let record = restarted
+            .get(get_stale(TENANT, key))
+            .await
+            .expect("stale read on restarted node");
         assert_eq!(record.into_inner().record.unwrap().value, key.as_bytes());
     }
     cluster.shutdown().await;
@@ -94,14 +101,19 @@ async fn a_wiped_node_is_replaced_and_the_replacement_catches_up_by_snapshot() {
 
     // The leader's log no longer starts at 1: a newcomer can only catch up by snapshot.
     eventually("a snapshot on the leader", || async {
-        cluster.nodes[&leader].consensus().view().snapshot_index.filter(|i| *i > 1)
+        cluster.nodes[&leader]
+            .consensus()
+            .view()
+            .snapshot_index
+            .filter(|i| *i > 1)
     })
     .await;
-    cluster.join(4, &lost_zone, leader, |c| {
-        c.raft.snapshot_threshold = 20;
-        c.raft.logs_kept_after_snapshot = 0;
-    })
-    .await;
+    cluster
+        .join(4, &lost_zone, leader, |c| {
+            c.raft.snapshot_threshold = 20;
+            c.raft.logs_kept_after_snapshot = 0;
+        })
+        .await;
     let target = cluster.nodes[&leader].consensus().view().applied_index;
     cluster.wait_applied(4, target).await;
     assert!(
@@ -111,14 +123,20 @@ async fn a_wiped_node_is_replaced_and_the_replacement_catches_up_by_snapshot() {
     let mut replacement = cluster.records(4).await;
     for i in 0..60u64 {
         let key = format!("k-{i:03}");
-        let record = replacement.get(get_stale(TENANT, &key)).await.expect("replacement holds the record");
+        let record = replacement
+            .get(get_stale(TENANT, &key))
+            .await
+            .expect("replacement holds the record");
         assert_eq!(record.into_inner().record.unwrap().value, key.as_bytes());
     }
     // Retire the lost node; the replacement votes in its place.
     let status = cluster
         .cluster(leader)
         .await
-        .remove_member(RemoveMemberRequest { node_id: lost, force: false })
+        .remove_member(RemoveMemberRequest {
+            node_id: lost,
+            force: false,
+        })
         .await
         .expect("remove the wiped node")
         .into_inner();
@@ -136,7 +154,10 @@ async fn a_whole_cluster_restart_keeps_every_acknowledged_record() {
     let mut versions = Vec::new();
     for i in 0..30u64 {
         let key = format!("durable-{i}");
-        versions.push((key.clone(), put_acked(&mut client, put(TENANT, &key, key.as_bytes(), "c4", i)).await));
+        versions.push((
+            key.clone(),
+            put_acked(&mut client, put(TENANT, &key, key.as_bytes(), "c4", i)).await,
+        ));
     }
     for id in 1..=3 {
         cluster.stop(id).await;
@@ -182,18 +203,28 @@ async fn the_placement_guard_refuses_two_of_three_voters_in_one_zone() {
     // Leave voters {1 (a), 2 (b)}, then promoting 4 would give zone a two of three.
     let removed = if leader == 3 { 2 } else { 3 };
     admin
-        .remove_member(RemoveMemberRequest { node_id: removed, force: false })
+        .remove_member(RemoveMemberRequest {
+            node_id: removed,
+            force: false,
+        })
         .await
         .expect("remove a voter");
     let refused = admin
-        .promote(PromoteRequest { node_id: 4, force: false })
+        .promote(PromoteRequest {
+            node_id: 4,
+            force: false,
+        })
         .await
         .expect_err("two of three voters in zone a is refused");
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused}");
     assert!(refused.message().contains("zone 'a'"), "{}", refused.message());
     let status = cluster.status(1).await;
     let voter_4 = status.members.iter().find(|m| m.id == 4).unwrap();
-    assert_eq!(voter_4.role, safekeep_api::v1::Role::Learner as i32, "node 4 stays a learner");
+    assert_eq!(
+        voter_4.role,
+        safekeep_api::v1::Role::Learner as i32,
+        "node 4 stays a learner"
+    );
     cluster.stop(removed).await;
     cluster.shutdown().await;
 }

@@ -15,7 +15,10 @@ fn free_base_port() -> u16 {
     // Pick a base whose nine ports are all free right now.
     for base in (20_000..60_000).step_by(997) {
         let ports = (1..=3).flat_map(|i| [base + i, base + 100 + i, base + 200 + i]);
-        if ports.into_iter().all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+        if ports
+            .into_iter()
+            .all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+        {
             return base;
         }
     }
@@ -56,12 +59,25 @@ async fn local_cluster_runs_three_zones_and_stops_cleanly_on_ctrl_c() {
     let third = format!("http://{}", nodes[2]["client_address"].as_str().unwrap());
     let version = eventually("a write through node 1", || async {
         let mut client = RecordsClient::connect(first.clone()).await.ok()?;
-        client.put(put("acme", "hello", b"world", "lc", 1)).await.ok().map(|r| r.into_inner().version)
+        client
+            .put(put("acme", "hello", b"world", "lc", 1))
+            .await
+            .ok()
+            .map(|r| r.into_inner().version)
     })
     .await;
     let mut reader = RecordsClient::connect(third).await.unwrap();
-    let record = reader.get(get("acme", "hello")).await.unwrap().into_inner().record.unwrap();
-    assert_eq!((record.value.as_slice(), record.version), (b"world".as_slice(), version));
+    let record = reader
+        .get(get("acme", "hello"))
+        .await
+        .unwrap()
+        .into_inner()
+        .record
+        .unwrap();
+    assert_eq!(
+        (record.value.as_slice(), record.version),
+        (b"world".as_slice(), version)
+    );
 
     // Ctrl-C stops every node process and the runner exits cleanly.
     let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);

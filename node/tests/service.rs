@@ -9,10 +9,10 @@ use tokio_stream::StreamExt;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-use tonic_reflection::pb::v1::ServerReflectionRequest;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn health_reflection_and_metrics_answer_standard_tools() {
@@ -20,11 +20,17 @@ async fn health_reflection_and_metrics_answer_standard_tools() {
     cluster.leader().await;
     let address = format!("http://{}", cluster.addresses[&1].client);
 
-    let channel = tonic::transport::Channel::from_shared(address).unwrap().connect().await.unwrap();
+    let channel = tonic::transport::Channel::from_shared(address)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mut health = HealthClient::new(channel.clone());
     for service in ["", "safekeep.v1.Records", "safekeep.v1.Cluster"] {
         let reply = health
-            .check(HealthCheckRequest { service: service.into() })
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
             .await
             .unwrap_or_else(|e| panic!("health of {service:?}: {e}"));
         assert_eq!(reply.into_inner().status, ServingStatus::Serving as i32, "{service:?}");
@@ -66,7 +72,9 @@ async fn health_reflection_and_metrics_answer_standard_tools() {
     ] {
         assert!(text.contains(metric), "{metric} missing from /metrics:\n{text}");
     }
-    let healthz = reqwest::get(format!("http://{}/healthz", cluster.addresses[&1].http)).await.unwrap();
+    let healthz = reqwest::get(format!("http://{}/healthz", cluster.addresses[&1].http))
+        .await
+        .unwrap();
     assert_eq!(healthz.status().as_u16(), 200);
     cluster.shutdown().await;
 }

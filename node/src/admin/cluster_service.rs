@@ -82,7 +82,11 @@ impl Cluster for ClusterService {
     async fn add_learner(&self, request: Request<AddLearnerRequest>) -> Result<Response<MembershipResponse>, Status> {
         let r = request.into_inner();
         let id = require_node_id(r.node_id)?;
-        for (name, value) in [("zone", &r.zone), ("peer_address", &r.peer_address), ("client_address", &r.client_address)] {
+        for (name, value) in [
+            ("zone", &r.zone),
+            ("peer_address", &r.peer_address),
+            ("client_address", &r.client_address),
+        ] {
             if value.trim().is_empty() {
                 return Err(Status::invalid_argument(format!("{name} must not be empty")));
             }
@@ -101,7 +105,10 @@ impl Cluster for ClusterService {
         self.change(MembershipChange::Promote { id, force: r.force }).await
     }
 
-    async fn remove_member(&self, request: Request<RemoveMemberRequest>) -> Result<Response<MembershipResponse>, Status> {
+    async fn remove_member(
+        &self,
+        request: Request<RemoveMemberRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
         let r = request.into_inner();
         let id = require_node_id(r.node_id)?;
         self.change(MembershipChange::Remove { id, force: r.force }).await

@@ -56,7 +56,11 @@ mod tests {
     use super::*;
 
     fn set(zones: &[&str]) -> Vec<Voter> {
-        zones.iter().enumerate().map(|(i, z)| Voter::new(i as u64 + 1, *z)).collect()
+        zones
+            .iter()
+            .enumerate()
+            .map(|(i, z)| Voter::new(i as u64 + 1, *z))
+            .collect()
     }
 
     #[test]

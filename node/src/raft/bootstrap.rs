@@ -59,11 +59,18 @@ pub async fn bootstrap(consensus: &Consensus, config: &NodeConfig) -> Result<(),
         return join(consensus, config, seed).await;
     }
     let Some(lowest) = config.init.iter().map(|m| m.id).min() else {
-        tracing::info!(node = config.id, "no Raft state and no init or join setting: waiting to be added");
+        tracing::info!(
+            node = config.id,
+            "no Raft state and no init or join setting: waiting to be added"
+        );
         return Ok(());
     };
     if lowest != config.id {
-        tracing::info!(node = config.id, initializer = lowest, "waiting for the initial cluster to form");
+        tracing::info!(
+            node = config.id,
+            initializer = lowest,
+            "waiting for the initial cluster to form"
+        );
         return Ok(());
     }
     for member in config.init.iter().filter(|m| m.id != config.id) {
@@ -159,7 +166,13 @@ async fn join(consensus: &Consensus, config: &NodeConfig, seed: &str) -> Result<
     };
     tracing::info!(node = config.id, seed, "joining as a learner");
     let timeout = Duration::from_millis(config.raft.join_timeout_ms);
-    with_retries(consensus, seed, MembershipChange::AddLearner { id: config.id, node }, timeout).await?;
+    with_retries(
+        consensus,
+        seed,
+        MembershipChange::AddLearner { id: config.id, node },
+        timeout,
+    )
+    .await?;
     tracing::info!(node = config.id, "added as a learner; asking to become a voter");
     let promote = MembershipChange::Promote {
         id: config.id,

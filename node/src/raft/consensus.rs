@@ -8,16 +8,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
-use openraft::async_runtime::WatchReceiver;
 use openraft::Instant as _;
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::{ChangeMembers, ReadPolicy, ServerState};
 use serde::{Deserialize, Serialize};
 
 use super::channels::PeerChannels;
 use super::codec::{decode, encode};
-use crate::admin::placement::{self, Voter};
 use super::types::{NodeId, NodeInfo, SafekeepRaft};
+use crate::admin::placement::{self, Voter};
 use crate::metrics_names;
 use crate::storage::RecordReader;
 use crate::storage::command::{Command, CommandResponse};
@@ -294,21 +294,40 @@ impl Consensus {
         }
     }
 
-    async fn forward_propose(&self, leader: NodeId, node: &NodeInfo, command: &Command) -> Result<Applied, ConsensusError> {
+    async fn forward_propose(
+        &self,
+        leader: NodeId,
+        node: &NodeInfo,
+        command: &Command,
+    ) -> Result<Applied, ConsensusError> {
         let payload = encode(command).map_err(|e| ConsensusError::Internal(e.to_string()))?;
-        let reply = self.forward(leader, node, payload, |mut c, r| async move { c.propose(r).await }).await?;
+        let reply = self
+            .forward(leader, node, payload, |mut c, r| async move { c.propose(r).await })
+            .await?;
         decode::<Result<Applied, ConsensusError>>(&reply).map_err(|e| ConsensusError::Internal(e.to_string()))?
     }
 
-    async fn forward<F, Fut>(&self, leader: NodeId, node: &NodeInfo, payload: Vec<u8>, send: F) -> Result<Vec<u8>, ConsensusError>
+    async fn forward<F, Fut>(
+        &self,
+        leader: NodeId,
+        node: &NodeInfo,
+        payload: Vec<u8>,
+        send: F,
+    ) -> Result<Vec<u8>, ConsensusError>
     where
-        F: FnOnce(safekeep_api::v1::peer_client::PeerClient<tonic::transport::Channel>, tonic::Request<RaftMessage>) -> Fut,
+        F: FnOnce(
+            safekeep_api::v1::peer_client::PeerClient<tonic::transport::Channel>,
+            tonic::Request<RaftMessage>,
+        ) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<RaftMessage>, tonic::Status>>,
     {
-        let client = self.peers.client(&node.peer_address).map_err(|e| ConsensusError::LeaderUnreachable {
-            leader,
-            reason: e.to_string(),
-        })?;
+        let client = self
+            .peers
+            .client(&node.peer_address)
+            .map_err(|e| ConsensusError::LeaderUnreachable {
+                leader,
+                reason: e.to_string(),
+            })?;
         let mut request = tonic::Request::new(RaftMessage { payload });
         request.set_timeout(FORWARD_TIMEOUT);
         match send(client, request).await {
@@ -344,7 +363,11 @@ impl Consensus {
 
     /// On the leader: the index a linearizable read must wait for.
     pub(crate) async fn read_index_as_leader(&self, lease: bool) -> Result<u64, ConsensusError> {
-        let policy = if lease { ReadPolicy::LeaseRead } else { ReadPolicy::ReadIndex };
+        let policy = if lease {
+            ReadPolicy::LeaseRead
+        } else {
+            ReadPolicy::ReadIndex
+        };
         match self.raft.get_read_linearizer(policy).await {
             Ok(linearizer) => Ok(linearizer.read_log_id().index()),
             Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
@@ -356,10 +379,13 @@ impl Consensus {
     }
 
     async fn forward_read_index(&self, leader: NodeId, node: &NodeInfo, lease: bool) -> Result<u64, ConsensusError> {
-        let client = self.peers.client(&node.peer_address).map_err(|e| ConsensusError::LeaderUnreachable {
-            leader,
-            reason: e.to_string(),
-        })?;
+        let client = self
+            .peers
+            .client(&node.peer_address)
+            .map_err(|e| ConsensusError::LeaderUnreachable {
+                leader,
+                reason: e.to_string(),
+            })?;
         let mut request = tonic::Request::new(ReadIndexRequest { lease });
         request.set_timeout(FORWARD_TIMEOUT);
         let mut client = client;
@@ -377,7 +403,12 @@ impl Consensus {
 
     async fn wait_applied(&self, index: u64) -> Result<(), ConsensusError> {
         let wait = self.limits.read_catch_up;
-        match self.raft.wait(Some(wait)).applied_index_at_least(Some(index), "read barrier").await {
+        match self
+            .raft
+            .wait(Some(wait))
+            .applied_index_at_least(Some(index), "read barrier")
+            .await
+        {
             Ok(_) => Ok(()),
             Err(_) => Err(ConsensusError::CatchUpTimeout {
                 index,
@@ -394,7 +425,9 @@ impl Consensus {
                 Route::Remote(leader, node) => {
                     let payload = encode(&change).map_err(|e| ConsensusError::Internal(e.to_string()))?;
                     let reply = self
-                        .forward(leader, &node, payload, |mut c, r| async move { c.change_membership(r).await })
+                        .forward(leader, &node, payload, |mut c, r| async move {
+                            c.change_membership(r).await
+                        })
                         .await?;
                     decode::<Result<Vec<MemberView>, ConsensusError>>(&reply)
                         .map_err(|e| ConsensusError::Internal(e.to_string()))?
@@ -409,7 +442,10 @@ impl Consensus {
     }
 
     /// On the leader: checks the placement guard and applies a membership change.
-    pub(crate) async fn change_membership_as_leader(&self, change: MembershipChange) -> Result<Vec<MemberView>, ConsensusError> {
+    pub(crate) async fn change_membership_as_leader(
+        &self,
+        change: MembershipChange,
+    ) -> Result<Vec<MemberView>, ConsensusError> {
         let metrics = self.raft.metrics().borrow_watched().clone();
         if metrics.state != ServerState::Leader {
             return Err(ConsensusError::NotLeader {
@@ -440,7 +476,10 @@ impl Consensus {
                         "node {id} is not a learner of this cluster; add it first"
                     )));
                 };
-                let mut after: Vec<Voter> = voters.iter().map(|v| Voter::new(*v, zone_of(v).unwrap_or_default())).collect();
+                let mut after: Vec<Voter> = voters
+                    .iter()
+                    .map(|v| Voter::new(*v, zone_of(v).unwrap_or_default()))
+                    .collect();
                 after.push(Voter::new(id, zone));
                 placement::check(&after, force).map_err(|e| ConsensusError::Placement(e.to_string()))?;
                 self.raft
@@ -532,9 +571,13 @@ impl Consensus {
     /// Who leads, for response headers.
     pub fn leader_hint(&self) -> LeaderHint {
         let metrics = self.raft.metrics().borrow_watched().clone();
-        let leader_client_address = metrics
-            .current_leader
-            .and_then(|id| metrics.membership_config.membership().get_node(&id).map(|n| n.client_address.clone()));
+        let leader_client_address = metrics.current_leader.and_then(|id| {
+            metrics
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .map(|n| n.client_address.clone())
+        });
         LeaderHint {
             leader_id: metrics.current_leader,
             leader_client_address,
@@ -568,7 +611,10 @@ impl Consensus {
             match contact {
                 Some(at) if at.elapsed() <= self.limits.ready_max_leader_silence => {}
                 Some(at) => {
-                    return Err(format!("no contact from leader {leader} for {} ms", at.elapsed().as_millis()));
+                    return Err(format!(
+                        "no contact from leader {leader} for {} ms",
+                        at.elapsed().as_millis()
+                    ));
                 }
                 None => return Err(format!("leader {leader} has not contacted this node yet")),
             }

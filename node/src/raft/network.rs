@@ -84,7 +84,12 @@ impl PeerNetwork {
         self.client.clone().map_err(unreachable)
     }
 
-    async fn call<Req, Resp, F, Fut>(&self, rpc: &Req, option: &RPCOption, send: F) -> Result<Resp, RPCError<TypeConfig>>
+    async fn call<Req, Resp, F, Fut>(
+        &self,
+        rpc: &Req,
+        option: &RPCOption,
+        send: F,
+    ) -> Result<Resp, RPCError<TypeConfig>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -118,7 +123,8 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, r| async move { c.vote(r).await }).await
+        self.call(&rpc, &option, |mut c, r| async move { c.vote(r).await })
+            .await
     }
 
     async fn pre_vote(
@@ -126,7 +132,8 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, r| async move { c.pre_vote(r).await }).await
+        self.call(&rpc, &option, |mut c, r| async move { c.pre_vote(r).await })
+            .await
     }
 
     async fn transfer_leader(
@@ -174,15 +181,28 @@ fn snapshot_chunks(header: Vec<u8>, file: SnapshotFile) -> impl futures::Stream<
         let file = file.clone();
         async move {
             if let Some(header) = header {
-                return Some((SnapshotChunk { header, data: Vec::new() }, (None, offset)));
+                return Some((
+                    SnapshotChunk {
+                        header,
+                        data: Vec::new(),
+                    },
+                    (None, offset),
+                ));
             }
             if offset >= file.len {
                 return None;
             }
-            let want = usize::try_from(file.len - offset).map_or(SNAPSHOT_CHUNK_BYTES, |left| left.min(SNAPSHOT_CHUNK_BYTES));
+            let want =
+                usize::try_from(file.len - offset).map_or(SNAPSHOT_CHUNK_BYTES, |left| left.min(SNAPSHOT_CHUNK_BYTES));
             let mut data = vec![0; want];
             match file.file.read_exact_at(&mut data, offset) {
-                Ok(()) => Some((SnapshotChunk { header: Vec::new(), data }, (None, offset + want as u64))),
+                Ok(()) => Some((
+                    SnapshotChunk {
+                        header: Vec::new(),
+                        data,
+                    },
+                    (None, offset + want as u64),
+                )),
                 Err(e) => {
                     tracing::warn!(error = %e, path = %file.path.display(), "reading snapshot file failed");
                     None

@@ -44,7 +44,9 @@ fn stopped(e: impl std::fmt::Display) -> Status {
 }
 
 fn reply<T: serde::Serialize>(value: &T) -> Result<Response<RaftMessage>, Status> {
-    Ok(Response::new(RaftMessage { payload: encode(value)? }))
+    Ok(Response::new(RaftMessage {
+        payload: encode(value)?,
+    }))
 }
 
 #[tonic::async_trait]
@@ -72,11 +74,19 @@ impl Peer for PeerService {
 
     async fn transfer_leader(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc: TransferLeaderRequest<TypeConfig> = decode(&request.into_inner().payload)?;
-        let response = self.consensus.raft().handle_transfer_leader(rpc).await.map_err(stopped)?;
+        let response = self
+            .consensus
+            .raft()
+            .handle_transfer_leader(rpc)
+            .await
+            .map_err(stopped)?;
         reply(&response)
     }
 
-    async fn install_snapshot(&self, request: Request<Streaming<SnapshotChunk>>) -> Result<Response<RaftMessage>, Status> {
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<RaftMessage>, Status> {
         let mut chunks = request.into_inner();
         let first = chunks
             .next()
@@ -103,7 +113,8 @@ impl Peer for PeerService {
                 header.len
             )));
         }
-        file.sync_all().map_err(|e| Status::internal(format!("syncing snapshot: {e}")))?;
+        file.sync_all()
+            .map_err(|e| Status::internal(format!("syncing snapshot: {e}")))?;
         drop(file);
         let snapshot = SnapshotFile::open(path).map_err(|e| Status::internal(format!("snapshot file: {e}")))?;
         let snapshot = SnapshotOf::<TypeConfig, SnapshotFile> {

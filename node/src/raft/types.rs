@@ -20,7 +20,11 @@ pub struct NodeInfo {
 
 impl fmt::Display for NodeInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "zone={} peer={} client={}", self.zone, self.peer_address, self.client_address)
+        write!(
+            f,
+            "zone={} peer={} client={}",
+            self.zone, self.peer_address, self.client_address
+        )
     }
 }
 

@@ -46,7 +46,12 @@ impl RecordsService {
         }
     }
 
-    async fn write(&self, tenant: String, write_id: Option<WriteId>, mutations: Vec<Mutation>) -> Result<Applied, Status> {
+    async fn write(
+        &self,
+        tenant: String,
+        write_id: Option<WriteId>,
+        mutations: Vec<Mutation>,
+    ) -> Result<Applied, Status> {
         let write_id = match write_id {
             Some(id) => {
                 validate::client_id(&id.client_id)?;

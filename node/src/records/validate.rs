@@ -1,7 +1,9 @@
 //! Checks of client input before anything reaches consensus: bad input is
 //! refused with a message that says what was wrong, and never changes data.
 
-use super::limits::{MAX_BATCH_BYTES, MAX_BATCH_OPS, MAX_CLIENT_ID_BYTES, MAX_KEY_BYTES, MAX_LIST_PAGE, MAX_TENANT_BYTES};
+use super::limits::{
+    MAX_BATCH_BYTES, MAX_BATCH_OPS, MAX_CLIENT_ID_BYTES, MAX_KEY_BYTES, MAX_LIST_PAGE, MAX_TENANT_BYTES,
+};
 
 /// A request the records API refuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,7 +75,10 @@ pub fn key(key: &str) -> Result<(), InvalidRequest> {
 /// Checks a value against the configured limit.
 pub fn value(value: &[u8], limit: usize) -> Result<(), InvalidRequest> {
     if value.len() > limit {
-        return Err(InvalidRequest::ValueTooLarge { len: value.len(), limit });
+        return Err(InvalidRequest::ValueTooLarge {
+            len: value.len(),
+            limit,
+        });
     }
     Ok(())
 }
@@ -127,10 +132,16 @@ mod tests {
     #[test]
     fn tenant_refuses_empty_long_and_odd_characters() {
         assert_eq!(tenant(""), Err(InvalidRequest::EmptyTenant));
-        assert_eq!(tenant(&"a".repeat(129)), Err(InvalidRequest::TenantTooLong { len: 129 }));
+        assert_eq!(
+            tenant(&"a".repeat(129)),
+            Err(InvalidRequest::TenantTooLong { len: 129 })
+        );
         assert_eq!(tenant("Acme"), Err(InvalidRequest::TenantCharacter { found: 'A' }));
         assert_eq!(tenant("a/b"), Err(InvalidRequest::TenantCharacter { found: '/' }));
-        assert_eq!(tenant("a\u{0}"), Err(InvalidRequest::TenantCharacter { found: '\u{0}' }));
+        assert_eq!(
+            tenant("a\u{0}"),
+            Err(InvalidRequest::TenantCharacter { found: '\u{0}' })
+        );
     }
 
     #[test]
@@ -143,7 +154,10 @@ mod tests {
     #[test]
     fn value_bound_is_the_configured_limit() {
         assert_eq!(value(&[0; 10], 10), Ok(()));
-        assert_eq!(value(&[0; 11], 10), Err(InvalidRequest::ValueTooLarge { len: 11, limit: 10 }));
+        assert_eq!(
+            value(&[0; 11], 10),
+            Err(InvalidRequest::ValueTooLarge { len: 11, limit: 10 })
+        );
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Runs openraft's storage conformance suite against the RocksDB log store
 //! and state machine, each run on a fresh database in a temporary directory.
 
-use openraft::{ErrorSubject, ErrorVerb};
 use openraft::StorageError;
 use openraft::testing::log::{StoreBuilder, Suite};
+use openraft::{ErrorSubject, ErrorVerb};
 use tempfile::TempDir;
 
 use super::{LogStore, StateMachineStore, Store};

@@ -12,10 +12,10 @@ use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 use std::sync::mpsc;
 
+use openraft::OptionalSend;
 use openraft::alias::{EntryOf, LogIdOf, VoteOf};
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
-use openraft::OptionalSend;
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -107,9 +107,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => 0,
         };
         let mut entries = Vec::new();
-        let iter = self
-            .db
-            .iterator_cf(cf(&self.db, CF_LOG), IteratorMode::From(&index_key(start), Direction::Forward));
+        let iter = self.db.iterator_cf(
+            cf(&self.db, CF_LOG),
+            IteratorMode::From(&index_key(start), Direction::Forward),
+        );
         for item in iter {
             let (key, value) = item.map_err(io_err)?;
             let index = index_of(&key)?;
@@ -139,7 +140,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 let entry: EntryOf<TypeConfig> = postcard::from_bytes(&value).map_err(decode_err)?;
                 Some(entry.log_id())
             }
-            None => last_purged.clone(),
+            None => last_purged,
         };
         Ok(LogState {
             last_purged_log_id: last_purged,
@@ -161,7 +162,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogIdOf<TypeConfig>>) -> Result<(), io::Error> {
         // Not synced: a lost committed index is only re-learned from the leader.
         let bytes = Self::encode(&committed)?;
-        self.db.put_cf(cf(&self.db, CF_META), COMMITTED_KEY, bytes).map_err(io_err)
+        self.db
+            .put_cf(cf(&self.db, CF_META), COMMITTED_KEY, bytes)
+            .map_err(io_err)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogIdOf<TypeConfig>>, io::Error> {

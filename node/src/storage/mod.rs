@@ -7,8 +7,8 @@
 
 pub mod command;
 mod db;
-mod identity;
 mod idempotency;
+mod identity;
 mod keys;
 mod log_store;
 mod snapshot;

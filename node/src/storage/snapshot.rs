@@ -82,7 +82,8 @@ impl SnapshotDir {
 
     /// A fresh path for a file being received from the leader.
     pub fn incoming_path(&self) -> PathBuf {
-        self.dir.join(format!("incoming-{:016x}{SNAPSHOT_SUFFIX}.part", rand::random::<u64>()))
+        self.dir
+            .join(format!("incoming-{:016x}{SNAPSHOT_SUFFIX}.part", rand::random::<u64>()))
     }
 
     fn file_name_for(meta: &SnapshotMetaOf<TypeConfig>) -> String {
@@ -101,19 +102,33 @@ impl SnapshotDir {
     }
 
     /// Makes `file_name` the current snapshot and removes every other snapshot file.
-    fn set_current(&self, db: &DB, file_name: &str, meta: &SnapshotMetaOf<TypeConfig>, batch: &mut WriteBatch) -> io::Result<()> {
+    fn set_current(
+        &self,
+        db: &DB,
+        file_name: &str,
+        meta: &SnapshotMetaOf<TypeConfig>,
+        batch: &mut WriteBatch,
+    ) -> io::Result<()> {
         let pointer = SnapshotPointer {
             file_name: file_name.to_string(),
             meta: meta.clone(),
         };
-        batch.put_cf(cf(db, CF_META), CURRENT_KEY, postcard::to_allocvec(&pointer).map_err(decode_err)?);
+        batch.put_cf(
+            cf(db, CF_META),
+            CURRENT_KEY,
+            postcard::to_allocvec(&pointer).map_err(decode_err)?,
+        );
         Ok(())
     }
 
     /// Deletes snapshot files other than the current one and any unfinished incoming file.
     pub fn remove_stale(&self, db: &DB) -> io::Result<()> {
         let current = match db.get_cf(cf(db, CF_META), CURRENT_KEY).map_err(io_err)? {
-            Some(bytes) => Some(postcard::from_bytes::<SnapshotPointer>(&bytes).map_err(decode_err)?.file_name),
+            Some(bytes) => Some(
+                postcard::from_bytes::<SnapshotPointer>(&bytes)
+                    .map_err(decode_err)?
+                    .file_name,
+            ),
             None => None,
         };
         let installing = db.get_cf(cf(db, CF_META), INSTALLING_KEY).map_err(io_err)?.is_some();
@@ -138,7 +153,9 @@ impl SnapshotDir {
         let view = db.snapshot();
         let meta = read_meta_at(|key| view.get_cf(sm, key).map_err(io_err))?;
 
-        let building = self.dir.join(format!("building-{:016x}{SNAPSHOT_SUFFIX}", rand::random::<u64>()));
+        let building = self
+            .dir
+            .join(format!("building-{:016x}{SNAPSHOT_SUFFIX}", rand::random::<u64>()));
         let options = Options::default();
         let mut writer = SstFileWriter::create(&options);
         writer.open(&building).map_err(io_err)?;
@@ -176,7 +193,8 @@ impl SnapshotDir {
         db.write_opt(batch, &synced()).map_err(io_err)?;
 
         self.ingest(db, &file_name)?;
-        db.delete_cf_opt(cf(db, CF_META), INSTALLING_KEY, &synced()).map_err(io_err)?;
+        db.delete_cf_opt(cf(db, CF_META), INSTALLING_KEY, &synced())
+            .map_err(io_err)?;
         self.remove_stale(db)
     }
 
@@ -185,9 +203,11 @@ impl SnapshotDir {
         let Some(name) = db.get_cf(cf(db, CF_META), INSTALLING_KEY).map_err(io_err)? else {
             return Ok(false);
         };
-        let file_name = String::from_utf8(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad marker"))?;
+        let file_name =
+            String::from_utf8(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad marker"))?;
         self.ingest(db, &file_name)?;
-        db.delete_cf_opt(cf(db, CF_META), INSTALLING_KEY, &synced()).map_err(io_err)?;
+        db.delete_cf_opt(cf(db, CF_META), INSTALLING_KEY, &synced())
+            .map_err(io_err)?;
         Ok(true)
     }
 
@@ -203,9 +223,7 @@ impl SnapshotDir {
 }
 
 /// Reads the applied log id and membership through `get`, as a snapshot's metadata.
-pub fn read_meta_at(
-    get: impl Fn(&[u8]) -> io::Result<Option<Vec<u8>>>,
-) -> io::Result<SnapshotMetaOf<TypeConfig>> {
+pub fn read_meta_at(get: impl Fn(&[u8]) -> io::Result<Option<Vec<u8>>>) -> io::Result<SnapshotMetaOf<TypeConfig>> {
     let last_log_id = match get(&meta_key(super::state_machine::APPLIED_KEY))? {
         Some(bytes) => postcard::from_bytes(&bytes).map_err(decode_err)?,
         None => None,

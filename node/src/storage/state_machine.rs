@@ -64,13 +64,19 @@ pub struct RecordReader {
 impl RecordReader {
     /// The current value of one record of one tenant.
     pub fn get(&self, tenant: &str, key: &str) -> io::Result<Option<StoredRecord>> {
-        let _guard = self.install_lock.read().map_err(|_| io::Error::other("install lock poisoned"))?;
+        let _guard = self
+            .install_lock
+            .read()
+            .map_err(|_| io::Error::other("install lock poisoned"))?;
         read_record(&self.db, &record_key(tenant, key))
     }
 
     /// Up to `limit` records of `tenant` whose key starts with `prefix`, after key `after`.
     pub fn list(&self, tenant: &str, prefix: &str, after: Option<&str>, limit: usize) -> io::Result<ListPage> {
-        let _guard = self.install_lock.read().map_err(|_| io::Error::other("install lock poisoned"))?;
+        let _guard = self
+            .install_lock
+            .read()
+            .map_err(|_| io::Error::other("install lock poisoned"))?;
         let tenant_start = tenant_prefix(tenant);
         let scan_prefix = record_key(tenant, prefix);
         let start = match after {
@@ -216,13 +222,13 @@ impl StateMachineStore {
                 None => read_record(&self.db, &storage_key)?,
             };
             let current_version = current.as_ref().map_or(0, |r| r.version);
-            if let Some(expected) = mutation.expected_version() {
-                if expected != current_version {
-                    return Ok(CommandResponse::Conflict {
-                        key: mutation.key().to_string(),
-                        current_version,
-                    });
-                }
+            if let Some(expected) = mutation.expected_version()
+                && expected != current_version
+            {
+                return Ok(CommandResponse::Conflict {
+                    key: mutation.key().to_string(),
+                    current_version,
+                });
             }
             existed.push(current.is_some());
         }
@@ -304,7 +310,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 EntryPayload::Blank => CommandResponse::Noop,
                 EntryPayload::Normal(command) => self.apply_command(log_id.index, command, &mut batch, &mut pending)?,
                 EntryPayload::Membership(m) => {
-                    membership = Some(StoredMembership::new(Some(log_id.clone()), m));
+                    membership = Some(StoredMembership::new(Some(log_id), m));
                     CommandResponse::Noop
                 }
             };
@@ -317,11 +323,23 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             return Ok(());
         };
         let sm = cf(&self.db, CF_SM);
-        batch.put_cf(sm, meta_key(APPLIED_KEY), postcard::to_allocvec(&Some(last_applied)).map_err(decode_err)?);
+        batch.put_cf(
+            sm,
+            meta_key(APPLIED_KEY),
+            postcard::to_allocvec(&Some(last_applied)).map_err(decode_err)?,
+        );
         if let Some(membership) = membership {
-            batch.put_cf(sm, meta_key(MEMBERSHIP_KEY), postcard::to_allocvec(&membership).map_err(decode_err)?);
+            batch.put_cf(
+                sm,
+                meta_key(MEMBERSHIP_KEY),
+                postcard::to_allocvec(&membership).map_err(decode_err)?,
+            );
         }
-        batch.put_cf(sm, meta_key(LOG_CLOCK_KEY), postcard::to_allocvec(&self.log_clock_ms).map_err(decode_err)?);
+        batch.put_cf(
+            sm,
+            meta_key(LOG_CLOCK_KEY),
+            postcard::to_allocvec(&self.log_clock_ms).map_err(decode_err)?,
+        );
         self.db.write(batch).map_err(io_err)?;
         metrics::histogram!(crate::metrics_names::APPLY_SECONDS).record(started.elapsed().as_secs_f64());
         for (responder, response) in replies {
@@ -361,4 +379,3 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .map(|(meta, snapshot)| SnapshotOf::<TypeConfig, SnapshotFile> { meta, snapshot }))
     }
 }
-

@@ -113,7 +113,9 @@ impl TestCluster {
             let mut config = cluster.config_for(id, &addresses[&id]);
             config.init = init.clone();
             tweak(&mut config);
-            let node = Node::start_with_listeners(config.clone(), l).await.expect("node starts");
+            let node = Node::start_with_listeners(config.clone(), l)
+                .await
+                .expect("node starts");
             cluster.nodes.insert(id, node);
             cluster.configs.insert(id, config);
         }
@@ -175,7 +177,9 @@ impl TestCluster {
             peer: TcpListener::bind(a.peer).await.expect("rebind peer"),
             http: TcpListener::bind(a.http).await.expect("rebind http"),
         };
-        let node = Node::start_with_listeners(config, listeners).await.expect("node restarts");
+        let node = Node::start_with_listeners(config, listeners)
+            .await
+            .expect("node restarts");
         self.nodes.insert(id, node);
     }
 
@@ -203,7 +207,12 @@ impl TestCluster {
     }
 
     pub async fn status(&self, id: u64) -> StatusResponse {
-        self.cluster(id).await.status(StatusRequest {}).await.expect("status").into_inner()
+        self.cluster(id)
+            .await
+            .status(StatusRequest {})
+            .await
+            .expect("status")
+            .into_inner()
     }
 
     /// Waits until node `id` has applied at least `index`.

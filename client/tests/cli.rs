@@ -1,0 +1,300 @@
+//! The `safekeep` binary end to end against the fake node: output, exit
+//! codes and error messages, as a script or a person would see them.
+
+mod common;
+
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{FakeServer, dead_endpoint};
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+/// Longest one CLI run may take before the test fails.
+const CLI_BOUND: Duration = Duration::from_secs(20);
+
+/// Runs the binary with `args`, feeding `stdin` if given, under [`CLI_BOUND`].
+async fn safekeep(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_safekeep"));
+    command
+        .args(args)
+        .env_remove("SAFEKEEP_ENDPOINTS")
+        .env_remove("SAFEKEEP_TENANT")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("the safekeep binary starts");
+    if let Some(bytes) = stdin {
+        let mut pipe = child.stdin.take().expect("a stdin pipe");
+        pipe.write_all(bytes)
+            .await
+            .expect("write the value to stdin");
+        drop(pipe);
+    }
+    tokio::time::timeout(CLI_BOUND, child.wait_with_output())
+        .await
+        .expect("the CLI finished within its bound")
+        .expect("the CLI's output was collected")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn exit_code(output: &Output) -> i32 {
+    output
+        .status
+        .code()
+        .expect("the CLI exited rather than being killed")
+}
+
+#[tokio::test]
+async fn put_then_get_round_trips_the_value() {
+    let server = FakeServer::start().await;
+    let endpoint = server.endpoint();
+    let base = ["--endpoints", endpoint.as_str(), "--tenant", "acme"];
+
+    let put = safekeep(
+        &[&base[..], &["put", "greeting", "hello world"]].concat(),
+        None,
+    )
+    .await;
+    assert_eq!(exit_code(&put), 0, "stderr: {}", stderr(&put));
+    assert!(
+        stdout(&put).contains("put 'greeting' in tenant 'acme': version 1"),
+        "{}",
+        stdout(&put)
+    );
+
+    let get = safekeep(&[&base[..], &["get", "greeting"]].concat(), None).await;
+    assert_eq!(exit_code(&get), 0, "stderr: {}", stderr(&get));
+    let text = stdout(&get);
+    assert!(text.contains("key:        greeting"), "{text}");
+    assert!(text.contains("version:    1"), "{text}");
+    assert!(text.contains("value: hello world"), "{text}");
+
+    let raw = safekeep(
+        &[&base[..], &["get", "greeting", "--value-only"]].concat(),
+        None,
+    )
+    .await;
+    assert_eq!(raw.stdout, b"hello world");
+}
+
+#[tokio::test]
+async fn json_output_parses() {
+    let server = FakeServer::start().await;
+    let endpoint = server.endpoint();
+    let base = [
+        "--endpoints",
+        endpoint.as_str(),
+        "--tenant",
+        "acme",
+        "--json",
+    ];
+
+    let put = safekeep(&[&base[..], &["put", "k", "v"]].concat(), None).await;
+    assert_eq!(exit_code(&put), 0, "stderr: {}", stderr(&put));
+    let put: Value = serde_json::from_slice(&put.stdout).expect("put prints JSON");
+    assert_eq!(put["version"], 1);
+    assert_eq!(put["key"], "k");
+
+    let get = safekeep(&[&base[..], &["get", "k"]].concat(), None).await;
+    let get: Value = serde_json::from_slice(&get.stdout).expect("get prints JSON");
+    assert_eq!(get["value"], "v");
+    assert_eq!(get["value_encoding"], "utf8");
+    assert_eq!(get["version"], 1);
+
+    let list = safekeep(
+        &[&base[..], &["list", "--all", "--limit", "1"]].concat(),
+        None,
+    )
+    .await;
+    let list: Value = serde_json::from_slice(&list.stdout).expect("list prints JSON");
+    assert_eq!(list["records"].as_array().map(Vec::len), Some(1));
+    assert_eq!(list["next_page_token"], Value::Null);
+
+    let status = safekeep(&[&base[..], &["cluster", "status"]].concat(), None).await;
+    assert_eq!(exit_code(&status), 0, "stderr: {}", stderr(&status));
+    let status: Value = serde_json::from_slice(&status.stdout).expect("status prints JSON");
+    assert_eq!(status["members"][0]["role"], "voter");
+}
+
+#[tokio::test]
+async fn binary_values_from_stdin_show_as_labelled_hex() {
+    let server = FakeServer::start().await;
+    let endpoint = server.endpoint();
+    let base = ["--endpoints", endpoint.as_str(), "--tenant", "acme"];
+
+    let put = safekeep(
+        &[&base[..], &["put", "blob", "--value-file", "-"]].concat(),
+        Some(&[0xff, 0x00, 0x10]),
+    )
+    .await;
+    assert_eq!(exit_code(&put), 0, "stderr: {}", stderr(&put));
+
+    let get = safekeep(&[&base[..], &["get", "blob"]].concat(), None).await;
+    let text = stdout(&get);
+    assert!(
+        text.contains("value (hex, not valid UTF-8, 3 bytes): ff0010"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn missing_record_exits_with_the_not_found_code() {
+    let server = FakeServer::start().await;
+    let endpoint = server.endpoint();
+    let output = safekeep(
+        &["--endpoints", &endpoint, "--tenant", "acme", "get", "nope"],
+        None,
+    )
+    .await;
+    assert_eq!(exit_code(&output), 3);
+    assert_eq!(
+        stderr(&output).trim(),
+        "error: record 'nope' not found in tenant 'acme'"
+    );
+    assert!(output.stdout.is_empty());
+}
+
+#[tokio::test]
+async fn version_conflict_exits_with_the_conflict_code() {
+    let server = FakeServer::start().await;
+    let endpoint = server.endpoint();
+    let base = ["--endpoints", endpoint.as_str(), "--tenant", "acme"];
+    let put = safekeep(&[&base[..], &["put", "k", "v1"]].concat(), None).await;
+    assert_eq!(exit_code(&put), 0, "stderr: {}", stderr(&put));
+
+    let output = safekeep(
+        &[&base[..], &["put", "k", "v2", "--expected-version", "0"]].concat(),
+        None,
+    )
+    .await;
+    assert_eq!(exit_code(&output), 4);
+    assert_eq!(
+        stderr(&output).trim(),
+        "error: version conflict: current version is 1"
+    );
+}
+
+#[tokio::test]
+async fn record_commands_require_a_tenant() {
+    let output = safekeep(&["--endpoints", "127.0.0.1:1", "get", "k"], None).await;
+    assert_eq!(exit_code(&output), 2);
+    assert!(stderr(&output).contains("--tenant"), "{}", stderr(&output));
+}
+
+#[tokio::test]
+async fn unreachable_endpoint_fails_with_a_clear_message_in_bounded_time() {
+    let endpoint = dead_endpoint().await;
+    let started = Instant::now();
+    let output = safekeep(
+        &[
+            "--endpoints",
+            &endpoint,
+            "--tenant",
+            "acme",
+            "put",
+            "k",
+            "v",
+        ],
+        None,
+    )
+    .await;
+    let elapsed = started.elapsed();
+
+    assert_eq!(exit_code(&output), 5);
+    let message = stderr(&output);
+    assert!(
+        message.starts_with("error: cannot reach the cluster: "),
+        "{message}"
+    );
+    assert!(message.contains(&endpoint), "{message}");
+    assert_eq!(message.trim_end().lines().count(), 1, "{message}");
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+}
+
+#[tokio::test]
+async fn help_describes_the_commands() {
+    let output = safekeep(&["--help"], None).await;
+    assert_eq!(exit_code(&output), 0);
+    let text = stdout(&output);
+    for word in [
+        "put",
+        "get",
+        "delete",
+        "list",
+        "cluster",
+        "--endpoints",
+        "Exit codes",
+    ] {
+        assert!(text.contains(word), "missing {word}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn list_and_status_print_readable_text() {
+    let server = FakeServer::start().await;
+    let endpoint = server.endpoint();
+    let base = ["--endpoints", endpoint.as_str(), "--tenant", "acme"];
+    for key in ["a1", "a2", "b1"] {
+        let put = safekeep(
+            &[&base[..], &["put", key, "line one\nline two"]].concat(),
+            None,
+        )
+        .await;
+        assert_eq!(exit_code(&put), 0, "stderr: {}", stderr(&put));
+    }
+
+    let page = safekeep(
+        &[&base[..], &["list", "--prefix", "a", "--limit", "1"]].concat(),
+        None,
+    )
+    .await;
+    let text = stdout(&page);
+    assert_eq!(exit_code(&page), 0, "stderr: {}", stderr(&page));
+    assert!(
+        text.starts_with("a1\tv1\t\"line one\\nline two\"\n"),
+        "{text}"
+    );
+    assert!(text.contains("next page: --page-token a1"), "{text}");
+
+    let all = safekeep(
+        &[&base[..], &["list", "--all", "--limit", "1"]].concat(),
+        None,
+    )
+    .await;
+    assert_eq!(stdout(&all).lines().count(), 3, "{}", stdout(&all));
+
+    let status = safekeep(&[&base[..], &["cluster", "status"]].concat(), None).await;
+    let text = stdout(&status);
+    assert!(
+        text.contains("answered by node 1 (zone zone-a), leader 1, term 3"),
+        "{text}"
+    );
+    assert!(text.contains("ID  ROLE"), "{text}");
+    assert!(text.contains("voter"), "{text}");
+}
+
+#[tokio::test]
+async fn refused_membership_change_reports_the_server_reason() {
+    let server = FakeServer::start().await;
+    let endpoint = server.endpoint();
+    let output = safekeep(&["--endpoints", &endpoint, "cluster", "promote", "2"], None).await;
+    assert_eq!(exit_code(&output), 1);
+    assert_eq!(
+        stderr(&output).trim(),
+        "error: failed precondition: a quorum of voters would be in one zone"
+    );
+}
