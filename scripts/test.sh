@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs every check CI runs: formatting, lints, and the whole test suite
+# (unit tests, openraft's storage conformance suite, multi-node cluster tests
+# on loopback with real RocksDB, and the CLI against a test server).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace
