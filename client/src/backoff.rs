@@ -56,9 +56,7 @@ mod tests {
     #[test]
     fn ceilings_double_from_initial_and_stop_at_max() {
         let backoff = schedule();
-        let ceilings: Vec<u64> = (1..=8)
-            .map(|retry| backoff.ceiling(retry).as_millis() as u64)
-            .collect();
+        let ceilings: Vec<u64> = (1..=8).map(|retry| backoff.ceiling(retry).as_millis() as u64).collect();
         assert_eq!(ceilings, [25, 50, 100, 200, 400, 800, 1000, 1000]);
     }
 

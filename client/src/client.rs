@@ -24,8 +24,8 @@ use crate::endpoints::EndpointSet;
 use crate::error::Error;
 use crate::retry::{Failure, RetryPolicy};
 use crate::types::{
-    BatchOp, BatchOutcome, ClusterStatus, Consistency, DeleteOutcome, HasHeader, LeaderHint,
-    ListPage, Member, PutOutcome, Record, ResponseHeader,
+    BatchOp, BatchOutcome, ClusterStatus, Consistency, DeleteOutcome, HasHeader, LeaderHint, ListPage, Member,
+    PutOutcome, Record, ResponseHeader,
 };
 use crate::write_id::WriteIdSource;
 
@@ -100,12 +100,7 @@ impl Client {
     }
 
     /// Creates or replaces a record unconditionally.
-    pub async fn put(
-        &self,
-        tenant: &str,
-        key: &str,
-        value: impl Into<Vec<u8>>,
-    ) -> Result<PutOutcome, Error> {
+    pub async fn put(&self, tenant: &str, key: &str, value: impl Into<Vec<u8>>) -> Result<PutOutcome, Error> {
         self.put_inner(tenant, key, value.into(), None).await
     }
 
@@ -118,8 +113,7 @@ impl Client {
         value: impl Into<Vec<u8>>,
         expected_version: u64,
     ) -> Result<PutOutcome, Error> {
-        self.put_inner(tenant, key, value.into(), Some(expected_version))
-            .await
+        self.put_inner(tenant, key, value.into(), Some(expected_version)).await
     }
 
     async fn put_inner(
@@ -156,12 +150,7 @@ impl Client {
     }
 
     /// Reads a record with the given consistency; `None` when it does not exist.
-    pub async fn get_with(
-        &self,
-        tenant: &str,
-        key: &str,
-        consistency: Consistency,
-    ) -> Result<Option<Record>, Error> {
+    pub async fn get_with(&self, tenant: &str, key: &str, consistency: Consistency) -> Result<Option<Record>, Error> {
         require_non_empty("tenant", tenant)?;
         require_non_empty("key", key)?;
         let request = v1::GetRequest {
@@ -188,12 +177,7 @@ impl Client {
     }
 
     /// Deletes a record only if its current version is `expected_version`.
-    pub async fn delete_if(
-        &self,
-        tenant: &str,
-        key: &str,
-        expected_version: u64,
-    ) -> Result<DeleteOutcome, Error> {
+    pub async fn delete_if(&self, tenant: &str, key: &str, expected_version: u64) -> Result<DeleteOutcome, Error> {
         self.delete_inner(tenant, key, Some(expected_version)).await
     }
 
@@ -369,11 +353,8 @@ impl Client {
                 .config
                 .request_timeout
                 .min(give_up_at.saturating_duration_since(Instant::now()));
-            let outcome = tokio::time::timeout(
-                attempt_timeout,
-                call(inner.endpoints.channel(index), attempt_timeout),
-            )
-            .await;
+            let outcome =
+                tokio::time::timeout(attempt_timeout, call(inner.endpoints.channel(index), attempt_timeout)).await;
             let failure = match outcome {
                 Ok(Ok(response)) => {
                     inner.endpoints.mark_healthy(index);
@@ -419,8 +400,7 @@ impl Client {
         if newer {
             *hint = Some(LeaderHint {
                 leader_id: header.leader_id,
-                leader_address: Some(header.leader_address.clone())
-                    .filter(|address| !address.is_empty()),
+                leader_address: Some(header.leader_address.clone()).filter(|address| !address.is_empty()),
                 term: header.term,
             });
         }

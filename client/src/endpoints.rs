@@ -55,13 +55,9 @@ pub(crate) fn parse_endpoint(address: &str) -> Result<Uri, Error> {
         .map_err(|error| Error::Config(format!("endpoint '{address}': {error}")))?;
     let has_host = uri.host().is_some_and(|host| !host.is_empty());
     if !has_host || uri.port_u16().is_none() {
-        return Err(Error::Config(format!(
-            "endpoint '{address}': expected host:port"
-        )));
+        return Err(Error::Config(format!("endpoint '{address}': expected host:port")));
     }
-    let has_path = uri
-        .path_and_query()
-        .is_some_and(|path| path.as_str() != "/");
+    let has_path = uri.path_and_query().is_some_and(|path| path.as_str() != "/");
     if has_path {
         return Err(Error::Config(format!(
             "endpoint '{address}': a path or query is not allowed"
@@ -116,10 +112,7 @@ impl EndpointSet {
 
     /// Uses channels the caller built (one per configured endpoint, in order),
     /// for transports this module does not know, such as a simulated network.
-    pub(crate) fn from_channels(
-        config: &ClientConfig,
-        channels: Vec<Channel>,
-    ) -> Result<Self, Error> {
+    pub(crate) fn from_channels(config: &ClientConfig, channels: Vec<Channel>) -> Result<Self, Error> {
         if channels.len() != config.endpoints.len() {
             return Err(Error::Config(format!(
                 "{} channels given for {} endpoints",
@@ -238,14 +231,7 @@ mod tests {
 
     #[test]
     fn malformed_endpoints_are_config_errors() {
-        for bad in [
-            "",
-            "127.0.0.1",
-            "https://a:1",
-            "ftp://a:1",
-            "http://a:1/path",
-            "a b:1",
-        ] {
+        for bad in ["", "127.0.0.1", "https://a:1", "ftp://a:1", "http://a:1/path", "a b:1"] {
             assert!(
                 matches!(parse_endpoint(bad), Err(Error::Config(_))),
                 "{bad:?} was accepted"

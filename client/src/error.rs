@@ -117,15 +117,9 @@ impl Error {
             },
             Code::ResourceExhausted => Self::ResourceExhausted(message),
             Code::DataLoss => Self::DataLoss(message),
-            Code::Unavailable => Self::Unavailable {
-                message,
-                maybe_applied,
-            },
+            Code::Unavailable => Self::Unavailable { message, maybe_applied },
             Code::DeadlineExceeded => Self::Timeout { maybe_applied },
-            Code::Aborted => Self::Aborted {
-                message,
-                maybe_applied,
-            },
+            Code::Aborted => Self::Aborted { message, maybe_applied },
             Code::Unimplemented => Self::Unimplemented(message),
             Code::Internal => Self::Internal(message),
             code => Self::Other { code, message },
@@ -167,9 +161,7 @@ impl Error {
     /// retry loop gave up on; errors without a free-text message are left as they are.
     pub(crate) fn with_note(mut self, note: &str) -> Self {
         match &mut self {
-            Self::Unavailable { message, .. }
-            | Self::Aborted { message, .. }
-            | Self::ResourceExhausted(message) => {
+            Self::Unavailable { message, .. } | Self::Aborted { message, .. } | Self::ResourceExhausted(message) => {
                 message.push_str(" (");
                 message.push_str(note);
                 message.push(')');
@@ -187,10 +179,9 @@ mod tests {
 
     fn conflict_status(version: &'static str) -> Status {
         let mut status = Status::failed_precondition("expected version 3");
-        status.metadata_mut().insert(
-            CURRENT_VERSION_METADATA_KEY,
-            MetadataValue::from_static(version),
-        );
+        status
+            .metadata_mut()
+            .insert(CURRENT_VERSION_METADATA_KEY, MetadataValue::from_static(version));
         status
     }
 
@@ -209,22 +200,14 @@ mod tests {
     #[test]
     fn conflict_on_a_missing_record_has_no_current_version() {
         let error = Error::from_answer(&conflict_status("0"), false);
-        assert_eq!(
-            error,
-            Error::Conflict {
-                current_version: None
-            }
-        );
+        assert_eq!(error, Error::Conflict { current_version: None });
     }
 
     #[test]
     fn failed_precondition_without_metadata_stays_plain() {
         let status = Status::failed_precondition("quorum in one zone");
         let error = Error::from_answer(&status, false);
-        assert_eq!(
-            error,
-            Error::FailedPrecondition("quorum in one zone".into())
-        );
+        assert_eq!(error, Error::FailedPrecondition("quorum in one zone".into()));
     }
 
     #[test]
@@ -259,18 +242,8 @@ mod tests {
             }
             .may_have_applied()
         );
-        assert!(
-            Error::Timeout {
-                maybe_applied: true
-            }
-            .may_have_applied()
-        );
-        assert!(
-            !Error::Timeout {
-                maybe_applied: false
-            }
-            .may_have_applied()
-        );
+        assert!(Error::Timeout { maybe_applied: true }.may_have_applied());
+        assert!(!Error::Timeout { maybe_applied: false }.may_have_applied());
         assert!(!Error::NotFound.may_have_applied());
         assert!(!Error::InvalidArgument("x".into()).may_have_applied());
         assert!(

@@ -35,6 +35,6 @@ pub use client::Client;
 pub use config::ClientConfig;
 pub use error::Error;
 pub use types::{
-    BatchOp, BatchOutcome, ClusterStatus, Consistency, DeleteOutcome, LeaderHint, ListPage, Member,
-    PutOutcome, Record, ResponseHeader, Role,
+    BatchOp, BatchOutcome, ClusterStatus, Consistency, DeleteOutcome, LeaderHint, ListPage, Member, PutOutcome, Record,
+    ResponseHeader, Role,
 };

@@ -72,10 +72,7 @@ impl Failure {
                 Self::TimedOut | Self::NotSent(_) | Self::ConnectionLost(_) => true,
                 Self::Answered(status) => matches!(
                     status.code(),
-                    Code::Unavailable
-                        | Code::DeadlineExceeded
-                        | Code::Aborted
-                        | Code::ResourceExhausted
+                    Code::Unavailable | Code::DeadlineExceeded | Code::Aborted | Code::ResourceExhausted
                 ),
             },
             RetryPolicy::Membership => match self {
@@ -143,11 +140,7 @@ fn describe_transport_status(status: &Status) -> String {
 mod tests {
     use super::*;
 
-    const ALL_POLICIES: [RetryPolicy; 3] = [
-        RetryPolicy::Read,
-        RetryPolicy::Write,
-        RetryPolicy::Membership,
-    ];
+    const ALL_POLICIES: [RetryPolicy; 3] = [RetryPolicy::Read, RetryPolicy::Write, RetryPolicy::Membership];
 
     fn answered(code: Code) -> Failure {
         Failure::from_status(Status::new(code, "from the server"))
@@ -155,9 +148,7 @@ mod tests {
 
     fn not_sent() -> Failure {
         let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        Failure::from_status(Status::from_error(Box::new(tonic::ConnectError(Box::new(
-            refused,
-        )))))
+        Failure::from_status(Status::from_error(Box::new(tonic::ConnectError(Box::new(refused)))))
     }
 
     fn connection_lost() -> Failure {
@@ -220,11 +211,7 @@ mod tests {
         assert!(not_sent().is_retryable(policy));
         assert!(!Failure::TimedOut.is_retryable(policy));
         assert!(!connection_lost().is_retryable(policy));
-        for code in [
-            Code::DeadlineExceeded,
-            Code::Aborted,
-            Code::ResourceExhausted,
-        ] {
+        for code in [Code::DeadlineExceeded, Code::Aborted, Code::ResourceExhausted] {
             assert!(!answered(code).is_retryable(policy), "{code:?}");
         }
     }
@@ -246,24 +233,14 @@ mod tests {
     fn final_errors_carry_the_maybe_applied_flag() {
         assert_eq!(
             Failure::TimedOut.into_error(true),
-            Error::Timeout {
-                maybe_applied: true
-            }
+            Error::Timeout { maybe_applied: true }
         );
         let error = not_sent().into_error(false);
         assert!(matches!(error, Error::Unavailable { .. }));
         assert!(!error.may_have_applied());
         assert!(connection_lost().into_error(true).may_have_applied());
-        assert!(
-            answered(Code::Unavailable)
-                .into_error(true)
-                .may_have_applied()
-        );
-        assert!(
-            !answered(Code::InvalidArgument)
-                .into_error(true)
-                .may_have_applied()
-        );
+        assert!(answered(Code::Unavailable).into_error(true).may_have_applied());
+        assert!(!answered(Code::InvalidArgument).into_error(true).may_have_applied());
     }
 
     #[test]

@@ -112,13 +112,9 @@ impl From<BatchOp> for v1::BatchOp {
                 value,
                 expected_version,
             }),
-            BatchOp::Delete {
-                key,
-                expected_version,
-            } => v1::batch_op::Op::Delete(v1::BatchDelete {
-                key,
-                expected_version,
-            }),
+            BatchOp::Delete { key, expected_version } => {
+                v1::batch_op::Op::Delete(v1::BatchDelete { key, expected_version })
+            }
         };
         Self { op: Some(op) }
     }

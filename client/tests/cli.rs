@@ -21,20 +21,14 @@ async fn safekeep(args: &[&str], stdin: Option<&[u8]>) -> Output {
         .args(args)
         .env_remove("SAFEKEEP_ENDPOINTS")
         .env_remove("SAFEKEEP_TENANT")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let mut child = command.spawn().expect("the safekeep binary starts");
     if let Some(bytes) = stdin {
         let mut pipe = child.stdin.take().expect("a stdin pipe");
-        pipe.write_all(bytes)
-            .await
-            .expect("write the value to stdin");
+        pipe.write_all(bytes).await.expect("write the value to stdin");
         drop(pipe);
     }
     tokio::time::timeout(CLI_BOUND, child.wait_with_output())
@@ -52,10 +46,7 @@ fn stderr(output: &Output) -> String {
 }
 
 fn exit_code(output: &Output) -> i32 {
-    output
-        .status
-        .code()
-        .expect("the CLI exited rather than being killed")
+    output.status.code().expect("the CLI exited rather than being killed")
 }
 
 #[tokio::test]
@@ -64,11 +55,7 @@ async fn put_then_get_round_trips_the_value() {
     let endpoint = server.endpoint();
     let base = ["--endpoints", endpoint.as_str(), "--tenant", "acme"];
 
-    let put = safekeep(
-        &[&base[..], &["put", "greeting", "hello world"]].concat(),
-        None,
-    )
-    .await;
+    let put = safekeep(&[&base[..], &["put", "greeting", "hello world"]].concat(), None).await;
     assert_eq!(exit_code(&put), 0, "stderr: {}", stderr(&put));
     assert!(
         stdout(&put).contains("put 'greeting' in tenant 'acme': version 1"),
@@ -83,11 +70,7 @@ async fn put_then_get_round_trips_the_value() {
     assert!(text.contains("version:    1"), "{text}");
     assert!(text.contains("value: hello world"), "{text}");
 
-    let raw = safekeep(
-        &[&base[..], &["get", "greeting", "--value-only"]].concat(),
-        None,
-    )
-    .await;
+    let raw = safekeep(&[&base[..], &["get", "greeting", "--value-only"]].concat(), None).await;
     assert_eq!(raw.stdout, b"hello world");
 }
 
@@ -95,13 +78,7 @@ async fn put_then_get_round_trips_the_value() {
 async fn json_output_parses() {
     let server = FakeServer::start().await;
     let endpoint = server.endpoint();
-    let base = [
-        "--endpoints",
-        endpoint.as_str(),
-        "--tenant",
-        "acme",
-        "--json",
-    ];
+    let base = ["--endpoints", endpoint.as_str(), "--tenant", "acme", "--json"];
 
     let put = safekeep(&[&base[..], &["put", "k", "v"]].concat(), None).await;
     assert_eq!(exit_code(&put), 0, "stderr: {}", stderr(&put));
@@ -115,11 +92,7 @@ async fn json_output_parses() {
     assert_eq!(get["value_encoding"], "utf8");
     assert_eq!(get["version"], 1);
 
-    let list = safekeep(
-        &[&base[..], &["list", "--all", "--limit", "1"]].concat(),
-        None,
-    )
-    .await;
+    let list = safekeep(&[&base[..], &["list", "--all", "--limit", "1"]].concat(), None).await;
     let list: Value = serde_json::from_slice(&list.stdout).expect("list prints JSON");
     assert_eq!(list["records"].as_array().map(Vec::len), Some(1));
     assert_eq!(list["next_page_token"], Value::Null);
@@ -145,21 +118,14 @@ async fn binary_values_from_stdin_show_as_labelled_hex() {
 
     let get = safekeep(&[&base[..], &["get", "blob"]].concat(), None).await;
     let text = stdout(&get);
-    assert!(
-        text.contains("value (hex, not valid UTF-8, 3 bytes): ff0010"),
-        "{text}"
-    );
+    assert!(text.contains("value (hex, not valid UTF-8, 3 bytes): ff0010"), "{text}");
 }
 
 #[tokio::test]
 async fn missing_record_exits_with_the_not_found_code() {
     let server = FakeServer::start().await;
     let endpoint = server.endpoint();
-    let output = safekeep(
-        &["--endpoints", &endpoint, "--tenant", "acme", "get", "nope"],
-        None,
-    )
-    .await;
+    let output = safekeep(&["--endpoints", &endpoint, "--tenant", "acme", "get", "nope"], None).await;
     assert_eq!(exit_code(&output), 3);
     assert_eq!(
         stderr(&output).trim(),
@@ -182,10 +148,7 @@ async fn version_conflict_exits_with_the_conflict_code() {
     )
     .await;
     assert_eq!(exit_code(&output), 4);
-    assert_eq!(
-        stderr(&output).trim(),
-        "error: version conflict: current version is 1"
-    );
+    assert_eq!(stderr(&output).trim(), "error: version conflict: current version is 1");
 }
 
 #[tokio::test]
@@ -199,27 +162,12 @@ async fn record_commands_require_a_tenant() {
 async fn unreachable_endpoint_fails_with_a_clear_message_in_bounded_time() {
     let endpoint = dead_endpoint().await;
     let started = Instant::now();
-    let output = safekeep(
-        &[
-            "--endpoints",
-            &endpoint,
-            "--tenant",
-            "acme",
-            "put",
-            "k",
-            "v",
-        ],
-        None,
-    )
-    .await;
+    let output = safekeep(&["--endpoints", &endpoint, "--tenant", "acme", "put", "k", "v"], None).await;
     let elapsed = started.elapsed();
 
     assert_eq!(exit_code(&output), 5);
     let message = stderr(&output);
-    assert!(
-        message.starts_with("error: cannot reach the cluster: "),
-        "{message}"
-    );
+    assert!(message.starts_with("error: cannot reach the cluster: "), "{message}");
     assert!(message.contains(&endpoint), "{message}");
     assert_eq!(message.trim_end().lines().count(), 1, "{message}");
     assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
@@ -230,15 +178,7 @@ async fn help_describes_the_commands() {
     let output = safekeep(&["--help"], None).await;
     assert_eq!(exit_code(&output), 0);
     let text = stdout(&output);
-    for word in [
-        "put",
-        "get",
-        "delete",
-        "list",
-        "cluster",
-        "--endpoints",
-        "Exit codes",
-    ] {
+    for word in ["put", "get", "delete", "list", "cluster", "--endpoints", "Exit codes"] {
         assert!(text.contains(word), "missing {word}: {text}");
     }
 }
@@ -249,32 +189,17 @@ async fn list_and_status_print_readable_text() {
     let endpoint = server.endpoint();
     let base = ["--endpoints", endpoint.as_str(), "--tenant", "acme"];
     for key in ["a1", "a2", "b1"] {
-        let put = safekeep(
-            &[&base[..], &["put", key, "line one\nline two"]].concat(),
-            None,
-        )
-        .await;
+        let put = safekeep(&[&base[..], &["put", key, "line one\nline two"]].concat(), None).await;
         assert_eq!(exit_code(&put), 0, "stderr: {}", stderr(&put));
     }
 
-    let page = safekeep(
-        &[&base[..], &["list", "--prefix", "a", "--limit", "1"]].concat(),
-        None,
-    )
-    .await;
+    let page = safekeep(&[&base[..], &["list", "--prefix", "a", "--limit", "1"]].concat(), None).await;
     let text = stdout(&page);
     assert_eq!(exit_code(&page), 0, "stderr: {}", stderr(&page));
-    assert!(
-        text.starts_with("a1\tv1\t\"line one\\nline two\"\n"),
-        "{text}"
-    );
+    assert!(text.starts_with("a1\tv1\t\"line one\\nline two\"\n"), "{text}");
     assert!(text.contains("next page: --page-token a1"), "{text}");
 
-    let all = safekeep(
-        &[&base[..], &["list", "--all", "--limit", "1"]].concat(),
-        None,
-    )
-    .await;
+    let all = safekeep(&[&base[..], &["list", "--all", "--limit", "1"]].concat(), None).await;
     assert_eq!(stdout(&all).lines().count(), 3, "{}", stdout(&all));
 
     let status = safekeep(&[&base[..], &["cluster", "status"]].concat(), None).await;

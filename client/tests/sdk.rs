@@ -153,9 +153,7 @@ async fn exhausted_attempts_yield_unavailable_that_may_have_applied() {
             .script_puts([Injected::Fail(Code::Unavailable, "no leader"); 10]);
         let mut config = fast_config(vec![server.endpoint()]);
         config.max_attempts = 3;
-        let client = Client::connect(config)
-            .await
-            .expect("a valid configuration");
+        let client = Client::connect(config).await.expect("a valid configuration");
 
         let error = client
             .put("acme", "k", b"v".to_vec())
@@ -185,9 +183,7 @@ async fn timed_out_attempts_are_retried_with_the_same_write_id() {
         server.state.script_puts([Injected::Hang]);
         let mut config = fast_config(vec![server.endpoint()]);
         config.request_timeout = Duration::from_millis(200);
-        let client = Client::connect(config)
-            .await
-            .expect("a valid configuration");
+        let client = Client::connect(config).await.expect("a valid configuration");
 
         client
             .put("acme", "k", b"v".to_vec())
@@ -209,21 +205,14 @@ async fn a_write_that_always_times_out_may_have_applied() {
         let mut config = fast_config(vec![server.endpoint()]);
         config.request_timeout = Duration::from_millis(100);
         config.max_attempts = 2;
-        let client = Client::connect(config)
-            .await
-            .expect("a valid configuration");
+        let client = Client::connect(config).await.expect("a valid configuration");
 
         let error = client
             .put("acme", "k", b"v".to_vec())
             .await
             .expect_err("no attempt is answered");
 
-        assert_eq!(
-            error,
-            Error::Timeout {
-                maybe_applied: true
-            }
-        );
+        assert_eq!(error, Error::Timeout { maybe_applied: true });
         assert_eq!(server.state.put_calls(), 2);
     })
     .await;
@@ -234,9 +223,7 @@ async fn a_write_that_never_connected_was_not_applied() {
     bounded(async {
         let mut config = fast_config(vec![dead_endpoint().await]);
         config.max_attempts = 3;
-        let client = Client::connect(config)
-            .await
-            .expect("a valid configuration");
+        let client = Client::connect(config).await.expect("a valid configuration");
 
         let error = client
             .put("acme", "k", b"v".to_vec())
@@ -253,10 +240,7 @@ async fn a_write_that_never_connected_was_not_applied() {
             ),
             "{error:?}"
         );
-        assert!(
-            error.to_string().contains("gave up after 3 attempts"),
-            "{error}"
-        );
+        assert!(error.to_string().contains("gave up after 3 attempts"), "{error}");
     })
     .await;
 }
@@ -266,9 +250,7 @@ async fn a_dead_endpoint_fails_over_to_the_next() {
     bounded(async {
         let server = FakeServer::start().await;
         let config = fast_config(vec![dead_endpoint().await, server.endpoint()]);
-        let client = Client::connect(config)
-            .await
-            .expect("a valid configuration");
+        let client = Client::connect(config).await.expect("a valid configuration");
 
         for round in 0..4 {
             client
@@ -287,10 +269,7 @@ async fn missing_records_read_as_none() {
         let server = FakeServer::start().await;
         let client = client_for(&server).await;
         assert_eq!(client.get("acme", "nope").await, Ok(None));
-        assert_eq!(
-            client.get_with("acme", "nope", Consistency::Stale).await,
-            Ok(None)
-        );
+        assert_eq!(client.get_with("acme", "nope", Consistency::Stale).await, Ok(None));
     })
     .await;
 }
@@ -301,19 +280,13 @@ async fn delete_and_list_round_trip() {
         let server = FakeServer::start().await;
         let client = client_for(&server).await;
         for key in ["a1", "a2", "a3", "b1"] {
-            client
-                .put("acme", key, key.as_bytes().to_vec())
-                .await
-                .expect("put");
+            client.put("acme", key, key.as_bytes().to_vec()).await.expect("put");
         }
         let first = client.list("acme", "a", None, 2).await.expect("first page");
         let keys: Vec<&str> = first.records.iter().map(|r| r.key.as_str()).collect();
         assert_eq!(keys, ["a1", "a2"]);
         let token = first.next_page_token.expect("more records follow");
-        let second = client
-            .list("acme", "a", Some(&token), 2)
-            .await
-            .expect("second page");
+        let second = client.list("acme", "a", Some(&token), 2).await.expect("second page");
         assert_eq!(second.records.len(), 1);
         assert_eq!(second.next_page_token, None);
 
@@ -321,10 +294,7 @@ async fn delete_and_list_round_trip() {
         assert!(deleted.deleted);
         let again = client.delete("acme", "a1").await.expect("delete again");
         assert!(!again.deleted);
-        let error = client
-            .delete_if("acme", "a2", 999)
-            .await
-            .expect_err("wrong version");
+        let error = client.delete_if("acme", "a2", 999).await.expect_err("wrong version");
         assert!(matches!(
             error,
             Error::Conflict {
@@ -357,10 +327,7 @@ async fn membership_changes_do_not_retry_definite_refusals() {
     bounded(async {
         let server = FakeServer::start().await;
         let client = client_for(&server).await;
-        let error = client
-            .promote(2, false)
-            .await
-            .expect_err("the fake refuses");
+        let error = client.promote(2, false).await.expect_err("the fake refuses");
         assert!(matches!(error, Error::FailedPrecondition(_)), "{error:?}");
         let status = client.status().await.expect("status");
         assert_eq!(status.members.len(), 1);
@@ -374,15 +341,9 @@ async fn empty_tenant_or_key_is_refused_without_a_call() {
     bounded(async {
         let server = FakeServer::start().await;
         let client = client_for(&server).await;
-        let error = client
-            .put("", "k", b"v".to_vec())
-            .await
-            .expect_err("empty tenant");
+        let error = client.put("", "k", b"v".to_vec()).await.expect_err("empty tenant");
         assert!(matches!(error, Error::InvalidArgument(_)));
-        let error = client
-            .put("acme", "", b"v".to_vec())
-            .await
-            .expect_err("empty key");
+        let error = client.put("acme", "", b"v".to_vec()).await.expect_err("empty key");
         assert!(matches!(error, Error::InvalidArgument(_)));
         assert_eq!(server.state.put_calls(), 0);
     })
@@ -422,16 +383,15 @@ async fn caller_built_channels_are_used_in_endpoint_order() {
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
             .expect("a valid URI")
             .connect_lazy();
-        let client = Client::from_channels(config.clone(), vec![channel.clone()])
-            .expect("one channel per endpoint");
+        let client = Client::from_channels(config.clone(), vec![channel.clone()]).expect("one channel per endpoint");
         client
             .put("acme", "k", b"v".to_vec())
             .await
             .expect("the put goes through the given channel");
         assert_eq!(server.state.put_calls(), 1);
 
-        let error = Client::from_channels(config, vec![channel.clone(), channel])
-            .expect_err("two channels for one endpoint");
+        let error =
+            Client::from_channels(config, vec![channel.clone(), channel]).expect_err("two channels for one endpoint");
         assert!(matches!(error, Error::Config(_)), "{error:?}");
     })
     .await;

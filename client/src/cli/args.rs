@@ -70,9 +70,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create or replace a record.
-    #[command(group(
-        clap::ArgGroup::new("source").required(true).args(["value", "value_file"])
-    ))]
+    #[command(group(clap::ArgGroup::new("source").args(["value", "value_file"])))]
     Put {
         /// The record's key.
         key: String,
@@ -203,8 +201,7 @@ mod tests {
     }
 
     #[test]
-    fn put_needs_exactly_one_value_source() {
-        assert!(Cli::try_parse_from(["safekeep", "put", "k"]).is_err());
+    fn put_takes_at_most_one_value_source() {
         assert!(Cli::try_parse_from(["safekeep", "put", "k", "v", "--value-file", "f"]).is_err());
         assert!(Cli::try_parse_from(["safekeep", "put", "k", "v"]).is_ok());
         assert!(Cli::try_parse_from(["safekeep", "put", "k", "--value-file", "-"]).is_ok());

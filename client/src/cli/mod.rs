@@ -80,8 +80,7 @@ impl CliError {
     }
 }
 
-const MAYBE_APPLIED_NOTE: &str =
-    "; the write may have been applied: read the record back before retrying";
+const MAYBE_APPLIED_NOTE: &str = "; the write may have been applied: read the record back before retrying";
 
 fn describe(error: &Error, target: &Target, timeout_ms: u64) -> String {
     let maybe_applied = if error.may_have_applied() {
@@ -95,12 +94,9 @@ fn describe(error: &Error, target: &Target, timeout_ms: u64) -> String {
         }
         (Error::NotFound, Target::Tenant(tenant)) => format!("tenant '{tenant}' not found"),
         (Error::NotFound, Target::Node(id)) => format!("node {id} not found"),
-        (
-            Error::Conflict {
-                current_version: None,
-            },
-            Target::Record { tenant, key },
-        ) => format!("version conflict: record '{key}' does not exist in tenant '{tenant}'"),
+        (Error::Conflict { current_version: None }, Target::Record { tenant, key }) => {
+            format!("version conflict: record '{key}' does not exist in tenant '{tenant}'")
+        }
         (Error::Unavailable { message, .. }, _) => {
             format!("cannot reach the cluster: {message}{maybe_applied}")
         }
@@ -138,10 +134,7 @@ mod tests {
         let conflict = request(Error::Conflict {
             current_version: Some(12),
         });
-        assert_eq!(
-            conflict.to_string(),
-            "version conflict: current version is 12"
-        );
+        assert_eq!(conflict.to_string(), "version conflict: current version is 12");
         assert_eq!(conflict.exit_code(), EXIT_CONFLICT);
     }
 
@@ -149,10 +142,7 @@ mod tests {
     fn exit_codes_distinguish_the_common_failures() {
         assert_eq!(request(Error::NotFound).exit_code(), EXIT_NOT_FOUND);
         assert_eq!(
-            request(Error::Timeout {
-                maybe_applied: false
-            })
-            .exit_code(),
+            request(Error::Timeout { maybe_applied: false }).exit_code(),
             EXIT_UNAVAILABLE
         );
         assert_eq!(request(Error::Internal("x".into())).exit_code(), EXIT_OTHER);

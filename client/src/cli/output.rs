@@ -63,10 +63,7 @@ pub fn record_text(record: &Record) -> String {
     let (value, encoding) = render_value(&record.value);
     let value_label = match encoding {
         Encoding::Utf8 => "value:".to_string(),
-        Encoding::Hex => format!(
-            "value (hex, not valid UTF-8, {} bytes):",
-            record.value.len()
-        ),
+        Encoding::Hex => format!("value (hex, not valid UTF-8, {} bytes):", record.value.len()),
     };
     format!(
         "key:        {}\nversion:    {}\nupdated at: {}\n{value_label} {value}",
@@ -100,12 +97,7 @@ pub fn status_text(status: &ClusterStatus) -> String {
     let mut text = format!(
         "answered by node {} (zone {}), leader {leader}, term {}\n\
          log: last index {}, committed {}, applied {}\n",
-        header.node_id,
-        status.zone,
-        header.term,
-        status.last_log_index,
-        status.committed_index,
-        status.applied_index
+        header.node_id, status.zone, header.term, status.last_log_index, status.committed_index, status.applied_index
     );
     if status.insecure {
         text.push_str("warning: the answering node serves without TLS\n");
@@ -190,8 +182,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let shifted = days + 719_468;
     let era = shifted.div_euclid(146_097);
     let day_of_era = shifted.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_index + 2) / 5 + 1;
@@ -212,20 +203,14 @@ mod tests {
     fn timestamps_format_as_rfc3339_utc() {
         assert_eq!(format_unix_ms(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(format_unix_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
-        assert_eq!(
-            format_unix_ms(1_700_000_000_123),
-            "2023-11-14T22:13:20.123Z"
-        );
+        assert_eq!(format_unix_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
         assert_eq!(format_unix_ms(-1), "1969-12-31T23:59:59.999Z");
     }
 
     #[test]
     fn non_utf8_values_render_as_labelled_hex() {
         assert_eq!(render_value(b"hi"), ("hi".to_string(), Encoding::Utf8));
-        assert_eq!(
-            render_value(&[0xff, 0x00]),
-            ("ff00".to_string(), Encoding::Hex)
-        );
+        assert_eq!(render_value(&[0xff, 0x00]), ("ff00".to_string(), Encoding::Hex));
         let record = Record {
             key: "k".into(),
             value: vec![0xff],

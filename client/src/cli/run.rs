@@ -46,11 +46,7 @@ impl Context {
     }
 
     /// Prints `text` for humans or `value` as one line of JSON.
-    fn print(
-        &self,
-        text: impl FnOnce() -> String,
-        value: impl FnOnce() -> Value,
-    ) -> Result<(), CliError> {
+    fn print(&self, text: impl FnOnce() -> String, value: impl FnOnce() -> Value) -> Result<(), CliError> {
         if self.json {
             emit(value().to_string().as_bytes(), true)
         } else {
@@ -94,21 +90,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             consistency,
             value_only,
         } => get(&context, &key, consistency.into(), value_only).await,
-        Command::Delete {
-            key,
-            expected_version,
-        } => delete(&context, &key, expected_version).await,
+        Command::Delete { key, expected_version } => delete(&context, &key, expected_version).await,
         Command::List(args) => list(&context, args).await,
         Command::Cluster(command) => cluster(&context, command).await,
     }
 }
 
-async fn put(
-    context: &Context,
-    key: &str,
-    value: Vec<u8>,
-    expected_version: Option<u64>,
-) -> Result<(), CliError> {
+async fn put(context: &Context, key: &str, value: Vec<u8>, expected_version: Option<u64>) -> Result<(), CliError> {
     let tenant = context.tenant()?;
     let client = &context.client;
     let outcome = match expected_version {
@@ -136,12 +124,7 @@ async fn put(
     )
 }
 
-async fn get(
-    context: &Context,
-    key: &str,
-    consistency: Consistency,
-    value_only: bool,
-) -> Result<(), CliError> {
+async fn get(context: &Context, key: &str, consistency: Consistency, value_only: bool) -> Result<(), CliError> {
     let tenant = context.tenant()?;
     let target = record_target(tenant, key);
     let record = context
@@ -153,17 +136,10 @@ async fn get(
     if value_only {
         return emit(&record.value, false);
     }
-    context.print(
-        || output::record_text(&record),
-        || output::record_json(&record),
-    )
+    context.print(|| output::record_text(&record), || output::record_json(&record))
 }
 
-async fn delete(
-    context: &Context,
-    key: &str,
-    expected_version: Option<u64>,
-) -> Result<(), CliError> {
+async fn delete(context: &Context, key: &str, expected_version: Option<u64>) -> Result<(), CliError> {
     let tenant = context.tenant()?;
     let client = &context.client;
     let outcome = match expected_version {
@@ -174,10 +150,7 @@ async fn delete(
     context.print(
         || {
             if outcome.deleted {
-                format!(
-                    "deleted '{key}' from tenant '{tenant}' at version {}",
-                    outcome.version
-                )
+                format!("deleted '{key}' from tenant '{tenant}' at version {}", outcome.version)
             } else {
                 format!("nothing deleted: record '{key}' did not exist in tenant '{tenant}'")
             }
@@ -245,10 +218,7 @@ async fn cluster(context: &Context, command: ClusterCommand) -> Result<(), CliEr
     let client = &context.client;
     match command {
         ClusterCommand::Status => {
-            let status = client
-                .status()
-                .await
-                .map_err(context.failed(Target::Cluster))?;
+            let status = client.status().await.map_err(context.failed(Target::Cluster))?;
             context.print(|| output::status_text(&status), || to_json(&status))
         }
         ClusterCommand::AddLearner {
@@ -295,11 +265,7 @@ async fn cluster(context: &Context, command: ClusterCommand) -> Result<(), CliEr
     }
 }
 
-fn print_members(
-    context: &Context,
-    summary: &str,
-    members: &[safekeep_client::Member],
-) -> Result<(), CliError> {
+fn print_members(context: &Context, summary: &str, members: &[safekeep_client::Member]) -> Result<(), CliError> {
     context.print(
         || format!("{summary}\n{}", output::members_text(members).trim_end()),
         || json!({ "members": to_json(&members) }),
@@ -322,14 +288,11 @@ fn record_target(tenant: &str, key: &str) -> Target {
 fn read_value(value: Option<String>, file: Option<&Path>) -> Result<Vec<u8>, CliError> {
     match (value, file) {
         (Some(value), None) => Ok(value.into_bytes()),
-        (None, Some(path)) if path == Path::new("-") => {
-            read_bounded(std::io::stdin().lock(), "standard input")
-        }
+        (None, Some(path)) if path == Path::new("-") => read_bounded(std::io::stdin().lock(), "standard input"),
         (None, Some(path)) => {
             let shown = path.display();
-            let file = std::fs::File::open(path).map_err(|error| {
-                CliError::Io(format!("cannot open value file '{shown}': {error}"))
-            })?;
+            let file = std::fs::File::open(path)
+                .map_err(|error| CliError::Io(format!("cannot open value file '{shown}': {error}")))?;
             read_bounded(file, &format!("value file '{shown}'"))
         }
         _ => Err(CliError::Usage(
@@ -357,13 +320,29 @@ fn emit(bytes: &[u8], newline: bool) -> Result<(), CliError> {
     let mut stdout = std::io::stdout().lock();
     let result = stdout
         .write_all(bytes)
-        .and_then(|()| {
-            if newline {
-                stdout.write_all(b"\n")
-            } else {
-                Ok(())
-            }
-        })
+        .and_then(|()| if newline { stdout.write_all(b"\n") } else { Ok(()) })
         .and_then(|()| stdout.flush());
     result.map_err(|error| CliError::Io(format!("cannot write to standard output: {error}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_without_a_value_is_a_usage_error() {
+        assert!(matches!(read_value(None, None), Err(CliError::Usage(_))));
+        assert_eq!(read_value(Some("v".into()), None).ok(), Some(b"v".to_vec()));
+    }
+
+    #[test]
+    fn oversized_values_are_refused() {
+        let big = std::io::repeat(b'x').take(MAX_VALUE_FILE_BYTES + 1);
+        assert!(matches!(read_bounded(big, "input"), Err(CliError::Usage(_))));
+        let exact = std::io::repeat(b'x').take(MAX_VALUE_FILE_BYTES);
+        assert_eq!(
+            read_bounded(exact, "input").map(|v| v.len() as u64).ok(),
+            Some(MAX_VALUE_FILE_BYTES)
+        );
+    }
 }

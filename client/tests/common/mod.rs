@@ -95,17 +95,13 @@ fn now_unix_ms() -> i64 {
 
 fn conflict(current_version: u64) -> Status {
     let mut status = Status::failed_precondition("version mismatch");
-    status.metadata_mut().insert(
-        CURRENT_VERSION_METADATA_KEY,
-        MetadataValue::from(current_version),
-    );
+    status
+        .metadata_mut()
+        .insert(CURRENT_VERSION_METADATA_KEY, MetadataValue::from(current_version));
     status
 }
 
-fn check_expected(
-    current: Option<&v1::Record>,
-    expected_version: Option<u64>,
-) -> Result<(), Status> {
+fn check_expected(current: Option<&v1::Record>, expected_version: Option<u64>) -> Result<(), Status> {
     let Some(expected) = expected_version else {
         return Ok(());
     };
@@ -122,10 +118,7 @@ struct FakeService(Arc<FakeState>);
 
 #[tonic::async_trait]
 impl Records for FakeService {
-    async fn put(
-        &self,
-        request: Request<v1::PutRequest>,
-    ) -> Result<Response<v1::PutResponse>, Status> {
+    async fn put(&self, request: Request<v1::PutRequest>) -> Result<Response<v1::PutResponse>, Status> {
         let state = &self.0;
         let request = request.into_inner();
         state.put_calls.fetch_add(1, Ordering::SeqCst);
@@ -158,10 +151,7 @@ impl Records for FakeService {
         }))
     }
 
-    async fn get(
-        &self,
-        request: Request<v1::GetRequest>,
-    ) -> Result<Response<v1::GetResponse>, Status> {
+    async fn get(&self, request: Request<v1::GetRequest>) -> Result<Response<v1::GetResponse>, Status> {
         let state = &self.0;
         let request = request.into_inner();
         let record = lock(&state.records)
@@ -174,10 +164,7 @@ impl Records for FakeService {
         }))
     }
 
-    async fn delete(
-        &self,
-        request: Request<v1::DeleteRequest>,
-    ) -> Result<Response<v1::DeleteResponse>, Status> {
+    async fn delete(&self, request: Request<v1::DeleteRequest>) -> Result<Response<v1::DeleteResponse>, Status> {
         let state = &self.0;
         let request = request.into_inner();
         let mut records = lock(&state.records);
@@ -191,10 +178,7 @@ impl Records for FakeService {
         }))
     }
 
-    async fn list(
-        &self,
-        request: Request<v1::ListRequest>,
-    ) -> Result<Response<v1::ListResponse>, Status> {
+    async fn list(&self, request: Request<v1::ListRequest>) -> Result<Response<v1::ListResponse>, Status> {
         let state = &self.0;
         let request = request.into_inner();
         let limit = match request.limit {
@@ -214,9 +198,7 @@ impl Records for FakeService {
             .collect();
         let next_page_token = if page.len() > limit {
             page.truncate(limit);
-            page.last()
-                .map(|record| record.key.clone())
-                .unwrap_or_default()
+            page.last().map(|record| record.key.clone()).unwrap_or_default()
         } else {
             String::new()
         };
@@ -227,20 +209,14 @@ impl Records for FakeService {
         }))
     }
 
-    async fn batch(
-        &self,
-        _request: Request<v1::BatchRequest>,
-    ) -> Result<Response<v1::BatchResponse>, Status> {
+    async fn batch(&self, _request: Request<v1::BatchRequest>) -> Result<Response<v1::BatchResponse>, Status> {
         Err(Status::unimplemented("the fake does not batch"))
     }
 }
 
 #[tonic::async_trait]
 impl Cluster for FakeService {
-    async fn status(
-        &self,
-        _request: Request<v1::StatusRequest>,
-    ) -> Result<Response<v1::StatusResponse>, Status> {
+    async fn status(&self, _request: Request<v1::StatusRequest>) -> Result<Response<v1::StatusResponse>, Status> {
         let state = &self.0;
         let address = lock(&state.leader_address).clone();
         Ok(Response::new(v1::StatusResponse {
@@ -269,13 +245,8 @@ impl Cluster for FakeService {
         Err(Status::unimplemented("the fake has fixed membership"))
     }
 
-    async fn promote(
-        &self,
-        _request: Request<v1::PromoteRequest>,
-    ) -> Result<Response<v1::MembershipResponse>, Status> {
-        Err(Status::failed_precondition(
-            "a quorum of voters would be in one zone",
-        ))
+    async fn promote(&self, _request: Request<v1::PromoteRequest>) -> Result<Response<v1::MembershipResponse>, Status> {
+        Err(Status::failed_precondition("a quorum of voters would be in one zone"))
     }
 
     async fn remove_member(
@@ -352,9 +323,7 @@ impl Drop for FakeServer {
 
 /// An address nothing listens on: a port bound and released again.
 pub async fn dead_endpoint() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a local port");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a local port");
     let addr = listener.local_addr().expect("the listener's address");
     drop(listener);
     addr.to_string()
