@@ -94,6 +94,30 @@ fn http_port(base_port: u16, id: u64) -> u16 {
     base_port + 200 + id as u16
 }
 
+/// The config of one planned node, its data under `node_dir`.
+pub fn node_config(
+    member: &InitialMember,
+    members: &[InitialMember],
+    node_dir: &Path,
+    base_port: u16,
+) -> PartialConfig {
+    PartialConfig {
+        id: Some(member.id),
+        zone: Some(member.zone.clone()),
+        data_dir: Some(node_dir.join("data")),
+        cluster_name: None,
+        client_listen: member.client_address.parse().ok(),
+        peer_listen: member.peer_address.parse().ok(),
+        http_listen: Some(loopback(http_port(base_port, member.id))),
+        client_advertise: None,
+        peer_advertise: None,
+        init: members.to_vec(),
+        join: None,
+        raft: RaftSettings::default(),
+        limits: Default::default(),
+    }
+}
+
 /// Runs the local cluster until Ctrl-C.
 pub async fn run(dir: &Path, nodes: usize, base_port: u16, exe: &Path) -> Result<(), LocalClusterError> {
     let members = plan(nodes, base_port)?;
@@ -105,21 +129,7 @@ pub async fn run(dir: &Path, nodes: usize, base_port: u16, exe: &Path) -> Result
     for member in &members {
         let node_dir = dir.join(format!("node-{}", member.id));
         std::fs::create_dir_all(&node_dir).map_err(io_err("cannot create", &node_dir))?;
-        let config = PartialConfig {
-            id: Some(member.id),
-            zone: Some(member.zone.clone()),
-            data_dir: Some(node_dir.join("data")),
-            cluster_name: None,
-            client_listen: member.client_address.parse().ok(),
-            peer_listen: member.peer_address.parse().ok(),
-            http_listen: Some(loopback(http_port(base_port, member.id))),
-            client_advertise: None,
-            peer_advertise: None,
-            init: members.clone(),
-            join: None,
-            raft: RaftSettings::default(),
-            limits: Default::default(),
-        };
+        let config = node_config(member, &members, &node_dir, base_port);
         let config_path = node_dir.join("node.toml");
         let text = toml::to_string(&config).map_err(|e| LocalClusterError::Encode(e.to_string()))?;
         std::fs::write(&config_path, text).map_err(io_err("cannot write", &config_path))?;

@@ -7,23 +7,8 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{eventually, get, put};
+use common::{eventually, free_base_port, get, put};
 use safekeep_api::v1::records_client::RecordsClient;
-
-/// Free base port for the three nodes (client BASE+id, peer BASE+100+id, HTTP BASE+200+id).
-fn free_base_port() -> u16 {
-    // Pick a base whose nine ports are all free right now.
-    for base in (20_000..60_000).step_by(997) {
-        let ports = (1..=3).flat_map(|i| [base + i, base + 100 + i, base + 200 + i]);
-        if ports
-            .into_iter()
-            .all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
-        {
-            return base;
-        }
-    }
-    panic!("no free port range on loopback");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_cluster_runs_three_zones_and_stops_cleanly_on_ctrl_c() {

@@ -278,3 +278,18 @@ pub async fn put_acked(client: &mut RecordsClient<Channel>, request: PutRequest)
     })
     .await
 }
+
+/// Free base port for the three nodes (client BASE+id, peer BASE+100+id, HTTP BASE+200+id).
+pub fn free_base_port() -> u16 {
+    // Pick a base whose nine ports are all free right now.
+    for base in (20_000..60_000).step_by(997) {
+        let ports = (1..=3).flat_map(|i| [base + i, base + 100 + i, base + 200 + i]);
+        if ports
+            .into_iter()
+            .all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+        {
+            return base;
+        }
+    }
+    panic!("no free port range on loopback");
+}

@@ -1,0 +1,147 @@
+//! Real node processes killed with SIGKILL: the leader dies mid-workload,
+//! writes resume on a new leader, no acknowledged write is lost, and the
+//! killed node restarts from its own disk and catches up.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Instant;
+
+use common::{eventually, free_base_port, get, get_stale, put, put_acked};
+use safekeep_api::v1::StatusRequest;
+use safekeep_api::v1::cluster_client::ClusterClient;
+use safekeep_api::v1::records_client::RecordsClient;
+use safekeep_node::local_cluster::{node_config, plan};
+use tokio::process::{Child, Command};
+use tonic::transport::Channel;
+
+fn spawn_node(config: &Path, log: &Path) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_safekeep-node"))
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start node process")
+}
+
+async fn leader_seen_by(address: &str) -> Option<u64> {
+    let mut client = ClusterClient::connect(format!("http://{address}")).await.ok()?;
+    let status = client.status(StatusRequest {}).await.ok()?.into_inner();
+    status.header.map(|h| h.leader_id).filter(|id| *id != 0)
+}
+
+async fn records(address: &str) -> RecordsClient<Channel> {
+    RecordsClient::connect(format!("http://{address}")).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_leader_process_loses_no_acknowledged_write() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let base = free_base_port();
+    let members = plan(3, base).unwrap();
+    let mut children = Vec::new();
+    for member in &members {
+        let node_dir = dir.path().join(format!("node-{}", member.id));
+        std::fs::create_dir_all(&node_dir).unwrap();
+        let config = node_config(member, &members, &node_dir, base);
+        std::fs::write(node_dir.join("node.toml"), toml::to_string(&config).unwrap()).unwrap();
+    }
+    for member in members.iter().rev() {
+        let node_dir = dir.path().join(format!("node-{}", member.id));
+        children.push((
+            member.id,
+            spawn_node(&node_dir.join("node.toml"), &node_dir.join("node.log")),
+        ));
+    }
+    let address = |id: u64| members[(id - 1) as usize].client_address.clone();
+    let leader = eventually("a leader", || async {
+        let seen: Vec<Option<u64>> =
+            futures::future::join_all((1..=3).map(|id| leader_seen_by_owned(address(id)))).await;
+        let first = seen[0]?;
+        seen.iter().all(|s| *s == Some(first)).then_some(first)
+    })
+    .await;
+    let survivor = (1..=3).find(|id| *id != leader).unwrap();
+
+    let mut client = records(&address(survivor)).await;
+    let mut acked = Vec::new();
+    for i in 0..30u64 {
+        let key = format!("k{i}");
+        acked.push((
+            key.clone(),
+            put_acked(&mut client, put("acme", &key, key.as_bytes(), "crash", i)).await,
+        ));
+    }
+
+    let (_, leader_process) = children.iter_mut().find(|(id, _)| *id == leader).unwrap();
+    leader_process.start_kill().expect("SIGKILL the leader");
+    leader_process.wait().await.unwrap();
+    let killed_at = Instant::now();
+    let key = "first-after-kill".to_string();
+    acked.push((
+        key.clone(),
+        put_acked(&mut client, put("acme", &key, b"v", "crash", 100)).await,
+    ));
+    println!(
+        "first write acknowledged {:?} after SIGKILL of the leader",
+        killed_at.elapsed()
+    );
+    for i in 101..130u64 {
+        let key = format!("k{i}");
+        acked.push((
+            key.clone(),
+            put_acked(&mut client, put("acme", &key, key.as_bytes(), "crash", i)).await,
+        ));
+    }
+    for (key, version) in &acked {
+        let record = client
+            .get(get("acme", key))
+            .await
+            .expect("acknowledged write")
+            .into_inner()
+            .record
+            .unwrap();
+        assert_eq!(record.version, *version, "{key}");
+    }
+
+    // The killed node restarts from its own disk and catches up.
+    let node_dir = dir.path().join(format!("node-{leader}"));
+    let restarted = spawn_node(&node_dir.join("node.toml"), &node_dir.join("node-restarted.log"));
+    children.retain(|(id, _)| *id != leader);
+    children.push((leader, restarted));
+    let last_version = acked.iter().map(|(_, v)| *v).max().unwrap();
+    let restarted_address = address(leader);
+    eventually("the restarted node caught up", || {
+        let address = restarted_address.clone();
+        async move {
+            let mut client = ClusterClient::connect(format!("http://{address}")).await.ok()?;
+            let status = client.status(StatusRequest {}).await.ok()?.into_inner();
+            (status.applied_index >= last_version).then_some(())
+        }
+    })
+    .await;
+    let mut on_restarted = records(&restarted_address).await;
+    for (key, version) in &acked {
+        let record = on_restarted
+            .get(get_stale("acme", key))
+            .await
+            .unwrap()
+            .into_inner()
+            .record
+            .unwrap();
+        assert_eq!(record.version, *version, "{key} on the restarted node");
+    }
+    for (_, child) in &mut children {
+        let _ = child.start_kill();
+    }
+}
+
+async fn leader_seen_by_owned(address: String) -> Option<u64> {
+    leader_seen_by(&address).await
+}
