@@ -12,7 +12,7 @@ use std::error::Error as StdError;
 
 use tonic::{Code, Status};
 
-use crate::error::Error;
+use crate::error::{Error, NOT_APPLIED_METADATA_KEY};
 
 /// How a request may be retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,10 +88,17 @@ impl Failure {
         match self {
             Self::TimedOut | Self::ConnectionLost(_) => true,
             Self::NotSent(_) => false,
-            Self::Answered(status) => matches!(
-                status.code(),
-                Code::Unavailable | Code::DeadlineExceeded | Code::Aborted
-            ),
+            Self::Answered(status) => {
+                let not_applied = status
+                    .metadata()
+                    .get(NOT_APPLIED_METADATA_KEY)
+                    .is_some_and(|v| v.as_bytes() == b"true");
+                !not_applied
+                    && matches!(
+                        status.code(),
+                        Code::Unavailable | Code::DeadlineExceeded | Code::Aborted
+                    )
+            }
         }
     }
 
@@ -227,6 +234,18 @@ mod tests {
         assert!(!answered(Code::ResourceExhausted).outcome_unknown());
         assert!(!answered(Code::InvalidArgument).outcome_unknown());
         assert!(!answered(Code::FailedPrecondition).outcome_unknown());
+    }
+
+    #[test]
+    fn an_unavailable_answer_marked_not_applied_has_a_known_outcome() {
+        let mut status = Status::unavailable("no leader");
+        status.metadata_mut().insert(
+            NOT_APPLIED_METADATA_KEY,
+            tonic::metadata::MetadataValue::from_static("true"),
+        );
+        let failure = Failure::from_status(status);
+        assert!(!failure.outcome_unknown());
+        assert!(failure.is_retryable(RetryPolicy::Write), "still worth retrying");
     }
 
     #[test]

@@ -7,6 +7,8 @@ use crate::records::validate::InvalidRequest;
 
 /// Metadata key carrying a record's current version on a compare-and-set conflict.
 pub const CURRENT_VERSION_METADATA: &str = "x-safekeep-current-version";
+/// Metadata key set (to `true`) when a failed write certainly did not reach the log.
+pub const NOT_APPLIED_METADATA: &str = "x-safekeep-not-applied";
 
 impl From<ConsensusError> for Status {
     fn from(e: ConsensusError) -> Self {
@@ -22,7 +24,20 @@ impl From<ConsensusError> for Status {
             ConsensusError::MembershipBusy(_) => Code::Aborted,
             ConsensusError::Internal(_) => Code::Internal,
         };
-        Status::new(code, e.to_string())
+        let definitely_not_applied = matches!(
+            e,
+            ConsensusError::NoLeader { .. }
+                | ConsensusError::NotLeader { .. }
+                | ConsensusError::LeaderUnreachable { .. }
+        );
+        let mut status = Status::new(code, e.to_string());
+        if definitely_not_applied {
+            status.metadata_mut().insert(
+                NOT_APPLIED_METADATA,
+                tonic::metadata::MetadataValue::from_static("true"),
+            );
+        }
+        status
     }
 }
 

@@ -250,8 +250,25 @@ impl Consensus {
     /// Commits and applies a write, through the leader wherever it is.
     pub async fn propose(&self, command: Command) -> Result<Applied, ConsensusError> {
         let mut last_error = None;
+        // Once an attempt's outcome is unknown, a later definite failure no
+        // longer means the write did not happen.
+        let mut uncertain = false;
+        let settle = |e: ConsensusError, uncertain: bool| match e {
+            ConsensusError::NoLeader { .. }
+            | ConsensusError::NotLeader { .. }
+            | ConsensusError::LeaderUnreachable { .. }
+                if uncertain =>
+            {
+                ConsensusError::OutcomeUnknown(e.to_string())
+            }
+            other => other,
+        };
         for _ in 0..MAX_ROUTE_ATTEMPTS {
-            let result = match self.route().await? {
+            let route = match self.route().await {
+                Ok(route) => route,
+                Err(e) => return Err(settle(e, uncertain)),
+            };
+            let result = match route {
                 Route::Local => self.propose_as_leader(command.clone()).await,
                 Route::Remote(leader, node) => self.forward_propose(leader, &node, &command).await,
             };
@@ -263,13 +280,16 @@ impl Consensus {
                 // A retried write with the same id applies once, so an
                 // unknown outcome is safe to route again.
                 Err(ConsensusError::OutcomeUnknown(_)) if command.write_id.is_some() => {
+                    uncertain = true;
                     last_error = result.err();
                     tokio::time::sleep(LEADER_POLL_INTERVAL).await;
                 }
-                other => return other,
+                Err(e) => return Err(settle(e, uncertain)),
+                ok => return ok,
             }
         }
-        Err(last_error.unwrap_or(ConsensusError::NoLeader { waited_ms: 0 }))
+        let last = last_error.unwrap_or(ConsensusError::NoLeader { waited_ms: 0 });
+        Err(settle(last, uncertain))
     }
 
     /// Proposes on this node, which must be the leader.
@@ -419,7 +439,11 @@ impl Consensus {
 
     /// Changes membership through the leader wherever it is.
     pub async fn change_membership(&self, change: MembershipChange) -> Result<Vec<MemberView>, ConsensusError> {
-        for _ in 0..MAX_ROUTE_ATTEMPTS {
+        // A change still committing (such as a new leader's first membership
+        // entry) is waited out, bounded like a leader election.
+        let deadline = Instant::now() + self.limits.leader_wait;
+        let mut routed = 0;
+        loop {
             let result = match self.route().await? {
                 Route::Local => self.change_membership_as_leader(change.clone()).await,
                 Route::Remote(leader, node) => {
@@ -434,11 +458,16 @@ impl Consensus {
                 }
             };
             match result {
-                Err(ConsensusError::NotLeader { .. }) => tokio::time::sleep(LEADER_POLL_INTERVAL).await,
+                Err(ConsensusError::NotLeader { .. }) if routed < MAX_ROUTE_ATTEMPTS => {
+                    routed += 1;
+                    tokio::time::sleep(LEADER_POLL_INTERVAL).await;
+                }
+                Err(ConsensusError::MembershipBusy(_)) if Instant::now() < deadline => {
+                    tokio::time::sleep(LEADER_POLL_INTERVAL).await;
+                }
                 other => return other,
             }
         }
-        Err(ConsensusError::NoLeader { waited_ms: 0 })
     }
 
     /// On the leader: checks the placement guard and applies a membership change.

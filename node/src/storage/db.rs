@@ -49,11 +49,27 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// The database, with a signal that fires only once it is fully closed
+/// (fields drop in order: RocksDB first, then the signal).
+pub(crate) struct Db {
+    db: DB,
+    _closed: tokio::sync::watch::Sender<()>,
+}
+
+impl std::ops::Deref for Db {
+    type Target = DB;
+
+    fn deref(&self) -> &DB {
+        &self.db
+    }
+}
+
 /// An opened node store: hands out the log store and the state machine.
 pub struct Store {
-    db: Arc<DB>,
+    db: Arc<Db>,
     data_dir: PathBuf,
     fresh: bool,
+    closed: tokio::sync::watch::Receiver<()>,
 }
 
 impl Store {
@@ -83,7 +99,8 @@ impl Store {
             path: db_path.clone(),
             source,
         })?;
-        let db = Arc::new(db);
+        let (closed_tx, closed) = tokio::sync::watch::channel(());
+        let db = Arc::new(Db { db, _closed: closed_tx });
 
         let expected = Identity {
             node_id,
@@ -109,6 +126,7 @@ impl Store {
             db,
             data_dir: data_dir.to_path_buf(),
             fresh,
+            closed,
         })
     }
 
@@ -119,7 +137,7 @@ impl Store {
 
     /// A watch that tells when the database has closed.
     pub fn close_watch(&self) -> StoreCloseWatch {
-        StoreCloseWatch(Arc::downgrade(&self.db))
+        StoreCloseWatch(self.closed.clone())
     }
 
     /// The Raft log and vote store.
@@ -138,13 +156,13 @@ impl Store {
     }
 }
 
-/// Tells when every handle on a store's database has been dropped.
-pub struct StoreCloseWatch(std::sync::Weak<DB>);
+/// Tells when a store's database has been closed for good.
+pub struct StoreCloseWatch(tokio::sync::watch::Receiver<()>);
 
 impl StoreCloseWatch {
-    /// True once the database is closed and its directory may be opened again.
+    /// True once the database is closed and its directory may be opened or removed.
     pub fn is_closed(&self) -> bool {
-        self.0.strong_count() == 0
+        self.0.has_changed().is_err()
     }
 }
 

@@ -20,7 +20,7 @@ use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::db::{CF_LOG, CF_META, cf, decode_err, io_err};
+use super::db::{CF_LOG, CF_META, Db, cf, decode_err, io_err};
 use crate::raft::TypeConfig;
 
 const VOTE_KEY: &[u8] = b"vote";
@@ -35,8 +35,34 @@ type Flushed = IOFlushed<TypeConfig>;
 /// The log store handed to openraft; cheap to clone (readers share it).
 #[derive(Clone)]
 pub struct LogStore {
-    db: Arc<DB>,
-    syncer: mpsc::Sender<Flushed>,
+    db: Arc<Db>,
+    syncer: Arc<Syncer>,
+}
+
+/// The sync thread and its queue. Dropping the last handle closes the queue
+/// and joins the thread, so the database is never still closing in the
+/// background when its owner thinks it is gone.
+struct Syncer {
+    queue: Option<mpsc::Sender<Flushed>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Syncer {
+    fn send(&self, callback: Flushed) -> io::Result<()> {
+        self.queue
+            .as_ref()
+            .and_then(|queue| queue.send(callback).ok())
+            .ok_or_else(|| io::Error::other("log sync thread has stopped"))
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        drop(self.queue.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 fn index_key(index: u64) -> [u8; 8] {
@@ -57,14 +83,21 @@ fn synced() -> WriteOptions {
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<DB>) -> Self {
+    pub(crate) fn new(db: Arc<Db>) -> Self {
         let (tx, rx) = mpsc::channel::<Flushed>();
         let sync_db = db.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("safekeep-log-sync".into())
             .spawn(move || run_syncer(&sync_db, &rx))
             .expect("spawning the log sync thread");
-        Self { db, syncer: tx }
+        let syncer = Syncer {
+            queue: Some(tx),
+            thread: Some(thread),
+        };
+        Self {
+            db,
+            syncer: Arc::new(syncer),
+        }
     }
 
     fn get_meta<T: DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
@@ -182,9 +215,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.put_cf(log, index_key(entry.index()), Self::encode(&entry)?);
         }
         self.db.write(batch).map_err(io_err)?;
-        self.syncer
-            .send(callback)
-            .map_err(|_| io::Error::other("log sync thread has stopped"))
+        self.syncer.send(callback)
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<TypeConfig>>) -> Result<(), io::Error> {

@@ -22,7 +22,7 @@ use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use super::command::{Command, CommandResponse, Mutation};
-use super::db::{CF_SM, StoreError, cf, decode_err, io_err};
+use super::db::{CF_SM, Db, StoreError, cf, decode_err, io_err};
 use super::idempotency::{IdempotencyIndex, RememberedResult};
 use super::keys::{self, idempotency_key, meta_key, record_key, tenant_prefix};
 use super::snapshot::{FORMAT_KEY, FORMAT_VERSION, SnapshotDir, SnapshotFile};
@@ -57,7 +57,7 @@ pub struct ListPage {
 /// holds the install lock so a read never sees a half-installed snapshot.
 #[derive(Clone)]
 pub struct RecordReader {
-    db: Arc<DB>,
+    db: Arc<Db>,
     install_lock: Arc<RwLock<()>>,
 }
 
@@ -116,7 +116,7 @@ fn read_record(db: &DB, storage_key: &[u8]) -> io::Result<Option<StoredRecord>> 
 
 /// The state machine handed to openraft.
 pub struct StateMachineStore {
-    db: Arc<DB>,
+    db: Arc<Db>,
     snapshots: SnapshotDir,
     install_lock: Arc<RwLock<()>>,
     idempotency: IdempotencyIndex,
@@ -124,7 +124,7 @@ pub struct StateMachineStore {
 }
 
 impl StateMachineStore {
-    pub(crate) fn open(db: Arc<DB>, snapshot_dir: PathBuf) -> Result<Self, StoreError> {
+    pub(crate) fn open(db: Arc<Db>, snapshot_dir: PathBuf) -> Result<Self, StoreError> {
         let snapshots = SnapshotDir::new(snapshot_dir);
         snapshots.resume_install(&db)?;
         // Every snapshot then holds at least this key (an SST cannot be empty).
@@ -268,7 +268,7 @@ struct Pending {
 
 /// Builds snapshots from one RocksDB snapshot of the state machine.
 pub struct SnapshotBuilder {
-    db: Arc<DB>,
+    db: Arc<Db>,
     snapshots: SnapshotDir,
 }
 
