@@ -12,7 +12,9 @@ async fn sdk_writes_ride_through_a_leader_loss_without_loss_or_duplicates() {
     let mut cluster = TestCluster::start(3, |_| {}).await;
     let leader = cluster.leader().await;
     let endpoints: Vec<String> = cluster.addresses.values().map(|a| a.client.to_string()).collect();
-    let client = Client::connect(ClientConfig::new(endpoints)).await.expect("SDK connects");
+    let client = Client::connect(ClientConfig::new(endpoints))
+        .await
+        .expect("SDK connects");
 
     let mut acked = Vec::new();
     for i in 0..40u64 {

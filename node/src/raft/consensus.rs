@@ -327,6 +327,19 @@ impl Consensus {
         decode::<Result<Applied, ConsensusError>>(&reply).map_err(|e| ConsensusError::Internal(e.to_string()))?
     }
 
+    fn leader_client(
+        &self,
+        leader: NodeId,
+        node: &NodeInfo,
+    ) -> Result<safekeep_api::v1::peer_client::PeerClient<tonic::transport::Channel>, ConsensusError> {
+        self.peers
+            .client(&node.peer_address)
+            .map_err(|e| ConsensusError::LeaderUnreachable {
+                leader,
+                reason: e.to_string(),
+            })
+    }
+
     async fn forward<F, Fut>(
         &self,
         leader: NodeId,
@@ -341,13 +354,7 @@ impl Consensus {
         ) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<RaftMessage>, tonic::Status>>,
     {
-        let client = self
-            .peers
-            .client(&node.peer_address)
-            .map_err(|e| ConsensusError::LeaderUnreachable {
-                leader,
-                reason: e.to_string(),
-            })?;
+        let client = self.leader_client(leader, node)?;
         let mut request = tonic::Request::new(RaftMessage { payload });
         request.set_timeout(FORWARD_TIMEOUT);
         match send(client, request).await {
@@ -399,16 +406,9 @@ impl Consensus {
     }
 
     async fn forward_read_index(&self, leader: NodeId, node: &NodeInfo, lease: bool) -> Result<u64, ConsensusError> {
-        let client = self
-            .peers
-            .client(&node.peer_address)
-            .map_err(|e| ConsensusError::LeaderUnreachable {
-                leader,
-                reason: e.to_string(),
-            })?;
+        let mut client = self.leader_client(leader, node)?;
         let mut request = tonic::Request::new(ReadIndexRequest { lease });
         request.set_timeout(FORWARD_TIMEOUT);
-        let mut client = client;
         match client.read_index(request).await {
             Ok(reply) => Ok(reply.into_inner().read_index),
             Err(status) if status.code() == tonic::Code::FailedPrecondition => {
