@@ -140,16 +140,23 @@ pub async fn run(dir: &Path, nodes: usize, base_port: u16, exe: &Path) -> Result
             .open(&log_path)
             .map_err(io_err("cannot open", &log_path))?;
         let log_err = log.try_clone().map_err(io_err("cannot open", &log_path))?;
-        let child = Command::new(exe)
+        let mut command = Command::new(exe);
+        command
             .arg("run")
             .arg("--config")
             .arg(&config_path)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(io_err("cannot start", exe))?;
+            .kill_on_drop(true);
+        // SAFETY: the closure only makes one async-signal-safe system call.
+        unsafe {
+            // If this runner dies without stopping them, the nodes stop too.
+            command.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM).map_err(std::io::Error::from)
+            });
+        }
+        let child = command.spawn().map_err(io_err("cannot start", exe))?;
         let node = LocalNode {
             id: member.id,
             zone: member.zone.clone(),
