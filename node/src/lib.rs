@@ -16,6 +16,7 @@ pub mod raft;
 pub mod records;
 pub mod status;
 pub mod storage;
+pub mod transport;
 
 pub use config::{InitialMember, NodeConfig};
-pub use node::{Node, NodeListeners, StartError};
+pub use node::{Node, NodeEnvironment, NodeListeners, StartError};

@@ -3,6 +3,7 @@
 //! cluster; `Node::shutdown` stops it and closes its store.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use safekeep_api::v1::cluster_server::ClusterServer;
@@ -11,14 +12,14 @@ use safekeep_api::v1::records_server::RecordsServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::admin::ClusterService;
 use crate::config::{ConfigError, NodeConfig};
 use crate::raft::{self, BootstrapError, Consensus, RaftStartError};
 use crate::records::RecordsService;
 use crate::records::limits::MAX_REQUEST_BYTES;
-use crate::storage::{Store, StoreCloseWatch, StoreError};
+use crate::storage::{LogSync, Store, StoreCloseWatch, StoreError};
+use crate::transport::{Incoming, TcpTransport, Transport, tcp_incoming};
 
 /// Largest message on the peer channel.
 const MAX_PEER_MESSAGE_BYTES: usize = 64 << 20;
@@ -48,26 +49,57 @@ pub enum StartError {
     Service(&'static str, String),
 }
 
-/// The three sockets a node serves on, bound before it starts.
+/// What a node serves on: client and peer connections of any transport, and
+/// the plain-HTTP listener (absent in simulation).
 pub struct NodeListeners {
-    pub client: TcpListener,
-    pub peer: TcpListener,
-    pub http: TcpListener,
+    pub client: Incoming,
+    pub peer: Incoming,
+    pub http: Option<TcpListener>,
+    pub client_address: SocketAddr,
+    pub peer_address: SocketAddr,
 }
 
 impl NodeListeners {
-    /// Binds the addresses a config names.
+    /// Binds the TCP addresses a config names.
     pub async fn bind(config: &NodeConfig) -> Result<Self, StartError> {
         async fn bind_one(what: &'static str, address: SocketAddr) -> Result<TcpListener, StartError> {
             TcpListener::bind(address)
                 .await
                 .map_err(|source| StartError::Bind { what, address, source })
         }
-        Ok(Self {
-            client: bind_one("the client API", config.client_listen).await?,
-            peer: bind_one("the peer channel", config.peer_listen).await?,
-            http: bind_one("HTTP health and metrics", config.http_listen).await?,
-        })
+        Ok(Self::tcp(
+            bind_one("the client API", config.client_listen).await?,
+            bind_one("the peer channel", config.peer_listen).await?,
+            bind_one("HTTP health and metrics", config.http_listen).await?,
+        ))
+    }
+
+    /// Serves on TCP listeners the caller bound.
+    pub fn tcp(client: TcpListener, peer: TcpListener, http: TcpListener) -> Self {
+        let address = |l: &TcpListener| l.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        Self {
+            client_address: address(&client),
+            peer_address: address(&peer),
+            client: tcp_incoming(client),
+            peer: tcp_incoming(peer),
+            http: Some(http),
+        }
+    }
+}
+
+/// How a node reaches the outside world: its transport, and how its log syncs.
+#[derive(Clone)]
+pub struct NodeEnvironment {
+    pub transport: Arc<dyn Transport>,
+    pub log_sync: LogSync,
+}
+
+impl Default for NodeEnvironment {
+    fn default() -> Self {
+        Self {
+            transport: Arc::new(TcpTransport),
+            log_sync: LogSync::GroupCommit,
+        }
     }
 }
 
@@ -80,7 +112,7 @@ pub struct Node {
     store_closed: StoreCloseWatch,
     client_address: SocketAddr,
     peer_address: SocketAddr,
-    http_address: SocketAddr,
+    http_address: Option<SocketAddr>,
 }
 
 async fn stopped(mut stop: watch::Receiver<bool>) {
@@ -97,18 +129,23 @@ impl Node {
 
     /// Starts the node on listeners the caller bound.
     pub async fn start_with_listeners(config: NodeConfig, listeners: NodeListeners) -> Result<Self, StartError> {
+        Self::start_in(config, listeners, NodeEnvironment::default()).await
+    }
+
+    /// Starts the node on the caller's listeners and environment (simulation uses this).
+    pub async fn start_in(
+        config: NodeConfig,
+        listeners: NodeListeners,
+        environment: NodeEnvironment,
+    ) -> Result<Self, StartError> {
         config.validate()?;
-        let store = Store::open(&config.data_dir, config.id, &config.cluster_name)?;
+        let store = Store::open(&config.data_dir, config.id, &config.cluster_name, environment.log_sync)?;
         let store_closed = store.close_watch();
-        let (consensus, peer_service) = raft::start(&config, &store).await?;
+        let (consensus, peer_service) = raft::start(&config, &store, environment.transport.clone()).await?;
         drop(store);
 
-        let address = |l: &TcpListener| l.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let (client_address, peer_address, http_address) = (
-            address(&listeners.client),
-            address(&listeners.peer),
-            address(&listeners.http),
-        );
+        let (client_address, peer_address) = (listeners.client_address, listeners.peer_address);
+        let http_address = listeners.http.as_ref().and_then(|l| l.local_addr().ok());
         let (stop, stop_rx) = watch::channel(false);
         // TLS arrives with the security work; until then every port is plaintext.
         let insecure = true;
@@ -120,7 +157,7 @@ impl Node {
                     .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES),
             )
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.peer), stopped(stop_rx.clone()));
+            .serve_with_incoming_shutdown(listeners.peer, stopped(stop_rx.clone()));
         servers.push(tokio::spawn(async move {
             if let Err(e) = peer_server.await {
                 tracing::error!(error = %e, "peer server stopped");
@@ -150,24 +187,25 @@ impl Node {
                     .max_encoding_message_size(MAX_REQUEST_BYTES),
             )
             .add_service(ClusterServer::new(cluster))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.client), stopped(stop_rx.clone()));
+            .serve_with_incoming_shutdown(listeners.client, stopped(stop_rx.clone()));
         servers.push(tokio::spawn(async move {
             if let Err(e) = client_server.await {
                 tracing::error!(error = %e, "client server stopped");
             }
         }));
 
-        let router = crate::http::router(consensus.clone(), insecure);
-        let http_stop = stopped(stop_rx);
-        let http_listener = listeners.http;
-        servers.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(http_listener, router)
-                .with_graceful_shutdown(http_stop)
-                .await
-            {
-                tracing::error!(error = %e, "HTTP server stopped");
-            }
-        }));
+        if let Some(http_listener) = listeners.http {
+            let router = crate::http::router(consensus.clone(), insecure);
+            let http_stop = stopped(stop_rx);
+            servers.push(tokio::spawn(async move {
+                if let Err(e) = axum::serve(http_listener, router)
+                    .with_graceful_shutdown(http_stop)
+                    .await
+                {
+                    tracing::error!(error = %e, "HTTP server stopped");
+                }
+            }));
+        }
 
         let node = Self {
             config,
@@ -188,7 +226,7 @@ impl Node {
             zone = %node.config.zone,
             client = %client_address,
             peer = %peer_address,
-            http = %http_address,
+            http = ?http_address,
             "node started"
         );
         Ok(node)
@@ -209,8 +247,8 @@ impl Node {
         self.peer_address
     }
 
-    /// The bound HTTP address.
-    pub fn http_address(&self) -> SocketAddr {
+    /// The bound HTTP address, if the node serves HTTP.
+    pub fn http_address(&self) -> Option<SocketAddr> {
         self.http_address
     }
 

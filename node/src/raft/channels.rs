@@ -10,6 +10,8 @@ use std::time::Duration;
 use safekeep_api::v1::peer_client::PeerClient;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::transport::Transport;
+
 /// How long dialing a peer may take.
 pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Interval of HTTP/2 keepalive pings on peer connections.
@@ -28,12 +30,21 @@ pub struct BadPeerAddress {
 }
 
 /// Shared cache of peer channels, keyed by address.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct PeerChannels {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    transport: Arc<dyn Transport>,
 }
 
 impl PeerChannels {
+    /// Channels made by `transport`.
+    pub fn new(transport: Arc<dyn Transport>) -> Self {
+        Self {
+            channels: Arc::default(),
+            transport,
+        }
+    }
+
     /// A client for the peer channel at `address` (`host:port`).
     pub fn client(&self, address: &str) -> Result<PeerClient<Channel>, BadPeerAddress> {
         let channel = self.channel(address)?;
@@ -51,13 +62,12 @@ impl PeerChannels {
             address: address.to_string(),
             reason: e.to_string(),
         })?;
-        let channel = endpoint
+        let endpoint = endpoint
             .connect_timeout(PEER_CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
             .http2_keep_alive_interval(PEER_KEEPALIVE_INTERVAL)
             .keep_alive_timeout(PEER_KEEPALIVE_TIMEOUT)
-            .keep_alive_while_idle(true)
-            .connect_lazy();
+            .keep_alive_while_idle(true);
+        let channel = self.transport.channel(endpoint);
         channels.insert(address.to_string(), channel.clone());
         Ok(channel)
     }

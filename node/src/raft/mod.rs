@@ -25,6 +25,7 @@ pub use types::{NodeId, NodeInfo, TypeConfig};
 
 use crate::config::NodeConfig;
 use crate::storage::{Store, StoreError};
+use crate::transport::Transport;
 
 /// Why consensus could not start.
 #[derive(Debug, thiserror::Error)]
@@ -57,9 +58,13 @@ fn raft_config(config: &NodeConfig) -> Result<openraft::Config, RaftStartError> 
 }
 
 /// Starts Raft over the node's store and returns the consensus handle and the peer service.
-pub async fn start(config: &NodeConfig, store: &Store) -> Result<(Consensus, PeerService), RaftStartError> {
+pub async fn start(
+    config: &NodeConfig,
+    store: &Store,
+    transport: Arc<dyn Transport>,
+) -> Result<(Consensus, PeerService), RaftStartError> {
     let raft_config = Arc::new(raft_config(config)?);
-    let channels = channels::PeerChannels::default();
+    let channels = channels::PeerChannels::new(transport);
     let network = network::PeerNetworkFactory::new(channels.clone());
     let state_machine = store.state_machine()?;
     let reader = state_machine.reader();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 
 use super::identity::{self, Identity};
-use super::log_store::LogStore;
+use super::log_store::{LogStore, LogSync};
 use super::state_machine::StateMachineStore;
 
 /// Column family for the vote, committed index, purge point and identity.
@@ -66,6 +66,7 @@ impl std::ops::Deref for Db {
 
 /// An opened node store: hands out the log store and the state machine.
 pub struct Store {
+    log_sync: LogSync,
     db: Arc<Db>,
     data_dir: PathBuf,
     fresh: bool,
@@ -75,7 +76,7 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store under `data_dir` for node `node_id` of
     /// cluster `cluster_name`, refusing a directory that belongs to another.
-    pub fn open(data_dir: &Path, node_id: u64, cluster_name: &str) -> Result<Self, StoreError> {
+    pub fn open(data_dir: &Path, node_id: u64, cluster_name: &str, log_sync: LogSync) -> Result<Self, StoreError> {
         let db_path = data_dir.join(DB_DIR);
         std::fs::create_dir_all(&db_path).map_err(|source| StoreError::CreateDir {
             path: db_path.clone(),
@@ -123,6 +124,7 @@ impl Store {
             }
         };
         Ok(Self {
+            log_sync,
             db,
             data_dir: data_dir.to_path_buf(),
             fresh,
@@ -142,7 +144,7 @@ impl Store {
 
     /// The Raft log and vote store.
     pub fn log_store(&self) -> LogStore {
-        LogStore::new(self.db.clone())
+        LogStore::new(self.db.clone(), self.log_sync)
     }
 
     /// The directory snapshot files are received into.

@@ -4,7 +4,7 @@
 //! before `save_vote` returns. Appends are written unsynced and handed to one
 //! sync thread, which takes every append queued so far, syncs the write-ahead
 //! log once for all of them (group commit) and only then tells openraft they
-//! are flushed, in order.
+//! are flushed, in order. Simulation syncs inline instead (`LogSync::Inline`).
 
 use std::fmt::Debug;
 use std::io;
@@ -32,11 +32,22 @@ const MAX_APPENDS_PER_SYNC: usize = 4096;
 
 type Flushed = IOFlushed<TypeConfig>;
 
+/// How appends reach the disk before openraft hears they are flushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogSync {
+    /// A sync thread covers every append queued so far with one WAL sync.
+    GroupCommit,
+    /// Each append syncs before `append` returns, on the caller's task: no
+    /// thread, so a simulation's scheduler alone orders everything.
+    Inline,
+}
+
 /// The log store handed to openraft; cheap to clone (readers share it).
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Db>,
-    syncer: Arc<Syncer>,
+    /// Absent for `LogSync::Inline`.
+    syncer: Option<Arc<Syncer>>,
 }
 
 /// The sync thread and its queue. Dropping the last handle closes the queue
@@ -83,7 +94,10 @@ fn synced() -> WriteOptions {
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<Db>) -> Self {
+    pub(crate) fn new(db: Arc<Db>, mode: LogSync) -> Self {
+        if mode == LogSync::Inline {
+            return Self { db, syncer: None };
+        }
         let (tx, rx) = mpsc::channel::<Flushed>();
         let sync_db = db.clone();
         let thread = std::thread::Builder::new()
@@ -96,7 +110,7 @@ impl LogStore {
         };
         Self {
             db,
-            syncer: Arc::new(syncer),
+            syncer: Some(Arc::new(syncer)),
         }
     }
 
@@ -215,7 +229,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.put_cf(log, index_key(entry.index()), Self::encode(&entry)?);
         }
         self.db.write(batch).map_err(io_err)?;
-        self.syncer.send(callback)
+        match &self.syncer {
+            Some(syncer) => syncer.send(callback),
+            None => {
+                callback.io_completed(self.db.flush_wal(true).map_err(io_err));
+                Ok(())
+            }
+        }
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<TypeConfig>>) -> Result<(), io::Error> {

@@ -19,6 +19,6 @@ mod conformance_tests;
 
 pub use db::{Store, StoreCloseWatch, StoreError};
 pub use keys::KeyError;
-pub use log_store::LogStore;
+pub use log_store::{LogStore, LogSync};
 pub use snapshot::{SnapshotDir, SnapshotFile};
 pub use state_machine::{ListPage, RecordReader, StateMachineStore, StoredRecord};

@@ -91,7 +91,7 @@ impl TestCluster {
                     http: http.local_addr().unwrap(),
                 },
             );
-            listeners.insert(id, NodeListeners { client, peer, http });
+            listeners.insert(id, NodeListeners::tcp(client, peer, http));
         }
         let init: Vec<InitialMember> = addresses
             .iter()
@@ -153,7 +153,7 @@ impl TestCluster {
         config.zone = zone.to_string();
         config.join = Some(self.addresses[&seed].peer.to_string());
         tweak(&mut config);
-        let node = Node::start_with_listeners(config.clone(), NodeListeners { client, peer, http })
+        let node = Node::start_with_listeners(config.clone(), NodeListeners::tcp(client, peer, http))
             .await
             .expect("joining node starts");
         self.nodes.insert(id, node);
@@ -172,11 +172,11 @@ impl TestCluster {
     pub async fn restart(&mut self, id: u64) {
         let config = self.configs[&id].clone();
         let a = &self.addresses[&id];
-        let listeners = NodeListeners {
-            client: TcpListener::bind(a.client).await.expect("rebind client"),
-            peer: TcpListener::bind(a.peer).await.expect("rebind peer"),
-            http: TcpListener::bind(a.http).await.expect("rebind http"),
-        };
+        let listeners = NodeListeners::tcp(
+            TcpListener::bind(a.client).await.expect("rebind client"),
+            TcpListener::bind(a.peer).await.expect("rebind peer"),
+            TcpListener::bind(a.http).await.expect("rebind http"),
+        );
         let node = Node::start_with_listeners(config, listeners)
             .await
             .expect("node restarts");
