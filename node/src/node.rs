@@ -4,7 +4,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use safekeep_api::v1::cluster_server::ClusterServer;
 use safekeep_api::v1::peer_server::PeerServer;

@@ -133,7 +133,7 @@ async fn with_retries(
     change: MembershipChange,
     timeout: Duration,
 ) -> Result<Vec<MemberView>, BootstrapError> {
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let mut backoff = JOIN_INITIAL_BACKOFF;
     let mut attempts = 0;
     loop {

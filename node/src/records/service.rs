@@ -3,7 +3,7 @@
 //! answers with a header naming the leader.
 
 use std::collections::HashSet;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use safekeep_api::v1::records_server::Records;
 use safekeep_api::v1::{
