@@ -116,7 +116,11 @@ pub struct ClusterView {
     pub leader_id: Option<NodeId>,
     pub last_log_index: u64,
     pub committed_index: u64,
+    /// Term of the entry at `committed_index` (0 if none).
+    pub committed_term: u64,
     pub applied_index: u64,
+    /// Term of the entry at `applied_index` (0 if none).
+    pub applied_term: u64,
     /// Last log index covered by this node's current snapshot, if it has one.
     pub snapshot_index: Option<u64>,
     pub members: Vec<MemberView>,
@@ -593,7 +597,9 @@ impl Consensus {
             leader_id: metrics.current_leader,
             last_log_index: metrics.last_log_index.unwrap_or(0),
             committed_index: metrics.local_committed.as_ref().map_or(0, |l| l.index),
+            committed_term: metrics.local_committed.as_ref().map_or(0, |l| l.leader_id.term),
             applied_index: metrics.last_applied.as_ref().map_or(0, |l| l.index),
+            applied_term: metrics.last_applied.as_ref().map_or(0, |l| l.leader_id.term),
             snapshot_index: metrics.snapshot.as_ref().map(|l| l.index),
             members: self.members(),
         }

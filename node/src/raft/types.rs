@@ -29,12 +29,14 @@ impl fmt::Display for NodeInfo {
 }
 
 openraft::declare_raft_types!(
-    /// safekeep's Raft types.
+    /// safekeep's Raft types. Standard Raft leader ids (one vote per term), so
+    /// there is at most one leader per term, as in the Raft paper and etcd.
     pub TypeConfig:
         D = Command,
         R = CommandResponse,
         NodeId = u64,
         Node = NodeInfo,
+        LeaderId = openraft::impls::leader_id_std::LeaderId<u64, u64>,
 );
 
 /// A node id: assigned by the operator, never reused.

@@ -21,4 +21,4 @@ pub use db::{Store, StoreCloseWatch, StoreError};
 pub use keys::KeyError;
 pub use log_store::{LogStore, LogSync};
 pub use snapshot::{SnapshotDir, SnapshotFile};
-pub use state_machine::{ListPage, RecordReader, StateMachineStore, StoredRecord};
+pub use state_machine::{ListPage, RecordReader, ReplicaDigest, StateMachineStore, StoredRecord};

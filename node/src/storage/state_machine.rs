@@ -107,6 +107,37 @@ impl RecordReader {
     }
 }
 
+/// A summary of every record a replica holds, to compare replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaDigest {
+    pub records: u64,
+    pub hash: u64,
+}
+
+impl RecordReader {
+    /// Hashes every record (tenant, key, value, version) in key order.
+    pub fn digest(&self) -> io::Result<ReplicaDigest> {
+        use std::hash::{DefaultHasher, Hasher};
+        let _guard = self.install_lock.read().map_err(|_| io::Error::other("install lock poisoned"))?;
+        let mut hasher = DefaultHasher::new();
+        let mut records = 0;
+        let start = [keys::RECORD_TAG];
+        for item in self.db.iterator_cf(cf(&self.db, CF_SM), IteratorMode::From(&start, Direction::Forward)) {
+            let (key, value) = item.map_err(io_err)?;
+            if key.first() != Some(&keys::RECORD_TAG) {
+                break;
+            }
+            hasher.write(&key);
+            hasher.write(&value);
+            records += 1;
+        }
+        Ok(ReplicaDigest {
+            records,
+            hash: hasher.finish(),
+        })
+    }
+}
+
 fn read_record(db: &DB, storage_key: &[u8]) -> io::Result<Option<StoredRecord>> {
     match db.get_cf(cf(db, CF_SM), storage_key).map_err(io_err)? {
         Some(bytes) => postcard::from_bytes(&bytes).map(Some).map_err(decode_err),

@@ -1,0 +1,105 @@
+//! A simulated safekeep cluster: one turmoil host per node running the real
+//! node code (real openraft, real RocksDB in a per-host directory that
+//! survives a crash), and probes the harness reads to check invariants.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use safekeep_node::config::{InitialMember, LimitSettings, NodeConfig, RaftSettings};
+use safekeep_node::raft::Consensus;
+use safekeep_node::storage::LogSync;
+use safekeep_node::{Node, NodeEnvironment, NodeListeners};
+
+use crate::net::{self, CLIENT_PORT, PEER_PORT, TurmoilTransport};
+use crate::topology::{HostSpec, Topology, host_name};
+
+/// Consensus handles of the running nodes, by id. The harness drops a node's
+/// handle before crashing it, so nothing outside the host keeps its store open.
+pub type Probes = Arc<Mutex<BTreeMap<u64, Consensus>>>;
+
+/// Raft timing inside the simulation: the production defaults.
+fn sim_raft_settings() -> RaftSettings {
+    RaftSettings {
+        snapshot_threshold: 500,
+        logs_kept_after_snapshot: 100,
+        ..RaftSettings::default()
+    }
+}
+
+/// The address of node `id`'s client API inside the simulation.
+pub fn client_address(id: u64) -> String {
+    format!("{}:{CLIENT_PORT}", host_name(id))
+}
+
+/// The config of one simulated node.
+pub fn node_config(spec: &HostSpec, topology: Topology, data_root: &Path) -> NodeConfig {
+    let any = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
+    let init = topology
+        .hosts()
+        .into_iter()
+        .filter(|h| h.voter)
+        .map(|h| InitialMember {
+            id: h.id,
+            zone: h.zone.to_string(),
+            peer_address: format!("{}:{PEER_PORT}", h.name()),
+            client_address: client_address(h.id),
+        })
+        .collect();
+    NodeConfig {
+        id: spec.id,
+        zone: spec.zone.to_string(),
+        data_dir: data_dir(data_root, spec.id),
+        cluster_name: "sim".into(),
+        client_listen: any(CLIENT_PORT),
+        peer_listen: any(PEER_PORT),
+        http_listen: any(0),
+        client_advertise: Some(client_address(spec.id)),
+        peer_advertise: Some(format!("{}:{PEER_PORT}", spec.name())),
+        init: if spec.voter { init } else { Vec::new() },
+        join: None,
+        raft: sim_raft_settings(),
+        limits: LimitSettings::default(),
+    }
+}
+
+/// Where node `id` keeps its data.
+pub fn data_dir(data_root: &Path, id: u64) -> PathBuf {
+    data_root.join(host_name(id))
+}
+
+/// Registers one host per node of `topology` on `sim`.
+pub fn add_hosts(sim: &mut turmoil::Sim<'_>, topology: Topology, data_root: &Path, probes: &Probes) {
+    for spec in topology.hosts() {
+        let config = node_config(&spec, topology, data_root);
+        let probes = probes.clone();
+        sim.host(spec.name(), move || {
+            let config = config.clone();
+            let probes = probes.clone();
+            async move {
+                let listeners = NodeListeners {
+                    client: net::incoming(CLIENT_PORT).await?,
+                    peer: net::incoming(PEER_PORT).await?,
+                    http: None,
+                    client_address: config.client_listen,
+                    peer_address: config.peer_listen,
+                };
+                let environment = NodeEnvironment {
+                    transport: Arc::new(TurmoilTransport),
+                    log_sync: LogSync::Inline,
+                };
+                let id = config.id;
+                let node = Node::start_in(config, listeners, environment).await?;
+                probes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id, node.consensus().clone());
+                // The node serves until the harness crashes this host.
+                std::future::pending::<()>().await;
+                drop(node);
+                Ok(())
+            }
+        });
+    }
+}

@@ -1,0 +1,21 @@
+//! safekeep-sim: turmoil simulations that run the real node code (openraft,
+//! RocksDB, gRPC) and the real client SDK through zone loss, partitions and
+//! crashes, from a seed, and check every history for linearizability and lost
+//! writes.
+//!
+//! `topology` says which hosts exist and where; `scenario` draws a fault
+//! schedule from a seed; `cluster` and `workload` put nodes and clients on
+//! turmoil hosts; `invariants` samples the nodes after every step; `run` ties
+//! one run together.
+
+pub mod cluster;
+pub mod invariants;
+pub mod net;
+pub mod run;
+pub mod scenario;
+pub mod topology;
+pub mod workload;
+
+pub use run::{RunConfig, RunReport, run};
+pub use scenario::Scenario;
+pub use topology::Topology;

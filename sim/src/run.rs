@@ -1,0 +1,347 @@
+//! One simulation run: build the cluster and clients from a seed, apply the
+//! scenario's faults at their simulated times, sample invariants after every
+//! step, then require liveness (writes resume after the last fault heals) and
+//! convergence (every replica holds the same state), and check the history.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, UNIX_EPOCH};
+
+use safekeep_history::{History, Outcome};
+use safekeep_node::raft::{ClusterView, Role};
+
+use crate::cluster::{self, Probes};
+use crate::invariants::Sampler;
+use crate::scenario::{Fault, Scenario, Schedule, Target};
+use crate::topology::{Topology, host_name};
+use crate::workload::{self, WorkloadSpec};
+
+/// Linux's in-memory filesystem.
+const SHARED_MEMORY_DIR: &str = "/dev/shm";
+/// Simulated time advanced per step.
+const TICK: Duration = Duration::from_millis(5);
+/// Fixed epoch, so simulated wall clocks match from run to run.
+const EPOCH_SECS: u64 = 1_700_000_000;
+/// Clients keep working this long after the last fault heals (the liveness phase).
+const LIVENESS_WINDOW: Duration = Duration::from_secs(8);
+/// After the last fault heals, a write must succeed within this long.
+pub const LIVENESS_BOUND: Duration = Duration::from_secs(6);
+/// After the clients finish, every replica must converge within this long.
+const CONVERGENCE_BOUND: Duration = Duration::from_secs(20);
+/// Hard stop of any run, in simulated time.
+const MAX_SIM_TIME: Duration = Duration::from_secs(120);
+/// Clients and keys of the workload.
+const CLIENTS: u64 = 3;
+const KEYS: u64 = 4;
+/// Network latency between any two hosts when healthy.
+const BASE_LATENCY_MIN: Duration = Duration::from_millis(1);
+const BASE_LATENCY_MAX: Duration = Duration::from_millis(3);
+
+/// What to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunConfig {
+    pub seed: u64,
+    pub scenario: Scenario,
+    pub topology: Topology,
+}
+
+impl RunConfig {
+    /// The one command that replays this run exactly.
+    pub fn replay_command(&self) -> String {
+        format!(
+            "cargo run -p safekeep-sim --release -- --scenario {} --topology {} --seed {}",
+            self.scenario, self.topology, self.seed
+        )
+    }
+}
+
+/// Why a run could not be carried out at all.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("cannot create the run's data directory: {0}")]
+    DataDir(std::io::Error),
+}
+
+/// What one run found.
+#[derive(Debug)]
+pub struct RunReport {
+    pub config: RunConfig,
+    pub operations: usize,
+    pub violations: Vec<String>,
+    /// Longest simulated time with no successful write, from the first one to the end.
+    pub worst_write_gap: Duration,
+    /// Fault actions as applied: (simulated time, action).
+    pub trace: Vec<(Duration, String)>,
+}
+
+impl RunReport {
+    /// True when nothing was violated.
+    pub fn is_ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+fn views(probes: &Probes) -> Vec<ClusterView> {
+    let probes = probes.lock().unwrap_or_else(|p| p.into_inner());
+    probes.values().map(|c| c.view()).collect()
+}
+
+fn leader(probes: &Probes) -> Option<u64> {
+    views(probes).into_iter().find(|v| v.role == Role::Leader).map(|v| v.node_id)
+}
+
+fn resolve(target: &Target, topology: Topology, probes: &Probes) -> Vec<u64> {
+    match target {
+        Target::Hosts(ids) => ids.clone(),
+        Target::Leader => leader(probes).into_iter().collect(),
+        Target::LeaderZone => leader(probes)
+            .and_then(|id| topology.zone_of(id))
+            .map(|zone| topology.zone_hosts(zone))
+            .unwrap_or_default(),
+    }
+}
+
+struct Faults<'s, 'a> {
+    sim: &'s mut turmoil::Sim<'a>,
+    topology: Topology,
+    probes: Probes,
+    crashed: BTreeSet<u64>,
+}
+
+impl Faults<'_, '_> {
+    fn node_names(&self) -> Vec<String> {
+        self.topology.hosts().iter().map(|h| h.name()).collect()
+    }
+
+    fn apply(&mut self, fault: &Fault) -> String {
+        match fault {
+            Fault::Crash(target) => {
+                let ids = resolve(target, self.topology, &self.probes);
+                for id in &ids {
+                    if self.crashed.insert(*id) {
+                        // Drop the harness's handle first: nothing may keep the store open.
+                        self.probes.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+                        self.sim.crash(host_name(*id));
+                    }
+                }
+                format!("crash {ids:?}")
+            }
+            Fault::RestartAll => {
+                let ids: Vec<u64> = std::mem::take(&mut self.crashed).into_iter().collect();
+                for id in &ids {
+                    self.sim.bounce(host_name(*id));
+                }
+                format!("restart {ids:?}")
+            }
+            Fault::Isolate(target) => {
+                let ids = resolve(target, self.topology, &self.probes);
+                for id in &ids {
+                    for other in self.topology.hosts().iter().filter(|h| !ids.contains(&h.id)) {
+                        self.sim.partition(host_name(*id), other.name());
+                    }
+                }
+                format!("isolate {ids:?}")
+            }
+            Fault::PartitionOneWay { from, to } => {
+                for a in from {
+                    for b in to {
+                        self.sim.partition_oneway(host_name(*a), host_name(*b));
+                    }
+                }
+                format!("partition {from:?} -> {to:?}")
+            }
+            Fault::Degrade {
+                a,
+                b,
+                max_ms,
+                loss_percent,
+            } => {
+                for x in a {
+                    for y in b {
+                        self.sim
+                            .set_link_max_message_latency(host_name(*x), host_name(*y), Duration::from_millis(*max_ms));
+                        self.sim
+                            .set_link_fail_rate(host_name(*x), host_name(*y), f64::from(*loss_percent) / 100.0);
+                    }
+                }
+                format!("degrade {a:?} <-> {b:?}: up to {max_ms} ms, {loss_percent}% loss")
+            }
+            Fault::HealNetwork => {
+                let names = self.node_names();
+                for (i, x) in names.iter().enumerate() {
+                    for y in &names[i + 1..] {
+                        self.sim.repair(x.as_str(), y.as_str());
+                        self.sim.set_link_max_message_latency(x.as_str(), y.as_str(), BASE_LATENCY_MAX);
+                        self.sim.set_link_fail_rate(x.as_str(), y.as_str(), 0.0);
+                    }
+                }
+                "heal network".to_string()
+            }
+        }
+    }
+}
+
+/// Longest stretch without a successful write, from the first success to `end_ns`.
+fn worst_write_gap(history: &History, end_ns: u64) -> Duration {
+    let mut successes: Vec<u64> = history
+        .operations()
+        .iter()
+        .filter(|op| op.op.is_write())
+        .filter(|op| matches!(op.outcome, Outcome::Written { .. } | Outcome::Deleted { .. }))
+        .filter_map(|op| op.return_ns)
+        .collect();
+    successes.sort_unstable();
+    let mut worst = 0;
+    for pair in successes.windows(2) {
+        worst = worst.max(pair[1] - pair[0]);
+    }
+    if let Some(last) = successes.last() {
+        worst = worst.max(end_ns.saturating_sub(*last));
+    }
+    Duration::from_nanos(worst)
+}
+
+/// First successful write that completed at or after `from_ns`.
+fn first_write_after(history: &History, from_ns: u64) -> Option<u64> {
+    history
+        .operations()
+        .iter()
+        .filter(|op| op.op.is_write() && op.invoke_ns >= from_ns)
+        .filter(|op| matches!(op.outcome, Outcome::Written { .. } | Outcome::Deleted { .. }))
+        .filter_map(|op| op.return_ns)
+        .min()
+}
+
+/// A fresh directory for the run's node data: in memory (tmpfs) where the
+/// system has one, since simulated disks need durability only across a
+/// simulated crash, not a real one.
+fn data_root() -> std::io::Result<tempfile::TempDir> {
+    let shared_memory = std::path::Path::new(SHARED_MEMORY_DIR);
+    if shared_memory.is_dir() {
+        if let Ok(dir) = tempfile::Builder::new().prefix("safekeep-sim-").tempdir_in(shared_memory) {
+            return Ok(dir);
+        }
+    }
+    tempfile::Builder::new().prefix("safekeep-sim-").tempdir()
+}
+
+/// Runs one simulation.
+pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
+    let schedule = Schedule::draw(config.scenario, config.topology, config.seed);
+    let data_root = data_root().map_err(SimError::DataDir)?;
+    let probes = Probes::default();
+    let recorder = safekeep_history::Recorder::new();
+    let healed_at = schedule.healed_at();
+    let until = healed_at + LIVENESS_WINDOW;
+
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(config.seed)
+        .epoch(UNIX_EPOCH + Duration::from_secs(EPOCH_SECS))
+        .simulation_duration(MAX_SIM_TIME)
+        .tick_duration(TICK)
+        .min_message_latency(BASE_LATENCY_MIN)
+        .max_message_latency(BASE_LATENCY_MAX)
+        .build();
+    cluster::add_hosts(&mut sim, config.topology, data_root.path(), &probes);
+    let spec = WorkloadSpec {
+        clients: CLIENTS,
+        keys: KEYS,
+        until,
+        seed: config.seed,
+    };
+    workload::add_clients(&mut sim, config.topology, &spec, &recorder);
+
+    let mut violations = Vec::new();
+    let mut trace = Vec::new();
+    let mut sampler = Sampler::default();
+    let mut pending = schedule.faults.iter().peekable();
+    let mut faults = Faults {
+        sim: &mut sim,
+        topology: config.topology,
+        probes: probes.clone(),
+        crashed: BTreeSet::new(),
+    };
+    loop {
+        let now = faults.sim.elapsed();
+        while let Some(timed) = pending.next_if(|f| f.at <= now) {
+            let what = faults.apply(&timed.fault);
+            trace.push((now, what));
+        }
+        sampler.observe(&views(&probes));
+        match faults.sim.step() {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => {
+                violations.push(format!("a host or client failed: {e}"));
+                break;
+            }
+        }
+    }
+    // Every fault has healed by now: the cluster must converge.
+    for timed in pending {
+        let what = faults.apply(&timed.fault);
+        trace.push((faults.sim.elapsed(), what));
+    }
+    let converge_from = faults.sim.elapsed();
+    let converged = loop {
+        let views = views(&probes);
+        sampler.observe(&views);
+        if let Some(reason) = divergence(&views, &probes, config.topology) {
+            if faults.sim.elapsed() - converge_from > CONVERGENCE_BOUND {
+                break Err(reason);
+            }
+        } else {
+            break Ok(());
+        }
+        if let Err(e) = faults.sim.step() {
+            break Err(format!("a host failed while converging: {e}"));
+        }
+    };
+    if let Err(reason) = converged {
+        violations.push(format!("replicas did not converge within {CONVERGENCE_BOUND:?}: {reason}"));
+    }
+    violations.extend(sampler.violations.iter().map(ToString::to_string));
+
+    let history = recorder.history();
+    let end_ns = u64::try_from(until.as_nanos()).unwrap_or(u64::MAX);
+    let healed_ns = u64::try_from(healed_at.as_nanos()).unwrap_or(u64::MAX);
+    match first_write_after(&history, healed_ns) {
+        Some(at) if at - healed_ns <= u64::try_from(LIVENESS_BOUND.as_nanos()).unwrap_or(u64::MAX) => {}
+        Some(at) => violations.push(format!(
+            "liveness: first write after healing took {:?}",
+            Duration::from_nanos(at - healed_ns)
+        )),
+        None => violations.push("liveness: no write succeeded after the last fault healed".into()),
+    }
+    let report = safekeep_history::check_all(&history);
+    if !report.is_ok() {
+        violations.push(report.to_string());
+    }
+    Ok(RunReport {
+        config,
+        operations: history.len(),
+        violations,
+        worst_write_gap: worst_write_gap(&history, end_ns),
+        trace,
+    })
+}
+
+/// Why the running replicas differ, if they do.
+fn divergence(views: &[ClusterView], probes: &Probes, topology: Topology) -> Option<String> {
+    if views.len() != topology.hosts().len() {
+        return Some(format!("{} of {} nodes running", views.len(), topology.hosts().len()));
+    }
+    let applied: BTreeSet<u64> = views.iter().map(|v| v.applied_index).collect();
+    if applied.len() != 1 {
+        return Some(format!("applied indexes differ: {applied:?}"));
+    }
+    let probes = probes.lock().unwrap_or_else(|p| p.into_inner());
+    let digests: BTreeSet<(u64, u64)> = probes
+        .values()
+        .filter_map(|c| c.reader().digest().ok())
+        .map(|d| (d.records, d.hash))
+        .collect();
+    if digests.len() != 1 {
+        return Some(format!("state machines differ: {digests:?}"));
+    }
+    None
+}

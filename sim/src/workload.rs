@@ -1,0 +1,184 @@
+//! The simulated clients: each a turmoil client host running the real SDK
+//! against every node, writing unique values, reading, compare-and-setting
+//! and deleting across a small key set, and recording every operation with
+//! its invoke and return times (simulated) into the shared history.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use safekeep_client::{Client, ClientConfig, Consistency, Error as SdkError};
+use safekeep_history::{ClientId, Op, OpId, Outcome, Recorder, Versioned};
+
+use crate::cluster::client_address;
+use crate::net;
+use crate::topology::Topology;
+
+/// Tenant every simulated client writes to.
+pub const TENANT: &str = "sim";
+/// Deadline of one SDK attempt.
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(1_500);
+/// Longest the SDK retries one operation.
+const RETRY_BUDGET: Duration = Duration::from_secs(4);
+/// Pause between a client's operations.
+const THINK_TIME_MS: std::ops::Range<u64> = 5..25;
+/// Longest the final reads keep trying after the workload ends.
+const FINAL_READ_DEADLINE: Duration = Duration::from_secs(20);
+
+/// What the clients do.
+#[derive(Debug, Clone)]
+pub struct WorkloadSpec {
+    pub clients: u64,
+    pub keys: u64,
+    /// Clients stop issuing new operations at this simulated time.
+    pub until: Duration,
+    pub seed: u64,
+}
+
+fn now_ns() -> u64 {
+    let elapsed = turmoil::sim_elapsed().unwrap_or_default();
+    u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
+}
+
+// The recorder refuses only malformed use (a harness bug), never a store outcome.
+fn invoke(recorder: &Recorder, who: ClientId, op: Op) -> OpId {
+    recorder.invoke(who, op, now_ns()).expect("the recorder accepts a new operation")
+}
+
+fn complete(recorder: &Recorder, id: OpId, outcome: Outcome) {
+    recorder
+        .complete(id, outcome, now_ns())
+        .expect("the recorder accepts the outcome of an open operation");
+}
+
+fn write_outcome(error: &SdkError) -> Outcome {
+    match error {
+        SdkError::Conflict { current_version } => Outcome::Conflict {
+            current_version: current_version.unwrap_or(0),
+        },
+        e if e.may_have_applied() => Outcome::Unknown,
+        _ => Outcome::Fail,
+    }
+}
+
+/// Registers one client host per simulated client.
+pub fn add_clients(sim: &mut turmoil::Sim<'_>, topology: Topology, spec: &WorkloadSpec, recorder: &Recorder) {
+    for client in 0..spec.clients {
+        let spec = spec.clone();
+        let recorder = recorder.clone();
+        let endpoints: Vec<String> = topology.hosts().iter().map(|h| client_address(h.id)).collect();
+        sim.client(format!("client{client}"), async move {
+            let channels = endpoints
+                .iter()
+                .map(|e| net::channel(e))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut config = ClientConfig::new(endpoints.clone());
+            config.request_timeout = REQUEST_TIMEOUT;
+            config.retry_budget = RETRY_BUDGET;
+            let sdk = Client::from_channels(config, channels)?;
+            run_client(&sdk, client, &spec, &recorder).await;
+            if client == 0 {
+                final_reads(&sdk, &spec, &recorder).await;
+            }
+            Ok(())
+        });
+    }
+}
+
+async fn run_client(sdk: &Client, client: u64, spec: &WorkloadSpec, recorder: &Recorder) {
+    let mut rng = StdRng::seed_from_u64(spec.seed.wrapping_mul(31).wrapping_add(client));
+    let mut versions: BTreeMap<String, u64> = BTreeMap::new();
+    let mut written = 0u64;
+    let who = ClientId(client);
+    while turmoil::sim_elapsed().unwrap_or_default() < spec.until {
+        let key = format!("k{}", rng.random_range(0..spec.keys));
+        let roll = rng.random_range(0..100);
+        if roll < 35 {
+            let op = Op::Get { key: key.clone() };
+            let id = invoke(recorder, who, op);
+            let outcome = match sdk.get_with(TENANT, &key, Consistency::Linearizable).await {
+                Ok(record) => {
+                    let seen = record.map(|r| Versioned {
+                        value: r.value,
+                        version: r.version,
+                    });
+                    if let Some(v) = &seen {
+                        versions.insert(key.clone(), v.version);
+                    }
+                    Outcome::Read { record: seen }
+                }
+                Err(_) => Outcome::Fail,
+            };
+            complete(recorder, id, outcome);
+        } else if roll < 90 {
+            written += 1;
+            let value = format!("c{client}-w{written}").into_bytes();
+            let conditional = roll >= 75;
+            let expected = versions.get(&key).copied().unwrap_or(0);
+            let op = if conditional {
+                Op::PutIf {
+                    key: key.clone(),
+                    value: value.clone(),
+                    expected_version: expected,
+                }
+            } else {
+                Op::Put {
+                    key: key.clone(),
+                    value: value.clone(),
+                }
+            };
+            let id = invoke(recorder, who, op);
+            let result = if conditional {
+                sdk.put_if(TENANT, &key, value, expected).await
+            } else {
+                sdk.put(TENANT, &key, value).await
+            };
+            let outcome = match result {
+                Ok(put) => {
+                    versions.insert(key.clone(), put.version);
+                    Outcome::Written { version: put.version }
+                }
+                Err(e) => write_outcome(&e),
+            };
+            complete(recorder, id, outcome);
+        } else {
+            let id = invoke(recorder, who, Op::Delete { key: key.clone() });
+            let outcome = match sdk.delete(TENANT, &key).await {
+                Ok(deleted) => {
+                    versions.remove(&key);
+                    Outcome::Deleted {
+                        deleted: deleted.deleted,
+                        version: deleted.version,
+                    }
+                }
+                Err(e) => write_outcome(&e),
+            };
+            complete(recorder, id, outcome);
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(THINK_TIME_MS))).await;
+    }
+}
+
+/// One successful read of every key, after the workload: what the cluster finally holds.
+async fn final_reads(sdk: &Client, spec: &WorkloadSpec, recorder: &Recorder) {
+    let who = ClientId(u64::MAX);
+    let deadline = spec.until + FINAL_READ_DEADLINE;
+    for k in 0..spec.keys {
+        let key = format!("k{k}");
+        while turmoil::sim_elapsed().unwrap_or_default() < deadline {
+            let id = invoke(recorder, who, Op::Get { key: key.clone() });
+            match sdk.get_with(TENANT, &key, Consistency::Linearizable).await {
+                Ok(record) => {
+                    let seen = record.map(|r| Versioned {
+                        value: r.value,
+                        version: r.version,
+                    });
+                    complete(recorder, id, Outcome::Read { record: seen });
+                    break;
+                }
+                Err(_) => complete(recorder, id, Outcome::Fail),
+            }
+        }
+    }
+}
