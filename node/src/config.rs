@@ -154,6 +154,9 @@ pub struct NodeConfig {
     /// Peer address of any member, to join an existing cluster.
     #[serde(default)]
     pub join: Option<String>,
+    /// When joining, stay a learner (replicate, never vote) instead of asking to become a voter.
+    #[serde(default)]
+    pub learner: bool,
     #[serde(default)]
     pub raft: RaftSettings,
     #[serde(default)]
@@ -259,6 +262,8 @@ pub struct PartialConfig {
     pub init: Vec<InitialMember>,
     pub join: Option<String>,
     #[serde(default)]
+    pub learner: bool,
+    #[serde(default)]
     pub raft: RaftSettings,
     #[serde(default)]
     pub limits: LimitSettings,
@@ -279,6 +284,7 @@ impl PartialConfig {
             peer_advertise: self.peer_advertise,
             init: self.init,
             join: self.join,
+            learner: self.learner,
             raft: self.raft,
             limits: self.limits,
         };

@@ -113,6 +113,7 @@ pub fn node_config(
         peer_advertise: None,
         init: members.to_vec(),
         join: None,
+        learner: false,
         raft: RaftSettings::default(),
         limits: Default::default(),
     }

@@ -66,6 +66,9 @@ struct RunArgs {
     /// Peer address of any member of an existing cluster to join.
     #[arg(long, env = "SAFEKEEP_JOIN")]
     join: Option<String>,
+    /// With --join: stay a learner (replicates, never votes).
+    #[arg(long, env = "SAFEKEEP_LEARNER")]
+    learner: bool,
     /// Raft heartbeat interval, ms.
     #[arg(long, env = "SAFEKEEP_HEARTBEAT_MS")]
     heartbeat_ms: Option<u64>,
@@ -120,6 +123,7 @@ impl RunArgs {
         if !self.init.is_empty() {
             c.init = self.init;
         }
+        c.learner |= self.learner;
         if let Some(v) = self.heartbeat_ms {
             c.raft.heartbeat_ms = v;
         }

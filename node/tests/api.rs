@@ -361,6 +361,7 @@ async fn joining_through_an_unreachable_seed_fails_with_a_clear_error_in_bounded
         peer_advertise: None,
         init: vec![],
         join: Some(seed.to_string()),
+        learner: false,
         raft,
         limits: LimitSettings::default(),
     };

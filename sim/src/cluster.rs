@@ -58,7 +58,9 @@ pub fn node_config(spec: &HostSpec, topology: Topology, data_root: &Path) -> Nod
         client_advertise: Some(client_address(spec.id)),
         peer_advertise: Some(format!("{}:{PEER_PORT}", spec.name())),
         init: if spec.voter { init } else { Vec::new() },
-        join: None,
+        // Learners join through the first voter and stay learners.
+        join: (!spec.voter).then(|| format!("{}:{PEER_PORT}", host_name(1))),
+        learner: !spec.voter,
         raft: sim_raft_settings(),
         limits: LimitSettings::default(),
     }

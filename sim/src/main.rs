@@ -45,7 +45,11 @@ struct Row {
 }
 
 fn parse_all<T: Copy>(value: &str, all: &[T], parse: impl Fn(&str) -> Result<T, String>) -> Result<Vec<T>, String> {
-    if value == "all" { Ok(all.to_vec()) } else { parse(value).map(|v| vec![v]) }
+    if value == "all" {
+        Ok(all.to_vec())
+    } else {
+        parse(value).map(|v| vec![v])
+    }
 }
 
 fn main() -> ExitCode {
@@ -105,7 +109,10 @@ fn main() -> ExitCode {
             }
         }
     }
-    println!("{:<24} {:<9} {:>6} {:>11} {:>16}", "scenario", "topology", "runs", "violations", "worst write gap");
+    println!(
+        "{:<24} {:<9} {:>6} {:>11} {:>16}",
+        "scenario", "topology", "runs", "violations", "worst write gap"
+    );
     let mut any = false;
     for ((scenario, topology), row) in &table {
         any |= row.violations > 0;

@@ -86,7 +86,10 @@ fn views(probes: &Probes) -> Vec<ClusterView> {
 }
 
 fn leader(probes: &Probes) -> Option<u64> {
-    views(probes).into_iter().find(|v| v.role == Role::Leader).map(|v| v.node_id)
+    views(probes)
+        .into_iter()
+        .find(|v| v.role == Role::Leader)
+        .map(|v| v.node_id)
 }
 
 fn resolve(target: &Target, topology: Topology, probes: &Probes) -> Vec<u64> {
@@ -157,8 +160,11 @@ impl Faults<'_, '_> {
             } => {
                 for x in a {
                     for y in b {
-                        self.sim
-                            .set_link_max_message_latency(host_name(*x), host_name(*y), Duration::from_millis(*max_ms));
+                        self.sim.set_link_max_message_latency(
+                            host_name(*x),
+                            host_name(*y),
+                            Duration::from_millis(*max_ms),
+                        );
                         self.sim
                             .set_link_fail_rate(host_name(*x), host_name(*y), f64::from(*loss_percent) / 100.0);
                     }
@@ -170,7 +176,8 @@ impl Faults<'_, '_> {
                 for (i, x) in names.iter().enumerate() {
                     for y in &names[i + 1..] {
                         self.sim.repair(x.as_str(), y.as_str());
-                        self.sim.set_link_max_message_latency(x.as_str(), y.as_str(), BASE_LATENCY_MAX);
+                        self.sim
+                            .set_link_max_message_latency(x.as_str(), y.as_str(), BASE_LATENCY_MAX);
                         self.sim.set_link_fail_rate(x.as_str(), y.as_str(), 0.0);
                     }
                 }
@@ -216,10 +223,12 @@ fn first_write_after(history: &History, from_ns: u64) -> Option<u64> {
 /// simulated crash, not a real one.
 fn data_root() -> std::io::Result<tempfile::TempDir> {
     let shared_memory = std::path::Path::new(SHARED_MEMORY_DIR);
-    if shared_memory.is_dir() {
-        if let Ok(dir) = tempfile::Builder::new().prefix("safekeep-sim-").tempdir_in(shared_memory) {
-            return Ok(dir);
-        }
+    if shared_memory.is_dir()
+        && let Ok(dir) = tempfile::Builder::new()
+            .prefix("safekeep-sim-")
+            .tempdir_in(shared_memory)
+    {
+        return Ok(dir);
     }
     tempfile::Builder::new().prefix("safekeep-sim-").tempdir()
 }
@@ -297,7 +306,9 @@ pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
         }
     };
     if let Err(reason) = converged {
-        violations.push(format!("replicas did not converge within {CONVERGENCE_BOUND:?}: {reason}"));
+        violations.push(format!(
+            "replicas did not converge within {CONVERGENCE_BOUND:?}: {reason}"
+        ));
     }
     violations.extend(sampler.violations.iter().map(ToString::to_string));
 

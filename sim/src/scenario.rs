@@ -76,13 +76,10 @@ impl FromStr for Scenario {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Scenario::ALL
-            .into_iter()
-            .find(|sc| sc.to_string() == s)
-            .ok_or_else(|| {
-                let names: Vec<String> = Scenario::ALL.iter().map(ToString::to_string).collect();
-                format!("unknown scenario '{s}': expected one of {}", names.join(", "))
-            })
+        Scenario::ALL.into_iter().find(|sc| sc.to_string() == s).ok_or_else(|| {
+            let names: Vec<String> = Scenario::ALL.iter().map(ToString::to_string).collect();
+            format!("unknown scenario '{s}': expected one of {}", names.join(", "))
+        })
     }
 }
 
@@ -106,7 +103,12 @@ pub enum Fault {
     /// Messages from `from` to `to` are dropped.
     PartitionOneWay { from: Vec<u64>, to: Vec<u64> },
     /// Links between the two groups get up to `max_ms` of latency and `loss` failure rate.
-    Degrade { a: Vec<u64>, b: Vec<u64>, max_ms: u64, loss_percent: u8 },
+    Degrade {
+        a: Vec<u64>,
+        b: Vec<u64>,
+        max_ms: u64,
+        loss_percent: u8,
+    },
     /// Restore every link and latency.
     HealNetwork,
 }
@@ -244,7 +246,10 @@ mod tests {
     fn the_same_seed_draws_the_same_schedule() {
         for scenario in Scenario::ALL {
             for topology in Topology::ALL {
-                assert_eq!(Schedule::draw(scenario, topology, 7), Schedule::draw(scenario, topology, 7));
+                assert_eq!(
+                    Schedule::draw(scenario, topology, 7),
+                    Schedule::draw(scenario, topology, 7)
+                );
             }
         }
     }
@@ -254,8 +259,14 @@ mod tests {
         for scenario in Scenario::ALL {
             let schedule = Schedule::draw(scenario, Topology::ThreeByOne, 3);
             let last: Vec<&Fault> = schedule.faults.iter().rev().take(2).map(|f| &f.fault).collect();
-            assert!(last.contains(&&Fault::HealNetwork) && last.contains(&&Fault::RestartAll), "{scenario}");
-            assert!(schedule.healed_at() <= FAULTS_END_BY + Duration::from_secs(10), "{scenario}");
+            assert!(
+                last.contains(&&Fault::HealNetwork) && last.contains(&&Fault::RestartAll),
+                "{scenario}"
+            );
+            assert!(
+                schedule.healed_at() <= FAULTS_END_BY + Duration::from_secs(10),
+                "{scenario}"
+            );
         }
     }
 

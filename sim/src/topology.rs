@@ -73,7 +73,11 @@ impl Topology {
 
     /// Ids of the hosts in `zone`.
     pub fn zone_hosts(self, zone: &str) -> Vec<u64> {
-        self.hosts().into_iter().filter(|h| h.zone == zone).map(|h| h.id).collect()
+        self.hosts()
+            .into_iter()
+            .filter(|h| h.zone == zone)
+            .map(|h| h.id)
+            .collect()
     }
 
     /// The zone of node `id`.

@@ -43,7 +43,9 @@ fn now_ns() -> u64 {
 
 // The recorder refuses only malformed use (a harness bug), never a store outcome.
 fn invoke(recorder: &Recorder, who: ClientId, op: Op) -> OpId {
-    recorder.invoke(who, op, now_ns()).expect("the recorder accepts a new operation")
+    recorder
+        .invoke(who, op, now_ns())
+        .expect("the recorder accepts a new operation")
 }
 
 fn complete(recorder: &Recorder, id: OpId, outcome: Outcome) {

@@ -173,6 +173,10 @@ async fn join(consensus: &Consensus, config: &NodeConfig, seed: &str) -> Result<
         timeout,
     )
     .await?;
+    if config.learner {
+        tracing::info!(node = config.id, "joined as a learner");
+        return Ok(());
+    }
     tracing::info!(node = config.id, "added as a learner; asking to become a voter");
     let promote = MembershipChange::Promote {
         id: config.id,

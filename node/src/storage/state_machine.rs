@@ -118,11 +118,17 @@ impl RecordReader {
     /// Hashes every record (tenant, key, value, version) in key order.
     pub fn digest(&self) -> io::Result<ReplicaDigest> {
         use std::hash::{DefaultHasher, Hasher};
-        let _guard = self.install_lock.read().map_err(|_| io::Error::other("install lock poisoned"))?;
+        let _guard = self
+            .install_lock
+            .read()
+            .map_err(|_| io::Error::other("install lock poisoned"))?;
         let mut hasher = DefaultHasher::new();
         let mut records = 0;
         let start = [keys::RECORD_TAG];
-        for item in self.db.iterator_cf(cf(&self.db, CF_SM), IteratorMode::From(&start, Direction::Forward)) {
+        for item in self
+            .db
+            .iterator_cf(cf(&self.db, CF_SM), IteratorMode::From(&start, Direction::Forward))
+        {
             let (key, value) = item.map_err(io_err)?;
             if key.first() != Some(&keys::RECORD_TAG) {
                 break;

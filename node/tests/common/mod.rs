@@ -136,6 +136,7 @@ impl TestCluster {
             peer_advertise: None,
             init: Vec::new(),
             join: None,
+            learner: false,
             raft: test_raft_settings(),
             limits: LimitSettings::default(),
         }

@@ -1,0 +1,65 @@
+//! Every scenario over fixed seeds on three voters in three zones, and a run
+//! on each of the other topologies: no violation of linearizability, lost
+//! writes, one leader per term, committed-entry stability, liveness after
+//! healing, or convergence. A failure prints the command that replays it.
+
+use safekeep_sim::{RunConfig, Scenario, Topology, run};
+
+/// Seeds every scenario runs with in the test suite. Seeds that once failed
+/// are added here and stay as regression tests.
+const SEEDS: &[u64] = &[1];
+
+fn check(scenario: Scenario, topology: Topology, seed: u64) {
+    let config = RunConfig {
+        seed,
+        scenario,
+        topology,
+    };
+    let report = run(config).expect("the simulation runs");
+    assert!(
+        report.operations > 100,
+        "the workload ran: {} operations",
+        report.operations
+    );
+    assert!(
+        report.is_ok(),
+        "{scenario} on {topology}, seed {seed}:\n  {}\nreplay: {}",
+        report.violations.join("\n  "),
+        config.replay_command()
+    );
+}
+
+macro_rules! scenario_tests {
+    ($($name:ident => $scenario:expr),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                for seed in SEEDS {
+                    check($scenario, Topology::ThreeByOne, *seed);
+                }
+            }
+        )*
+    };
+}
+
+scenario_tests! {
+    calm_three_zones => Scenario::Calm,
+    zone_power_loss_three_zones => Scenario::ZonePowerLoss,
+    zone_isolation_three_zones => Scenario::ZoneIsolation,
+    asymmetric_partition_three_zones => Scenario::AsymmetricPartition,
+    leader_crash_three_zones => Scenario::LeaderCrash,
+    leader_zone_isolation_three_zones => Scenario::LeaderZoneIsolation,
+    latency_and_loss_three_zones => Scenario::LatencyAndLoss,
+    rolling_restart_three_zones => Scenario::RollingRestart,
+    random_mix_three_zones => Scenario::Random,
+}
+
+#[test]
+fn zone_power_loss_with_five_voters_two_two_one() {
+    check(Scenario::ZonePowerLoss, Topology::FiveVoters, 1);
+}
+
+#[test]
+fn leader_zone_isolation_with_two_nodes_per_zone() {
+    check(Scenario::LeaderZoneIsolation, Topology::ThreeByTwo, 1);
+}
