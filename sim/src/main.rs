@@ -34,6 +34,9 @@ struct Args {
     /// Print the fault trace of every run.
     #[arg(long)]
     verbose: bool,
+    /// With --seed: write the run's fault trace and issued operations to this JSON file.
+    #[arg(long, requires = "seed")]
+    trace_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Default)]
@@ -91,6 +94,15 @@ fn main() -> ExitCode {
                             }
                         }
                         row.worst_gap = row.worst_gap.max(report.worst_write_gap);
+                        if let Some(path) = &args.trace_file {
+                            let trace: Vec<(u128, &String)> =
+                                report.trace.iter().map(|(at, what)| (at.as_millis(), what)).collect();
+                            let json = serde_json::json!({ "faults": trace, "issued": report.issued });
+                            if let Err(e) = std::fs::write(path, json.to_string()) {
+                                eprintln!("error: cannot write {}: {e}", path.display());
+                                return ExitCode::FAILURE;
+                            }
+                        }
                         if !report.is_ok() {
                             row.violations += 1;
                             row.failing_seeds.push(*seed);

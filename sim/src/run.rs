@@ -71,6 +71,10 @@ pub struct RunReport {
     pub worst_write_gap: Duration,
     /// Fault actions as applied: (simulated time, action).
     pub trace: Vec<(Duration, String)>,
+    /// Per client, the operations it issued in order: kind, key and value,
+    /// which a seed fixes (compare-and-set's expected version is left out: it
+    /// comes from what earlier operations returned).
+    pub issued: std::collections::BTreeMap<u64, Vec<String>>,
 }
 
 impl RunReport {
@@ -327,8 +331,22 @@ pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
     if !report.is_ok() {
         violations.push(report.to_string());
     }
+    let mut issued: std::collections::BTreeMap<u64, Vec<String>> = std::collections::BTreeMap::new();
+    for op in history.operations() {
+        let value = match &op.op {
+            safekeep_history::Op::Put { value, .. } | safekeep_history::Op::PutIf { value, .. } => {
+                String::from_utf8_lossy(value).into_owned()
+            }
+            _ => String::new(),
+        };
+        issued
+            .entry(op.client.0)
+            .or_default()
+            .push(format!("{} {} {value}", op.op.kind_name(), op.op.key()));
+    }
     Ok(RunReport {
         config,
+        issued,
         operations: history.len(),
         violations,
         worst_write_gap: worst_write_gap(&history, end_ns),
