@@ -292,3 +292,93 @@ impl PartialConfig {
         Ok(config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+id = 1
+zone = "a"
+data_dir = "data/1"
+client_listen = "127.0.0.1:7101"
+peer_listen = "127.0.0.1:7201"
+http_listen = "127.0.0.1:7301"
+
+[[init]]
+id = 1
+zone = "a"
+peer_address = "127.0.0.1:7201"
+client_address = "127.0.0.1:7101"
+
+[raft]
+heartbeat_ms = 50
+"#;
+
+    fn parse(text: &str) -> Result<PartialConfig, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    #[test]
+    fn a_file_with_defaults_becomes_a_config() {
+        let config = parse(FILE).unwrap().finish().unwrap();
+        assert_eq!(config.id, 1);
+        assert_eq!(config.raft.heartbeat_ms, 50);
+        assert_eq!(config.raft.election_min_ms, DEFAULT_ELECTION_MIN_MS);
+        assert_eq!(config.cluster_name, DEFAULT_CLUSTER_NAME);
+        assert_eq!(config.init.len(), 1);
+        assert_eq!(config.peer_address(), "127.0.0.1:7201");
+    }
+
+    #[test]
+    fn a_missing_setting_is_named() {
+        let mut partial = parse(FILE).unwrap();
+        partial.zone = None;
+        let err = partial.finish().unwrap_err();
+        assert!(err.to_string().contains("'zone'"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = parse(&format!("{FILE}\nzones = \"b\"\n")).unwrap_err();
+        assert!(err.to_string().contains("zones"), "{err}");
+    }
+
+    #[test]
+    fn contradictory_settings_are_refused() {
+        let mut both = parse(FILE).unwrap();
+        both.join = Some("127.0.0.1:7202".into());
+        assert!(both.finish().unwrap_err().to_string().contains("not both"));
+
+        let mut timing = parse(FILE).unwrap();
+        timing.raft.election_min_ms = 40;
+        assert!(timing.finish().unwrap_err().to_string().contains("heartbeat_ms"));
+
+        let mut outsider = parse(FILE).unwrap();
+        outsider.id = Some(9);
+        assert!(
+            outsider
+                .finish()
+                .unwrap_err()
+                .to_string()
+                .contains("do not include this node")
+        );
+
+        let mut zero = parse(FILE).unwrap();
+        zero.id = Some(0);
+        assert!(zero.finish().is_err());
+    }
+
+    #[test]
+    fn initial_members_parse_from_flags() {
+        let member: InitialMember = "2,b,10.0.0.2:7201,10.0.0.2:7101".parse().unwrap();
+        assert_eq!((member.id, member.zone.as_str()), (2, "b"));
+        assert!(
+            "2,b,10.0.0.2:7201"
+                .parse::<InitialMember>()
+                .unwrap_err()
+                .contains("expected")
+        );
+        assert!("x,b,p,c".parse::<InitialMember>().unwrap_err().contains("node id"));
+    }
+}

@@ -79,3 +79,37 @@ async fn local_cluster_runs_three_zones_and_stops_cleanly_on_ctrl_c() {
         assert!(gone, "node process {pid} still running");
     }
 }
+
+#[test]
+fn flags_override_the_config_file_and_a_foreign_data_dir_stops_the_process() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let base = free_base_port();
+    let members = safekeep_node::local_cluster::plan(1, base).unwrap();
+    let config = safekeep_node::local_cluster::node_config(&members[0], &members, dir.path(), base);
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+
+    // A data dir stamped for node 1 ...
+    let data_dir = dir.path().join("data");
+    drop(
+        safekeep_node::storage::Store::open(&data_dir, 1, "safekeep", safekeep_node::storage::LogSync::Inline).unwrap(),
+    );
+    // ... refused to the node the --id flag makes this one, whatever the file says.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_safekeep-node"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .args([
+            "--id",
+            "7",
+            "--init-member",
+            &format!("7,a,127.0.0.1:{},127.0.0.1:{}", base + 101, base + 1),
+        ])
+        .output()
+        .expect("run safekeep-node");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("belongs to node 1") && stderr.contains("this node is 7"),
+        "unexpected message: {stderr}"
+    );
+}
