@@ -22,8 +22,8 @@ pub type Probes = Arc<Mutex<BTreeMap<u64, Consensus>>>;
 /// Raft timing inside the simulation: the production defaults.
 fn sim_raft_settings() -> RaftSettings {
     RaftSettings {
-        snapshot_threshold: 500,
-        logs_kept_after_snapshot: 100,
+        snapshot_threshold: 100,
+        logs_kept_after_snapshot: 20,
         ..RaftSettings::default()
     }
 }
@@ -74,34 +74,48 @@ pub fn data_dir(data_root: &Path, id: u64) -> PathBuf {
 /// Registers one host per node of `topology` on `sim`.
 pub fn add_hosts(sim: &mut turmoil::Sim<'_>, topology: Topology, data_root: &Path, probes: &Probes) {
     for spec in topology.hosts() {
-        let config = node_config(&spec, topology, data_root);
-        let probes = probes.clone();
-        sim.host(spec.name(), move || {
-            let config = config.clone();
-            let probes = probes.clone();
-            async move {
-                let listeners = NodeListeners {
-                    client: net::incoming(CLIENT_PORT).await?,
-                    peer: net::incoming(PEER_PORT).await?,
-                    http: None,
-                    client_address: config.client_listen,
-                    peer_address: config.peer_listen,
-                };
-                let environment = NodeEnvironment {
-                    transport: Arc::new(TurmoilTransport),
-                    log_sync: LogSync::Inline,
-                };
-                let id = config.id;
-                let node = Node::start_in(config, listeners, environment).await?;
-                probes
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(id, node.consensus().clone());
-                // The node serves until the harness crashes this host.
-                std::future::pending::<()>().await;
-                drop(node);
-                Ok(())
-            }
-        });
+        add_host(sim, node_config(&spec, topology, data_root), probes);
     }
+}
+
+/// A node that replaces one whose disk was lost: a new id, the same zone, and
+/// it joins through `seed` (a live member) as a voter.
+pub fn replacement_config(id: u64, zone: &'static str, seed: u64, topology: Topology, data_root: &Path) -> NodeConfig {
+    let spec = HostSpec { id, zone, voter: true };
+    let mut config = node_config(&spec, topology, data_root);
+    config.init = Vec::new();
+    config.join = Some(format!("{}:{PEER_PORT}", host_name(seed)));
+    config
+}
+
+/// Registers a host running the node `config` describes.
+pub fn add_host(sim: &mut turmoil::Sim<'_>, config: NodeConfig, probes: &Probes) {
+    let probes = probes.clone();
+    sim.host(host_name(config.id), move || {
+        let config = config.clone();
+        let probes = probes.clone();
+        async move {
+            let listeners = NodeListeners {
+                client: net::incoming(CLIENT_PORT).await?,
+                peer: net::incoming(PEER_PORT).await?,
+                http: None,
+                client_address: config.client_listen,
+                peer_address: config.peer_listen,
+            };
+            let environment = NodeEnvironment {
+                transport: Arc::new(TurmoilTransport),
+                log_sync: LogSync::Inline,
+            };
+            let id = config.id;
+            let node = Node::start_in(config, listeners, environment).await?;
+            probes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id, node.consensus().clone());
+            // The node serves until the harness crashes this host.
+            std::future::pending::<()>().await;
+            drop(node);
+            Ok(())
+        }
+    });
 }

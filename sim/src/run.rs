@@ -12,7 +12,7 @@ use safekeep_node::raft::{ClusterView, Role};
 use crate::cluster::{self, Probes};
 use crate::invariants::Sampler;
 use crate::scenario::{Fault, Scenario, Schedule, Target};
-use crate::topology::{Topology, host_name};
+use crate::topology::{HostSpec, Topology, host_name};
 use crate::workload::{self, WorkloadSpec};
 
 /// Linux's in-memory filesystem.
@@ -75,6 +75,9 @@ pub struct RunReport {
     /// which a seed fixes (compare-and-set's expected version is left out: it
     /// comes from what earlier operations returned).
     pub issued: std::collections::BTreeMap<u64, Vec<String>>,
+    /// Nodes that replaced a lost disk, and whether each holds a snapshot
+    /// (it caught up from one rather than from the log alone).
+    pub replacements: Vec<(u64, bool)>,
 }
 
 impl RunReport {
@@ -96,41 +99,102 @@ fn leader(probes: &Probes) -> Option<u64> {
         .map(|v| v.node_id)
 }
 
-fn resolve(target: &Target, topology: Topology, probes: &Probes) -> Vec<u64> {
+fn resolve(target: &Target, hosts: &[HostSpec], probes: &Probes) -> Vec<u64> {
+    let zone_hosts = |zone: &str| {
+        hosts
+            .iter()
+            .filter(|h| h.zone == zone)
+            .map(|h| h.id)
+            .collect::<Vec<_>>()
+    };
     match target {
         Target::Hosts(ids) => ids.clone(),
         Target::Leader => leader(probes).into_iter().collect(),
         Target::LeaderZone => leader(probes)
-            .and_then(|id| topology.zone_of(id))
-            .map(|zone| topology.zone_hosts(zone))
+            .and_then(|id| hosts.iter().find(|h| h.id == id))
+            .map(|h| zone_hosts(h.zone))
             .unwrap_or_default(),
     }
 }
+
+/// First id given to a node that replaces a lost one; ids are never reused.
+const FIRST_REPLACEMENT_ID: u64 = 101;
+/// How long the operator keeps trying to remove a lost node.
+const OPERATOR_DEADLINE: Duration = Duration::from_secs(30);
 
 struct Faults<'s, 'a> {
     sim: &'s mut turmoil::Sim<'a>,
     topology: Topology,
     probes: Probes,
     crashed: BTreeSet<u64>,
+    /// The nodes that should be members: the topology, less lost disks, plus replacements.
+    hosts: Vec<HostSpec>,
+    data_root: std::path::PathBuf,
+    next_id: u64,
 }
 
 impl Faults<'_, '_> {
     fn node_names(&self) -> Vec<String> {
-        self.topology.hosts().iter().map(|h| h.name()).collect()
+        self.hosts.iter().map(HostSpec::name).collect()
+    }
+
+    fn crash(&mut self, id: u64) {
+        if self.crashed.insert(id) {
+            // Drop the harness's handle first: nothing may keep the store open.
+            self.probes.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            self.sim.crash(host_name(id));
+        }
+    }
+
+    fn lose_disk(&mut self, lost: u64) -> String {
+        let Some(position) = self.hosts.iter().position(|h| h.id == lost) else {
+            return format!("lose disk of {lost}: not a member");
+        };
+        let Some(seed) = self.hosts.iter().find(|h| h.id != lost && h.voter).map(|h| h.id) else {
+            return format!("lose disk of {lost}: no other voter to join through");
+        };
+        self.crash(lost);
+        self.crashed.remove(&lost);
+        let _ = std::fs::remove_dir_all(cluster::data_dir(&self.data_root, lost));
+        let zone = self.hosts.remove(position).zone;
+        let id = self.next_id;
+        self.next_id += 1;
+        let config = cluster::replacement_config(id, zone, seed, self.topology, &self.data_root);
+        cluster::add_host(self.sim, config, &self.probes);
+        self.hosts.push(HostSpec { id, zone, voter: true });
+        let endpoints: Vec<String> = self.hosts.iter().map(|h| cluster::client_address(h.id)).collect();
+        self.sim.client(format!("operator-{lost}"), async move {
+            let channels = endpoints
+                .iter()
+                .map(|e| crate::net::channel(e))
+                .collect::<Result<Vec<_>, _>>()?;
+            let sdk = safekeep_client::Client::from_channels(safekeep_client::ClientConfig::new(endpoints), channels)?;
+            let deadline = turmoil::sim_elapsed().unwrap_or_default() + OPERATOR_DEADLINE;
+            loop {
+                match sdk.remove_member(lost, false).await {
+                    Ok(_) => return Ok(()),
+                    Err(e) if turmoil::sim_elapsed().unwrap_or_default() > deadline => {
+                        return Err(format!("removing lost node {lost}: {e}").into());
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        });
+        format!("lose disk of {lost}; node {id} replaces it in zone {zone}")
     }
 
     fn apply(&mut self, fault: &Fault) -> String {
         match fault {
             Fault::Crash(target) => {
-                let ids = resolve(target, self.topology, &self.probes);
+                let ids = resolve(target, &self.hosts, &self.probes);
                 for id in &ids {
-                    if self.crashed.insert(*id) {
-                        // Drop the harness's handle first: nothing may keep the store open.
-                        self.probes.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
-                        self.sim.crash(host_name(*id));
-                    }
+                    self.crash(*id);
                 }
                 format!("crash {ids:?}")
+            }
+            Fault::LoseDisk(target) => {
+                let ids = resolve(target, &self.hosts, &self.probes);
+                ids.iter().map(|id| self.lose_disk(*id)).collect::<Vec<_>>().join("; ")
             }
             Fault::RestartAll => {
                 let ids: Vec<u64> = std::mem::take(&mut self.crashed).into_iter().collect();
@@ -140,9 +204,9 @@ impl Faults<'_, '_> {
                 format!("restart {ids:?}")
             }
             Fault::Isolate(target) => {
-                let ids = resolve(target, self.topology, &self.probes);
+                let ids = resolve(target, &self.hosts, &self.probes);
                 for id in &ids {
-                    for other in self.topology.hosts().iter().filter(|h| !ids.contains(&h.id)) {
+                    for other in self.hosts.iter().filter(|h| !ids.contains(&h.id)) {
                         self.sim.partition(host_name(*id), other.name());
                     }
                 }
@@ -272,6 +336,9 @@ pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
         topology: config.topology,
         probes: probes.clone(),
         crashed: BTreeSet::new(),
+        hosts: config.topology.hosts(),
+        data_root: data_root.path().to_path_buf(),
+        next_id: FIRST_REPLACEMENT_ID,
     };
     loop {
         let now = faults.sim.elapsed();
@@ -298,7 +365,7 @@ pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
     let converged = loop {
         let views = views(&probes);
         sampler.observe(&views);
-        if let Some(reason) = divergence(&views, &probes, config.topology) {
+        if let Some(reason) = divergence(&views, &probes, faults.hosts.len()) {
             if faults.sim.elapsed() - converge_from > CONVERGENCE_BOUND {
                 break Err(reason);
             }
@@ -308,6 +375,12 @@ pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
         if let Err(e) = faults.sim.step() {
             break Err(format!("a host failed while converging: {e}"));
         }
+    };
+    let replacements: Vec<(u64, bool)> = {
+        let probes = probes.lock().unwrap_or_else(|p| p.into_inner());
+        (FIRST_REPLACEMENT_ID..faults.next_id)
+            .map(|id| (id, probes.get(&id).is_some_and(|c| c.view().snapshot_index.is_some())))
+            .collect()
     };
     if let Err(reason) = converged {
         violations.push(format!(
@@ -347,6 +420,7 @@ pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
     Ok(RunReport {
         config,
         issued,
+        replacements,
         operations: history.len(),
         violations,
         worst_write_gap: worst_write_gap(&history, end_ns),
@@ -355,9 +429,13 @@ pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
 }
 
 /// Why the running replicas differ, if they do.
-fn divergence(views: &[ClusterView], probes: &Probes, topology: Topology) -> Option<String> {
-    if views.len() != topology.hosts().len() {
-        return Some(format!("{} of {} nodes running", views.len(), topology.hosts().len()));
+fn divergence(views: &[ClusterView], probes: &Probes, expected_nodes: usize) -> Option<String> {
+    if views.len() != expected_nodes {
+        return Some(format!("{} of {expected_nodes} nodes running", views.len()));
+    }
+    let members: BTreeSet<usize> = views.iter().map(|v| v.members.len()).collect();
+    if members != BTreeSet::from([expected_nodes]) {
+        return Some(format!("membership sizes seen: {members:?}, expected {expected_nodes}"));
     }
     let applied: BTreeSet<u64> = views.iter().map(|v| v.applied_index).collect();
     if applied.len() != 1 {

@@ -37,13 +37,16 @@ pub enum Scenario {
     LatencyAndLoss,
     /// Every node restarts, one at a time.
     RollingRestart,
+    /// One node loses its disk; a new node (new id, same zone) replaces it,
+    /// catching up by snapshot, and the lost one is removed from the cluster.
+    DiskLoss,
     /// A seeded mix of the faults above, with seeded rates.
     Random,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::Calm,
         Scenario::ZonePowerLoss,
         Scenario::ZoneIsolation,
@@ -52,6 +55,7 @@ impl Scenario {
         Scenario::LeaderZoneIsolation,
         Scenario::LatencyAndLoss,
         Scenario::RollingRestart,
+        Scenario::DiskLoss,
         Scenario::Random,
     ];
 }
@@ -67,6 +71,7 @@ impl fmt::Display for Scenario {
             Scenario::LeaderZoneIsolation => "leader-zone-isolation",
             Scenario::LatencyAndLoss => "latency-and-loss",
             Scenario::RollingRestart => "rolling-restart",
+            Scenario::DiskLoss => "disk-loss",
             Scenario::Random => "random",
         })
     }
@@ -111,6 +116,9 @@ pub enum Fault {
     },
     /// Restore every link and latency.
     HealNetwork,
+    /// A host's disk is lost: it crashes, its data is wiped, and a new node
+    /// with a new id joins in its zone; an operator then removes the lost id.
+    LoseDisk(Target),
 }
 
 /// A fault at a simulated time.
@@ -194,6 +202,15 @@ impl Schedule {
                     push(at, Fault::RestartAll);
                     at += Duration::from_millis(rng.random_range(800..1_500));
                 }
+            }
+            Scenario::DiskLoss => {
+                // Any node but the first, which new nodes join through.
+                let ids: Vec<u64> = topology.hosts().iter().map(|h| h.id).filter(|id| *id != 1).collect();
+                let lost = ids[rng.random_range(0..ids.len())];
+                push(
+                    start + Duration::from_secs(2),
+                    Fault::LoseDisk(Target::Hosts(vec![lost])),
+                );
             }
             Scenario::Random => {
                 let mut at = start;

@@ -66,9 +66,13 @@ fn write_outcome(error: &SdkError) -> Outcome {
 
 /// Registers one client host per simulated client.
 pub fn add_clients(sim: &mut turmoil::Sim<'_>, topology: Topology, spec: &WorkloadSpec, recorder: &Recorder) {
+    // The final reads start once every client has stopped, so every
+    // acknowledged write precedes them.
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     for client in 0..spec.clients {
         let spec = spec.clone();
         let recorder = recorder.clone();
+        let finished = finished.clone();
         let endpoints: Vec<String> = topology.hosts().iter().map(|h| client_address(h.id)).collect();
         sim.client(format!("client{client}"), async move {
             let channels = endpoints
@@ -80,7 +84,11 @@ pub fn add_clients(sim: &mut turmoil::Sim<'_>, topology: Topology, spec: &Worklo
             config.retry_budget = RETRY_BUDGET;
             let sdk = Client::from_channels(config, channels)?;
             run_client(&sdk, client, &spec, &recorder).await;
+            finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             if client == 0 {
+                while finished.load(std::sync::atomic::Ordering::SeqCst) < spec.clients {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
                 final_reads(&sdk, &spec, &recorder).await;
             }
             Ok(())

@@ -51,6 +51,7 @@ scenario_tests! {
     leader_zone_isolation_three_zones => Scenario::LeaderZoneIsolation,
     latency_and_loss_three_zones => Scenario::LatencyAndLoss,
     rolling_restart_three_zones => Scenario::RollingRestart,
+    disk_loss_three_zones => Scenario::DiskLoss,
     random_mix_three_zones => Scenario::Random,
 }
 
@@ -62,4 +63,21 @@ fn zone_power_loss_with_five_voters_two_two_one() {
 #[test]
 fn leader_zone_isolation_with_two_nodes_per_zone() {
     check(Scenario::LeaderZoneIsolation, Topology::ThreeByTwo, 1);
+}
+
+#[test]
+fn a_node_replacing_a_lost_disk_catches_up_by_snapshot() {
+    let config = RunConfig {
+        seed: 3,
+        scenario: Scenario::DiskLoss,
+        topology: Topology::ThreeByOne,
+    };
+    let report = run(config).expect("the simulation runs");
+    assert!(report.is_ok(), "{}", report.violations.join("\n"));
+    assert_eq!(report.replacements.len(), 1, "one node replaced the lost one");
+    assert!(
+        report.replacements[0].1,
+        "the replacement installed a snapshot: {:?}",
+        report.replacements
+    );
 }
