@@ -40,13 +40,16 @@ pub enum Scenario {
     /// One node loses its disk; a new node (new id, same zone) replaces it,
     /// catching up by snapshot, and the lost one is removed from the cluster.
     DiskLoss,
+    /// A disk is lost and its node replaced (add, promote, remove) while
+    /// another zone is cut off, so the membership changes wait out the fault.
+    MembershipDuringPartition,
     /// A seeded mix of the faults above, with seeded rates.
     Random,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Calm,
         Scenario::ZonePowerLoss,
         Scenario::ZoneIsolation,
@@ -56,6 +59,7 @@ impl Scenario {
         Scenario::LatencyAndLoss,
         Scenario::RollingRestart,
         Scenario::DiskLoss,
+        Scenario::MembershipDuringPartition,
         Scenario::Random,
     ];
 }
@@ -72,6 +76,7 @@ impl fmt::Display for Scenario {
             Scenario::LatencyAndLoss => "latency-and-loss",
             Scenario::RollingRestart => "rolling-restart",
             Scenario::DiskLoss => "disk-loss",
+            Scenario::MembershipDuringPartition => "membership-during-partition",
             Scenario::Random => "random",
         })
     }
@@ -210,6 +215,26 @@ impl Schedule {
                 push(
                     start + Duration::from_secs(2),
                     Fault::LoseDisk(Target::Hosts(vec![lost])),
+                );
+            }
+            Scenario::MembershipDuringPartition => {
+                let ids: Vec<u64> = topology.hosts().iter().map(|h| h.id).filter(|id| *id != 1).collect();
+                let lost = ids[rng.random_range(0..ids.len())];
+                let lost_zone = topology.zone_of(lost).unwrap_or(ZONES[0]);
+                let seed_zone = topology.zone_of(1).unwrap_or(ZONES[0]);
+                let cut = ZONES
+                    .iter()
+                    .copied()
+                    .find(|z| *z != lost_zone && *z != seed_zone)
+                    .unwrap_or(lost_zone);
+                push(start, Fault::Isolate(Target::Hosts(topology.zone_hosts(cut))));
+                push(
+                    start + Duration::from_millis(500),
+                    Fault::LoseDisk(Target::Hosts(vec![lost])),
+                );
+                push(
+                    start + Duration::from_millis(500) + outage(&mut rng),
+                    Fault::HealNetwork,
                 );
             }
             Scenario::Random => {

@@ -52,6 +52,7 @@ scenario_tests! {
     latency_and_loss_three_zones => Scenario::LatencyAndLoss,
     rolling_restart_three_zones => Scenario::RollingRestart,
     disk_loss_three_zones => Scenario::DiskLoss,
+    membership_during_partition_three_zones => Scenario::MembershipDuringPartition,
     random_mix_three_zones => Scenario::Random,
 }
 
