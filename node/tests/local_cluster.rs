@@ -85,7 +85,9 @@ fn flags_override_the_config_file_and_a_foreign_data_dir_stops_the_process() {
     let dir = tempfile::TempDir::new().unwrap();
     let base = free_base_port();
     let members = safekeep_node::local_cluster::plan(1, base).unwrap();
-    let config = safekeep_node::local_cluster::node_config(&members[0], &members, dir.path(), base);
+    let mut config = safekeep_node::local_cluster::node_config(&members[0], &members, dir.path(), base);
+    let any_port: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    (config.client_listen, config.peer_listen, config.http_listen) = (Some(any_port), Some(any_port), Some(any_port));
     let path = dir.path().join("node.toml");
     std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
 

@@ -281,9 +281,18 @@ pub async fn put_acked(client: &mut RecordsClient<Channel>, request: PutRequest)
 }
 
 /// Free base port for the three nodes (client BASE+id, peer BASE+100+id, HTTP BASE+200+id).
+/// Each call starts its search elsewhere (by process and call), so tests
+/// running side by side do not pick the same range.
 pub fn free_base_port() -> u16 {
-    // Pick a base whose nine ports are all free right now.
-    for base in (20_000..60_000).step_by(997) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id()
+        .wrapping_mul(7)
+        .wrapping_add(CALLS.fetch_add(1, Ordering::SeqCst) * 13)
+        % 40;
+    for step in 0..40u32 {
+        // Below the ephemeral range (32768 and up), where outgoing connections take ports.
+        let base = 20_000 + ((start + step) % 40) as u16 * 300;
         let ports = (1..=3).flat_map(|i| [base + i, base + 100 + i, base + 200 + i]);
         if ports
             .into_iter()
