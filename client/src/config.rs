@@ -26,6 +26,9 @@ pub const MAX_ENDPOINTS: usize = 64;
 pub const MAX_ATTEMPTS_LIMIT: u32 = 100;
 /// Longest per-request deadline, connect timeout or retry budget a configuration may ask for.
 pub const MAX_DURATION_LIMIT: Duration = Duration::from_secs(3600);
+/// Longest total retry budget: well inside the time the server remembers a
+/// write's result (two minutes), so a late retry is still recognised.
+pub const MAX_RETRY_BUDGET: Duration = Duration::from_secs(60);
 
 /// How to reach a safekeep cluster and how hard to try.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +96,13 @@ impl ClientConfig {
                 )));
             }
         }
+        if self.retry_budget > MAX_RETRY_BUDGET {
+            return Err(Error::Config(format!(
+                "retry_budget must be at most {} s (the server remembers write results for two minutes), got {:?}",
+                MAX_RETRY_BUDGET.as_secs(),
+                self.retry_budget
+            )));
+        }
         if self.max_backoff > MAX_DURATION_LIMIT {
             return Err(Error::Config(format!(
                 "max_backoff must be at most {} s, got {:?}",
@@ -120,6 +130,12 @@ mod tests {
         assert_eq!(config.request_timeout, Duration::from_secs(5));
         assert_eq!(config.max_attempts, 8);
         assert_eq!(config.retry_budget, Duration::from_secs(15));
+        let mut long = config.clone();
+        long.retry_budget = Duration::from_secs(61);
+        assert!(
+            long.validate().is_err(),
+            "a retry budget past the server's memory is refused"
+        );
         assert_eq!(config.initial_backoff, Duration::from_millis(25));
         assert_eq!(config.max_backoff, Duration::from_secs(1));
         assert!(config.validate().is_ok());

@@ -68,11 +68,25 @@ impl Failure {
     /// True when another attempt may succeed and is safe under `policy`.
     pub(crate) fn is_retryable(&self, policy: RetryPolicy) -> bool {
         match policy {
-            RetryPolicy::Read | RetryPolicy::Write => match self {
+            RetryPolicy::Read => match self {
                 Self::TimedOut | Self::NotSent(_) | Self::ConnectionLost(_) => true,
                 Self::Answered(status) => matches!(
                     status.code(),
                     Code::Unavailable | Code::DeadlineExceeded | Code::Aborted | Code::ResourceExhausted
+                ),
+            },
+            // A server that cancelled a write (its deadline passed mid-proposal)
+            // or failed it unexpectedly may still commit it: retry with the same id.
+            RetryPolicy::Write => match self {
+                Self::TimedOut | Self::NotSent(_) | Self::ConnectionLost(_) => true,
+                Self::Answered(status) => matches!(
+                    status.code(),
+                    Code::Unavailable
+                        | Code::DeadlineExceeded
+                        | Code::Aborted
+                        | Code::ResourceExhausted
+                        | Code::Cancelled
+                        | Code::Unknown
                 ),
             },
             RetryPolicy::Membership => match self {
@@ -96,7 +110,7 @@ impl Failure {
                 !not_applied
                     && matches!(
                         status.code(),
-                        Code::Unavailable | Code::DeadlineExceeded | Code::Aborted
+                        Code::Unavailable | Code::DeadlineExceeded | Code::Aborted | Code::Cancelled | Code::Unknown
                     )
             }
         }
@@ -202,12 +216,19 @@ mod tests {
             Code::Unimplemented,
             Code::AlreadyExists,
             Code::OutOfRange,
-            Code::Cancelled,
-            Code::Unknown,
         ] {
             for policy in ALL_POLICIES {
                 assert!(!answered(code).is_retryable(policy), "{code:?} {policy:?}");
             }
+        }
+        for code in [Code::Cancelled, Code::Unknown] {
+            assert!(
+                answered(code).is_retryable(RetryPolicy::Write),
+                "a write may have committed: {code:?}"
+            );
+            assert!(answered(code).outcome_unknown(), "{code:?}");
+            assert!(!answered(code).is_retryable(RetryPolicy::Read), "{code:?}");
+            assert!(!answered(code).is_retryable(RetryPolicy::Membership), "{code:?}");
         }
     }
 

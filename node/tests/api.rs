@@ -374,3 +374,50 @@ async fn joining_through_an_unreachable_seed_fails_with_a_clear_error_in_bounded
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_malformed_command_forwarded_on_the_peer_channel_is_refused_before_the_log() {
+    use safekeep_api::v1::RaftMessage;
+    use safekeep_api::v1::peer_client::PeerClient;
+    use safekeep_node::storage::command::{Command, Mutation};
+
+    let cluster = TestCluster::start(3, |_| {}).await;
+    let leader = cluster.leader().await;
+    let before = cluster.nodes[&leader].consensus().view().last_log_index;
+    let mut peer = PeerClient::connect(format!("http://{}", cluster.addresses[&leader].peer))
+        .await
+        .unwrap();
+    for (what, command) in [
+        (
+            "a tenant too long to encode",
+            Command {
+                write_id: None,
+                proposed_at_ms: 0,
+                tenant: "t".repeat(70_000),
+                mutations: vec![Mutation::Delete {
+                    key: "k".into(),
+                    expected_version: None,
+                }],
+            },
+        ),
+        (
+            "no mutations",
+            Command {
+                write_id: None,
+                proposed_at_ms: 0,
+                tenant: TENANT.into(),
+                mutations: vec![],
+            },
+        ),
+    ] {
+        let payload = postcard::to_allocvec(&command).unwrap();
+        let status = peer.propose(RaftMessage { payload }).await.expect_err(what);
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status}");
+    }
+    assert_eq!(
+        cluster.nodes[&leader].consensus().view().last_log_index,
+        before,
+        "nothing reached the log"
+    );
+    cluster.shutdown().await;
+}

@@ -11,7 +11,7 @@ pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:7101";
 /// Default per-request deadline, in milliseconds.
 pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 /// Longest per-request deadline accepted, in milliseconds.
-pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
+pub const MAX_TIMEOUT_MS: u64 = 60_000;
 
 const AFTER_HELP: &str = "\
 Exit codes:

@@ -168,6 +168,18 @@ fn now_ms() -> i64 {
     now.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// True when a peer call failed while connecting, before any byte was sent.
+fn never_sent(status: &tonic::Status) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(error) = next {
+        if error.is::<tonic::ConnectError>() {
+            return true;
+        }
+        next = error.source();
+    }
+    false
+}
+
 fn role_of(state: ServerState) -> Role {
     match state {
         ServerState::Leader => Role::Leader,
@@ -365,8 +377,9 @@ impl Consensus {
         request.set_timeout(FORWARD_TIMEOUT);
         match send(client, request).await {
             Ok(reply) => Ok(reply.into_inner().payload),
-            // Refused before it was sent: the leader never saw it.
-            Err(status) if status.code() == tonic::Code::Unavailable => Err(ConsensusError::NotLeader { leader: None }),
+            // Only a failed connect means the leader never saw it; any other
+            // failure (a keepalive timeout, a reset) may follow its commit.
+            Err(status) if never_sent(&status) => Err(ConsensusError::NotLeader { leader: None }),
             Err(status) => Err(ConsensusError::OutcomeUnknown(format!(
                 "forwarding to leader {leader} failed: {}",
                 status.message()

@@ -116,23 +116,24 @@ impl Peer for PeerService {
         file.sync_all()
             .map_err(|e| Status::internal(format!("syncing snapshot: {e}")))?;
         drop(file);
-        let snapshot = SnapshotFile::open(path).map_err(|e| Status::internal(format!("snapshot file: {e}")))?;
+        let snapshot = SnapshotFile::open(path.clone()).map_err(|e| Status::internal(format!("snapshot file: {e}")))?;
         let snapshot = SnapshotOf::<TypeConfig, SnapshotFile> {
             meta: header.meta,
             snapshot,
         };
-        let response = self
-            .consensus
-            .raft()
-            .install_full_snapshot(header.vote, snapshot)
-            .await
-            .map_err(stopped)?;
+        let response = self.consensus.raft().install_full_snapshot(header.vote, snapshot).await;
+        // An installed file was moved into place; one Raft declined is removed here.
+        if path.exists() {
+            let _ = std::fs::remove_file(&path);
+        }
+        let response = response.map_err(stopped)?;
         self.consensus.note_leader_contact();
         reply(&response)
     }
 
     async fn propose(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let command = decode(&request.into_inner().payload)?;
+        crate::records::validate::command(&command)?;
         let result = self.consensus.propose_as_leader(command).await;
         reply(&result)
     }

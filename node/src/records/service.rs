@@ -73,6 +73,10 @@ impl RecordsService {
             CommandResponse::Conflict { key, current_version } => Err(version_conflict(key, *current_version)),
             CommandResponse::Applied { .. } => Ok(applied),
             CommandResponse::Noop => Err(Status::internal("a write was applied as a no-op")),
+            CommandResponse::Forgotten => Err(Status::failed_precondition(
+                "this write's request id is older than every write this client still has remembered: \
+                 it may have been applied earlier and was not applied again; read the record to find out",
+            )),
         }
     }
 }

@@ -102,6 +102,35 @@ pub fn client_id(client_id: &str) -> Result<(), InvalidRequest> {
     Ok(())
 }
 
+/// Checks a whole replicated command against the limits every node enforces,
+/// whatever the configured value limit: the leader re-checks what a peer
+/// forwards, so no malformed entry can reach the log.
+pub fn command(command: &crate::storage::command::Command) -> Result<(), InvalidRequest> {
+    tenant(&command.tenant)?;
+    if command.mutations.is_empty() {
+        return Err(InvalidRequest::EmptyBatch);
+    }
+    if command.mutations.len() > MAX_BATCH_OPS {
+        return Err(InvalidRequest::BatchTooLong(command.mutations.len()));
+    }
+    if let Some(id) = &command.write_id {
+        client_id(&id.client_id)?;
+    }
+    let mut bytes = 0usize;
+    for mutation in &command.mutations {
+        key(mutation.key())?;
+        bytes += mutation.key().len();
+        if let crate::storage::command::Mutation::Put { value: v, .. } = mutation {
+            value(v, super::limits::MAX_VALUE_BYTES_CEILING)?;
+            bytes += v.len();
+        }
+    }
+    if bytes > MAX_BATCH_BYTES {
+        return Err(InvalidRequest::BatchTooLarge(bytes));
+    }
+    Ok(())
+}
+
 /// Encodes the last key of a page as an opaque token.
 pub fn page_token(last_key: &str) -> String {
     hex::encode(last_key.as_bytes())

@@ -74,4 +74,7 @@ pub enum CommandResponse {
     Conflict { key: String, current_version: u64 },
     /// A blank or membership entry: nothing for a client.
     Noop,
+    /// The write's id is older than every result its client still has
+    /// remembered: it may have been applied long ago, so it is not applied now.
+    Forgotten,
 }

@@ -6,10 +6,15 @@
 //! of every snapshot); this index keeps its order in memory to bound it: at
 //! most `MAX_RESULTS_PER_CLIENT` per client and `MAX_RESULTS_TOTAL` in all, and
 //! none older than `RESULT_TTL_MS` of log time. Log time is the largest
-//! `proposed_at_ms` the log has carried, so every replica expires the same
-//! entries at the same log index.
+//! `proposed_at_ms` the log has carried, and results are stamped with it, so
+//! stamps never decrease along the log and every replica (and a replica
+//! rebuilt from disk) forgets the same entries at the same log index.
+//!
+//! A request id older than every result still remembered for its client was
+//! either applied and forgotten or never applied: that cannot be told apart,
+//! so such a write is refused rather than risk applying it twice.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use rocksdb::{ColumnFamily, DB, Direction, IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
@@ -22,7 +27,7 @@ use super::keys::{IDEMPOTENCY_TAG, idempotency_key};
 /// longest time a client keeps retrying one write.
 pub const RESULT_TTL_MS: i64 = 120_000;
 /// Most results remembered per client; older ones are forgotten first.
-pub const MAX_RESULTS_PER_CLIENT: usize = 4096;
+pub const MAX_RESULTS_PER_CLIENT: usize = 65_536;
 /// Most results remembered in all.
 pub const MAX_RESULTS_TOTAL: usize = 1_000_000;
 
@@ -41,7 +46,20 @@ pub struct IdempotencyIndex {
     by_age: VecDeque<(i64, WriteId)>,
     /// Per client, its remembered request ids in log order.
     by_client: HashMap<String, VecDeque<u64>>,
+    /// Every write whose result is remembered now.
+    live: HashSet<WriteId>,
     total: usize,
+}
+
+/// What the table knows of a write id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// Its result is remembered: return it.
+    Remembered,
+    /// Older than every remembered result of its client: its outcome is unknowable.
+    Forgotten,
+    /// Never seen: apply it.
+    New,
 }
 
 impl IdempotencyIndex {
@@ -66,7 +84,19 @@ impl IdempotencyIndex {
         Ok(index)
     }
 
+    /// What the table knows of `id`.
+    pub fn seen(&self, id: &WriteId) -> Seen {
+        if self.live.contains(id) {
+            return Seen::Remembered;
+        }
+        match self.by_client.get(&id.client_id).and_then(VecDeque::front) {
+            Some(oldest) if id.request_id < *oldest => Seen::Forgotten,
+            _ => Seen::New,
+        }
+    }
+
     fn push(&mut self, at_ms: i64, id: WriteId) {
+        self.live.insert(id.clone());
         self.by_client
             .entry(id.client_id.clone())
             .or_default()
@@ -84,6 +114,10 @@ impl IdempotencyIndex {
             while ids.len() > MAX_RESULTS_PER_CLIENT {
                 if let Some(old) = ids.pop_front() {
                     batch.delete_cf(sm, idempotency_key(&client, old));
+                    self.live.remove(&WriteId {
+                        client_id: client.clone(),
+                        request_id: old,
+                    });
                     self.total -= 1;
                 }
             }
@@ -107,6 +141,7 @@ impl IdempotencyIndex {
                 ids.pop_front();
                 self.total -= 1;
                 batch.delete_cf(sm, idempotency_key(&id.client_id, id.request_id));
+                self.live.remove(&id);
             }
             if ids.is_empty() {
                 self.by_client.remove(&id.client_id);
@@ -137,5 +172,55 @@ mod tests {
         let id = decode_write_id(&key).unwrap();
         assert_eq!(id.client_id, "client-7");
         assert_eq!(id.request_id, 99);
+    }
+}
+
+#[cfg(test)]
+mod index_tests {
+    use rocksdb::{ColumnFamilyDescriptor, DB, Options};
+
+    use super::*;
+
+    fn id(client: &str, request_id: u64) -> WriteId {
+        WriteId {
+            client_id: client.into(),
+            request_id,
+        }
+    }
+
+    #[test]
+    fn evicted_ids_are_forgotten_not_new_and_stamps_expire_in_order() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        let db = DB::open_cf_descriptors(
+            &options,
+            dir.path(),
+            [ColumnFamilyDescriptor::new("sm", Options::default())],
+        )
+        .unwrap();
+        let sm = db.cf_handle("sm").unwrap();
+        let mut index = IdempotencyIndex::default();
+        let mut batch = WriteBatch::default();
+        for request in 0..=MAX_RESULTS_PER_CLIENT as u64 {
+            index.remember(id("c", request), 1_000, 1_000, &mut batch, sm);
+        }
+        // Request 0 fell out of the per-client bound within this very batch.
+        assert_eq!(index.seen(&id("c", 0)), Seen::Forgotten);
+        assert_eq!(index.seen(&id("c", 1)), Seen::Remembered);
+        assert_eq!(index.seen(&id("c", u64::MAX)), Seen::New);
+        assert_eq!(index.seen(&id("other", 0)), Seen::New);
+
+        // Everything stamped 1,000 expires once log time passes the TTL.
+        index.remember(
+            id("late", 1),
+            1_000 + RESULT_TTL_MS + 1,
+            1_000 + RESULT_TTL_MS + 1,
+            &mut batch,
+            sm,
+        );
+        assert_eq!(index.seen(&id("c", 5)), Seen::New, "the client's results all expired");
+        assert_eq!(index.seen(&id("late", 1)), Seen::Remembered);
     }
 }

@@ -29,6 +29,9 @@ const LAST_PURGED_KEY: &[u8] = b"last_purged";
 
 /// Most appends one sync covers; bounds how long the first waits behind the rest.
 const MAX_APPENDS_PER_SYNC: usize = 4096;
+/// Most bytes of entries one replication message carries (at least one entry
+/// always goes, and the largest entry fits the peer channel's message limit).
+pub const MAX_REPLICATION_BYTES: usize = 8 << 20;
 
 type Flushed = IOFlushed<TypeConfig>;
 
@@ -173,6 +176,26 @@ impl RaftLogReader<TypeConfig> for LogStore {
     async fn read_vote(&mut self) -> Result<Option<VoteOf<TypeConfig>>, io::Error> {
         self.get_meta(VOTE_KEY)
     }
+
+    /// Entries in `[start, end)` up to a byte budget, so a run of large
+    /// values never makes a replication message the peer channel refuses.
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<EntryOf<TypeConfig>>, io::Error> {
+        let mut entries = Vec::new();
+        let mut bytes = 0usize;
+        let iter = self.db.iterator_cf(
+            cf(&self.db, CF_LOG),
+            IteratorMode::From(&index_key(start), Direction::Forward),
+        );
+        for item in iter {
+            let (key, value) = item.map_err(io_err)?;
+            if index_of(&key)? >= end || (!entries.is_empty() && bytes + value.len() > MAX_REPLICATION_BYTES) {
+                break;
+            }
+            bytes += value.len();
+            entries.push(postcard::from_bytes(&value).map_err(decode_err)?);
+        }
+        Ok(entries)
+    }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
@@ -254,5 +277,44 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         batch.put_cf(cf(&self.db, CF_META), LAST_PURGED_KEY, Self::encode(&log_id)?);
         batch.delete_range_cf(cf(&self.db, CF_LOG), index_key(0), index_key(log_id.index() + 1));
         self.db.write_opt(batch, &synced()).map_err(io_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::testing::blank_ent;
+    use openraft::{Entry, EntryPayload};
+
+    use super::*;
+    use crate::storage::command::{Command, Mutation};
+    use crate::storage::{LogSync, Store};
+
+    fn big_entry(index: u64) -> EntryOf<TypeConfig> {
+        let mut entry: Entry<_, _> = blank_ent::<TypeConfig>(1, 1, index);
+        entry.payload = EntryPayload::Normal(Command {
+            write_id: None,
+            proposed_at_ms: 0,
+            tenant: "t".into(),
+            mutations: vec![Mutation::Put {
+                key: "k".into(),
+                value: vec![0; 3 << 20],
+                expected_version: None,
+            }],
+        });
+        entry
+    }
+
+    #[tokio::test]
+    async fn replication_reads_stop_at_the_byte_budget_but_always_send_one_entry() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = Store::open(dir.path(), 1, "t", LogSync::Inline).unwrap();
+        let mut log = store.log_store();
+        let entries: Vec<_> = (1..=6).map(big_entry).collect();
+        // Inline sync: the append is durable when `append` returns.
+        log.append(entries, IOFlushed::noop()).await.unwrap();
+        let first = log.limited_get_log_entries(1, 7).await.unwrap();
+        assert_eq!(first.len(), 2, "two 3 MiB entries fit 8 MiB, a third does not");
+        let last = log.limited_get_log_entries(6, 7).await.unwrap();
+        assert_eq!(last.len(), 1);
     }
 }

@@ -60,9 +60,12 @@ struct SnapshotPointer {
 }
 
 /// The directory of snapshot files and the pointer to the current one.
+/// Building and installing run concurrently in openraft; one lock, shared by
+/// every clone, orders their file and pointer changes.
 #[derive(Debug, Clone)]
 pub struct SnapshotDir {
     dir: PathBuf,
+    lock: Arc<std::sync::Mutex<()>>,
 }
 
 fn synced() -> WriteOptions {
@@ -77,7 +80,14 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 impl SnapshotDir {
     pub fn new(dir: PathBuf) -> Self {
-        Self { dir }
+        Self {
+            dir,
+            lock: Arc::default(),
+        }
+    }
+
+    fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A fresh path for a file being received from the leader.
@@ -121,8 +131,9 @@ impl SnapshotDir {
         Ok(())
     }
 
-    /// Deletes snapshot files other than the current one and any unfinished incoming file.
-    pub fn remove_stale(&self, db: &DB) -> io::Result<()> {
+    /// Deletes snapshot files other than the current one, and unfinished
+    /// incoming files when `incoming` (only at open: later, one may be arriving).
+    pub fn remove_stale(&self, db: &DB, incoming: bool) -> io::Result<()> {
         let current = match db.get_cf(cf(db, CF_META), CURRENT_KEY).map_err(io_err)? {
             Some(bytes) => Some(
                 postcard::from_bytes::<SnapshotPointer>(&bytes)
@@ -139,7 +150,8 @@ impl SnapshotDir {
             if is_current || (installing && name.starts_with("snapshot-")) {
                 continue;
             }
-            if name.starts_with("snapshot-") || name.starts_with("incoming-") || name.starts_with("building-") {
+            let stale = name.starts_with("snapshot-") || (incoming && name.starts_with("incoming-"));
+            if stale || name.starts_with("building-") {
                 std::fs::remove_file(entry.path())?;
             }
         }
@@ -167,6 +179,14 @@ impl SnapshotDir {
         drop(view);
         File::open(&building)?.sync_all()?;
 
+        let _guard = self.guard();
+        if let Some((current, file)) = self.current(db)?
+            && current.last_log_id >= meta.last_log_id
+        {
+            // An install overtook this build: keep the newer snapshot.
+            std::fs::remove_file(&building)?;
+            return Ok((current, file));
+        }
         let file_name = Self::file_name_for(&meta);
         let path = self.dir.join(&file_name);
         std::fs::rename(&building, &path)?;
@@ -175,13 +195,14 @@ impl SnapshotDir {
         self.set_current(db, &file_name, &meta, &mut batch)?;
         // Synced together with the WAL, so the state the snapshot covers is durable too.
         db.write_opt(batch, &synced()).map_err(io_err)?;
-        self.remove_stale(db)?;
+        self.remove_stale(db, false)?;
         Ok((meta, SnapshotFile::open(path)?))
     }
 
     /// Replaces the state machine with a received snapshot, durably and
     /// redoably: marker, wipe, ingest, unmark.
     pub fn install(&self, db: &DB, meta: &SnapshotMetaOf<TypeConfig>, received: &SnapshotFile) -> io::Result<()> {
+        let _guard = self.guard();
         received.file.sync_all()?;
         let file_name = Self::file_name_for(meta);
         std::fs::rename(&received.path, self.dir.join(&file_name))?;
@@ -195,7 +216,7 @@ impl SnapshotDir {
         self.ingest(db, &file_name)?;
         db.delete_cf_opt(cf(db, CF_META), INSTALLING_KEY, &synced())
             .map_err(io_err)?;
-        self.remove_stale(db)
+        self.remove_stale(db, false)
     }
 
     /// Finishes an install a crash interrupted, if any. Returns whether it did.

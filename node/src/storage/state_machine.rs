@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::command::{Command, CommandResponse, Mutation};
 use super::db::{CF_SM, Db, StoreError, cf, decode_err, io_err};
-use super::idempotency::{IdempotencyIndex, RememberedResult};
+use super::idempotency::{IdempotencyIndex, RememberedResult, Seen};
 use super::keys::{self, idempotency_key, meta_key, record_key, tenant_prefix};
 use super::snapshot::{FORMAT_KEY, FORMAT_VERSION, SnapshotDir, SnapshotFile};
 use crate::raft::TypeConfig;
@@ -167,7 +167,7 @@ impl StateMachineStore {
         // Every snapshot then holds at least this key (an SST cannot be empty).
         db.put_cf(cf(&db, CF_SM), meta_key(FORMAT_KEY), FORMAT_VERSION.to_be_bytes())
             .map_err(io_err)?;
-        snapshots.remove_stale(&db)?;
+        snapshots.remove_stale(&db, true)?;
         let mut store = Self {
             db,
             snapshots,
@@ -212,13 +212,26 @@ impl StateMachineStore {
     ) -> io::Result<CommandResponse> {
         self.log_clock_ms = self.log_clock_ms.max(command.proposed_at_ms);
         if let Some(id) = &command.write_id {
-            if let Some(first) = pending.results.get(id) {
-                return Ok(first.clone());
-            }
-            let key = idempotency_key(&id.client_id, id.request_id);
-            if let Some(bytes) = self.db.get_cf(cf(&self.db, CF_SM), &key).map_err(io_err)? {
-                let remembered: RememberedResult = postcard::from_bytes(&bytes).map_err(decode_err)?;
-                return Ok(remembered.response);
+            // Decided from the in-memory index alone, so deletions still queued
+            // in this batch count exactly as they will once written.
+            match self.idempotency.seen(id) {
+                Seen::Remembered => {
+                    if let Some(first) = pending.results.get(id) {
+                        return Ok(first.clone());
+                    }
+                    let key = idempotency_key(&id.client_id, id.request_id);
+                    let bytes = self
+                        .db
+                        .get_cf(cf(&self.db, CF_SM), &key)
+                        .map_err(io_err)?
+                        .ok_or_else(|| {
+                            io::Error::new(io::ErrorKind::InvalidData, "a remembered write result is missing")
+                        })?;
+                    let remembered: RememberedResult = postcard::from_bytes(&bytes).map_err(decode_err)?;
+                    return Ok(remembered.response);
+                }
+                Seen::Forgotten => return Ok(CommandResponse::Forgotten),
+                Seen::New => {}
             }
         }
 
@@ -227,7 +240,7 @@ impl StateMachineStore {
         if let Some(id) = command.write_id {
             let remembered = RememberedResult {
                 log_index: index,
-                at_ms: command.proposed_at_ms,
+                at_ms: self.log_clock_ms,
                 response: response.clone(),
             };
             let sm = cf(&self.db, CF_SM);
@@ -238,7 +251,7 @@ impl StateMachineStore {
             );
             pending.results.insert(id.clone(), response.clone());
             self.idempotency
-                .remember(id, command.proposed_at_ms, self.log_clock_ms, batch, sm);
+                .remember(id, self.log_clock_ms, self.log_clock_ms, batch, sm);
         }
         Ok(response)
     }
