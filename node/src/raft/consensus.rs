@@ -669,7 +669,13 @@ impl Consensus {
                 None => return Err(format!("leader {leader} has not contacted this node yet")),
             }
         }
-        let committed = metrics.local_committed.as_ref().map_or(0, |l| l.index);
+        // The cluster's commit index as the leader reported it: a node still
+        // receiving entries it lacks is behind that, not just its own log.
+        let committed = metrics
+            .cluster_committed
+            .as_ref()
+            .or(metrics.local_committed.as_ref())
+            .map_or(0, |l| l.index);
         let applied = metrics.last_applied.as_ref().map_or(0, |l| l.index);
         let lag = committed.saturating_sub(applied);
         if lag > self.limits.ready_max_apply_lag {
