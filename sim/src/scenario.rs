@@ -143,6 +143,12 @@ fn other_zones(zone: &str) -> Vec<&'static str> {
     ZONES.iter().copied().filter(|z| *z != zone).collect()
 }
 
+/// A node to lose the disk of: any but the first, which new nodes join through.
+fn pick_lost_node(topology: Topology, rng: &mut StdRng) -> u64 {
+    let ids: Vec<u64> = topology.hosts().iter().map(|h| h.id).filter(|id| *id != 1).collect();
+    ids[rng.random_range(0..ids.len())]
+}
+
 fn hosts_in(topology: Topology, zones: &[&str]) -> Vec<u64> {
     zones.iter().flat_map(|z| topology.zone_hosts(z)).collect()
 }
@@ -209,17 +215,14 @@ impl Schedule {
                 }
             }
             Scenario::DiskLoss => {
-                // Any node but the first, which new nodes join through.
-                let ids: Vec<u64> = topology.hosts().iter().map(|h| h.id).filter(|id| *id != 1).collect();
-                let lost = ids[rng.random_range(0..ids.len())];
+                let lost = pick_lost_node(topology, &mut rng);
                 push(
                     start + Duration::from_secs(2),
                     Fault::LoseDisk(Target::Hosts(vec![lost])),
                 );
             }
             Scenario::MembershipDuringPartition => {
-                let ids: Vec<u64> = topology.hosts().iter().map(|h| h.id).filter(|id| *id != 1).collect();
-                let lost = ids[rng.random_range(0..ids.len())];
+                let lost = pick_lost_node(topology, &mut rng);
                 let lost_zone = topology.zone_of(lost).unwrap_or(ZONES[0]);
                 let seed_zone = topology.zone_of(1).unwrap_or(ZONES[0]);
                 let cut = ZONES

@@ -105,22 +105,10 @@ async fn run_client(sdk: &Client, client: u64, spec: &WorkloadSpec, recorder: &R
         let key = format!("k{}", rng.random_range(0..spec.keys));
         let roll = rng.random_range(0..100);
         if roll < 35 {
-            let op = Op::Get { key: key.clone() };
-            let id = invoke(recorder, who, op);
-            let outcome = match sdk.get_with(TENANT, &key, Consistency::Linearizable).await {
-                Ok(record) => {
-                    let seen = record.map(|r| Versioned {
-                        value: r.value,
-                        version: r.version,
-                    });
-                    if let Some(v) = &seen {
-                        versions.insert(key.clone(), v.version);
-                    }
-                    Outcome::Read { record: seen }
-                }
-                Err(_) => Outcome::Fail,
-            };
-            complete(recorder, id, outcome);
+            let outcome = recorded_read(sdk, recorder, who, &key).await;
+            if let Outcome::Read { record: Some(seen) } = &outcome {
+                versions.insert(key.clone(), seen.version);
+            }
         } else if roll < 90 {
             written += 1;
             let value = format!("c{client}-w{written}").into_bytes();
@@ -170,6 +158,22 @@ async fn run_client(sdk: &Client, client: u64, spec: &WorkloadSpec, recorder: &R
     }
 }
 
+/// A linearizable read of `key`, recorded; returns what was recorded.
+async fn recorded_read(sdk: &Client, recorder: &Recorder, who: ClientId, key: &str) -> Outcome {
+    let id = invoke(recorder, who, Op::Get { key: key.to_string() });
+    let outcome = match sdk.get_with(TENANT, key, Consistency::Linearizable).await {
+        Ok(record) => Outcome::Read {
+            record: record.map(|r| Versioned {
+                value: r.value,
+                version: r.version,
+            }),
+        },
+        Err(_) => Outcome::Fail,
+    };
+    complete(recorder, id, outcome.clone());
+    outcome
+}
+
 /// One successful read of every key, after the workload: what the cluster finally holds.
 async fn final_reads(sdk: &Client, spec: &WorkloadSpec, recorder: &Recorder) {
     let who = ClientId(u64::MAX);
@@ -177,17 +181,8 @@ async fn final_reads(sdk: &Client, spec: &WorkloadSpec, recorder: &Recorder) {
     for k in 0..spec.keys {
         let key = format!("k{k}");
         while turmoil::sim_elapsed().unwrap_or_default() < deadline {
-            let id = invoke(recorder, who, Op::Get { key: key.clone() });
-            match sdk.get_with(TENANT, &key, Consistency::Linearizable).await {
-                Ok(record) => {
-                    let seen = record.map(|r| Versioned {
-                        value: r.value,
-                        version: r.version,
-                    });
-                    complete(recorder, id, Outcome::Read { record: seen });
-                    break;
-                }
-                Err(_) => complete(recorder, id, Outcome::Fail),
+            if matches!(recorded_read(sdk, recorder, who, &key).await, Outcome::Read { .. }) {
+                break;
             }
         }
     }
