@@ -168,16 +168,6 @@ fn now_ms() -> i64 {
     now.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Which leader the next routing should skip after `error` from node `tried`:
-/// none when the error names another leader to follow, else the one tried.
-fn next_avoid(tried: NodeId, error: &ConsensusError) -> Option<NodeId> {
-    match error {
-        ConsensusError::NotLeader { leader: Some(hint) } if *hint != tried => None,
-        ConsensusError::NotLeader { .. } | ConsensusError::LeaderUnreachable { .. } => Some(tried),
-        _ => None,
-    }
-}
-
 /// True when a peer call failed while connecting, before any byte was sent.
 fn never_sent(status: &tonic::Status) -> bool {
     let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
@@ -243,10 +233,8 @@ impl Consensus {
         *contact = Some(Instant::now());
     }
 
-    /// Finds where a request must go, waiting (bounded) for a leader. A leader
-    /// that just failed to answer (`avoid`) counts as none: the request waits
-    /// for the election instead of knocking on a dead node again.
-    async fn route(&self, avoid: Option<NodeId>) -> Result<Route, ConsensusError> {
+    /// Finds where a request must go, waiting (bounded) for a leader.
+    async fn route(&self) -> Result<Route, ConsensusError> {
         let started = Instant::now();
         let mut metrics = self.raft.metrics();
         loop {
@@ -256,7 +244,6 @@ impl Consensus {
                     return Err(ConsensusError::Stopped("node is shutting down".into()));
                 }
                 match m.current_leader {
-                    Some(leader) if Some(leader) == avoid => {}
                     Some(leader) if leader == self.id && m.state == ServerState::Leader => return Ok(Route::Local),
                     Some(leader) if leader != self.id => {
                         if let Some(node) = m.membership_config.membership().get_node(&leader) {
@@ -294,17 +281,15 @@ impl Consensus {
             }
             other => other,
         };
-        let mut avoid = None;
         for _ in 0..MAX_ROUTE_ATTEMPTS {
-            let route = match self.route(avoid).await {
+            let route = match self.route().await {
                 Ok(route) => route,
                 Err(e) => return Err(settle(e, uncertain)),
             };
-            let (tried, result) = match route {
-                Route::Local => (self.id, self.propose_as_leader(command.clone()).await),
-                Route::Remote(leader, node) => (leader, self.forward_propose(leader, &node, &command).await),
+            let result = match route {
+                Route::Local => self.propose_as_leader(command.clone()).await,
+                Route::Remote(leader, node) => self.forward_propose(leader, &node, &command).await,
             };
-            avoid = result.as_ref().err().and_then(|e| next_avoid(tried, e));
             match result {
                 Err(ConsensusError::NotLeader { .. }) => {
                     last_error = result.err();
@@ -408,19 +393,14 @@ impl Consensus {
             return Ok(());
         }
         let lease = level == ReadLevel::Lease;
-        let mut avoid = None;
         for _ in 0..MAX_ROUTE_ATTEMPTS {
-            let (tried, read_index) = match self.route(avoid).await? {
-                Route::Local => (self.id, self.read_index_as_leader(lease).await),
-                Route::Remote(leader, node) => (leader, self.forward_read_index(leader, &node, lease).await),
+            let read_index = match self.route().await? {
+                Route::Local => self.read_index_as_leader(lease).await,
+                Route::Remote(leader, node) => self.forward_read_index(leader, &node, lease).await,
             };
             match read_index {
                 Ok(index) => return self.wait_applied(index).await,
-                // Reads change nothing: any failure to reach the leader is safe to route again.
-                Err(e @ (ConsensusError::NotLeader { .. } | ConsensusError::LeaderUnreachable { .. })) => {
-                    avoid = next_avoid(tried, &e);
-                    tokio::time::sleep(LEADER_POLL_INTERVAL).await;
-                }
+                Err(ConsensusError::NotLeader { .. }) => tokio::time::sleep(LEADER_POLL_INTERVAL).await,
                 Err(e) => return Err(e),
             }
         }
@@ -482,10 +462,9 @@ impl Consensus {
         // entry) is waited out, bounded like a leader election.
         let deadline = Instant::now() + self.limits.leader_wait;
         let mut routed = 0;
-        let mut avoid = None;
         loop {
-            let (tried, result) = match self.route(avoid).await? {
-                Route::Local => (self.id, self.change_membership_as_leader(change.clone()).await),
+            let result = match self.route().await? {
+                Route::Local => self.change_membership_as_leader(change.clone()).await,
                 Route::Remote(leader, node) => {
                     let payload = encode(&change).map_err(|e| ConsensusError::Internal(e.to_string()))?;
                     let reply = self
@@ -493,12 +472,10 @@ impl Consensus {
                             c.change_membership(r).await
                         })
                         .await?;
-                    let result = decode::<Result<Vec<MemberView>, ConsensusError>>(&reply)
-                        .map_err(|e| ConsensusError::Internal(e.to_string()))?;
-                    (leader, result)
+                    decode::<Result<Vec<MemberView>, ConsensusError>>(&reply)
+                        .map_err(|e| ConsensusError::Internal(e.to_string()))?
                 }
             };
-            avoid = result.as_ref().err().and_then(|e| next_avoid(tried, e));
             match result {
                 Err(ConsensusError::NotLeader { .. }) if routed < MAX_ROUTE_ATTEMPTS => {
                     routed += 1;
