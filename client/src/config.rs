@@ -11,8 +11,9 @@ use crate::error::Error;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long connecting to one endpoint may take before the attempt counts as failed.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Attempts of one logical request, the first one included.
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+/// Attempts of one logical request, the first one included: enough, with the
+/// backoff below, to outlast a leader election of a few seconds.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 16;
 /// Total time one logical request may spend, attempts and backoff included.
 pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(15);
 /// Upper bound of the first backoff before a retry.
@@ -128,7 +129,7 @@ mod tests {
     fn defaults_are_the_documented_ones() {
         let config = ClientConfig::new(["127.0.0.1:7101"]);
         assert_eq!(config.request_timeout, Duration::from_secs(5));
-        assert_eq!(config.max_attempts, 8);
+        assert_eq!(config.max_attempts, 16);
         assert_eq!(config.retry_budget, Duration::from_secs(15));
         let mut long = config.clone();
         long.retry_budget = Duration::from_secs(61);
