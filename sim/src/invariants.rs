@@ -62,9 +62,4 @@ impl Sampler {
             }
         }
     }
-
-    /// How many distinct terms had a leader.
-    pub fn terms_with_leader(&self) -> usize {
-        self.leaders_by_term.len()
-    }
 }

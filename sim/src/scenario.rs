@@ -143,6 +143,38 @@ fn other_zones(zone: &str) -> Vec<&'static str> {
     ZONES.iter().copied().filter(|z| *z != zone).collect()
 }
 
+/// The fault of a one-fault scenario and the action that heals it.
+fn single_fault(scenario: Scenario, topology: Topology, zone: &str, rng: &mut StdRng) -> (Fault, Fault) {
+    match scenario {
+        Scenario::ZonePowerLoss => (
+            Fault::Crash(Target::Hosts(topology.zone_hosts(zone))),
+            Fault::RestartAll,
+        ),
+        Scenario::ZoneIsolation => (
+            Fault::Isolate(Target::Hosts(topology.zone_hosts(zone))),
+            Fault::HealNetwork,
+        ),
+        Scenario::AsymmetricPartition => (
+            Fault::PartitionOneWay {
+                from: topology.zone_hosts(zone),
+                to: hosts_in(topology, &other_zones(zone)),
+            },
+            Fault::HealNetwork,
+        ),
+        Scenario::LeaderCrash => (Fault::Crash(Target::Leader), Fault::RestartAll),
+        Scenario::LeaderZoneIsolation => (Fault::Isolate(Target::LeaderZone), Fault::HealNetwork),
+        _ => (
+            Fault::Degrade {
+                a: topology.zone_hosts(zone),
+                b: hosts_in(topology, &other_zones(zone)),
+                max_ms: rng.random_range(20..300),
+                loss_percent: rng.random_range(0..20),
+            },
+            Fault::HealNetwork,
+        ),
+    }
+}
+
 /// A node to lose the disk of: any but the first, which new nodes join through.
 fn pick_lost_node(topology: Topology, rng: &mut StdRng) -> u64 {
     let ids: Vec<u64> = topology.hosts().iter().map(|h| h.id).filter(|id| *id != 1).collect();
@@ -165,45 +197,15 @@ impl Schedule {
         let mut push = |at: Duration, fault: Fault| faults.push(TimedFault { at, fault });
         match scenario {
             Scenario::Calm => {}
-            Scenario::ZonePowerLoss => {
-                push(start, Fault::Crash(Target::Hosts(topology.zone_hosts(zone))));
-                push(start + outage(&mut rng), Fault::RestartAll);
-            }
-            Scenario::ZoneIsolation => {
-                push(start, Fault::Isolate(Target::Hosts(topology.zone_hosts(zone))));
-                push(start + outage(&mut rng), Fault::HealNetwork);
-            }
-            Scenario::AsymmetricPartition => {
-                let to = other_zones(zone);
-                push(
-                    start,
-                    Fault::PartitionOneWay {
-                        from: topology.zone_hosts(zone),
-                        to: hosts_in(topology, &to),
-                    },
-                );
-                push(start + outage(&mut rng), Fault::HealNetwork);
-            }
-            Scenario::LeaderCrash => {
-                push(start, Fault::Crash(Target::Leader));
-                push(start + outage(&mut rng), Fault::RestartAll);
-            }
-            Scenario::LeaderZoneIsolation => {
-                push(start, Fault::Isolate(Target::LeaderZone));
-                push(start + outage(&mut rng), Fault::HealNetwork);
-            }
-            Scenario::LatencyAndLoss => {
-                let others = other_zones(zone);
-                push(
-                    start,
-                    Fault::Degrade {
-                        a: topology.zone_hosts(zone),
-                        b: hosts_in(topology, &others),
-                        max_ms: rng.random_range(20..300),
-                        loss_percent: rng.random_range(0..20),
-                    },
-                );
-                push(start + outage(&mut rng), Fault::HealNetwork);
+            Scenario::ZonePowerLoss
+            | Scenario::ZoneIsolation
+            | Scenario::AsymmetricPartition
+            | Scenario::LeaderCrash
+            | Scenario::LeaderZoneIsolation
+            | Scenario::LatencyAndLoss => {
+                let (fault, heal) = single_fault(scenario, topology, zone, &mut rng);
+                push(start, fault);
+                push(start + outage(&mut rng), heal);
             }
             Scenario::RollingRestart => {
                 let mut at = start;
