@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::tls::ClientTls;
 
 /// Deadline of one attempt of one request, unless configured otherwise.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -48,6 +49,8 @@ pub struct ClientConfig {
     pub initial_backoff: Duration,
     /// Upper bound of any single backoff.
     pub max_backoff: Duration,
+    /// TLS settings; `None` connects in plaintext (clusters run with `--insecure-dev` only).
+    pub tls: Option<ClientTls>,
 }
 
 impl ClientConfig {
@@ -65,7 +68,14 @@ impl ClientConfig {
             retry_budget: DEFAULT_RETRY_BUDGET,
             initial_backoff: DEFAULT_INITIAL_BACKOFF,
             max_backoff: DEFAULT_MAX_BACKOFF,
+            tls: None,
         }
+    }
+
+    /// The same configuration over TLS.
+    pub fn with_tls(mut self, tls: ClientTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Checks every field against its bound; [`Client::connect`](crate::Client::connect) calls it.

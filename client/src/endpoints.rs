@@ -1,8 +1,8 @@
 //! Where requests go: parsing endpoint addresses, opening one tonic
 //! [`Channel`] per endpoint, and choosing the endpoint for each attempt.
 //!
-//! Connecting happens in [`open_channel`] and nowhere else, so TLS can be
-//! added in that one function. Endpoints are picked round robin; an endpoint
+//! Connecting happens in [`open_channel`] and nowhere else: TLS is decided
+//! there. Endpoints are picked round robin; an endpoint
 //! that failed recently is skipped while a healthy one remains, and a retry
 //! never goes back to the endpoint its previous attempt just failed on unless
 //! it is the only one.
@@ -25,8 +25,9 @@ pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest endpoint address accepted.
 pub const MAX_ENDPOINT_LEN: usize = 1024;
 
-/// Turns `host:port` or `http://host:port` into the URI tonic connects to.
-pub(crate) fn parse_endpoint(address: &str) -> Result<Uri, Error> {
+/// Turns `host:port`, `http://host:port` or `https://host:port` into the URI
+/// tonic connects to: `https` exactly when the client has TLS settings.
+pub(crate) fn parse_endpoint(address: &str, tls: bool) -> Result<Uri, Error> {
     let address = address.trim();
     if address.is_empty() {
         return Err(Error::Config("empty endpoint address".into()));
@@ -36,17 +37,23 @@ pub(crate) fn parse_endpoint(address: &str) -> Result<Uri, Error> {
             "endpoint address longer than {MAX_ENDPOINT_LEN} bytes"
         )));
     }
-    let with_scheme = match address.split_once("://") {
-        None => format!("http://{address}"),
-        Some(("http", _)) => address.to_string(),
-        Some(("https", _)) => {
+    let with_scheme = match (address.split_once("://"), tls) {
+        (None, false) => format!("http://{address}"),
+        (None, true) => format!("https://{address}"),
+        (Some(("http", _)), false) | (Some(("https", _)), true) => address.to_string(),
+        (Some(("http", _)), true) => {
             return Err(Error::Config(format!(
-                "endpoint '{address}': TLS (https://) is not supported by this client yet"
+                "endpoint '{address}' is plaintext but TLS is configured: use host:port or https://host:port"
             )));
         }
-        Some((scheme, _)) => {
+        (Some(("https", _)), false) => {
             return Err(Error::Config(format!(
-                "endpoint '{address}': unsupported scheme '{scheme}', use host:port or http://host:port"
+                "endpoint '{address}' needs TLS: give the cluster's CA certificate"
+            )));
+        }
+        (Some((scheme, _)), _) => {
+            return Err(Error::Config(format!(
+                "endpoint '{address}': unsupported scheme '{scheme}', use host:port"
             )));
         }
     };
@@ -67,15 +74,20 @@ pub(crate) fn parse_endpoint(address: &str) -> Result<Uri, Error> {
 }
 
 /// Opens a lazy channel to one endpoint: the connection is made on first use
-/// and remade after it breaks. The one place connection settings (and later
-/// TLS) are decided.
-pub(crate) fn open_channel(uri: Uri, config: &ClientConfig) -> Channel {
-    Endpoint::from(uri)
+/// and remade after it breaks. The one place connection settings and TLS are
+/// decided.
+pub(crate) fn open_channel(uri: Uri, config: &ClientConfig) -> Result<Channel, Error> {
+    let mut endpoint = Endpoint::from(uri)
         .connect_timeout(config.connect_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-        .connect_lazy()
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT);
+    if let Some(tls) = &config.tls {
+        endpoint = endpoint
+            .tls_config(tls.tonic_config())
+            .map_err(|e| Error::Config(format!("TLS settings: {e}")))?;
+    }
+    Ok(endpoint.connect_lazy())
 }
 
 /// One endpoint: the address as the caller wrote it, and its channel.
@@ -99,10 +111,10 @@ impl EndpointSet {
             .endpoints
             .iter()
             .map(|address| {
-                let uri = parse_endpoint(address)?;
+                let uri = parse_endpoint(address, config.tls.is_some())?;
                 Ok(Slot {
                     address: address.trim().to_string(),
-                    channel: open_channel(uri, config),
+                    channel: open_channel(uri, config)?,
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
@@ -220,22 +232,33 @@ mod tests {
 
     #[test]
     fn host_port_gets_an_http_scheme() {
-        let uri = parse_endpoint("127.0.0.1:7101").expect("valid endpoint");
+        let uri = parse_endpoint("127.0.0.1:7101", false).expect("valid endpoint");
         assert_eq!(uri.scheme_str(), Some("http"));
         assert_eq!(uri.port_u16(), Some(7101));
-        let uri = parse_endpoint(" http://node-a.internal:7101 ").expect("valid endpoint");
+        let uri = parse_endpoint(" http://node-a.internal:7101 ", false).expect("valid endpoint");
         assert_eq!(uri.host(), Some("node-a.internal"));
         assert_eq!(uri.port_u16(), Some(7101));
-        assert!(parse_endpoint("[::1]:7101").is_ok());
+        assert!(parse_endpoint("[::1]:7101", false).is_ok());
+    }
+
+    #[test]
+    fn with_tls_host_port_gets_an_https_scheme_and_plaintext_is_refused() {
+        let uri = parse_endpoint("127.0.0.1:7101", true).expect("valid endpoint");
+        assert_eq!(uri.scheme_str(), Some("https"));
+        assert!(parse_endpoint("https://node-a.internal:7101", true).is_ok());
+        assert!(matches!(parse_endpoint("http://a:1", true), Err(Error::Config(_))));
+        assert!(matches!(parse_endpoint("https://a:1", false), Err(Error::Config(_))));
     }
 
     #[test]
     fn malformed_endpoints_are_config_errors() {
-        for bad in ["", "127.0.0.1", "https://a:1", "ftp://a:1", "http://a:1/path", "a b:1"] {
-            assert!(
-                matches!(parse_endpoint(bad), Err(Error::Config(_))),
-                "{bad:?} was accepted"
-            );
+        for bad in ["", "127.0.0.1", "ftp://a:1", "http://a:1/path", "a b:1"] {
+            for tls in [false, true] {
+                assert!(
+                    matches!(parse_endpoint(bad, tls), Err(Error::Config(_))),
+                    "{bad:?} was accepted"
+                );
+            }
         }
     }
 

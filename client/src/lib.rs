@@ -25,6 +25,7 @@ pub mod backoff;
 pub mod config;
 pub mod endpoints;
 pub mod error;
+pub mod tls;
 pub mod types;
 
 mod client;
@@ -34,6 +35,7 @@ mod write_id;
 pub use client::Client;
 pub use config::ClientConfig;
 pub use error::Error;
+pub use tls::ClientTls;
 pub use types::{
     BatchOp, BatchOutcome, ClusterStatus, Consistency, DeleteOutcome, LeaderHint, ListPage, Member, PutOutcome, Record,
     ResponseHeader, Role,

@@ -21,6 +21,11 @@ async fn safekeep(args: &[&str], stdin: Option<&[u8]>) -> Output {
         .args(args)
         .env_remove("SAFEKEEP_ENDPOINTS")
         .env_remove("SAFEKEEP_TENANT")
+        .env_remove("SAFEKEEP_CA")
+        .env_remove("SAFEKEEP_CERT")
+        .env_remove("SAFEKEEP_KEY")
+        // The fake node speaks plaintext.
+        .env("SAFEKEEP_PLAINTEXT", "1")
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -221,5 +226,38 @@ async fn refused_membership_change_reports_the_server_reason() {
     assert_eq!(
         stderr(&output).trim(),
         "error: failed precondition: a quorum of voters would be in one zone"
+    );
+}
+
+/// Runs the binary with `args` and no plaintext or TLS settings from the environment.
+async fn safekeep_unconfigured(args: &[&str]) -> Output {
+    tokio::time::timeout(
+        CLI_BOUND,
+        Command::new(env!("CARGO_BIN_EXE_safekeep"))
+            .args(args)
+            .env_remove("SAFEKEEP_PLAINTEXT")
+            .env_remove("SAFEKEEP_CA")
+            .env_remove("SAFEKEEP_CERT")
+            .env_remove("SAFEKEEP_KEY")
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("the CLI finished within its bound")
+    .expect("the CLI ran")
+}
+
+#[tokio::test]
+async fn without_tls_settings_the_cli_refuses_to_guess() {
+    let output = safekeep_unconfigured(&["--endpoints", "127.0.0.1:1", "cluster", "status"]).await;
+    assert_eq!(exit_code(&output), 2, "stderr: {}", stderr(&output));
+    assert!(stderr(&output).contains("--ca PEM"), "stderr: {}", stderr(&output));
+
+    let missing_ca = safekeep_unconfigured(&["--ca", "/nonexistent/ca.pem", "cluster", "status"]).await;
+    assert_eq!(exit_code(&missing_ca), 2, "stderr: {}", stderr(&missing_ca));
+    assert!(
+        stderr(&missing_ca).contains("cannot read CA certificate"),
+        "stderr: {}",
+        stderr(&missing_ca)
     );
 }

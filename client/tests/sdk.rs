@@ -354,7 +354,7 @@ async fn empty_tenant_or_key_is_refused_without_a_call() {
 async fn malformed_endpoints_are_refused_at_connect() {
     let error = Client::connect(ClientConfig::new(["https://secure:7101"]))
         .await
-        .expect_err("TLS is not supported yet");
+        .expect_err("an https endpoint needs TLS settings");
     assert!(matches!(error, Error::Config(_)), "{error:?}");
 }
 

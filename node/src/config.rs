@@ -27,6 +27,10 @@ pub const DEFAULT_JOIN_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 1 << 20;
 /// Default cluster name stamped into data directories.
 pub const DEFAULT_CLUSTER_NAME: &str = "safekeep";
+/// Default interval between checks of the TLS files for rotated certificates.
+pub const DEFAULT_TLS_RELOAD_MS: u64 = 10_000;
+/// Shortest interval between checks of the TLS files.
+pub const MIN_TLS_RELOAD_MS: u64 = 100;
 /// Readiness: most entries a replica may lag behind the commit index.
 pub const DEFAULT_READY_MAX_APPLY_LAG: u64 = 1_000;
 
@@ -123,6 +127,26 @@ impl Default for LimitSettings {
     }
 }
 
+/// TLS files: the node's certificate and key, and the CA that signs every
+/// node (and, unless `client_ca` names another, every client certificate).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+    /// CA of client certificates on the client API (default: `ca`).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// How often the files are checked for rotated certificates.
+    #[serde(default = "default_tls_reload_ms")]
+    pub reload_interval_ms: u64,
+}
+
+fn default_tls_reload_ms() -> u64 {
+    DEFAULT_TLS_RELOAD_MS
+}
+
 /// Everything a node needs to start.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -157,6 +181,12 @@ pub struct NodeConfig {
     /// When joining, stay a learner (replicate, never vote) instead of asking to become a voter.
     #[serde(default)]
     pub learner: bool,
+    /// TLS on the client API and mutual TLS on the peer channel.
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+    /// Serve plaintext (development only): required to run without `tls`.
+    #[serde(default)]
+    pub insecure_dev: bool,
     #[serde(default)]
     pub raft: RaftSettings,
     #[serde(default)]
@@ -220,6 +250,29 @@ impl NodeConfig {
                 reason: format!("the initial members do not include this node ({})", self.id),
             });
         }
+        match (&self.tls, self.insecure_dev) {
+            (None, false) => {
+                return Err(ConfigError::Invalid {
+                    name: "tls",
+                    reason: "no TLS configured: set tls.cert, tls.key and tls.ca (`safekeep-node certs` makes \
+                             development ones), or pass --insecure-dev to serve plaintext for development"
+                        .into(),
+                });
+            }
+            (Some(_), true) => {
+                return Err(ConfigError::Invalid {
+                    name: "insecure_dev",
+                    reason: "TLS is configured; drop --insecure-dev or the [tls] settings".into(),
+                });
+            }
+            (Some(tls), false) if tls.reload_interval_ms < MIN_TLS_RELOAD_MS => {
+                return Err(ConfigError::Invalid {
+                    name: "tls.reload_interval_ms",
+                    reason: format!("must be at least {MIN_TLS_RELOAD_MS}"),
+                });
+            }
+            _ => {}
+        }
         let r = &self.raft;
         if r.heartbeat_ms == 0 || r.election_min_ms <= r.heartbeat_ms || r.election_max_ms <= r.election_min_ms {
             return Err(ConfigError::Invalid {
@@ -263,6 +316,9 @@ pub struct PartialConfig {
     pub join: Option<String>,
     #[serde(default)]
     pub learner: bool,
+    pub tls: Option<TlsSettings>,
+    #[serde(default)]
+    pub insecure_dev: bool,
     #[serde(default)]
     pub raft: RaftSettings,
     #[serde(default)]
@@ -285,6 +341,8 @@ impl PartialConfig {
             init: self.init,
             join: self.join,
             learner: self.learner,
+            tls: self.tls,
+            insecure_dev: self.insecure_dev,
             raft: self.raft,
             limits: self.limits,
         };
@@ -304,6 +362,11 @@ data_dir = "data/1"
 client_listen = "127.0.0.1:7101"
 peer_listen = "127.0.0.1:7201"
 http_listen = "127.0.0.1:7301"
+
+[tls]
+cert = "certs/node-1.pem"
+key = "certs/node-1.key"
+ca = "certs/ca.pem"
 
 [[init]]
 id = 1
@@ -328,6 +391,9 @@ heartbeat_ms = 50
         assert_eq!(config.cluster_name, DEFAULT_CLUSTER_NAME);
         assert_eq!(config.init.len(), 1);
         assert_eq!(config.peer_address(), "127.0.0.1:7201");
+        let tls = config.tls.unwrap();
+        assert_eq!(tls.reload_interval_ms, DEFAULT_TLS_RELOAD_MS);
+        assert_eq!(tls.client_ca, None);
     }
 
     #[test]
@@ -367,6 +433,14 @@ heartbeat_ms = 50
         let mut zero = parse(FILE).unwrap();
         zero.id = Some(0);
         assert!(zero.finish().is_err());
+
+        let mut plaintext = parse(FILE).unwrap();
+        plaintext.tls = None;
+        assert!(plaintext.finish().unwrap_err().to_string().contains("--insecure-dev"));
+
+        let mut both_modes = parse(FILE).unwrap();
+        both_modes.insecure_dev = true;
+        assert!(both_modes.finish().unwrap_err().to_string().contains("insecure_dev"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod raft;
 pub mod records;
 pub mod status;
 pub mod storage;
+pub mod tls;
 pub mod transport;
 
 pub use config::{InitialMember, NodeConfig};

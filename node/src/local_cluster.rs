@@ -2,7 +2,8 @@
 //! loopback, one per zone `a`, `b`, `c` (round-robin). It writes each node's
 //! config, starts the processes, waits until a leader serves, records
 //! `cluster.json`, and stops every node cleanly on Ctrl-C. Run again on the
-//! same directory, it restarts the nodes from their data.
+//! same directory, it restarts the nodes from their data. TLS is on unless
+//! asked otherwise: a development CA and certificates live in `DIR/certs`.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -14,7 +15,9 @@ use safekeep_api::v1::cluster_client::ClusterClient;
 use serde::Serialize;
 use tokio::process::{Child, Command};
 
-use crate::config::{InitialMember, PartialConfig, RaftSettings};
+use crate::config::{DEFAULT_TLS_RELOAD_MS, InitialMember, PartialConfig, RaftSettings, TlsSettings};
+use crate::tls::CertPrincipal;
+use crate::tls::certs::{CA_CERT_FILE, CertError, DEFAULT_VALIDITY_DAYS, DevBundleSpec, leaf_files, write_dev_bundle};
 
 /// Zones nodes are spread over, round-robin.
 pub const ZONES: [&str; 3] = ["a", "b", "c"];
@@ -28,6 +31,47 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const READY_POLL: Duration = Duration::from_millis(200);
 /// How long nodes get to stop after SIGTERM before they are killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Hosts the local node certificates are valid for.
+const LOCAL_HOSTS: [&str; 2] = ["localhost", "127.0.0.1"];
+/// The operator whose client certificate the local cluster issues.
+pub const LOCAL_OPERATOR: &str = "admin";
+
+/// Whether the local cluster runs with TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// TLS on the client API and mutual TLS between nodes, certificates in `DIR/certs`.
+    Tls,
+    /// Plaintext, unauthenticated: `--insecure-dev`.
+    InsecureDev,
+}
+
+/// Where a local cluster keeps its development certificates.
+pub fn certs_dir(dir: &Path) -> PathBuf {
+    dir.join("certs")
+}
+
+/// The TLS settings of local node `id` whose certificates are in `certs`.
+pub fn node_tls(certs: &Path, id: u64) -> TlsSettings {
+    let (cert, key) = leaf_files(certs, &CertPrincipal::Node(id));
+    TlsSettings {
+        cert,
+        key,
+        ca: certs.join(CA_CERT_FILE),
+        client_ca: None,
+        reload_interval_ms: DEFAULT_TLS_RELOAD_MS,
+    }
+}
+
+/// Issues (or renews) the local cluster's certificates: the CA is kept across runs.
+pub fn issue_local_certs(certs: &Path, members: &[InitialMember]) -> Result<(), CertError> {
+    let spec = DevBundleSpec {
+        nodes: members.iter().map(|m| m.id).collect(),
+        hosts: LOCAL_HOSTS.iter().map(|h| h.to_string()).collect(),
+        clients: vec![CertPrincipal::Operator(LOCAL_OPERATOR.to_string())],
+        validity_days: DEFAULT_VALIDITY_DAYS,
+    };
+    write_dev_bundle(certs, &spec).map(|_| ())
+}
 
 /// Why the local cluster could not run.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +92,8 @@ pub enum LocalClusterError {
     NodeExited { id: u64, status: String, log: PathBuf },
     #[error("no leader within {0:?}; see the node logs under {1}")]
     NotReady(Duration, PathBuf),
+    #[error("cannot make the development certificates: {0}")]
+    Certs(#[from] CertError),
 }
 
 /// One node of the local cluster, as written to `cluster.json`.
@@ -94,12 +140,14 @@ fn http_port(base_port: u16, id: u64) -> u16 {
     base_port + 200 + id as u16
 }
 
-/// The config of one planned node, its data under `node_dir`.
+/// The config of one planned node, its data under `node_dir`; plaintext
+/// (`insecure_dev`) when `tls` is `None`.
 pub fn node_config(
     member: &InitialMember,
     members: &[InitialMember],
     node_dir: &Path,
     base_port: u16,
+    tls: Option<TlsSettings>,
 ) -> PartialConfig {
     PartialConfig {
         id: Some(member.id),
@@ -114,23 +162,40 @@ pub fn node_config(
         init: members.to_vec(),
         join: None,
         learner: false,
+        insecure_dev: tls.is_none(),
+        tls,
         raft: RaftSettings::default(),
         limits: Default::default(),
     }
 }
 
 /// Runs the local cluster until Ctrl-C.
-pub async fn run(dir: &Path, nodes: usize, base_port: u16, exe: &Path) -> Result<(), LocalClusterError> {
+pub async fn run(
+    dir: &Path,
+    nodes: usize,
+    base_port: u16,
+    exe: &Path,
+    security: Security,
+) -> Result<(), LocalClusterError> {
     let members = plan(nodes, base_port)?;
     // Listen for Ctrl-C before any node starts, so an early one still stops them all.
     let mut interrupt = stop_signals()?;
     std::fs::create_dir_all(dir).map_err(io_err("cannot create", dir))?;
     let dir = dir.canonicalize().map_err(io_err("cannot resolve", dir))?;
+    let certs = certs_dir(&dir);
+    let access = match security {
+        Security::Tls => {
+            issue_local_certs(&certs, &members)?;
+            Some(ClientCredentials::local(&certs))
+        }
+        Security::InsecureDev => None,
+    };
     let mut children: Vec<(LocalNode, Child)> = Vec::new();
     for member in &members {
         let node_dir = dir.join(format!("node-{}", member.id));
         std::fs::create_dir_all(&node_dir).map_err(io_err("cannot create", &node_dir))?;
-        let config = node_config(member, &members, &node_dir, base_port);
+        let tls = access.as_ref().map(|_| node_tls(&certs, member.id));
+        let config = node_config(member, &members, &node_dir, base_port, tls);
         let config_path = node_dir.join("node.toml");
         let text = toml::to_string(&config).map_err(|e| LocalClusterError::Encode(e.to_string()))?;
         std::fs::write(&config_path, text).map_err(io_err("cannot write", &config_path))?;
@@ -172,17 +237,17 @@ pub async fn run(dir: &Path, nodes: usize, base_port: u16, exe: &Path) -> Result
     }
 
     let ready = tokio::select! {
-        ready = wait_ready(&mut children, &dir) => ready.map(|()| true),
+        ready = wait_ready(&mut children, &dir, access.as_ref()) => ready.map(|()| true),
         _ = interrupt.recv() => Ok(false),
     };
     let outcome = match ready {
         Ok(true) => {
             let manifest = dir.join("cluster.json");
             let nodes_json: Vec<&LocalNode> = children.iter().map(|(n, _)| n).collect();
-            let text = serde_json::to_string_pretty(&serde_json::json!({ "nodes": nodes_json }))
+            let text = serde_json::to_string_pretty(&serde_json::json!({ "nodes": nodes_json, "tls": access }))
                 .map_err(|e| LocalClusterError::Encode(e.to_string()))?;
             std::fs::write(&manifest, text).map_err(io_err("cannot write", &manifest))?;
-            print_welcome(&children, &manifest);
+            print_welcome(&children, &manifest, access.as_ref());
             tokio::select! {
                 _ = interrupt.recv() => Ok(()),
                 exited = first_exit(&mut children) => Err(exited),
@@ -236,7 +301,11 @@ async fn first_exit(children: &mut [(LocalNode, Child)]) -> LocalClusterError {
     futures::future::select_all(waits).await.0
 }
 
-async fn wait_ready(children: &mut [(LocalNode, Child)], dir: &Path) -> Result<(), LocalClusterError> {
+async fn wait_ready(
+    children: &mut [(LocalNode, Child)],
+    dir: &Path,
+    access: Option<&ClientCredentials>,
+) -> Result<(), LocalClusterError> {
     let started = Instant::now();
     loop {
         for (node, child) in children.iter_mut() {
@@ -250,7 +319,7 @@ async fn wait_ready(children: &mut [(LocalNode, Child)], dir: &Path) -> Result<(
         }
         let mut all_see_leader = true;
         for (node, _) in children.iter() {
-            all_see_leader &= sees_leader(&node.client_address).await;
+            all_see_leader &= sees_leader(&node.client_address, access).await;
         }
         if all_see_leader {
             return Ok(());
@@ -262,10 +331,56 @@ async fn wait_ready(children: &mut [(LocalNode, Child)], dir: &Path) -> Result<(
     }
 }
 
-async fn sees_leader(client_address: &str) -> bool {
-    let Ok(mut client) = ClusterClient::connect(format!("http://{client_address}")).await else {
+/// What a client of the local cluster needs to connect over TLS as its operator.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientCredentials {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl ClientCredentials {
+    /// The local operator's credentials in `certs`.
+    pub fn local(certs: &Path) -> Self {
+        let (cert, key) = leaf_files(certs, &CertPrincipal::Operator(LOCAL_OPERATOR.to_string()));
+        Self {
+            ca: certs.join(CA_CERT_FILE),
+            cert,
+            key,
+        }
+    }
+
+    fn tls_config(&self) -> Option<tonic::transport::ClientTlsConfig> {
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        let ca = std::fs::read(&self.ca).ok()?;
+        let cert = std::fs::read(&self.cert).ok()?;
+        let key = std::fs::read(&self.key).ok()?;
+        Some(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(ca))
+                .identity(Identity::from_pem(cert, key)),
+        )
+    }
+}
+
+async fn sees_leader(client_address: &str, access: Option<&ClientCredentials>) -> bool {
+    let endpoint = match access {
+        None => tonic::transport::Endpoint::from_shared(format!("http://{client_address}")),
+        Some(access) => {
+            let Some(tls) = access.tls_config() else {
+                return false;
+            };
+            tonic::transport::Endpoint::from_shared(format!("https://{client_address}"))
+                .and_then(|endpoint| endpoint.tls_config(tls))
+        }
+    };
+    let Ok(endpoint) = endpoint else {
         return false;
     };
+    let Ok(channel) = endpoint.connect().await else {
+        return false;
+    };
+    let mut client = ClusterClient::new(channel);
     match client.status(StatusRequest {}).await {
         Ok(reply) => reply.get_ref().header.as_ref().is_some_and(|h| h.leader_id != 0),
         Err(_) => false,
@@ -290,7 +405,7 @@ async fn stop_all(children: &mut [(LocalNode, Child)]) {
     }
 }
 
-fn print_welcome(children: &[(LocalNode, Child)], manifest: &Path) {
+fn print_welcome(children: &[(LocalNode, Child)], manifest: &Path, access: Option<&ClientCredentials>) {
     let zones: Vec<&str> = children.iter().map(|(n, _)| n.zone.as_str()).collect();
     println!(
         "safekeep local cluster is up: {} nodes in zones {}",
@@ -311,8 +426,25 @@ fn print_welcome(children: &[(LocalNode, Child)], manifest: &Path) {
     let endpoints: Vec<&str> = children.iter().map(|(n, _)| n.client_address.as_str()).collect();
     println!("cluster manifest: {}", manifest.display());
     println!();
-    println!("Try it (plaintext: TLS is not configured in this build):");
-    println!("  export SAFEKEEP_ENDPOINTS={}", endpoints.join(","));
+    match access {
+        Some(access) => {
+            println!("TLS is on. Connect as the local operator:");
+            println!("  export SAFEKEEP_ENDPOINTS={}", endpoints.join(","));
+            println!("  export SAFEKEEP_CA={}", access.ca.display());
+            println!(
+                "  export SAFEKEEP_CERT={} SAFEKEEP_KEY={}",
+                access.cert.display(),
+                access.key.display()
+            );
+        }
+        None => {
+            println!("INSECURE: plaintext and unauthenticated (--insecure-dev). Connect with:");
+            println!(
+                "  export SAFEKEEP_ENDPOINTS={} SAFEKEEP_PLAINTEXT=1",
+                endpoints.join(",")
+            );
+        }
+    }
     println!("  safekeep --tenant acme put customers/1 '{{\"name\":\"Ada\"}}'");
     println!("  safekeep --tenant acme get customers/1");
     println!("  safekeep cluster status");

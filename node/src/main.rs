@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use safekeep_node::config::{NodeConfig, PartialConfig};
+use safekeep_node::config::{ConfigError, DEFAULT_TLS_RELOAD_MS, NodeConfig, PartialConfig, TlsSettings};
 use safekeep_node::local_cluster::{self, DEFAULT_BASE_PORT};
+use safekeep_node::tls::CertPrincipal;
+use safekeep_node::tls::certs::{DEFAULT_VALIDITY_DAYS, DevBundleSpec, MAX_VALIDITY_DAYS, write_dev_bundle};
 use safekeep_node::{InitialMember, Node};
 
 /// safekeep node: a zone-aware Raft replica of customer records.
@@ -24,8 +26,30 @@ struct Cli {
 enum Command {
     /// Run one node. Settings come from --config, then flags, then environment variables.
     Run(Box<RunArgs>),
-    /// Start a local development cluster: one node process per zone on loopback.
+    /// Start a local development cluster: one node process per zone on loopback, TLS on.
     LocalCluster(LocalClusterArgs),
+    /// Create development certificates: a cluster CA (reused if DIR already has one),
+    /// node certificates and client certificates, for TLS and mutual TLS.
+    Certs(CertsArgs),
+}
+
+#[derive(Args)]
+struct CertsArgs {
+    /// Directory to write the certificates and keys into (keys are owner-readable only).
+    #[arg(long)]
+    dir: PathBuf,
+    /// Node ids to issue node certificates for, comma-separated, e.g. `1,2,3`.
+    #[arg(long, value_delimiter = ',', required = true)]
+    nodes: Vec<u64>,
+    /// DNS names and IP addresses clients reach the nodes by, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+    hosts: Vec<String>,
+    /// Client certificates to issue, as ROLE:NAME with ROLE `operator` or `support`.
+    #[arg(long = "client", value_delimiter = ',', default_value = "operator:admin")]
+    clients: Vec<CertPrincipal>,
+    /// Days the issued certificates stay valid.
+    #[arg(long, default_value_t = DEFAULT_VALIDITY_DAYS)]
+    validity_days: u32,
 }
 
 #[derive(Args)]
@@ -67,7 +91,7 @@ struct RunArgs {
     #[arg(long, env = "SAFEKEEP_JOIN")]
     join: Option<String>,
     /// With --join: stay a learner (replicates, never votes).
-    #[arg(long, env = "SAFEKEEP_LEARNER")]
+    #[arg(long, env = "SAFEKEEP_LEARNER", value_parser = clap::builder::FalseyValueParser::new())]
     learner: bool,
     /// Raft heartbeat interval, ms.
     #[arg(long, env = "SAFEKEEP_HEARTBEAT_MS")]
@@ -84,6 +108,22 @@ struct RunArgs {
     /// Largest record value, bytes.
     #[arg(long, env = "SAFEKEEP_MAX_VALUE_BYTES")]
     max_value_bytes: Option<usize>,
+    /// This node's certificate (PEM), for TLS on the client API and mutual TLS between nodes.
+    #[arg(long, env = "SAFEKEEP_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "SAFEKEEP_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// The cluster CA (PEM): signs every node certificate, and client certificates unless --tls-client-ca.
+    #[arg(long, env = "SAFEKEEP_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// CA of client certificates on the client API, if not the cluster CA.
+    #[arg(long, env = "SAFEKEEP_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
+    /// Serve plaintext and skip authentication: development only. Logged at start and
+    /// reported by /readyz and `cluster status`.
+    #[arg(long, env = "SAFEKEEP_INSECURE_DEV", value_parser = clap::builder::FalseyValueParser::new())]
+    insecure_dev: bool,
 }
 
 #[derive(Args)]
@@ -97,10 +137,13 @@ struct LocalClusterArgs {
     /// Client ports are BASE+id, peer ports BASE+100+id, HTTP ports BASE+200+id.
     #[arg(long, default_value_t = DEFAULT_BASE_PORT)]
     base_port: u16,
+    /// Serve plaintext without certificates (development only; logged and reported as insecure).
+    #[arg(long)]
+    insecure_dev: bool,
 }
 
 impl RunArgs {
-    fn into_config(self) -> Result<NodeConfig, safekeep_node::config::ConfigError> {
+    fn into_config(self) -> Result<NodeConfig, ConfigError> {
         let mut c = match &self.config {
             Some(path) => NodeConfig::from_file(path)?,
             None => PartialConfig::default(),
@@ -139,6 +182,22 @@ impl RunArgs {
         if let Some(v) = self.max_value_bytes {
             c.limits.max_value_bytes = v;
         }
+        c.insecure_dev |= self.insecure_dev;
+        if self.tls_cert.is_some() || self.tls_key.is_some() || self.tls_ca.is_some() || self.tls_client_ca.is_some() {
+            let from_file = c.tls.take();
+            let pick = |flag: Option<PathBuf>, file: Option<&PathBuf>, name| {
+                flag.or_else(|| file.cloned()).ok_or(ConfigError::Missing(name))
+            };
+            c.tls = Some(TlsSettings {
+                cert: pick(self.tls_cert, from_file.as_ref().map(|t| &t.cert), "tls.cert")?,
+                key: pick(self.tls_key, from_file.as_ref().map(|t| &t.key), "tls.key")?,
+                ca: pick(self.tls_ca, from_file.as_ref().map(|t| &t.ca), "tls.ca")?,
+                client_ca: self
+                    .tls_client_ca
+                    .or_else(|| from_file.as_ref().and_then(|t| t.client_ca.clone())),
+                reload_interval_ms: from_file.map_or(DEFAULT_TLS_RELOAD_MS, |t| t.reload_interval_ms),
+            });
+        }
         c.finish()
     }
 }
@@ -149,6 +208,26 @@ async fn run_node(args: RunArgs) -> Result<(), String> {
     wait_for_stop_signal().await;
     tracing::info!("stop signal received");
     node.shutdown().await;
+    Ok(())
+}
+
+fn make_certs(args: CertsArgs) -> Result<(), String> {
+    if args.validity_days == 0 || args.validity_days > MAX_VALIDITY_DAYS {
+        return Err(format!("--validity-days must be between 1 and {MAX_VALIDITY_DAYS}"));
+    }
+    if let Some(bad) = args.nodes.iter().find(|id| **id == 0) {
+        return Err(format!("--nodes: node ids start at 1, not {bad}"));
+    }
+    let spec = DevBundleSpec {
+        nodes: args.nodes,
+        hosts: args.hosts,
+        clients: args.clients,
+        validity_days: args.validity_days,
+    };
+    let written = write_dev_bundle(&args.dir, &spec).map_err(|e| e.to_string())?;
+    for path in written {
+        println!("{}", path.display());
+    }
     Ok(())
 }
 
@@ -184,10 +263,16 @@ fn main() -> ExitCode {
             Command::Run(args) => run_node(*args).await,
             Command::LocalCluster(args) => {
                 let exe = std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
-                local_cluster::run(&args.dir, args.nodes, args.base_port, &exe)
+                let security = if args.insecure_dev {
+                    local_cluster::Security::InsecureDev
+                } else {
+                    local_cluster::Security::Tls
+                };
+                local_cluster::run(&args.dir, args.nodes, args.base_port, &exe, security)
                     .await
                     .map_err(|e| e.to_string())
             }
+            Command::Certs(args) => make_certs(args),
         }
     });
     match result {

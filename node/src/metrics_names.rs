@@ -18,6 +18,14 @@ pub const COMMIT_SECONDS: &str = "safekeep_raft_commit_seconds";
 pub const APPLY_SECONDS: &str = "safekeep_raft_apply_seconds";
 /// Client request latency by method and status code (histogram).
 pub const REQUEST_SECONDS: &str = "safekeep_request_duration_seconds";
+/// TLS handshakes refused, by listener (counter, label `listener`).
+pub const TLS_HANDSHAKE_FAILURES: &str = "safekeep_tls_handshake_failures_total";
+/// Certificates reloaded from disk (counter).
+pub const TLS_RELOADS: &str = "safekeep_tls_reloads_total";
+/// New certificates found on disk but refused (counter).
+pub const TLS_RELOAD_FAILURES: &str = "safekeep_tls_reload_failures_total";
+/// When the node certificate in use expires, Unix seconds (gauge).
+pub const TLS_CERT_NOT_AFTER: &str = "safekeep_tls_cert_not_after_seconds";
 
 /// Buckets of every latency histogram, in seconds.
 pub const LATENCY_BUCKETS: &[f64] = &[

@@ -21,6 +21,7 @@ use crate::raft::{self, BootstrapError, Consensus, RaftStartError};
 use crate::records::RecordsService;
 use crate::records::limits::MAX_REQUEST_BYTES;
 use crate::storage::{LogSync, Store, StoreCloseWatch, StoreError};
+use crate::tls::{Listener, TlsError, tls_incoming};
 use crate::transport::{Incoming, TcpTransport, Transport, tcp_incoming};
 
 /// Largest message on the peer channel.
@@ -47,6 +48,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Bootstrap(#[from] BootstrapError),
+    #[error("TLS is configured but unusable, so the node will not start: {0}")]
+    Tls(#[from] TlsError),
     #[error("cannot build the {0} service: {1}")]
     Service(&'static str, String),
 }
@@ -141,16 +144,34 @@ impl Node {
         environment: NodeEnvironment,
     ) -> Result<Self, StartError> {
         config.validate()?;
+        let (stop, stop_rx) = watch::channel(false);
+        let tls = match &config.tls {
+            Some(settings) => Some(crate::tls::reload::start(settings, config.id, stop_rx.clone())?),
+            None => None,
+        };
+        let insecure = config.insecure_dev;
+        if insecure {
+            tracing::warn!(
+                node = config.id,
+                "INSECURE DEVELOPMENT MODE: client and peer traffic is plaintext and unauthenticated; \
+                 never run this way with real data"
+            );
+        }
         let store = Store::open(&config.data_dir, config.id, &config.cluster_name, environment.log_sync)?;
         let store_closed = store.close_watch();
-        let (consensus, peer_service) = raft::start(&config, &store, environment.transport.clone()).await?;
+        let (consensus, peer_service) =
+            raft::start(&config, &store, environment.transport.clone(), tls.clone()).await?;
         drop(store);
 
         let (client_address, peer_address) = (listeners.client_address, listeners.peer_address);
         let http_address = listeners.http.as_ref().and_then(|l| l.local_addr().ok());
-        let (stop, stop_rx) = watch::channel(false);
-        // TLS arrives with the security work; until then every port is plaintext.
-        let insecure = true;
+        let (client_incoming, peer_incoming) = match &tls {
+            Some(tls) => (
+                tls_incoming(listeners.client, tls.clone(), Listener::ClientApi),
+                tls_incoming(listeners.peer, tls.clone(), Listener::Peer),
+            ),
+            None => (listeners.client, listeners.peer),
+        };
         let mut servers = Vec::new();
 
         let peer_server = tonic::transport::Server::builder()
@@ -159,7 +180,7 @@ impl Node {
                     .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES),
             )
-            .serve_with_incoming_shutdown(listeners.peer, stopped(stop_rx.clone()));
+            .serve_with_incoming_shutdown(peer_incoming, stopped(stop_rx.clone()));
         servers.push(tokio::spawn(async move {
             if let Err(e) = peer_server.await {
                 tracing::error!(error = %e, "peer server stopped");
@@ -189,7 +210,7 @@ impl Node {
                     .max_encoding_message_size(MAX_REQUEST_BYTES),
             )
             .add_service(ClusterServer::new(cluster))
-            .serve_with_incoming_shutdown(listeners.client, stopped(stop_rx.clone()));
+            .serve_with_incoming_shutdown(client_incoming, stopped(stop_rx.clone()));
         servers.push(tokio::spawn(async move {
             if let Err(e) = client_server.await {
                 tracing::error!(error = %e, "client server stopped");

@@ -13,43 +13,74 @@ use tokio::net::TcpListener;
 use tonic::transport::server::Connected;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::tls::CertPrincipal;
+
 /// Any byte stream a server can speak gRPC over.
 pub trait Connection: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Connection for T {}
 
+/// Who is at the other end of a connection, as its verified TLS client
+/// certificate says; `None` on plaintext connections or without a certificate.
+/// Services find it in each request's extensions.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionIdentity(pub Option<CertPrincipal>);
+
+impl ConnectionIdentity {
+    /// The identity of the connection a request came on.
+    pub fn of<T>(request: &tonic::Request<T>) -> Option<&CertPrincipal> {
+        request
+            .extensions()
+            .get::<Self>()
+            .and_then(|identity| identity.0.as_ref())
+    }
+}
+
 /// An accepted connection of any transport.
-pub struct Accepted(Box<dyn Connection>);
+pub struct Accepted {
+    connection: Box<dyn Connection>,
+    identity: ConnectionIdentity,
+}
 
 impl Accepted {
-    /// Wraps an accepted byte stream.
+    /// Wraps an accepted byte stream whose peer is unauthenticated.
     pub fn new(connection: impl Connection) -> Self {
-        Self(Box::new(connection))
+        Self::authenticated(connection, None)
+    }
+
+    /// Wraps a byte stream whose peer presented a verified certificate.
+    pub fn authenticated(connection: impl Connection, principal: Option<CertPrincipal>) -> Self {
+        Self {
+            connection: Box::new(connection),
+            identity: ConnectionIdentity(principal),
+        }
     }
 }
 
 impl Connected for Accepted {
-    type ConnectInfo = ();
+    type ConnectInfo = ConnectionIdentity;
 
-    fn connect_info(&self) -> Self::ConnectInfo {}
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.identity.clone()
+    }
 }
 
 impl AsyncRead for Accepted {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.0).poll_read(cx, buf)
+        Pin::new(&mut *self.connection).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for Accepted {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.0).poll_write(cx, buf)
+        Pin::new(&mut *self.connection).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.0).poll_flush(cx)
+        Pin::new(&mut *self.connection).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.0).poll_shutdown(cx)
+        Pin::new(&mut *self.connection).poll_shutdown(cx)
     }
 }
 

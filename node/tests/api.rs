@@ -362,6 +362,8 @@ async fn joining_through_an_unreachable_seed_fails_with_a_clear_error_in_bounded
         init: vec![],
         join: Some(seed.to_string()),
         learner: false,
+        tls: None,
+        insecure_dev: true,
         raft,
         limits: LimitSettings::default(),
     };

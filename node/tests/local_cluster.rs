@@ -7,7 +7,7 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{eventually, free_base_port, get, put};
+use common::{TlsFiles, eventually, free_base_port, get, put, tls_channel};
 use safekeep_api::v1::records_client::RecordsClient;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,11 +39,23 @@ async fn local_cluster_runs_three_zones_and_stops_cleanly_on_ctrl_c() {
         }
     }
 
+    // TLS is on by default: a plaintext client gets nowhere.
+    let tls: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    let tls = &tls["tls"];
+    let path = |field: &str| std::path::PathBuf::from(tls[field].as_str().expect("cluster.json names TLS files"));
+    let credentials = TlsFiles {
+        ca: path("ca"),
+        identity: Some((path("cert"), path("key"))),
+    };
+    let first_address = nodes[0]["client_address"].as_str().unwrap();
+    let mut plaintext = RecordsClient::connect(format!("http://{first_address}")).await.unwrap();
+    assert!(plaintext.put(put("acme", "hello", b"plain", "lc", 0)).await.is_err());
+
     // Write through node 1, read through node 3.
-    let first = format!("http://{}", nodes[0]["client_address"].as_str().unwrap());
-    let third = format!("http://{}", nodes[2]["client_address"].as_str().unwrap());
+    let first = first_address.to_string();
+    let third = nodes[2]["client_address"].as_str().unwrap();
     let version = eventually("a write through node 1", || async {
-        let mut client = RecordsClient::connect(first.clone()).await.ok()?;
+        let mut client = RecordsClient::new(tls_channel(&first, &credentials).await.ok()?);
         client
             .put(put("acme", "hello", b"world", "lc", 1))
             .await
@@ -51,7 +63,7 @@ async fn local_cluster_runs_three_zones_and_stops_cleanly_on_ctrl_c() {
             .map(|r| r.into_inner().version)
     })
     .await;
-    let mut reader = RecordsClient::connect(third).await.unwrap();
+    let mut reader = RecordsClient::new(tls_channel(third, &credentials).await.unwrap());
     let record = reader
         .get(get("acme", "hello"))
         .await
@@ -85,7 +97,7 @@ fn flags_override_the_config_file_and_a_foreign_data_dir_stops_the_process() {
     let dir = tempfile::TempDir::new().unwrap();
     let base = free_base_port();
     let members = safekeep_node::local_cluster::plan(1, base).unwrap();
-    let mut config = safekeep_node::local_cluster::node_config(&members[0], &members, dir.path(), base);
+    let mut config = safekeep_node::local_cluster::node_config(&members[0], &members, dir.path(), base, None);
     let any_port: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
     (config.client_listen, config.peer_listen, config.http_listen) = (Some(any_port), Some(any_port), Some(any_port));
     let path = dir.path().join("node.toml");

@@ -49,7 +49,7 @@ async fn sigkill_of_the_leader_process_loses_no_acknowledged_write() {
     for member in &members {
         let node_dir = dir.path().join(format!("node-{}", member.id));
         std::fs::create_dir_all(&node_dir).unwrap();
-        let config = node_config(member, &members, &node_dir, base);
+        let config = node_config(member, &members, &node_dir, base, None);
         std::fs::write(node_dir.join("node.toml"), toml::to_string(&config).unwrap()).unwrap();
     }
     for member in members.iter().rev() {

@@ -61,6 +61,9 @@ pub fn node_config(spec: &HostSpec, topology: Topology, data_root: &Path) -> Nod
         // Learners join through the first voter and stay learners.
         join: (!spec.voter).then(|| format!("{}:{PEER_PORT}", host_name(1))),
         learner: !spec.voter,
+        // The simulated network carries plaintext; TLS is tested on real sockets.
+        tls: None,
+        insecure_dev: true,
         raft: sim_raft_settings(),
         limits: LimitSettings::default(),
     }

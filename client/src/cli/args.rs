@@ -26,7 +26,12 @@ Examples:
   safekeep --tenant acme put greeting hello
   safekeep --tenant acme get greeting --json
   safekeep --tenant acme put config --value-file ./config.json --expected-version 12
-  safekeep --endpoints 10.0.1.5:7101,10.0.2.5:7101 cluster status";
+  safekeep --endpoints 10.0.1.5:7101,10.0.2.5:7101 --ca ca.pem cluster status
+
+TLS: --ca names the CA that signs the nodes' certificates (a local cluster
+prints it: safekeep-local/certs/ca.pem). Operators add --client-cert and
+--client-key.
+Only a cluster started with --insecure-dev is reached with --plaintext.";
 
 /// Command-line client for safekeep, the replicated record store.
 #[derive(Debug, Parser)]
@@ -56,6 +61,44 @@ pub struct Cli {
         value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_MS)
     )]
     pub timeout_ms: u64,
+
+    /// CA certificate (PEM) the nodes' certificates chain to; turns TLS on.
+    #[arg(long, global = true, env = "SAFEKEEP_CA", value_name = "PEM")]
+    pub ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) to present, e.g. an operator's.
+    #[arg(
+        long,
+        global = true,
+        env = "SAFEKEEP_CERT",
+        value_name = "PEM",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --client-cert.
+    #[arg(
+        long,
+        global = true,
+        env = "SAFEKEEP_KEY",
+        value_name = "PEM",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
+
+    /// Name to check the nodes' certificates against, if not the endpoint's host.
+    #[arg(long, global = true, env = "SAFEKEEP_SERVER_NAME")]
+    pub server_name: Option<String>,
+
+    /// Connect without TLS, to a cluster started with --insecure-dev.
+    #[arg(
+        long,
+        global = true,
+        env = "SAFEKEEP_PLAINTEXT",
+        conflicts_with = "ca",
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub plaintext: bool,
 
     /// Print machine-readable JSON on stdout instead of human-readable text.
     #[arg(long, global = true)]

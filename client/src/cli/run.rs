@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use safekeep_client::config::DEFAULT_RETRY_BUDGET;
-use safekeep_client::{Client, ClientConfig, Consistency, Error};
+use safekeep_client::{Client, ClientConfig, ClientTls, Consistency, Error};
 use serde_json::{Value, json};
 
 use super::args::{Cli, ClusterCommand, Command, ListArgs};
@@ -59,6 +59,22 @@ impl Context {
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let timeout = Duration::from_millis(cli.timeout_ms);
     let mut config = ClientConfig::new(cli.endpoints);
+    config.tls = match (&cli.ca, cli.plaintext) {
+        (Some(ca), false) => {
+            let identity = cli.client_cert.as_deref().zip(cli.client_key.as_deref());
+            let mut tls = ClientTls::from_files(ca, identity).map_err(|e| CliError::Usage(e.to_string()))?;
+            tls.server_name = cli.server_name.clone();
+            Some(tls)
+        }
+        (None, true) => None,
+        _ => {
+            return Err(CliError::Usage(
+                "no TLS settings: pass --ca PEM (the cluster's CA; a local cluster prints its path) \
+                 or --plaintext for a cluster started with --insecure-dev"
+                    .into(),
+            ));
+        }
+    };
     config.request_timeout = timeout;
     config.retry_budget = DEFAULT_RETRY_BUDGET.max(timeout);
     let client = Client::connect(config).await.map_err(|error| match error {

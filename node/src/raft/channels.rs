@@ -10,6 +10,9 @@ use std::time::Duration;
 use safekeep_api::v1::peer_client::PeerClient;
 use tonic::transport::{Channel, Endpoint};
 
+use tokio::sync::watch;
+
+use crate::tls::LoadedTls;
 use crate::transport::Transport;
 
 /// How long dialing a peer may take.
@@ -32,15 +35,24 @@ pub struct BadPeerAddress {
 /// Shared cache of peer channels, keyed by address.
 #[derive(Clone)]
 pub struct PeerChannels {
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    cache: Arc<Mutex<Cache>>,
     transport: Arc<dyn Transport>,
 }
 
+struct Cache {
+    channels: HashMap<String, Channel>,
+    /// Mutual TLS in force; when it changes (rotation) every channel is dialed anew.
+    tls: Option<watch::Receiver<Arc<LoadedTls>>>,
+}
+
 impl PeerChannels {
-    /// Channels made by `transport`.
-    pub fn new(transport: Arc<dyn Transport>) -> Self {
+    /// Channels made by `transport`, over mutual TLS when `tls` is given.
+    pub fn new(transport: Arc<dyn Transport>, tls: Option<watch::Receiver<Arc<LoadedTls>>>) -> Self {
         Self {
-            channels: Arc::default(),
+            cache: Arc::new(Mutex::new(Cache {
+                channels: HashMap::new(),
+                tls,
+            })),
             transport,
         }
     }
@@ -54,14 +66,29 @@ impl PeerChannels {
     }
 
     fn channel(&self, address: &str) -> Result<Channel, BadPeerAddress> {
-        let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Cache { channels, tls } = &mut *cache;
+        let tls_config = match tls {
+            Some(tls) => {
+                if tls.has_changed().unwrap_or(false) {
+                    channels.clear();
+                }
+                Some(tls.borrow_and_update().peer_client.clone())
+            }
+            None => None,
+        };
         if let Some(channel) = channels.get(address) {
             return Ok(channel.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{address}")).map_err(|e| BadPeerAddress {
+        let bad = |e: tonic::transport::Error| BadPeerAddress {
             address: address.to_string(),
             reason: e.to_string(),
-        })?;
+        };
+        let scheme = if tls_config.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}")).map_err(bad)?;
+        if let Some(tls_config) = tls_config {
+            endpoint = endpoint.tls_config(tls_config).map_err(bad)?;
+        }
         let endpoint = endpoint
             .connect_timeout(PEER_CONNECT_TIMEOUT)
             .http2_keep_alive_interval(PEER_KEEPALIVE_INTERVAL)

@@ -579,6 +579,18 @@ impl Consensus {
         }
     }
 
+    /// Ids of every voter and learner in the current membership (empty before the cluster forms).
+    pub fn member_ids(&self) -> BTreeSet<NodeId> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// The members of the latest membership config this node knows.
     pub fn members(&self) -> Vec<MemberView> {
         let metrics = self.raft.metrics().borrow_watched().clone();

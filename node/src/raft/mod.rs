@@ -25,7 +25,9 @@ pub use types::{NodeId, NodeInfo, TypeConfig};
 
 use crate::config::NodeConfig;
 use crate::storage::{Store, StoreError};
+use crate::tls::LoadedTls;
 use crate::transport::Transport;
+use tokio::sync::watch;
 
 /// Why consensus could not start.
 #[derive(Debug, thiserror::Error)]
@@ -62,9 +64,11 @@ pub async fn start(
     config: &NodeConfig,
     store: &Store,
     transport: Arc<dyn Transport>,
+    tls: Option<watch::Receiver<Arc<LoadedTls>>>,
 ) -> Result<(Consensus, PeerService), RaftStartError> {
     let raft_config = Arc::new(raft_config(config)?);
-    let channels = channels::PeerChannels::new(transport);
+    let require_peer_identity = tls.is_some();
+    let channels = channels::PeerChannels::new(transport, tls);
     let network = network::PeerNetworkFactory::new(channels.clone());
     let state_machine = store.state_machine()?;
     let reader = state_machine.reader();
@@ -83,7 +87,11 @@ pub async fn start(
         let store_paths = store.snapshot_inbox();
         Arc::new(move || store_paths.incoming_path()) as server::IncomingSnapshotPath
     };
-    let peer = PeerService::new(consensus.clone(), config.cluster_name.clone(), incoming);
+    let access = server::PeerAccess {
+        require_identity: require_peer_identity,
+        initial_members: config.init.iter().map(|m| m.id).collect(),
+    };
+    let peer = PeerService::new(consensus.clone(), config.cluster_name.clone(), incoming, access);
     Ok((consensus, peer))
 }
 

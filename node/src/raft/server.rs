@@ -16,25 +16,72 @@ use tonic::{Request, Response, Status, Streaming};
 use super::codec::{decode, encode};
 use super::consensus::{Consensus, ConsensusError, MembershipChange};
 use super::network::SnapshotHeader;
-use super::types::TypeConfig;
+use super::types::{NodeId, TypeConfig};
 use crate::storage::SnapshotFile;
+use crate::tls::CertPrincipal;
+use crate::transport::ConnectionIdentity;
 
 /// Gives a fresh path to receive a snapshot file into.
 pub type IncomingSnapshotPath = std::sync::Arc<dyn Fn() -> std::path::PathBuf + Send + Sync>;
+
+/// Who may call the peer service.
+#[derive(Debug, Clone)]
+pub struct PeerAccess {
+    /// Mutual TLS is on: every call must come from a node certificate.
+    pub require_identity: bool,
+    /// The initial members this node was configured with.
+    pub initial_members: Vec<NodeId>,
+}
 
 /// The peer gRPC service.
 pub struct PeerService {
     consensus: Consensus,
     cluster_name: String,
     incoming_snapshot_path: IncomingSnapshotPath,
+    access: PeerAccess,
 }
 
 impl PeerService {
-    pub fn new(consensus: Consensus, cluster_name: String, incoming_snapshot_path: IncomingSnapshotPath) -> Self {
+    pub fn new(
+        consensus: Consensus,
+        cluster_name: String,
+        incoming_snapshot_path: IncomingSnapshotPath,
+        access: PeerAccess,
+    ) -> Self {
         Self {
             consensus,
             cluster_name,
             incoming_snapshot_path,
+            access,
+        }
+    }
+
+    /// Admits a call from a member; `joining_as` also admits the node asking
+    /// to join (or be promoted) as itself. Before this node belongs to any
+    /// cluster it holds nothing, so it admits its initial members, or, when it
+    /// was started to join, any node of the cluster CA.
+    fn authorize<T>(&self, request: &Request<T>, joining_as: Option<NodeId>) -> Result<(), Status> {
+        if !self.access.require_identity {
+            return Ok(());
+        }
+        let Some(caller) = ConnectionIdentity::of(request).and_then(CertPrincipal::node_id) else {
+            return Err(Status::unauthenticated(
+                "the peer channel accepts only node certificates",
+            ));
+        };
+        let members = self.consensus.member_ids();
+        let admitted = if members.is_empty() {
+            self.access.initial_members.is_empty() || self.access.initial_members.contains(&caller)
+        } else {
+            members.contains(&caller) || joining_as == Some(caller)
+        };
+        if admitted {
+            Ok(())
+        } else {
+            tracing::warn!(caller, "peer call refused: not a member");
+            Err(Status::permission_denied(format!(
+                "node {caller} is not a member of this cluster"
+            )))
         }
     }
 }
@@ -52,18 +99,21 @@ fn reply<T: serde::Serialize>(value: &T) -> Result<Response<RaftMessage>, Status
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.authorize(&request, None)?;
         let rpc: VoteRequest<TypeConfig> = decode(&request.into_inner().payload)?;
         let response = self.consensus.raft().vote(rpc).await.map_err(stopped)?;
         reply(&response)
     }
 
     async fn pre_vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.authorize(&request, None)?;
         let rpc: VoteRequest<TypeConfig> = decode(&request.into_inner().payload)?;
         let response = self.consensus.raft().pre_vote(rpc).await.map_err(stopped)?;
         reply(&response)
     }
 
     async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.authorize(&request, None)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&request.into_inner().payload)?;
         let response = self.consensus.raft().append_entries(rpc).await.map_err(stopped)?;
         if response.is_success() {
@@ -73,6 +123,7 @@ impl Peer for PeerService {
     }
 
     async fn transfer_leader(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.authorize(&request, None)?;
         let rpc: TransferLeaderRequest<TypeConfig> = decode(&request.into_inner().payload)?;
         let response = self
             .consensus
@@ -87,6 +138,7 @@ impl Peer for PeerService {
         &self,
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<RaftMessage>, Status> {
+        self.authorize(&request, None)?;
         let mut chunks = request.into_inner();
         let first = chunks
             .next()
@@ -132,6 +184,7 @@ impl Peer for PeerService {
     }
 
     async fn propose(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.authorize(&request, None)?;
         let command = decode(&request.into_inner().payload)?;
         crate::records::validate::command(&command)?;
         let result = self.consensus.propose_as_leader(command).await;
@@ -139,6 +192,7 @@ impl Peer for PeerService {
     }
 
     async fn read_index(&self, request: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
+        self.authorize(&request, None)?;
         let lease = request.into_inner().lease;
         match self.consensus.read_index_as_leader(lease).await {
             Ok(read_index) => Ok(Response::new(ReadIndexResponse {
@@ -151,12 +205,27 @@ impl Peer for PeerService {
     }
 
     async fn change_membership(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let change: MembershipChange = decode(&request.into_inner().payload)?;
+        let change: MembershipChange = decode(&request.get_ref().payload)?;
+        let joining_as = match &change {
+            MembershipChange::AddLearner { id, .. } | MembershipChange::Promote { id, force: false } => Some(*id),
+            _ => None,
+        };
+        self.authorize(&request, joining_as)?;
         let result = self.consensus.change_membership_as_leader(change).await;
         reply(&result)
     }
 
-    async fn identify(&self, _request: Request<IdentifyRequest>) -> Result<Response<IdentifyResponse>, Status> {
+    async fn identify(&self, request: Request<IdentifyRequest>) -> Result<Response<IdentifyResponse>, Status> {
+        // Any node of the cluster CA may ask who this is (a joining node does, first).
+        if self.access.require_identity
+            && ConnectionIdentity::of(&request)
+                .and_then(CertPrincipal::node_id)
+                .is_none()
+        {
+            return Err(Status::unauthenticated(
+                "the peer channel accepts only node certificates",
+            ));
+        }
         let view = self.consensus.view();
         let initialized = self.consensus.raft().is_initialized().await.map_err(stopped)?;
         Ok(Response::new(IdentifyResponse {

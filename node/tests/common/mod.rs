@@ -73,12 +73,43 @@ pub struct TestCluster {
     pub nodes: BTreeMap<u64, Node>,
     pub configs: BTreeMap<u64, NodeConfig>,
     pub addresses: BTreeMap<u64, Addresses>,
+    /// Development certificates, when the cluster runs TLS.
+    pub certs: Option<std::path::PathBuf>,
+}
+
+/// Issues the CA, node certificates for `ids` (valid for loopback) and the
+/// `admin` operator's certificate into `certs`.
+#[allow(dead_code)]
+pub fn issue_test_certs(certs: &std::path::Path, ids: impl IntoIterator<Item = u64>) {
+    use safekeep_node::tls::CertPrincipal;
+    use safekeep_node::tls::certs::{DevBundleSpec, write_dev_bundle};
+    let spec = DevBundleSpec {
+        nodes: ids.into_iter().collect(),
+        hosts: vec!["localhost".into(), "127.0.0.1".into()],
+        clients: vec![CertPrincipal::Operator("admin".into())],
+        validity_days: 1,
+    };
+    write_dev_bundle(certs, &spec).expect("issue test certificates");
 }
 
 impl TestCluster {
     /// Starts `n` nodes (ids 1..=n, zones a, b, c) forming a new cluster.
     pub async fn start(n: u64, tweak: impl Fn(&mut NodeConfig)) -> Self {
+        Self::start_with(n, false, tweak).await
+    }
+
+    /// Starts `n` nodes with TLS on the client API and mutual TLS between them.
+    #[allow(dead_code)]
+    pub async fn start_secure(n: u64, tweak: impl Fn(&mut NodeConfig)) -> Self {
+        Self::start_with(n, true, tweak).await
+    }
+
+    async fn start_with(n: u64, secure: bool, tweak: impl Fn(&mut NodeConfig)) -> Self {
         let dir = TempDir::new().expect("temp dir");
+        let certs = secure.then(|| dir.path().join("certs"));
+        if let Some(certs) = &certs {
+            issue_test_certs(certs, 1..=n + 10);
+        }
         let mut listeners = BTreeMap::new();
         let mut addresses = BTreeMap::new();
         for id in 1..=n {
@@ -107,6 +138,7 @@ impl TestCluster {
             nodes: BTreeMap::new(),
             configs: BTreeMap::new(),
             addresses: addresses.clone(),
+            certs,
         };
         // Highest ids first, so the initializing node (lowest id) finds its peers up.
         for (id, l) in listeners.into_iter().rev() {
@@ -137,6 +169,11 @@ impl TestCluster {
             init: Vec::new(),
             join: None,
             learner: false,
+            tls: self
+                .certs
+                .as_ref()
+                .map(|certs| safekeep_node::local_cluster::node_tls(certs, id)),
+            insecure_dev: self.certs.is_none(),
             raft: test_raft_settings(),
             limits: LimitSettings::default(),
         }
@@ -195,16 +232,27 @@ impl TestCluster {
         .await
     }
 
+    /// A channel to node `id`'s client API: TLS as the `admin` operator when the cluster is secure.
+    pub async fn channel(&self, id: u64) -> Channel {
+        let address = self.addresses[&id].client;
+        match &self.certs {
+            None => tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+                .unwrap()
+                .connect()
+                .await
+                .expect("connect"),
+            Some(certs) => tls_channel(&address.to_string(), &TlsFiles::operator(certs))
+                .await
+                .expect("connect over TLS"),
+        }
+    }
+
     pub async fn records(&self, id: u64) -> RecordsClient<Channel> {
-        RecordsClient::connect(format!("http://{}", self.addresses[&id].client))
-            .await
-            .expect("connect records")
+        RecordsClient::new(self.channel(id).await)
     }
 
     pub async fn cluster(&self, id: u64) -> ClusterClient<Channel> {
-        ClusterClient::connect(format!("http://{}", self.addresses[&id].client))
-            .await
-            .expect("connect cluster")
+        ClusterClient::new(self.channel(id).await)
     }
 
     pub async fn status(&self, id: u64) -> StatusResponse {
@@ -302,4 +350,40 @@ pub fn free_base_port() -> u16 {
         }
     }
     panic!("no free port range on loopback");
+}
+
+/// What a test client trusts and, optionally, presents over TLS.
+#[allow(dead_code)]
+pub struct TlsFiles {
+    pub ca: std::path::PathBuf,
+    pub identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl TlsFiles {
+    /// The `admin` operator's files in a test certificate directory.
+    pub fn operator(certs: &std::path::Path) -> Self {
+        let credentials = safekeep_node::local_cluster::ClientCredentials::local(certs);
+        Self {
+            ca: credentials.ca,
+            identity: Some((credentials.cert, credentials.key)),
+        }
+    }
+}
+
+/// A TLS channel to a client API at `address` (`host:port`), connected now.
+#[allow(dead_code)]
+pub async fn tls_channel(address: &str, files: &TlsFiles) -> Result<Channel, tonic::transport::Error> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(std::fs::read(&files.ca).unwrap()));
+    if let Some((cert, key)) = &files.identity {
+        tls = tls.identity(Identity::from_pem(
+            std::fs::read(cert).unwrap(),
+            std::fs::read(key).unwrap(),
+        ));
+    }
+    Endpoint::from_shared(format!("https://{address}"))?
+        .tls_config(tls)?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
 }

@@ -1,0 +1,417 @@
+//! Transport security on real sockets: a TLS cluster serves and replicates;
+//! plaintext clients, certificates of another CA, expired certificates and
+//! nodes outside the cluster are refused and change nothing; a node whose TLS
+//! files are unusable refuses to start; rotated certificates take effect
+//! without a restart.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{TestCluster, TlsFiles, eventually, get, issue_test_certs, put, put_acked, tls_channel};
+use safekeep_api::v1::cluster_client::ClusterClient;
+use safekeep_api::v1::peer_client::PeerClient;
+use safekeep_api::v1::records_client::RecordsClient;
+use safekeep_api::v1::{IdentifyRequest, RaftMessage, ReadIndexRequest, StatusRequest};
+use safekeep_client::{Client, ClientConfig, ClientTls, Error as SdkError};
+use safekeep_node::config::NodeConfig;
+use safekeep_node::local_cluster::node_tls;
+use safekeep_node::tls::certs::{CertAuthority, LeafSpec, Validity, write_leaf};
+use safekeep_node::tls::{CertPrincipal, PEER_SERVER_NAME};
+use safekeep_node::{InitialMember, Node};
+use tonic::Code;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+const LOOPBACK_HOSTS: [&str; 2] = ["localhost", "127.0.0.1"];
+
+fn hosts() -> Vec<String> {
+    LOOPBACK_HOSTS.iter().map(|h| h.to_string()).collect()
+}
+
+/// Whether a connection attempt, or the first call over it, was refused.
+async fn refused(address: &str, files: &TlsFiles) -> bool {
+    match tls_channel(address, files).await {
+        Err(_) => true,
+        Ok(channel) => ClusterClient::new(channel).status(StatusRequest {}).await.is_err(),
+    }
+}
+
+/// Writes a leaf issued by `ca` under its standard names in `dir`.
+fn issue_into(ca: &CertAuthority, dir: &Path, spec: &LeafSpec) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    write_leaf(dir, &spec.principal, &ca.issue(spec).unwrap()).unwrap()
+}
+
+async fn stored_value(cluster: &TestCluster, id: u64, key: &str) -> Option<(Vec<u8>, u64)> {
+    let record = cluster
+        .records(id)
+        .await
+        .get(get("acme", key))
+        .await
+        .unwrap()
+        .into_inner()
+        .record?;
+    Some((record.value, record.version))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_cluster_serves_through_every_node_and_refuses_plaintext_and_strangers() {
+    let cluster = TestCluster::start_secure(3, |_| {}).await;
+    cluster.leader().await;
+    let certs = cluster.certs.clone().unwrap();
+    let version = put_acked(&mut cluster.records(2).await, put("acme", "k", b"v1", "tls", 1)).await;
+    for id in 1..=3 {
+        assert_eq!(stored_value(&cluster, id, "k").await, Some((b"v1".to_vec(), version)));
+    }
+    let status = cluster
+        .cluster(1)
+        .await
+        .status(StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!status.insecure, "a TLS node does not report itself insecure");
+
+    // The SDK over TLS, through every node.
+    let endpoints: Vec<String> = cluster.addresses.values().map(|a| a.client.to_string()).collect();
+    let sdk_tls = ClientTls::from_files(&certs.join("ca.pem"), None).unwrap();
+    let sdk = Client::connect(ClientConfig::new(endpoints.clone()).with_tls(sdk_tls))
+        .await
+        .unwrap();
+    sdk.put("acme", "sdk", b"over tls".to_vec()).await.unwrap();
+    assert_eq!(sdk.get("acme", "sdk").await.unwrap().unwrap().value, b"over tls");
+    // An SDK configured for TLS refuses a plaintext endpoint rather than downgrade.
+    let downgrade = ClientConfig::new([format!("http://{}", endpoints[0])])
+        .with_tls(ClientTls::from_files(&certs.join("ca.pem"), None).unwrap());
+    assert!(matches!(Client::connect(downgrade).await, Err(SdkError::Config(_))));
+
+    let address = cluster.addresses[&1].client.to_string();
+    // Plaintext to the TLS port.
+    let plaintext = async {
+        let mut client = RecordsClient::connect(format!("http://{address}")).await.ok()?;
+        client.put(put("acme", "k", b"plain", "tls", 2)).await.ok()
+    };
+    assert!(plaintext.await.is_none(), "a plaintext client is refused");
+
+    // A client certificate from another CA, and an expired one from the right CA.
+    let strangers = tempfile::tempdir().unwrap();
+    let other_ca = CertAuthority::generate_dev(1).unwrap();
+    let intruder = CertPrincipal::Operator("intruder".into());
+    let (cert, key) = issue_into(
+        &other_ca,
+        strangers.path(),
+        &LeafSpec::client(intruder, Validity::days_from_now(1)),
+    );
+    let foreign = TlsFiles {
+        ca: certs.join("ca.pem"),
+        identity: Some((cert, key)),
+    };
+    assert!(
+        refused(&address, &foreign).await,
+        "a certificate of another CA is refused"
+    );
+    let cluster_ca = CertAuthority::read(&certs).unwrap().unwrap();
+    let expired_dir = strangers.path().join("expired");
+    let late = CertPrincipal::Operator("late".into());
+    let (cert, key) = issue_into(&cluster_ca, &expired_dir, &LeafSpec::client(late, Validity::expired()));
+    let expired = TlsFiles {
+        ca: certs.join("ca.pem"),
+        identity: Some((cert, key)),
+    };
+    assert!(refused(&address, &expired).await, "an expired certificate is refused");
+
+    // A client that trusts another CA does not trust the node either.
+    let other_ca_file = strangers.path().join("other-ca.pem");
+    std::fs::write(&other_ca_file, other_ca.cert_pem()).unwrap();
+    let distrustful = TlsFiles {
+        ca: other_ca_file,
+        identity: None,
+    };
+    assert!(
+        refused(&address, &distrustful).await,
+        "the node's certificate chains only to its CA"
+    );
+
+    for id in 1..=3 {
+        assert_eq!(
+            stored_value(&cluster, id, "k").await,
+            Some((b"v1".to_vec(), version)),
+            "node {id} unchanged"
+        );
+    }
+    cluster.shutdown().await;
+}
+
+async fn peer_client(address: &str, certs: &Path, identity: (&Path, &Path)) -> Result<PeerClient<Channel>, String> {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(std::fs::read(certs.join("ca.pem")).unwrap()))
+        .identity(Identity::from_pem(
+            std::fs::read(identity.0).unwrap(),
+            std::fs::read(identity.1).unwrap(),
+        ))
+        .domain_name(PEER_SERVER_NAME);
+    let channel = Endpoint::from_shared(format!("https://{address}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(PeerClient::new(channel))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peer_channel_admits_only_member_nodes() {
+    let cluster = TestCluster::start_secure(3, |_| {}).await;
+    let leader = cluster.leader().await;
+    let certs = cluster.certs.clone().unwrap();
+    let version = put_acked(&mut cluster.records(1).await, put("acme", "k", b"v1", "peer", 1)).await;
+    let peer_address = cluster.addresses[&leader].peer.to_string();
+
+    // Node 9 holds a valid certificate of the cluster CA but is not a member.
+    let outsider = peer_client(
+        &peer_address,
+        &certs,
+        (&certs.join("node-9.pem"), &certs.join("node-9.key")),
+    )
+    .await
+    .expect("a node of the cluster CA completes the handshake");
+    let message = || RaftMessage { payload: Vec::new() };
+    let mut calls = outsider.clone();
+    let denied = [
+        calls.vote(message()).await.map(drop),
+        calls.pre_vote(message()).await.map(drop),
+        calls.append_entries(message()).await.map(drop),
+        calls.propose(message()).await.map(drop),
+        calls.transfer_leader(message()).await.map(drop),
+        calls.read_index(ReadIndexRequest { lease: false }).await.map(drop),
+        calls.install_snapshot(futures::stream::empty()).await.map(drop),
+    ];
+    for (call, result) in denied.into_iter().enumerate() {
+        let status = result.expect_err("an outsider's call is refused");
+        assert_eq!(status.code(), Code::PermissionDenied, "call {call}: {status:?}");
+    }
+    // Asking who a node is stays open to any node of the CA (a joining node asks first).
+    let who = calls.identify(IdentifyRequest {}).await.unwrap().into_inner();
+    assert_eq!(who.node_id, leader);
+
+    // A member is served.
+    let member = if leader == 1 { 2 } else { 1 };
+    let (cert, key) = (
+        certs.join(format!("node-{member}.pem")),
+        certs.join(format!("node-{member}.key")),
+    );
+    let mut insider = peer_client(&peer_address, &certs, (&cert, &key)).await.unwrap();
+    let read_index = insider.read_index(ReadIndexRequest { lease: false }).await.unwrap();
+    assert_eq!(read_index.into_inner().leader_id, leader);
+
+    // An operator's certificate names no node: the peer channel closes on it.
+    let operator = (certs.join("operator-admin.pem"), certs.join("operator-admin.key"));
+    let refused_operator = match peer_client(&peer_address, &certs, (&operator.0, &operator.1)).await {
+        Err(_) => true,
+        Ok(mut client) => client.identify(IdentifyRequest {}).await.is_err(),
+    };
+    assert!(
+        refused_operator,
+        "a non-node certificate is refused on the peer channel"
+    );
+
+    // Plaintext on the peer channel.
+    let plaintext = async {
+        let mut client = PeerClient::connect(format!("http://{peer_address}")).await.ok()?;
+        client.identify(IdentifyRequest {}).await.ok()
+    };
+    assert!(plaintext.await.is_none(), "plaintext is refused on the peer channel");
+
+    for id in 1..=3 {
+        assert_eq!(stored_value(&cluster, id, "k").await, Some((b"v1".to_vec(), version)));
+    }
+    cluster.shutdown().await;
+}
+
+/// A single-node TLS config on free loopback ports, certificates in `certs`.
+fn single_node_config(dir: &Path, certs: &Path) -> NodeConfig {
+    let any = "127.0.0.1:0".parse().unwrap();
+    NodeConfig {
+        id: 1,
+        zone: "a".into(),
+        data_dir: dir.join("data"),
+        cluster_name: "test".into(),
+        client_listen: any,
+        peer_listen: any,
+        http_listen: any,
+        client_advertise: None,
+        peer_advertise: None,
+        init: vec![InitialMember {
+            id: 1,
+            zone: "a".into(),
+            peer_address: "127.0.0.1:1".into(),
+            client_address: "127.0.0.1:1".into(),
+        }],
+        join: None,
+        learner: false,
+        tls: Some(node_tls(certs, 1)),
+        insecure_dev: false,
+        raft: common::test_raft_settings(),
+        limits: Default::default(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_unusable_tls_files_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    issue_test_certs(&certs, [1, 2]);
+    let ca = CertAuthority::read(&certs).unwrap().unwrap();
+    let expired = issue_into(
+        &ca,
+        &dir.path().join("expired"),
+        &LeafSpec::node(1, &hosts(), Validity::expired()),
+    );
+    let other_ca = CertAuthority::generate_dev(1).unwrap();
+    let foreign = issue_into(
+        &other_ca,
+        &dir.path().join("foreign"),
+        &LeafSpec::node(1, &hosts(), Validity::days_from_now(1)),
+    );
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+
+    type Breakage = Box<dyn Fn(&mut NodeConfig)>;
+    let cases: Vec<(&str, Breakage, &str)> = vec![
+        (
+            "missing certificate",
+            Box::new(|c| c.tls.as_mut().unwrap().cert = PathBuf::from("/nonexistent/node.pem")),
+            "cannot read the certificate",
+        ),
+        (
+            "expired certificate",
+            Box::new(move |c| {
+                let tls = c.tls.as_mut().unwrap();
+                (tls.cert, tls.key) = expired.clone();
+            }),
+            "expired",
+        ),
+        (
+            "key of another certificate",
+            Box::new(|c| {
+                let tls = c.tls.as_mut().unwrap();
+                tls.key = tls.key.with_file_name("node-2.key");
+            }),
+            "does not belong",
+        ),
+        (
+            "certificate of another node",
+            Box::new(|c| {
+                let tls = c.tls.as_mut().unwrap();
+                tls.cert = tls.cert.with_file_name("node-2.pem");
+                tls.key = tls.key.with_file_name("node-2.key");
+            }),
+            "names node 2, but this is node 1",
+        ),
+        (
+            "certificate of another CA",
+            Box::new(move |c| {
+                let tls = c.tls.as_mut().unwrap();
+                (tls.cert, tls.key) = foreign.clone();
+            }),
+            "does not chain",
+        ),
+        (
+            "unreadable CA",
+            Box::new(move |c| c.tls.as_mut().unwrap().ca = garbage.clone()),
+            "holds no certificate",
+        ),
+        (
+            "no TLS and no --insecure-dev",
+            Box::new(|c| c.tls = None),
+            "--insecure-dev",
+        ),
+    ];
+    for (case, breakage, expected) in cases {
+        let mut config = single_node_config(dir.path(), &certs);
+        breakage(&mut config);
+        let error = match Node::start(config.clone()).await {
+            Ok(node) => {
+                node.shutdown().await;
+                panic!("{case}: the node started");
+            }
+            Err(error) => error.to_string(),
+        };
+        assert!(error.contains(expected), "{case}: {error}");
+        assert!(!config.data_dir.exists(), "{case}: the data directory was touched");
+    }
+
+    // The unbroken config starts.
+    let node = Node::start(single_node_config(dir.path(), &certs))
+        .await
+        .expect("valid TLS starts");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_certificates_take_effect_without_a_restart() {
+    let cluster = TestCluster::start_secure(1, |c| c.tls.as_mut().unwrap().reload_interval_ms = 200).await;
+    cluster.leader().await;
+    let certs = cluster.certs.clone().unwrap();
+    let address = cluster.addresses[&1].client.to_string();
+    let http = cluster.addresses[&1].http;
+    let old_client = TlsFiles::operator(&certs);
+    let old_ca = std::fs::read(&old_client.ca).unwrap();
+    assert!(!refused(&address, &old_client).await);
+
+    // A new CA: the node's certificate, the CA file and the operator's certificate all change.
+    let staging = tempfile::tempdir().unwrap();
+    let new_ca = CertAuthority::generate_dev(1).unwrap();
+    let admin = CertPrincipal::Operator("admin".into());
+    let (admin_cert, admin_key) = issue_into(
+        &new_ca,
+        staging.path(),
+        &LeafSpec::client(admin, Validity::days_from_now(1)),
+    );
+    let new_client = TlsFiles {
+        ca: staging.path().join("ca.pem"),
+        identity: Some((admin_cert, admin_key)),
+    };
+    std::fs::write(&new_client.ca, new_ca.cert_pem()).unwrap();
+    assert!(
+        refused(&address, &new_client).await,
+        "before rotation the node is unknown to the new CA"
+    );
+
+    let node_spec = LeafSpec::node(1, &hosts(), Validity::days_from_now(1));
+    issue_into(&new_ca, &certs, &node_spec);
+    std::fs::write(certs.join("ca.pem"), new_ca.cert_pem()).unwrap();
+    eventually("the node to serve its rotated certificate", || async {
+        (!refused(&address, &new_client).await).then_some(())
+    })
+    .await;
+    let kept_old = TlsFiles {
+        ca: staging.path().join("old-ca.pem"),
+        identity: old_client.identity.clone(),
+    };
+    std::fs::write(&kept_old.ca, &old_ca).unwrap();
+    assert!(refused(&address, &kept_old).await, "the old chain is no longer served");
+
+    // A broken certificate on disk is refused and the working one stays.
+    std::fs::write(certs.join("node-1.pem"), "-----BEGIN CERTIFICATE-----\ngarbage\n").unwrap();
+    eventually("the broken certificate to be refused", || async {
+        let text = reqwest::get(format!("http://{http}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .any(|l| l.starts_with("safekeep_tls_reload_failures_total") && !l.ends_with(" 0"))
+            .then_some(())
+    })
+    .await;
+    assert!(
+        !refused(&address, &new_client).await,
+        "the node still serves the last good certificate"
+    );
+    cluster.shutdown().await;
+}
