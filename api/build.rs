@@ -5,11 +5,16 @@
 use std::path::PathBuf;
 
 /// Services clients reach on a node's client port.
-const CLIENT_PROTO_FILES: &[&str] = &["proto/safekeep/v1/records.proto", "proto/safekeep/v1/cluster.proto"];
+const CLIENT_PROTO_FILES: &[&str] = &[
+    "proto/safekeep/v1/records.proto",
+    "proto/safekeep/v1/cluster.proto",
+    "proto/safekeep/v1/admin.proto",
+];
 /// Every service, including the node-to-node channel.
 const PROTO_FILES: &[&str] = &[
     "proto/safekeep/v1/records.proto",
     "proto/safekeep/v1/cluster.proto",
+    "proto/safekeep/v1/admin.proto",
     "proto/safekeep/v1/peer.proto",
 ];
 

@@ -134,7 +134,7 @@ impl Client {
         };
         let response = self
             .execute(RetryPolicy::Write, |channel, timeout| {
-                let request = deadline(request.clone(), timeout);
+                let request = self.request(request.clone(), timeout);
                 async move { RecordsClient::new(channel).put(request).await }
             })
             .await?;
@@ -160,7 +160,7 @@ impl Client {
         };
         let result = self
             .execute(RetryPolicy::Read, |channel, timeout| {
-                let request = deadline(request.clone(), timeout);
+                let request = self.request(request.clone(), timeout);
                 async move { RecordsClient::new(channel).get(request).await }
             })
             .await;
@@ -197,7 +197,7 @@ impl Client {
         };
         let response = self
             .execute(RetryPolicy::Write, |channel, timeout| {
-                let request = deadline(request.clone(), timeout);
+                let request = self.request(request.clone(), timeout);
                 async move { RecordsClient::new(channel).delete(request).await }
             })
             .await?;
@@ -227,7 +227,7 @@ impl Client {
         };
         let response = self
             .execute(RetryPolicy::Read, |channel, timeout| {
-                let request = deadline(request.clone(), timeout);
+                let request = self.request(request.clone(), timeout);
                 async move { RecordsClient::new(channel).list(request).await }
             })
             .await?;
@@ -247,7 +247,7 @@ impl Client {
         };
         let response = self
             .execute(RetryPolicy::Write, |channel, timeout| {
-                let request = deadline(request.clone(), timeout);
+                let request = self.request(request.clone(), timeout);
                 async move { RecordsClient::new(channel).batch(request).await }
             })
             .await?;
@@ -261,7 +261,7 @@ impl Client {
     pub async fn status(&self) -> Result<ClusterStatus, Error> {
         let response = self
             .execute(RetryPolicy::Read, |channel, timeout| {
-                let request = deadline(v1::StatusRequest {}, timeout);
+                let request = self.request(v1::StatusRequest {}, timeout);
                 async move { ClusterClient::new(channel).status(request).await }
             })
             .await?;
@@ -287,7 +287,7 @@ impl Client {
         };
         let response = self
             .execute(RetryPolicy::Membership, |channel, timeout| {
-                let request = deadline(request.clone(), timeout);
+                let request = self.request(request.clone(), timeout);
                 async move { ClusterClient::new(channel).add_learner(request).await }
             })
             .await?;
@@ -299,7 +299,7 @@ impl Client {
         let request = v1::PromoteRequest { node_id, force };
         let response = self
             .execute(RetryPolicy::Membership, |channel, timeout| {
-                let request = deadline(request, timeout);
+                let request = self.request(request, timeout);
                 async move { ClusterClient::new(channel).promote(request).await }
             })
             .await?;
@@ -312,7 +312,7 @@ impl Client {
         let request = v1::RemoveMemberRequest { node_id, force };
         let response = self
             .execute(RetryPolicy::Membership, |channel, timeout| {
-                let request = deadline(request, timeout);
+                let request = self.request(request, timeout);
                 async move { ClusterClient::new(channel).remove_member(request).await }
             })
             .await?;
@@ -324,7 +324,7 @@ impl Client {
         let request = v1::TransferLeaderRequest { node_id };
         let response = self
             .execute(RetryPolicy::Membership, |channel, timeout| {
-                let request = deadline(request, timeout);
+                let request = self.request(request, timeout);
                 async move { ClusterClient::new(channel).transfer_leader(request).await }
             })
             .await?;
@@ -334,7 +334,17 @@ impl Client {
     /// Runs `call` until it succeeds, fails for good, or the attempts or the
     /// retry budget run out. `call` gets the channel of the chosen endpoint
     /// and the attempt's deadline, and must send the same request each time.
-    async fn execute<T, F, Fut>(&self, policy: RetryPolicy, mut call: F) -> Result<T, Error>
+    /// Wraps a message in a request that carries the attempt's deadline and the API key.
+    pub(crate) fn request<M>(&self, message: M, timeout: Duration) -> Request<M> {
+        let mut request = Request::new(message);
+        request.set_timeout(timeout);
+        if let Some(key) = &self.inner.config.api_key {
+            request.metadata_mut().insert("authorization", key.bearer());
+        }
+        request
+    }
+
+    pub(crate) async fn execute<T, F, Fut>(&self, policy: RetryPolicy, mut call: F) -> Result<T, Error>
     where
         T: HasHeader,
         F: FnMut(Channel, Duration) -> Fut,
@@ -405,13 +415,6 @@ impl Client {
             });
         }
     }
-}
-
-/// Wraps a message in a request that tells the server the attempt's deadline.
-fn deadline<M>(message: M, timeout: Duration) -> Request<M> {
-    let mut request = Request::new(message);
-    request.set_timeout(timeout);
-    request
 }
 
 fn members(response: v1::MembershipResponse) -> Vec<Member> {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::tls::ClientTls;
+use crate::tls::{ApiKey, ClientTls};
 
 /// Deadline of one attempt of one request, unless configured otherwise.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,6 +51,8 @@ pub struct ClientConfig {
     pub max_backoff: Duration,
     /// TLS settings; `None` connects in plaintext (clusters run with `--insecure-dev` only).
     pub tls: Option<ClientTls>,
+    /// The API key sent with every request; operators use a client certificate instead.
+    pub api_key: Option<ApiKey>,
 }
 
 impl ClientConfig {
@@ -69,7 +71,14 @@ impl ClientConfig {
             initial_backoff: DEFAULT_INITIAL_BACKOFF,
             max_backoff: DEFAULT_MAX_BACKOFF,
             tls: None,
+            api_key: None,
         }
+    }
+
+    /// The same configuration, sending `api_key` with every request.
+    pub fn with_api_key(mut self, api_key: ApiKey) -> Self {
+        self.api_key = Some(api_key);
+        self
     }
 
     /// The same configuration over TLS.

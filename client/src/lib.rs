@@ -21,6 +21,7 @@
 
 #![warn(missing_docs)]
 
+mod admin;
 pub mod backoff;
 pub mod config;
 pub mod endpoints;
@@ -35,8 +36,8 @@ mod write_id;
 pub use client::Client;
 pub use config::ClientConfig;
 pub use error::Error;
-pub use tls::ClientTls;
+pub use tls::{ApiKey, ClientTls};
 pub use types::{
-    BatchOp, BatchOutcome, ClusterStatus, Consistency, DeleteOutcome, LeaderHint, ListPage, Member, PutOutcome, Record,
-    ResponseHeader, Role,
+    ApiKeyInfo, ApiKeyRole, BatchOp, BatchOutcome, ClusterStatus, Consistency, DeleteOutcome, IssuedApiKey, LeaderHint,
+    ListPage, Member, PutOutcome, Record, ResponseHeader, Role, TenantInfo,
 };

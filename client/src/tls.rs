@@ -1,4 +1,4 @@
-//! TLS settings of a client: the CA that signs the cluster's node
+//! Credentials and TLS settings of a client: an API key, and the CA that signs the cluster's node
 //! certificates, and optionally a client certificate (operators and support
 //! staff authenticate with one). A client with TLS settings refuses plaintext
 //! endpoints; one without refuses `https://` ones, so a typo never silently
@@ -64,6 +64,41 @@ impl ClientTls {
             config = config.domain_name(name.clone());
         }
         config
+    }
+}
+
+/// An API key, presented as `authorization: Bearer <key>`. Its `Debug`
+/// never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey([redacted])")
+    }
+}
+
+/// Longest API key accepted.
+pub const MAX_API_KEY_LEN: usize = 256;
+
+impl ApiKey {
+    /// Checks the key's form: printable ASCII without spaces.
+    pub fn new(key: impl Into<String>) -> Result<Self, Error> {
+        let key = key.into().trim().to_string();
+        let printable = !key.is_empty() && key.len() <= MAX_API_KEY_LEN && key.bytes().all(|b| b.is_ascii_graphic());
+        if !printable {
+            return Err(Error::Config(
+                "an API key is printable ASCII without spaces (it starts with skp_)".into(),
+            ));
+        }
+        Ok(Self(key))
+    }
+
+    /// The `authorization` metadata value.
+    pub(crate) fn bearer(&self) -> tonic::metadata::MetadataValue<tonic::metadata::Ascii> {
+        format!("Bearer {}", self.0)
+            .parse()
+            .expect("checked printable ASCII is a valid header value")
     }
 }
 

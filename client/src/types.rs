@@ -278,4 +278,110 @@ has_header!(
     v1::StatusResponse,
     v1::MembershipResponse,
     v1::TransferLeaderResponse,
+    v1::CreateTenantResponse,
+    v1::ListTenantsResponse,
+    v1::DeleteTenantResponse,
+    v1::IssueApiKeyResponse,
+    v1::ListApiKeysResponse,
+    v1::RevokeApiKeyResponse,
 );
+
+/// What an API key lets its holder do with its tenant's records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiKeyRole {
+    /// Get and List.
+    Reader,
+    /// Reads and writes.
+    Writer,
+    /// Reads, writes, and the tenant's own API keys.
+    Admin,
+}
+
+impl From<ApiKeyRole> for v1::ApiKeyRole {
+    fn from(role: ApiKeyRole) -> Self {
+        match role {
+            ApiKeyRole::Reader => Self::Reader,
+            ApiKeyRole::Writer => Self::Writer,
+            ApiKeyRole::Admin => Self::Admin,
+        }
+    }
+}
+
+/// A tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TenantInfo {
+    /// The tenant id.
+    pub tenant: String,
+    /// When it was created, ms since the Unix epoch.
+    pub created_at_unix_ms: i64,
+    /// Deleted tenants stay listed, with no data and no keys.
+    pub deleted: bool,
+    /// The data key version new writes are sealed with.
+    pub data_key_version: u32,
+}
+
+impl From<v1::Tenant> for TenantInfo {
+    fn from(t: v1::Tenant) -> Self {
+        Self {
+            tenant: t.tenant,
+            created_at_unix_ms: t.created_at_unix_ms,
+            deleted: t.deleted,
+            data_key_version: t.data_key_version,
+        }
+    }
+}
+
+/// An API key as listed: never its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKeyInfo {
+    /// The key's public id (the part after `skp_`).
+    pub key_id: String,
+    /// The tenant it belongs to.
+    pub tenant: String,
+    /// Its role; `None` if the server named one this SDK does not know.
+    pub role: Option<ApiKeyRole>,
+    /// What the key is for, in people's words.
+    pub label: String,
+    /// When it was issued, ms since the Unix epoch.
+    pub created_at_unix_ms: i64,
+    /// Revoked keys are refused by every node.
+    pub revoked: bool,
+}
+
+impl From<v1::ApiKey> for ApiKeyInfo {
+    fn from(k: v1::ApiKey) -> Self {
+        let role = match v1::ApiKeyRole::try_from(k.role) {
+            Ok(v1::ApiKeyRole::Reader) => Some(ApiKeyRole::Reader),
+            Ok(v1::ApiKeyRole::Writer) => Some(ApiKeyRole::Writer),
+            Ok(v1::ApiKeyRole::Admin) => Some(ApiKeyRole::Admin),
+            _ => None,
+        };
+        Self {
+            key_id: k.key_id,
+            tenant: k.tenant,
+            role,
+            label: k.label,
+            created_at_unix_ms: k.created_at_unix_ms,
+            revoked: k.revoked,
+        }
+    }
+}
+
+/// A newly issued key, with the secret its holder presents. Shown once.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct IssuedApiKey {
+    /// The key as it will be listed.
+    pub key: ApiKeyInfo,
+    /// The key to present; the cluster keeps only its hash.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for IssuedApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedApiKey")
+            .field("key", &self.key)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}

@@ -31,6 +31,12 @@ pub const DEFAULT_CLUSTER_NAME: &str = "safekeep";
 pub const DEFAULT_TLS_RELOAD_MS: u64 = 10_000;
 /// Shortest interval between checks of the TLS files.
 pub const MIN_TLS_RELOAD_MS: u64 = 100;
+/// Default per-node request rate of one tenant.
+pub const DEFAULT_TENANT_REQUESTS_PER_SECOND: u32 = 20_000;
+/// Default burst of one tenant above its rate.
+pub const DEFAULT_TENANT_BURST: u32 = 40_000;
+/// Environment variable holding master keys when no file is configured.
+pub const MASTER_KEY_ENV: &str = "SAFEKEEP_MASTER_KEY";
 /// Readiness: most entries a replica may lag behind the commit index.
 pub const DEFAULT_READY_MAX_APPLY_LAG: u64 = 1_000;
 
@@ -117,14 +123,29 @@ impl Default for RaftSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct LimitSettings {
     pub max_value_bytes: usize,
+    /// Requests per second one tenant may make of one node (0: unlimited).
+    pub tenant_requests_per_second: u32,
+    /// Requests one tenant may burst above its rate.
+    pub tenant_burst: u32,
 }
 
 impl Default for LimitSettings {
     fn default() -> Self {
         Self {
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            tenant_requests_per_second: DEFAULT_TENANT_REQUESTS_PER_SECOND,
+            tenant_burst: DEFAULT_TENANT_BURST,
         }
     }
+}
+
+/// Encryption at rest: where the master keys come from. Without a file, the
+/// `SAFEKEEP_MASTER_KEY` environment variable holds them (same format).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncryptionSettings {
+    /// File of `ID HEX` lines, owner-readable only; the first key wraps new data keys.
+    pub master_key_file: Option<PathBuf>,
 }
 
 /// TLS files: the node's certificate and key, and the CA that signs every
@@ -187,6 +208,8 @@ pub struct NodeConfig {
     /// Serve plaintext (development only): required to run without `tls`.
     #[serde(default)]
     pub insecure_dev: bool,
+    #[serde(default)]
+    pub encryption: EncryptionSettings,
     #[serde(default)]
     pub raft: RaftSettings,
     #[serde(default)]
@@ -265,6 +288,12 @@ impl NodeConfig {
                     reason: "TLS is configured; drop --insecure-dev or the [tls] settings".into(),
                 });
             }
+            (None, true) if self.encryption.master_key_file.is_some() => {
+                return Err(ConfigError::Invalid {
+                    name: "encryption.master_key_file",
+                    reason: "encryption at rest runs with TLS and authentication, not with --insecure-dev".into(),
+                });
+            }
             (Some(tls), false) if tls.reload_interval_ms < MIN_TLS_RELOAD_MS => {
                 return Err(ConfigError::Invalid {
                     name: "tls.reload_interval_ms",
@@ -320,6 +349,8 @@ pub struct PartialConfig {
     #[serde(default)]
     pub insecure_dev: bool,
     #[serde(default)]
+    pub encryption: EncryptionSettings,
+    #[serde(default)]
     pub raft: RaftSettings,
     #[serde(default)]
     pub limits: LimitSettings,
@@ -343,6 +374,7 @@ impl PartialConfig {
             learner: self.learner,
             tls: self.tls,
             insecure_dev: self.insecure_dev,
+            encryption: self.encryption,
             raft: self.raft,
             limits: self.limits,
         };

@@ -7,7 +7,9 @@
 //! (membership and placement), `http` (health and metrics), `node` (wiring).
 
 pub mod admin;
+pub mod auth;
 pub mod config;
+pub mod crypto;
 pub mod http;
 pub mod local_cluster;
 pub mod metrics_names;

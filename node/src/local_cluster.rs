@@ -35,6 +35,12 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const LOCAL_HOSTS: [&str; 2] = ["localhost", "127.0.0.1"];
 /// The operator whose client certificate the local cluster issues.
 pub const LOCAL_OPERATOR: &str = "admin";
+/// The tenant a new local cluster creates, with an admin API key.
+pub const LOCAL_TENANT: &str = "acme";
+/// File (in the cluster directory) holding the local master key.
+const MASTER_KEY_FILE: &str = "master.keys";
+/// File (in the cluster directory) holding the local tenant's admin API key.
+const API_KEY_FILE: &str = "acme.api-key";
 
 /// Whether the local cluster runs with TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +170,7 @@ pub fn node_config(
         learner: false,
         insecure_dev: tls.is_none(),
         tls,
+        encryption: Default::default(),
         raft: RaftSettings::default(),
         limits: Default::default(),
     }
@@ -183,9 +190,14 @@ pub async fn run(
     std::fs::create_dir_all(dir).map_err(io_err("cannot create", dir))?;
     let dir = dir.canonicalize().map_err(io_err("cannot resolve", dir))?;
     let certs = certs_dir(&dir);
+    let master_keys = dir.join(MASTER_KEY_FILE);
     let access = match security {
         Security::Tls => {
             issue_local_certs(&certs, &members)?;
+            if !master_keys.exists() {
+                crate::crypto::MasterKeyFile::generate(&master_keys, "local-1")
+                    .map_err(|e| LocalClusterError::Encode(e.to_string()))?;
+            }
             Some(ClientCredentials::local(&certs))
         }
         Security::InsecureDev => None,
@@ -195,7 +207,10 @@ pub async fn run(
         let node_dir = dir.join(format!("node-{}", member.id));
         std::fs::create_dir_all(&node_dir).map_err(io_err("cannot create", &node_dir))?;
         let tls = access.as_ref().map(|_| node_tls(&certs, member.id));
-        let config = node_config(member, &members, &node_dir, base_port, tls);
+        let mut config = node_config(member, &members, &node_dir, base_port, tls);
+        if access.is_some() {
+            config.encryption.master_key_file = Some(master_keys.clone());
+        }
         let config_path = node_dir.join("node.toml");
         let text = toml::to_string(&config).map_err(|e| LocalClusterError::Encode(e.to_string()))?;
         std::fs::write(&config_path, text).map_err(io_err("cannot write", &config_path))?;
@@ -240,6 +255,10 @@ pub async fn run(
         ready = wait_ready(&mut children, &dir, access.as_ref()) => ready.map(|()| true),
         _ = interrupt.recv() => Ok(false),
     };
+    let api_key = match (&ready, &access) {
+        (Ok(true), Some(access)) => Some(local_api_key(&dir, &children, access).await?),
+        _ => None,
+    };
     let outcome = match ready {
         Ok(true) => {
             let manifest = dir.join("cluster.json");
@@ -247,7 +266,7 @@ pub async fn run(
             let text = serde_json::to_string_pretty(&serde_json::json!({ "nodes": nodes_json, "tls": access }))
                 .map_err(|e| LocalClusterError::Encode(e.to_string()))?;
             std::fs::write(&manifest, text).map_err(io_err("cannot write", &manifest))?;
-            print_welcome(&children, &manifest, access.as_ref());
+            print_welcome(&children, &manifest, access.as_ref(), api_key.as_deref());
             tokio::select! {
                 _ = interrupt.recv() => Ok(()),
                 exited = first_exit(&mut children) => Err(exited),
@@ -364,20 +383,7 @@ impl ClientCredentials {
 }
 
 async fn sees_leader(client_address: &str, access: Option<&ClientCredentials>) -> bool {
-    let endpoint = match access {
-        None => tonic::transport::Endpoint::from_shared(format!("http://{client_address}")),
-        Some(access) => {
-            let Some(tls) = access.tls_config() else {
-                return false;
-            };
-            tonic::transport::Endpoint::from_shared(format!("https://{client_address}"))
-                .and_then(|endpoint| endpoint.tls_config(tls))
-        }
-    };
-    let Ok(endpoint) = endpoint else {
-        return false;
-    };
-    let Ok(channel) = endpoint.connect().await else {
+    let Some(channel) = connect(client_address, access).await else {
         return false;
     };
     let mut client = ClusterClient::new(channel);
@@ -385,6 +391,19 @@ async fn sees_leader(client_address: &str, access: Option<&ClientCredentials>) -
         Ok(reply) => reply.get_ref().header.as_ref().is_some_and(|h| h.leader_id != 0),
         Err(_) => false,
     }
+}
+
+/// A channel to a local node's client API: TLS as the local operator, or plaintext.
+async fn connect(client_address: &str, access: Option<&ClientCredentials>) -> Option<tonic::transport::Channel> {
+    let endpoint = match access {
+        None => tonic::transport::Endpoint::from_shared(format!("http://{client_address}")),
+        Some(access) => {
+            let tls = access.tls_config()?;
+            tonic::transport::Endpoint::from_shared(format!("https://{client_address}"))
+                .and_then(|endpoint| endpoint.tls_config(tls))
+        }
+    };
+    endpoint.ok()?.connect().await.ok()
 }
 
 async fn stop_all(children: &mut [(LocalNode, Child)]) {
@@ -405,7 +424,61 @@ async fn stop_all(children: &mut [(LocalNode, Child)]) {
     }
 }
 
-fn print_welcome(children: &[(LocalNode, Child)], manifest: &Path, access: Option<&ClientCredentials>) {
+/// The local tenant's admin API key: made on the first run (with the tenant),
+/// kept in the cluster directory (owner-readable only) for later runs.
+async fn local_api_key(
+    dir: &Path,
+    children: &[(LocalNode, Child)],
+    access: &ClientCredentials,
+) -> Result<PathBuf, LocalClusterError> {
+    use safekeep_api::v1::admin_client::AdminClient;
+    use safekeep_api::v1::{ApiKeyRole, CreateTenantRequest, IssueApiKeyRequest};
+    let path = dir.join(API_KEY_FILE);
+    if path.exists() {
+        return Ok(path);
+    }
+    let failed = |e: String| LocalClusterError::Encode(format!("cannot set up tenant '{LOCAL_TENANT}': {e}"));
+    let channel = connect(&children[0].0.client_address, Some(access))
+        .await
+        .ok_or_else(|| failed("cannot connect".into()))?;
+    let mut admin = AdminClient::new(channel);
+    match admin
+        .create_tenant(CreateTenantRequest {
+            tenant: LOCAL_TENANT.into(),
+        })
+        .await
+    {
+        Ok(_) => {}
+        Err(status) if status.code() == tonic::Code::AlreadyExists => {}
+        Err(status) => return Err(failed(status.message().to_string())),
+    }
+    let issued = admin
+        .issue_api_key(IssueApiKeyRequest {
+            tenant: LOCAL_TENANT.into(),
+            role: ApiKeyRole::Admin as i32,
+            label: "local cluster quick start".into(),
+        })
+        .await
+        .map_err(|status| failed(status.message().to_string()))?
+        .into_inner();
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut file| writeln!(file, "{}", issued.secret))
+        .map_err(io_err("cannot write", &path))?;
+    Ok(path)
+}
+
+fn print_welcome(
+    children: &[(LocalNode, Child)],
+    manifest: &Path,
+    access: Option<&ClientCredentials>,
+    api_key: Option<&Path>,
+) {
     let zones: Vec<&str> = children.iter().map(|(n, _)| n.zone.as_str()).collect();
     println!(
         "safekeep local cluster is up: {} nodes in zones {}",
@@ -436,6 +509,10 @@ fn print_welcome(children: &[(LocalNode, Child)], manifest: &Path, access: Optio
                 access.cert.display(),
                 access.key.display()
             );
+            if let Some(api_key) = api_key {
+                println!("and as tenant '{LOCAL_TENANT}' (its admin key, made on the first run):");
+                println!("  export SAFEKEEP_API_KEY=$(cat {})", api_key.display());
+            }
         }
         None => {
             println!("INSECURE: plaintext and unauthenticated (--insecure-dev). Connect with:");

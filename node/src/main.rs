@@ -31,6 +31,18 @@ enum Command {
     /// Create development certificates: a cluster CA (reused if DIR already has one),
     /// node certificates and client certificates, for TLS and mutual TLS.
     Certs(CertsArgs),
+    /// Create a master key file (one fresh 256-bit key, mode 600) for encryption at rest.
+    MasterKey(MasterKeyArgs),
+}
+
+#[derive(Args)]
+struct MasterKeyArgs {
+    /// File to create; an existing file is never overwritten.
+    #[arg(long)]
+    out: PathBuf,
+    /// Id of the key (letters, digits, '-', '_', '.'); rotate by adding a key with a new id first.
+    #[arg(long, default_value = "k1")]
+    id: String,
 }
 
 #[derive(Args)]
@@ -120,8 +132,12 @@ struct RunArgs {
     /// CA of client certificates on the client API, if not the cluster CA.
     #[arg(long, env = "SAFEKEEP_TLS_CLIENT_CA")]
     tls_client_ca: Option<PathBuf>,
-    /// Serve plaintext and skip authentication: development only. Logged at start and
-    /// reported by /readyz and `cluster status`.
+    /// File of master keys (`ID HEX` lines, mode 600) that wrap tenants' data keys; without it
+    /// the SAFEKEEP_MASTER_KEY environment variable holds them.
+    #[arg(long, env = "SAFEKEEP_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
+    /// Serve plaintext and skip authentication and encryption: development only. Logged at
+    /// start and reported by /readyz and `cluster status`.
     #[arg(long, env = "SAFEKEEP_INSECURE_DEV", value_parser = clap::builder::FalseyValueParser::new())]
     insecure_dev: bool,
 }
@@ -183,6 +199,9 @@ impl RunArgs {
             c.limits.max_value_bytes = v;
         }
         c.insecure_dev |= self.insecure_dev;
+        if let Some(path) = self.master_key_file {
+            c.encryption.master_key_file = Some(path);
+        }
         if self.tls_cert.is_some() || self.tls_key.is_some() || self.tls_ca.is_some() || self.tls_client_ca.is_some() {
             let from_file = c.tls.take();
             let pick = |flag: Option<PathBuf>, file: Option<&PathBuf>, name| {
@@ -273,6 +292,9 @@ fn main() -> ExitCode {
                     .map_err(|e| e.to_string())
             }
             Command::Certs(args) => make_certs(args),
+            Command::MasterKey(args) => safekeep_node::crypto::MasterKeyFile::generate(&args.out, &args.id)
+                .map(|()| println!("{}", args.out.display()))
+                .map_err(|e| e.to_string()),
         }
     });
     match result {

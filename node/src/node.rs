@@ -15,14 +15,18 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::admin::ClusterService;
+use crate::admin::{AdminService, ClusterService};
+use crate::auth::{Authenticator, TenantRateLimiter};
 use crate::config::{ConfigError, NodeConfig};
+use crate::crypto::{CryptoError, DataKeys};
 use crate::raft::{self, BootstrapError, Consensus, RaftStartError};
+use crate::records::RecordsGuard;
 use crate::records::RecordsService;
 use crate::records::limits::MAX_REQUEST_BYTES;
 use crate::storage::{LogSync, Store, StoreCloseWatch, StoreError};
 use crate::tls::{Listener, TlsError, tls_incoming};
 use crate::transport::{Incoming, TcpTransport, Transport, tcp_incoming};
+use safekeep_api::v1::admin_server::AdminServer;
 
 /// Largest message on the peer channel.
 const MAX_PEER_MESSAGE_BYTES: usize = 64 << 20;
@@ -50,6 +54,8 @@ pub enum StartError {
     Bootstrap(#[from] BootstrapError),
     #[error("TLS is configured but unusable, so the node will not start: {0}")]
     Tls(#[from] TlsError),
+    #[error("encryption at rest is not usable, so the node will not start: {0}")]
+    Encryption(#[from] CryptoError),
     #[error("cannot build the {0} service: {1}")]
     Service(&'static str, String),
 }
@@ -150,6 +156,12 @@ impl Node {
             None => None,
         };
         let insecure = config.insecure_dev;
+        let data_keys = match insecure {
+            true => None,
+            false => Some(Arc::new(DataKeys::new(crate::crypto::master::load_provider(
+                &config.encryption,
+            )?))),
+        };
         if insecure {
             tracing::warn!(
                 node = config.id,
@@ -162,6 +174,14 @@ impl Node {
         let (consensus, peer_service) =
             raft::start(&config, &store, environment.transport.clone(), tls.clone()).await?;
         drop(store);
+        if let Some(keys) = &data_keys {
+            let tenants = consensus.reader().tenants().map_err(StoreError::Io)?;
+            if let Err(e) = keys.check_all(&tenants) {
+                consensus.shutdown().await;
+                return Err(e.into());
+            }
+        }
+        let authenticator = Authenticator::new(consensus.reader().clone(), !insecure);
 
         let (client_address, peer_address) = (listeners.client_address, listeners.peer_address);
         let http_address = listeners.http.as_ref().and_then(|l| l.local_addr().ok());
@@ -195,12 +215,20 @@ impl Node {
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<RecordsServer<RecordsService>>().await;
         health_reporter.set_serving::<ClusterServer<ClusterService>>().await;
+        health_reporter.set_serving::<AdminServer<AdminService>>().await;
+        let guard = RecordsGuard {
+            authenticator: authenticator.clone(),
+            limiter: TenantRateLimiter::new(config.limits.tenant_requests_per_second, config.limits.tenant_burst),
+            data_keys: data_keys.clone(),
+        };
         let records = RecordsService::new(
             consensus.clone(),
             consensus.reader().clone(),
             config.limits.max_value_bytes,
+            guard,
         );
-        let cluster = ClusterService::new(consensus.clone(), config.zone.clone(), insecure);
+        let cluster = ClusterService::new(consensus.clone(), config.zone.clone(), authenticator.clone());
+        let admin = AdminService::new(consensus.clone(), consensus.reader().clone(), authenticator, data_keys);
         let client_server = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
@@ -210,6 +238,7 @@ impl Node {
                     .max_encoding_message_size(MAX_REQUEST_BYTES),
             )
             .add_service(ClusterServer::new(cluster))
+            .add_service(AdminServer::new(admin))
             .serve_with_incoming_shutdown(client_incoming, stopped(stop_rx.clone()));
         servers.push(tokio::spawn(async move {
             if let Err(e) = client_server.await {

@@ -69,3 +69,28 @@ pub fn version_conflict(key: &str, current_version: u64) -> Status {
     }
     status
 }
+
+impl From<crate::crypto::CryptoError> for Status {
+    fn from(e: crate::crypto::CryptoError) -> Self {
+        use crate::crypto::CryptoError;
+        match e {
+            CryptoError::Tampered | CryptoError::Malformed | CryptoError::UnknownDataKey(_) => {
+                Status::data_loss(format!("a stored value cannot be decrypted: {e}"))
+            }
+            other => Status::internal(format!("encryption failed: {other}")),
+        }
+    }
+}
+
+/// Why the state machine refused a command, as a status.
+pub fn refusal(refusal: crate::storage::command::Refusal, tenant: &str) -> Status {
+    use crate::storage::command::Refusal;
+    match refusal {
+        Refusal::TenantExists => Status::already_exists(format!("tenant {tenant:?} already exists")),
+        Refusal::NoSuchTenant => Status::not_found(format!("tenant {tenant:?} does not exist")),
+        Refusal::NoSuchApiKey => Status::not_found(format!("no such API key in tenant {tenant:?}")),
+        Refusal::ApiKeyExists => Status::aborted("an API key with this id exists; issue again"),
+        Refusal::ApiKeyRevoked => Status::unauthenticated("the API key is not valid"),
+        Refusal::DataKeyMismatch => Status::aborted("the tenant's data keys changed concurrently; try again"),
+    }
+}

@@ -202,7 +202,10 @@ async fn a_batch_applies_whole_or_not_at_all_and_list_pages_through_a_tenant() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_input_gets_a_precise_status_and_changes_nothing() {
     let cluster = TestCluster::start(3, |c| {
-        c.limits = LimitSettings { max_value_bytes: 1024 };
+        c.limits = LimitSettings {
+            max_value_bytes: 1024,
+            ..LimitSettings::default()
+        };
     })
     .await;
     let leader = cluster.leader().await;
@@ -364,6 +367,7 @@ async fn joining_through_an_unreachable_seed_fails_with_a_clear_error_in_bounded
         learner: false,
         tls: None,
         insecure_dev: true,
+        encryption: Default::default(),
         raft,
         limits: LimitSettings::default(),
     };
@@ -381,7 +385,7 @@ async fn joining_through_an_unreachable_seed_fails_with_a_clear_error_in_bounded
 async fn a_malformed_command_forwarded_on_the_peer_channel_is_refused_before_the_log() {
     use safekeep_api::v1::RaftMessage;
     use safekeep_api::v1::peer_client::PeerClient;
-    use safekeep_node::storage::command::{Command, Mutation};
+    use safekeep_node::storage::command::{Command, CommandBody, Mutation};
 
     let cluster = TestCluster::start(3, |_| {}).await;
     let leader = cluster.leader().await;
@@ -396,10 +400,11 @@ async fn a_malformed_command_forwarded_on_the_peer_channel_is_refused_before_the
                 write_id: None,
                 proposed_at_ms: 0,
                 tenant: "t".repeat(70_000),
-                mutations: vec![Mutation::Delete {
+                api_key: None,
+                body: CommandBody::Write(vec![Mutation::Delete {
                     key: "k".into(),
                     expected_version: None,
-                }],
+                }]),
             },
         ),
         (
@@ -408,7 +413,8 @@ async fn a_malformed_command_forwarded_on_the_peer_channel_is_refused_before_the
                 write_id: None,
                 proposed_at_ms: 0,
                 tenant: TENANT.into(),
-                mutations: vec![],
+                api_key: None,
+                body: CommandBody::Write(vec![]),
             },
         ),
     ] {

@@ -7,7 +7,7 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{TlsFiles, eventually, free_base_port, get, put, tls_channel};
+use common::{TlsFiles, eventually, free_base_port, get, keyed, put, tls_channel};
 use safekeep_api::v1::records_client::RecordsClient;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,13 +51,17 @@ async fn local_cluster_runs_three_zones_and_stops_cleanly_on_ctrl_c() {
     let mut plaintext = RecordsClient::connect(format!("http://{first_address}")).await.unwrap();
     assert!(plaintext.put(put("acme", "hello", b"plain", "lc", 0)).await.is_err());
 
+    // The first run made tenant acme and an admin key for it.
+    let api_key = std::fs::read_to_string(dir.path().join("acme.api-key")).expect("the local API key file");
+    let api_key = api_key.trim().to_string();
+
     // Write through node 1, read through node 3.
     let first = first_address.to_string();
     let third = nodes[2]["client_address"].as_str().unwrap();
     let version = eventually("a write through node 1", || async {
         let mut client = RecordsClient::new(tls_channel(&first, &credentials).await.ok()?);
         client
-            .put(put("acme", "hello", b"world", "lc", 1))
+            .put(keyed(put("acme", "hello", b"world", "lc", 1), &api_key))
             .await
             .ok()
             .map(|r| r.into_inner().version)
@@ -65,7 +69,7 @@ async fn local_cluster_runs_three_zones_and_stops_cleanly_on_ctrl_c() {
     .await;
     let mut reader = RecordsClient::new(tls_channel(third, &credentials).await.unwrap());
     let record = reader
-        .get(get("acme", "hello"))
+        .get(keyed(get("acme", "hello"), &api_key))
         .await
         .unwrap()
         .into_inner()

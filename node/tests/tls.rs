@@ -9,12 +9,13 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{TestCluster, TlsFiles, eventually, get, issue_test_certs, put, put_acked, tls_channel};
+use common::{TestCluster, TlsFiles, eventually, get, issue_test_certs, keyed, put, tls_channel};
+use safekeep_api::v1::ApiKeyRole;
 use safekeep_api::v1::cluster_client::ClusterClient;
 use safekeep_api::v1::peer_client::PeerClient;
 use safekeep_api::v1::records_client::RecordsClient;
 use safekeep_api::v1::{IdentifyRequest, RaftMessage, ReadIndexRequest, StatusRequest};
-use safekeep_client::{Client, ClientConfig, ClientTls, Error as SdkError};
+use safekeep_client::{ApiKey, Client, ClientConfig, ClientTls, Error as SdkError};
 use safekeep_node::config::NodeConfig;
 use safekeep_node::local_cluster::node_tls;
 use safekeep_node::tls::certs::{CertAuthority, LeafSpec, Validity, write_leaf};
@@ -43,11 +44,11 @@ fn issue_into(ca: &CertAuthority, dir: &Path, spec: &LeafSpec) -> (PathBuf, Path
     write_leaf(dir, &spec.principal, &ca.issue(spec).unwrap()).unwrap()
 }
 
-async fn stored_value(cluster: &TestCluster, id: u64, key: &str) -> Option<(Vec<u8>, u64)> {
+async fn stored_value(cluster: &TestCluster, api_key: &str, id: u64, key: &str) -> Option<(Vec<u8>, u64)> {
     let record = cluster
         .records(id)
         .await
-        .get(get("acme", key))
+        .get(keyed(get("acme", key), api_key))
         .await
         .unwrap()
         .into_inner()
@@ -55,14 +56,30 @@ async fn stored_value(cluster: &TestCluster, id: u64, key: &str) -> Option<(Vec<
     Some((record.value, record.version))
 }
 
+/// Writes through node `id` with `api_key`; returns the version.
+async fn put_with(cluster: &TestCluster, api_key: &str, id: u64, request: safekeep_api::v1::PutRequest) -> u64 {
+    cluster
+        .records(id)
+        .await
+        .put(keyed(request, api_key))
+        .await
+        .expect("the write is acknowledged")
+        .into_inner()
+        .version
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_cluster_serves_through_every_node_and_refuses_plaintext_and_strangers() {
     let cluster = TestCluster::start_secure(3, |_| {}).await;
     cluster.leader().await;
     let certs = cluster.certs.clone().unwrap();
-    let version = put_acked(&mut cluster.records(2).await, put("acme", "k", b"v1", "tls", 1)).await;
+    let api_key = cluster.tenant_key("acme", ApiKeyRole::Writer).await;
+    let version = put_with(&cluster, &api_key, 2, put("acme", "k", b"v1", "tls", 1)).await;
     for id in 1..=3 {
-        assert_eq!(stored_value(&cluster, id, "k").await, Some((b"v1".to_vec(), version)));
+        assert_eq!(
+            stored_value(&cluster, &api_key, id, "k").await,
+            Some((b"v1".to_vec(), version))
+        );
     }
     let status = cluster
         .cluster(1)
@@ -76,9 +93,10 @@ async fn a_tls_cluster_serves_through_every_node_and_refuses_plaintext_and_stran
     // The SDK over TLS, through every node.
     let endpoints: Vec<String> = cluster.addresses.values().map(|a| a.client.to_string()).collect();
     let sdk_tls = ClientTls::from_files(&certs.join("ca.pem"), None).unwrap();
-    let sdk = Client::connect(ClientConfig::new(endpoints.clone()).with_tls(sdk_tls))
-        .await
-        .unwrap();
+    let sdk_config = ClientConfig::new(endpoints.clone())
+        .with_tls(sdk_tls)
+        .with_api_key(ApiKey::new(api_key.clone()).unwrap());
+    let sdk = Client::connect(sdk_config).await.unwrap();
     sdk.put("acme", "sdk", b"over tls".to_vec()).await.unwrap();
     assert_eq!(sdk.get("acme", "sdk").await.unwrap().unwrap().value, b"over tls");
     // An SDK configured for TLS refuses a plaintext endpoint rather than downgrade.
@@ -135,7 +153,7 @@ async fn a_tls_cluster_serves_through_every_node_and_refuses_plaintext_and_stran
 
     for id in 1..=3 {
         assert_eq!(
-            stored_value(&cluster, id, "k").await,
+            stored_value(&cluster, &api_key, id, "k").await,
             Some((b"v1".to_vec(), version)),
             "node {id} unchanged"
         );
@@ -167,7 +185,8 @@ async fn the_peer_channel_admits_only_member_nodes() {
     let cluster = TestCluster::start_secure(3, |_| {}).await;
     let leader = cluster.leader().await;
     let certs = cluster.certs.clone().unwrap();
-    let version = put_acked(&mut cluster.records(1).await, put("acme", "k", b"v1", "peer", 1)).await;
+    let api_key = cluster.tenant_key("acme", ApiKeyRole::Writer).await;
+    let version = put_with(&cluster, &api_key, 1, put("acme", "k", b"v1", "peer", 1)).await;
     let peer_address = cluster.addresses[&leader].peer.to_string();
 
     // Node 9 holds a valid certificate of the cluster CA but is not a member.
@@ -226,7 +245,10 @@ async fn the_peer_channel_admits_only_member_nodes() {
     assert!(plaintext.await.is_none(), "plaintext is refused on the peer channel");
 
     for id in 1..=3 {
-        assert_eq!(stored_value(&cluster, id, "k").await, Some((b"v1".to_vec(), version)));
+        assert_eq!(
+            stored_value(&cluster, &api_key, id, "k").await,
+            Some((b"v1".to_vec(), version))
+        );
     }
     cluster.shutdown().await;
 }
@@ -254,6 +276,9 @@ fn single_node_config(dir: &Path, certs: &Path) -> NodeConfig {
         learner: false,
         tls: Some(node_tls(certs, 1)),
         insecure_dev: false,
+        encryption: safekeep_node::config::EncryptionSettings {
+            master_key_file: Some(certs.join("master.keys")),
+        },
         raft: common::test_raft_settings(),
         limits: Default::default(),
     }
@@ -264,6 +289,7 @@ async fn a_node_with_unusable_tls_files_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
     issue_test_certs(&certs, [1, 2]);
+    safekeep_node::crypto::MasterKeyFile::generate(&certs.join("master.keys"), "test-1").unwrap();
     let ca = CertAuthority::read(&certs).unwrap().unwrap();
     let expired = issue_into(
         &ca,

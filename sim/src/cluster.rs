@@ -64,6 +64,7 @@ pub fn node_config(spec: &HostSpec, topology: Topology, data_root: &Path) -> Nod
         // The simulated network carries plaintext; TLS is tested on real sockets.
         tls: None,
         insecure_dev: true,
+        encryption: Default::default(),
         raft: sim_raft_settings(),
         limits: LimitSettings::default(),
     }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use safekeep_client::Consistency;
+use safekeep_client::{ApiKeyRole, Consistency};
 
 /// Endpoint used when neither `--endpoints` nor `SAFEKEEP_ENDPOINTS` is given.
 pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:7101";
@@ -61,6 +61,10 @@ pub struct Cli {
         value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_MS)
     )]
     pub timeout_ms: u64,
+
+    /// API key of a tenant (`skp_...`); sent as `authorization: Bearer <key>`.
+    #[arg(long, global = true, env = "SAFEKEEP_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
 
     /// CA certificate (PEM) the nodes' certificates chain to; turns TLS on.
     #[arg(long, global = true, env = "SAFEKEEP_CA", value_name = "PEM")]
@@ -147,9 +151,77 @@ pub enum Command {
     },
     /// List records in key order.
     List(ListArgs),
-    /// Inspect and change cluster membership.
+    /// Inspect and change cluster membership (operators).
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Create, list and delete tenants (operators).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Issue, list and revoke a tenant's API keys (operators, or the tenant's admin key).
+    #[command(subcommand)]
+    ApiKey(ApiKeyCommand),
+}
+
+/// The `tenant` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and its first data key.
+    Create {
+        /// The tenant id: lowercase letters, digits, '-' and '_'.
+        tenant: String,
+    },
+    /// List every tenant, deleted ones marked.
+    List,
+    /// Delete a tenant: its records, its API keys and its data keys (crypto-shredding).
+    Delete {
+        /// The tenant id.
+        tenant: String,
+        /// Why; recorded in the audit log.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// The `api-key` subcommands; the tenant comes from --tenant.
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Issue a key for --tenant. Its secret is printed once and never stored.
+    Issue {
+        /// What the key may do.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// A note for people: what the key is for.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// List the keys of --tenant (never their secrets).
+    List,
+    /// Revoke a key; every node refuses it once the revocation commits.
+    Revoke {
+        /// The key's id (the 16 hex digits after `skp_`).
+        key_id: String,
+    },
+}
+
+/// `--role` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// Get and List.
+    Reader,
+    /// Reads and writes.
+    Writer,
+    /// Reads, writes, and the tenant's own API keys.
+    Admin,
+}
+
+impl From<RoleArg> for ApiKeyRole {
+    fn from(arg: RoleArg) -> Self {
+        match arg {
+            RoleArg::Reader => Self::Reader,
+            RoleArg::Writer => Self::Writer,
+            RoleArg::Admin => Self::Admin,
+        }
+    }
 }
 
 /// Options of `list`.

@@ -1,7 +1,9 @@
 //! The `safekeep` command-line tool: argument parsing ([`args`]), running a
-//! command against the SDK ([`run`]), rendering results ([`output`]), and the
+//! command against the SDK ([`run`], tenants and keys in [`admin`]), rendering
+//! results ([`output`]), and the
 //! mapping from failures to one-line messages and exit codes (here).
 
+mod admin;
 pub mod args;
 pub mod output;
 pub mod run;

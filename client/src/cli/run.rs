@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use safekeep_client::config::DEFAULT_RETRY_BUDGET;
-use safekeep_client::{Client, ClientConfig, ClientTls, Consistency, Error};
+use safekeep_client::{ApiKey, Client, ClientConfig, ClientTls, Consistency, Error};
 use serde_json::{Value, json};
 
 use super::args::{Cli, ClusterCommand, Command, ListArgs};
@@ -19,15 +19,15 @@ pub const MAX_VALUE_FILE_BYTES: u64 = 4 * 1024 * 1024;
 pub const MAX_LIST_PAGES: usize = 10_000;
 
 /// Everything a command needs: the client and the global options.
-struct Context {
-    client: Client,
+pub(super) struct Context {
+    pub(super) client: Client,
     tenant: Option<String>,
     json: bool,
     timeout_ms: u64,
 }
 
 impl Context {
-    fn tenant(&self) -> Result<&str, CliError> {
+    pub(super) fn tenant(&self) -> Result<&str, CliError> {
         match self.tenant.as_deref() {
             Some(tenant) if !tenant.is_empty() => Ok(tenant),
             _ => Err(CliError::Usage(
@@ -36,7 +36,7 @@ impl Context {
         }
     }
 
-    fn failed(&self, target: Target) -> impl FnOnce(Error) -> CliError {
+    pub(super) fn failed(&self, target: Target) -> impl FnOnce(Error) -> CliError {
         let timeout_ms = self.timeout_ms;
         move |error| CliError::Request {
             error,
@@ -46,7 +46,7 @@ impl Context {
     }
 
     /// Prints `text` for humans or `value` as one line of JSON.
-    fn print(&self, text: impl FnOnce() -> String, value: impl FnOnce() -> Value) -> Result<(), CliError> {
+    pub(super) fn print(&self, text: impl FnOnce() -> String, value: impl FnOnce() -> Value) -> Result<(), CliError> {
         if self.json {
             emit(value().to_string().as_bytes(), true)
         } else {
@@ -75,6 +75,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             ));
         }
     };
+    if let Some(key) = &cli.api_key {
+        config.api_key = Some(ApiKey::new(key.clone()).map_err(|e| CliError::Usage(e.to_string()))?);
+    }
     config.request_timeout = timeout;
     config.retry_budget = DEFAULT_RETRY_BUDGET.max(timeout);
     let client = Client::connect(config).await.map_err(|error| match error {
@@ -109,6 +112,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Delete { key, expected_version } => delete(&context, &key, expected_version).await,
         Command::List(args) => list(&context, args).await,
         Command::Cluster(command) => cluster(&context, command).await,
+        Command::Tenant(command) => super::admin::tenant(&context, command).await,
+        Command::ApiKey(command) => super::admin::api_key(&context, command).await,
     }
 }
 
@@ -288,7 +293,7 @@ fn print_members(context: &Context, summary: &str, members: &[safekeep_client::M
     )
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Value {
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Value {
     // These types hold only strings, numbers and booleans, which always serialize.
     serde_json::to_value(value).unwrap_or(Value::Null)
 }

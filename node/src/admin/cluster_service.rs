@@ -8,22 +8,31 @@ use safekeep_api::v1::{
 };
 use tonic::{Request, Response, Status};
 
+use crate::auth::{Authenticator, policy};
 use crate::raft::{Consensus, MemberView, MembershipChange, NodeInfo};
 
-/// The cluster service of one node.
+/// The cluster service of one node. Status answers any authenticated caller;
+/// membership changes need an operator.
 pub struct ClusterService {
     consensus: Consensus,
     zone: String,
-    insecure: bool,
+    authenticator: Authenticator,
 }
 
 impl ClusterService {
-    pub fn new(consensus: Consensus, zone: String, insecure: bool) -> Self {
+    pub fn new(consensus: Consensus, zone: String, authenticator: Authenticator) -> Self {
         Self {
             consensus,
             zone,
-            insecure,
+            authenticator,
         }
+    }
+
+    fn operator_only<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let principal = self.authenticator.authenticate(request)?;
+        policy::operator(&principal)?;
+        tracing::info!(target: "safekeep::audit", actor = %principal, "membership change requested");
+        Ok(())
     }
 
     fn header(&self) -> ResponseHeader {
@@ -66,7 +75,8 @@ fn require_node_id(id: u64) -> Result<u64, Status> {
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
-    async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+    async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        self.authenticator.authenticate(&request)?;
         let view = self.consensus.view();
         Ok(Response::new(StatusResponse {
             header: Some(self.header()),
@@ -75,11 +85,12 @@ impl Cluster for ClusterService {
             applied_index: view.applied_index,
             committed_index: view.committed_index,
             zone: self.zone.clone(),
-            insecure: self.insecure,
+            insecure: !self.authenticator.is_required(),
         }))
     }
 
     async fn add_learner(&self, request: Request<AddLearnerRequest>) -> Result<Response<MembershipResponse>, Status> {
+        self.operator_only(&request)?;
         let r = request.into_inner();
         let id = require_node_id(r.node_id)?;
         for (name, value) in [
@@ -100,6 +111,7 @@ impl Cluster for ClusterService {
     }
 
     async fn promote(&self, request: Request<PromoteRequest>) -> Result<Response<MembershipResponse>, Status> {
+        self.operator_only(&request)?;
         let r = request.into_inner();
         let id = require_node_id(r.node_id)?;
         self.change(MembershipChange::Promote { id, force: r.force }).await
@@ -109,6 +121,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<RemoveMemberRequest>,
     ) -> Result<Response<MembershipResponse>, Status> {
+        self.operator_only(&request)?;
         let r = request.into_inner();
         let id = require_node_id(r.node_id)?;
         self.change(MembershipChange::Remove { id, force: r.force }).await
@@ -118,6 +131,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<TransferLeaderRequest>,
     ) -> Result<Response<TransferLeaderResponse>, Status> {
+        self.operator_only(&request)?;
         let id = require_node_id(request.into_inner().node_id)?;
         self.consensus
             .change_membership(MembershipChange::TransferLeader { id })

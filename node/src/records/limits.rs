@@ -19,3 +19,13 @@ pub const MAX_LIST_PAGE: u32 = 1_000;
 pub const DEFAULT_LIST_PAGE: u32 = 100;
 /// Largest gRPC message the client API accepts: a full batch plus framing.
 pub const MAX_REQUEST_BYTES: usize = MAX_BATCH_BYTES + (1 << 20);
+/// Most bytes sealing adds to a value (format, data key version, nonce, tag).
+pub const MAX_SEALING_OVERHEAD: usize = 64;
+/// Length of an API key id, in hex digits.
+pub const API_KEY_ID_LEN: usize = 16;
+/// Longest label of an API key, and longest master key id.
+pub const MAX_LABEL_BYTES: usize = 256;
+/// Largest wrapped data key.
+pub const MAX_WRAPPED_KEY_BYTES: usize = 128;
+/// Most data key versions one tenant may have.
+pub const MAX_DATA_KEYS_PER_TENANT: usize = 4_096;

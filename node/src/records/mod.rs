@@ -2,7 +2,7 @@
 //! that reaches consensus through `raft::Consensus`.
 
 pub mod limits;
-mod service;
+pub mod service;
 pub mod validate;
 
-pub use service::RecordsService;
+pub use service::{RecordsGuard, RecordsService};

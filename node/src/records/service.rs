@@ -1,8 +1,11 @@
-//! The `Records` gRPC service: validates a request, turns a write into a
-//! replicated command and a read into a barrier plus a local read, and
-//! answers with a header naming the leader.
+//! The `Records` gRPC service: authenticates and authorizes the caller,
+//! validates the request, seals values with the tenant's data key, turns a
+//! write into a replicated command and a read into a barrier plus a local
+//! read, and answers with a header naming the leader.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+
 use tokio::time::Instant;
 
 use safekeep_api::v1::records_server::Records;
@@ -14,25 +17,49 @@ use tonic::{Request, Response, Status};
 
 use super::limits::DEFAULT_LIST_PAGE;
 use super::validate::{self, InvalidRequest};
+use crate::auth::policy::{self, Allowed};
+use crate::auth::{Authenticator, Principal, REASON_HEADER, RecordAccess, TenantRateLimiter};
+use crate::crypto::DataKeys;
+use crate::crypto::data_keys::MAX_SEALS_PER_DATA_KEY;
 use crate::metrics_names;
 use crate::raft::{Applied, Consensus, ReadLevel};
-use crate::status::{storage_read, version_conflict};
-use crate::storage::command::{self, Command, CommandResponse, Mutation};
+use crate::status::{refusal, storage_read, version_conflict};
+use crate::storage::command::{self, Command, CommandBody, CommandResponse, Mutation, Refusal, TenancyChange};
+use crate::storage::tenancy::TenantRecord;
 use crate::storage::{RecordReader, StoredRecord};
+
+/// What guards the records of a node: who may call, how often, and the data keys.
+#[derive(Clone)]
+pub struct RecordsGuard {
+    pub authenticator: Authenticator,
+    pub limiter: TenantRateLimiter,
+    /// Present whenever authentication is: values are sealed at rest.
+    pub data_keys: Option<Arc<DataKeys>>,
+}
 
 /// The records service of one node.
 pub struct RecordsService {
     consensus: Consensus,
     reader: RecordReader,
     max_value_bytes: usize,
+    guard: RecordsGuard,
+}
+
+/// A caller admitted to a tenant's records.
+struct Admitted {
+    principal: Principal,
+    allowed: Allowed,
+    /// The tenant's keys, when values are sealed.
+    tenant: Option<TenantRecord>,
 }
 
 impl RecordsService {
-    pub fn new(consensus: Consensus, reader: RecordReader, max_value_bytes: usize) -> Self {
+    pub fn new(consensus: Consensus, reader: RecordReader, max_value_bytes: usize, guard: RecordsGuard) -> Self {
         Self {
             consensus,
             reader,
             max_value_bytes,
+            guard,
         }
     }
 
@@ -46,9 +73,100 @@ impl RecordsService {
         }
     }
 
+    /// Authenticates, authorizes and rate-limits a call on `tenant`'s records.
+    fn admit(
+        &self,
+        principal: &Principal,
+        reason: Option<&str>,
+        tenant: &str,
+        access: RecordAccess,
+    ) -> Result<Admitted, Status> {
+        validate::tenant(tenant)?;
+        let allowed = policy::records(principal, tenant, access, reason)?;
+        self.guard.limiter.check(tenant)?;
+        let tenant_record = match &self.guard.data_keys {
+            None => None,
+            Some(_) => Some(
+                self.reader
+                    .tenant(tenant)
+                    .map_err(|e| storage_read(&e))?
+                    .filter(TenantRecord::is_live)
+                    .ok_or_else(|| Status::not_found(format!("tenant {tenant:?} does not exist")))?,
+            ),
+        };
+        Ok(Admitted {
+            principal: principal.clone(),
+            allowed,
+            tenant: tenant_record,
+        })
+    }
+
+    /// Authenticates the request and admits it to `tenant`'s records.
+    fn admit_request<T>(&self, request: &Request<T>, tenant: &str, access: RecordAccess) -> Result<Admitted, Status> {
+        let principal = self.guard.authenticator.authenticate(request)?;
+        let reason = request.metadata().get(REASON_HEADER).and_then(|v| v.to_str().ok());
+        self.admit(&principal, reason, tenant, access)
+    }
+
+    /// After a read barrier: checks again, so a key revoked before the read point is refused.
+    fn readmit<T>(&self, request: &Request<T>, tenant: &str) -> Result<Admitted, Status> {
+        self.admit_request(request, tenant, RecordAccess::Read)
+    }
+
+    fn seal(&self, admitted: &Admitted, tenant: &str, key: &str, value: Vec<u8>) -> Result<Vec<u8>, Status> {
+        match (&self.guard.data_keys, &admitted.tenant) {
+            (Some(keys), Some(record)) => Ok(keys.seal(tenant, record, key, &value)?),
+            _ => Ok(value),
+        }
+    }
+
+    fn open(&self, admitted: &Admitted, tenant: &str, key: &str, stored: StoredRecord) -> Result<Record, Status> {
+        let value = match (&self.guard.data_keys, &admitted.tenant) {
+            (Some(keys), Some(record)) => keys.open(tenant, record, key, &stored.value)?,
+            _ => stored.value,
+        };
+        Ok(Record {
+            key: key.to_string(),
+            value,
+            version: stored.version,
+            updated_at_unix_ms: stored.updated_at_ms,
+        })
+    }
+
+    /// Makes a new data key first when the current one has sealed its share of values.
+    async fn refresh_data_key(&self, tenant: &str, admitted: &mut Admitted) -> Result<(), Status> {
+        let (Some(keys), Some(record)) = (&self.guard.data_keys, &admitted.tenant) else {
+            return Ok(());
+        };
+        if record.sealed_with_current < MAX_SEALS_PER_DATA_KEY {
+            return Ok(());
+        }
+        let version = record.current_data_key().map_or(1, |k| k.version + 1);
+        let data_key = keys.new_data_key(tenant, version)?;
+        let command = tenancy_command(tenant, TenancyChange::AddDataKey { data_key });
+        let applied = self.consensus.propose(command).await?;
+        match applied.response {
+            CommandResponse::Applied { .. } | CommandResponse::Refused(Refusal::DataKeyMismatch) => {}
+            CommandResponse::Refused(other) => return Err(refusal(other, tenant)),
+            other => {
+                return Err(Status::internal(format!(
+                    "unexpected answer to a data key rotation: {other:?}"
+                )));
+            }
+        }
+        admitted.tenant = self
+            .reader
+            .tenant(tenant)
+            .map_err(|e| storage_read(&e))?
+            .filter(TenantRecord::is_live);
+        tracing::info!(tenant, version, "rotated the tenant's data key after its sealing limit");
+        Ok(())
+    }
+
     async fn write(
         &self,
         tenant: String,
+        admitted: &Admitted,
         write_id: Option<WriteId>,
         mutations: Vec<Mutation>,
     ) -> Result<Applied, Status> {
@@ -62,11 +180,16 @@ impl RecordsService {
             }
             None => None,
         };
+        let api_key = match &admitted.principal {
+            Principal::Tenant { key_id, .. } => Some(key_id.clone()),
+            _ => None,
+        };
         let command = Command {
             write_id,
             proposed_at_ms: 0,
-            tenant,
-            mutations,
+            tenant: tenant.clone(),
+            api_key,
+            body: CommandBody::Write(mutations),
         };
         let applied = self.consensus.propose(command).await?;
         match &applied.response {
@@ -77,7 +200,26 @@ impl RecordsService {
                 "this write's request id is older than every write this client still has remembered: \
                  it may have been applied earlier and was not applied again; read the record to find out",
             )),
+            CommandResponse::Refused(reason) => Err(refusal(*reason, &tenant)),
         }
+    }
+
+    /// Records a support read before its data is returned.
+    fn audit_read(&self, admitted: &Admitted, tenant: &str, what: &str) {
+        if let Allowed::SupportRead { name, reason } = &admitted.allowed {
+            tracing::info!(target: "safekeep::audit", actor = %name, role = "support", tenant, what, reason = %reason, "support read");
+        }
+    }
+}
+
+/// A tenancy change of `tenant` as a command.
+pub fn tenancy_command(tenant: &str, change: TenancyChange) -> Command {
+    Command {
+        write_id: None,
+        proposed_at_ms: 0,
+        tenant: tenant.to_string(),
+        api_key: None,
+        body: CommandBody::Tenancy(change),
     }
 }
 
@@ -87,15 +229,6 @@ fn read_level(consistency: i32) -> Result<ReadLevel, InvalidRequest> {
         Ok(Consistency::Lease) => Ok(ReadLevel::Lease),
         Ok(Consistency::Stale) => Ok(ReadLevel::Stale),
         Err(_) => Err(InvalidRequest::UnknownConsistency(consistency)),
-    }
-}
-
-fn to_record(key: String, stored: StoredRecord) -> Record {
-    Record {
-        key,
-        value: stored.value,
-        version: stored.version,
-        updated_at_unix_ms: stored.updated_at_ms,
     }
 }
 
@@ -121,16 +254,21 @@ fn observe<T>(method: &'static str, started: Instant, result: &Result<T, Status>
 }
 
 impl RecordsService {
-    async fn do_put(&self, request: PutRequest) -> Result<PutResponse, Status> {
-        validate::tenant(&request.tenant)?;
+    async fn do_put(&self, request: Request<PutRequest>) -> Result<PutResponse, Status> {
+        let mut admitted = self.admit_request(&request, &request.get_ref().tenant, RecordAccess::Write)?;
+        let request = request.into_inner();
         validate::key(&request.key)?;
         validate::value(&request.value, self.max_value_bytes)?;
+        self.refresh_data_key(&request.tenant, &mut admitted).await?;
+        let value = self.seal(&admitted, &request.tenant, &request.key, request.value)?;
         let mutation = Mutation::Put {
             key: request.key,
-            value: request.value,
+            value,
             expected_version: request.expected_version,
         };
-        let applied = self.write(request.tenant, request.write_id, vec![mutation]).await?;
+        let applied = self
+            .write(request.tenant, &admitted, request.write_id, vec![mutation])
+            .await?;
         let (version, updated_at_unix_ms, _) = applied_fields(&applied);
         Ok(PutResponse {
             header: Some(self.header()),
@@ -139,30 +277,37 @@ impl RecordsService {
         })
     }
 
-    async fn do_get(&self, request: GetRequest) -> Result<GetResponse, Status> {
-        validate::tenant(&request.tenant)?;
-        validate::key(&request.key)?;
-        let level = read_level(request.consistency)?;
+    async fn do_get(&self, request: Request<GetRequest>) -> Result<GetResponse, Status> {
+        let tenant = request.get_ref().tenant.clone();
+        self.admit_request(&request, &tenant, RecordAccess::Read)?;
+        let key = request.get_ref().key.clone();
+        validate::key(&key)?;
+        let level = read_level(request.get_ref().consistency)?;
         self.consensus.read_barrier(level).await?;
+        let admitted = self.readmit(&request, &tenant)?;
+        self.audit_read(&admitted, &tenant, &format!("get {key:?}"));
         let stored = self
             .reader
-            .get(&request.tenant, &request.key)
+            .get(&tenant, &key)
             .map_err(|e| storage_read(&e))?
-            .ok_or_else(|| Status::not_found(format!("no record {:?} in tenant {:?}", request.key, request.tenant)))?;
+            .ok_or_else(|| Status::not_found(format!("no record {key:?} in tenant {tenant:?}")))?;
         Ok(GetResponse {
             header: Some(self.header()),
-            record: Some(to_record(request.key, stored)),
+            record: Some(self.open(&admitted, &tenant, &key, stored)?),
         })
     }
 
-    async fn do_delete(&self, request: DeleteRequest) -> Result<DeleteResponse, Status> {
-        validate::tenant(&request.tenant)?;
+    async fn do_delete(&self, request: Request<DeleteRequest>) -> Result<DeleteResponse, Status> {
+        let admitted = self.admit_request(&request, &request.get_ref().tenant, RecordAccess::Write)?;
+        let request = request.into_inner();
         validate::key(&request.key)?;
         let mutation = Mutation::Delete {
             key: request.key,
             expected_version: request.expected_version,
         };
-        let applied = self.write(request.tenant, request.write_id, vec![mutation]).await?;
+        let applied = self
+            .write(request.tenant, &admitted, request.write_id, vec![mutation])
+            .await?;
         let (version, _, existed) = applied_fields(&applied);
         Ok(DeleteResponse {
             header: Some(self.header()),
@@ -171,36 +316,48 @@ impl RecordsService {
         })
     }
 
-    async fn do_list(&self, request: ListRequest) -> Result<ListResponse, Status> {
-        validate::tenant(&request.tenant)?;
-        validate::prefix(&request.prefix)?;
-        let level = read_level(request.consistency)?;
-        let limit = match request.limit {
+    async fn do_list(&self, request: Request<ListRequest>) -> Result<ListResponse, Status> {
+        let tenant = request.get_ref().tenant.clone();
+        self.admit_request(&request, &tenant, RecordAccess::Read)?;
+        let body = request.get_ref();
+        validate::prefix(&body.prefix)?;
+        let level = read_level(body.consistency)?;
+        let limit = match body.limit {
             0 => DEFAULT_LIST_PAGE,
             n if n > super::limits::MAX_LIST_PAGE => return Err(InvalidRequest::PageTooLarge(n).into()),
             n => n,
         };
-        let after = validate::parse_page_token(&request.page_token)?;
+        let after = validate::parse_page_token(&body.page_token)?;
         self.consensus.read_barrier(level).await?;
+        let admitted = self.readmit(&request, &tenant)?;
+        let prefix = request.get_ref().prefix.clone();
+        self.audit_read(&admitted, &tenant, &format!("list {prefix:?}"));
         let page = self
             .reader
-            .list(&request.tenant, &request.prefix, after.as_deref(), limit as usize)
+            .list(&tenant, &prefix, after.as_deref(), limit as usize)
             .map_err(|e| storage_read(&e))?;
+        let records = page
+            .records
+            .into_iter()
+            .map(|(key, stored)| self.open(&admitted, &tenant, &key, stored))
+            .collect::<Result<Vec<_>, Status>>()?;
         Ok(ListResponse {
             header: Some(self.header()),
             next_page_token: page.last_key.as_deref().map(validate::page_token).unwrap_or_default(),
-            records: page.records.into_iter().map(|(k, r)| to_record(k, r)).collect(),
+            records,
         })
     }
 
-    async fn do_batch(&self, request: BatchRequest) -> Result<BatchResponse, Status> {
-        validate::tenant(&request.tenant)?;
+    async fn do_batch(&self, request: Request<BatchRequest>) -> Result<BatchResponse, Status> {
+        let mut admitted = self.admit_request(&request, &request.get_ref().tenant, RecordAccess::Write)?;
+        let request = request.into_inner();
         if request.ops.is_empty() {
             return Err(InvalidRequest::EmptyBatch.into());
         }
         if request.ops.len() > super::limits::MAX_BATCH_OPS {
             return Err(InvalidRequest::BatchTooLong(request.ops.len()).into());
         }
+        self.refresh_data_key(&request.tenant, &mut admitted).await?;
         let mut seen = HashSet::with_capacity(request.ops.len());
         let mut bytes = 0usize;
         let mut mutations = Vec::with_capacity(request.ops.len());
@@ -210,9 +367,10 @@ impl RecordsService {
                     validate::key(&put.key)?;
                     validate::value(&put.value, self.max_value_bytes)?;
                     bytes += put.key.len() + put.value.len();
+                    let value = self.seal(&admitted, &request.tenant, &put.key, put.value)?;
                     Mutation::Put {
                         key: put.key,
-                        value: put.value,
+                        value,
                         expected_version: put.expected_version,
                     }
                 }
@@ -234,7 +392,9 @@ impl RecordsService {
         if bytes > super::limits::MAX_BATCH_BYTES {
             return Err(InvalidRequest::BatchTooLarge(bytes).into());
         }
-        let applied = self.write(request.tenant, request.write_id, mutations).await?;
+        let applied = self
+            .write(request.tenant, &admitted, request.write_id, mutations)
+            .await?;
         let (version, updated_at_unix_ms, _) = applied_fields(&applied);
         Ok(BatchResponse {
             header: Some(self.header()),
@@ -248,35 +408,35 @@ impl RecordsService {
 impl Records for RecordsService {
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let started = Instant::now();
-        let result = self.do_put(request.into_inner()).await;
+        let result = self.do_put(request).await;
         observe("Put", started, &result);
         result.map(Response::new)
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
         let started = Instant::now();
-        let result = self.do_get(request.into_inner()).await;
+        let result = self.do_get(request).await;
         observe("Get", started, &result);
         result.map(Response::new)
     }
 
     async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
         let started = Instant::now();
-        let result = self.do_delete(request.into_inner()).await;
+        let result = self.do_delete(request).await;
         observe("Delete", started, &result);
         result.map(Response::new)
     }
 
     async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
         let started = Instant::now();
-        let result = self.do_list(request.into_inner()).await;
+        let result = self.do_list(request).await;
         observe("List", started, &result);
         result.map(Response::new)
     }
 
     async fn batch(&self, request: Request<BatchRequest>) -> Result<Response<BatchResponse>, Status> {
         let started = Instant::now();
-        let result = self.do_batch(request.into_inner()).await;
+        let result = self.do_batch(request).await;
         observe("Batch", started, &result);
         result.map(Response::new)
     }

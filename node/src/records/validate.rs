@@ -2,7 +2,8 @@
 //! refused with a message that says what was wrong, and never changes data.
 
 use super::limits::{
-    MAX_BATCH_BYTES, MAX_BATCH_OPS, MAX_CLIENT_ID_BYTES, MAX_KEY_BYTES, MAX_LIST_PAGE, MAX_TENANT_BYTES,
+    API_KEY_ID_LEN, MAX_BATCH_BYTES, MAX_BATCH_OPS, MAX_CLIENT_ID_BYTES, MAX_DATA_KEYS_PER_TENANT, MAX_KEY_BYTES,
+    MAX_LABEL_BYTES, MAX_LIST_PAGE, MAX_SEALING_OVERHEAD, MAX_TENANT_BYTES, MAX_WRAPPED_KEY_BYTES,
 };
 
 /// A request the records API refuses.
@@ -42,6 +43,12 @@ pub enum InvalidRequest {
     EmptyClientId,
     #[error("write_id.client_id is {len} bytes; the limit is {MAX_CLIENT_ID_BYTES}")]
     ClientIdTooLong { len: usize },
+    #[error("an API key id is {API_KEY_ID_LEN} lowercase hex digits")]
+    BadApiKeyId,
+    #[error("a label holds at most {MAX_LABEL_BYTES} bytes and no control characters")]
+    BadLabel,
+    #[error("malformed data key")]
+    BadDataKey,
 }
 
 /// Checks a tenant id: 1 to 128 bytes of `[a-z0-9-_]`.
@@ -106,26 +113,83 @@ pub fn client_id(client_id: &str) -> Result<(), InvalidRequest> {
 /// whatever the configured value limit: the leader re-checks what a peer
 /// forwards, so no malformed entry can reach the log.
 pub fn command(command: &crate::storage::command::Command) -> Result<(), InvalidRequest> {
+    use crate::storage::command::CommandBody;
     tenant(&command.tenant)?;
-    if command.mutations.is_empty() {
-        return Err(InvalidRequest::EmptyBatch);
-    }
-    if command.mutations.len() > MAX_BATCH_OPS {
-        return Err(InvalidRequest::BatchTooLong(command.mutations.len()));
-    }
     if let Some(id) = &command.write_id {
         client_id(&id.client_id)?;
     }
+    if let Some(key_id) = &command.api_key {
+        api_key_id(key_id)?;
+    }
+    match &command.body {
+        CommandBody::Write(mutations) => write_mutations(mutations),
+        CommandBody::Tenancy(change) => tenancy_change(change),
+    }
+}
+
+/// Checks the form of an API key id: 16 lowercase hex digits.
+pub fn api_key_id(key_id: &str) -> Result<(), InvalidRequest> {
+    let well_formed = key_id.len() == API_KEY_ID_LEN && key_id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if well_formed {
+        Ok(())
+    } else {
+        Err(InvalidRequest::BadApiKeyId)
+    }
+}
+
+/// Checks an API key's label.
+pub fn api_key_label(label: &str) -> Result<(), InvalidRequest> {
+    if label.len() > MAX_LABEL_BYTES || label.chars().any(char::is_control) {
+        return Err(InvalidRequest::BadLabel);
+    }
+    Ok(())
+}
+
+fn tenancy_change(change: &crate::storage::command::TenancyChange) -> Result<(), InvalidRequest> {
+    use crate::storage::command::{TenancyChange, WrappedDataKey};
+    let data_key = |key: &WrappedDataKey| {
+        let fits = key.wrapped.len() <= MAX_WRAPPED_KEY_BYTES && key.master_key_id.len() <= MAX_LABEL_BYTES;
+        if fits && key.version > 0 {
+            Ok(())
+        } else {
+            Err(InvalidRequest::BadDataKey)
+        }
+    };
+    match change {
+        TenancyChange::CreateTenant { data_key: key } | TenancyChange::AddDataKey { data_key: key } => data_key(key),
+        TenancyChange::RewrapDataKeys { data_keys } => {
+            if data_keys.len() > MAX_DATA_KEYS_PER_TENANT {
+                return Err(InvalidRequest::BadDataKey);
+            }
+            data_keys.iter().try_for_each(data_key)
+        }
+        TenancyChange::DeleteTenant => Ok(()),
+        TenancyChange::IssueApiKey { key_id, label, .. } => {
+            api_key_id(key_id)?;
+            api_key_label(label)
+        }
+        TenancyChange::RevokeApiKey { key_id } => api_key_id(key_id),
+    }
+}
+
+fn write_mutations(mutations: &[crate::storage::command::Mutation]) -> Result<(), InvalidRequest> {
+    if mutations.is_empty() {
+        return Err(InvalidRequest::EmptyBatch);
+    }
+    if mutations.len() > MAX_BATCH_OPS {
+        return Err(InvalidRequest::BatchTooLong(mutations.len()));
+    }
     let mut bytes = 0usize;
-    for mutation in &command.mutations {
+    for mutation in mutations {
         key(mutation.key())?;
         bytes += mutation.key().len();
         if let crate::storage::command::Mutation::Put { value: v, .. } = mutation {
-            value(v, super::limits::MAX_VALUE_BYTES_CEILING)?;
+            // Values arrive sealed: allow for the envelope around the largest plaintext.
+            value(v, super::limits::MAX_VALUE_BYTES_CEILING + MAX_SEALING_OVERHEAD)?;
             bytes += v.len();
         }
     }
-    if bytes > MAX_BATCH_BYTES {
+    if bytes > MAX_BATCH_BYTES + mutations.len() * MAX_SEALING_OVERHEAD {
         return Err(InvalidRequest::BatchTooLarge(bytes));
     }
     Ok(())

@@ -1,6 +1,8 @@
 //! What the replicated log carries for the application, and what applying it
 //! returns. A write is a batch of mutations of one tenant, applied atomically;
-//! a single put or delete is a batch of one.
+//! a single put or delete is a batch of one. Tenancy changes (tenants, API
+//! keys, data keys) travel through the same log, so every replica agrees on
+//! who may do what at every log position.
 
 use std::fmt;
 
@@ -42,22 +44,130 @@ impl Mutation {
     }
 }
 
-/// A write as it travels through the Raft log.
+/// A command as it travels through the Raft log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command {
     /// Present for client writes; lets a retry find the first result.
     pub write_id: Option<WriteId>,
     /// The leader's wall clock when it accepted the write (ms since the Unix epoch).
     pub proposed_at_ms: i64,
+    /// The tenant the command changes.
     pub tenant: String,
-    pub mutations: Vec<Mutation>,
+    /// The API key a record write was made with: applying refuses the write
+    /// if the key was revoked by then.
+    pub api_key: Option<String>,
+    pub body: CommandBody,
+}
+
+/// What a command changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandBody {
+    /// Records of the tenant.
+    Write(Vec<Mutation>),
+    /// The tenant itself, its API keys or its data keys.
+    Tenancy(TenancyChange),
+}
+
+/// A change to a tenant, its API keys or its data keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TenancyChange {
+    /// A new tenant with its first data key.
+    CreateTenant {
+        data_key: WrappedDataKey,
+    },
+    /// Deletes the tenant's records, revokes its API keys and destroys its data keys.
+    DeleteTenant,
+    /// A new API key; only a hash of its secret travels.
+    IssueApiKey {
+        key_id: String,
+        role: ApiKeyRole,
+        secret_hash: [u8; 32],
+        label: String,
+    },
+    RevokeApiKey {
+        key_id: String,
+    },
+    /// A new data key version for new writes; older versions keep decrypting.
+    AddDataKey {
+        data_key: WrappedDataKey,
+    },
+    /// The same data keys, wrapped by another master key.
+    RewrapDataKeys {
+        data_keys: Vec<WrappedDataKey>,
+    },
+}
+
+/// What an API key allows with its tenant's records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ApiKeyRole {
+    /// Get and List.
+    Reader,
+    /// Reads and writes.
+    Writer,
+    /// Reads, writes, and the tenant's own API keys.
+    Admin,
+}
+
+impl ApiKeyRole {
+    /// Whether the role may change records.
+    pub fn may_write(self) -> bool {
+        matches!(self, Self::Writer | Self::Admin)
+    }
+}
+
+/// A tenant's data key, encrypted by a master key. Only this form is stored or replicated.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrappedDataKey {
+    /// Version of the data key within its tenant, from 1.
+    pub version: u32,
+    /// Which master key wrapped it.
+    pub master_key_id: String,
+    /// Nonce and ciphertext of the data key.
+    pub wrapped: Vec<u8>,
+}
+
+impl fmt::Debug for WrappedDataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WrappedDataKey")
+            .field("version", &self.version)
+            .field("master_key_id", &self.master_key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl fmt::Display for Command {
-    // Values never appear: only the shape of the write.
+    // Values never appear: only the shape of the command.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "write(tenant={}, mutations={})", self.tenant, self.mutations.len())
+        match &self.body {
+            CommandBody::Write(mutations) => {
+                write!(f, "write(tenant={}, mutations={})", self.tenant, mutations.len())
+            }
+            CommandBody::Tenancy(change) => {
+                let kind = match change {
+                    TenancyChange::CreateTenant { .. } => "create-tenant",
+                    TenancyChange::DeleteTenant => "delete-tenant",
+                    TenancyChange::IssueApiKey { .. } => "issue-api-key",
+                    TenancyChange::RevokeApiKey { .. } => "revoke-api-key",
+                    TenancyChange::AddDataKey { .. } => "add-data-key",
+                    TenancyChange::RewrapDataKeys { .. } => "rewrap-data-keys",
+                };
+                write!(f, "{kind}(tenant={})", self.tenant)
+            }
+        }
     }
+}
+
+/// Why applying a command changed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Refusal {
+    TenantExists,
+    NoSuchTenant,
+    NoSuchApiKey,
+    /// The API key the write was made with is revoked, or no longer allows the write.
+    ApiKeyRevoked,
+    ApiKeyExists,
+    /// A data key version that is not the next one, or a rewrap that does not match.
+    DataKeyMismatch,
 }
 
 /// The result of applying one log entry.
@@ -77,4 +187,6 @@ pub enum CommandResponse {
     /// The write's id is older than every result its client still has
     /// remembered: it may have been applied long ago, so it is not applied now.
     Forgotten,
+    /// Nothing applied, for the reason given.
+    Refused(Refusal),
 }

@@ -6,6 +6,8 @@
 //! 0x00 name                                   applied state (meta)
 //! 0x01 u16-be tenant-len  tenant  key         a record
 //! 0x02 u16-be client-len  client  u64-be id   a remembered write result
+//! 0x03 u16-be tenant-len  tenant              a tenant (state, wrapped data keys)
+//! 0x04 key-id                                 an API key (hash, tenant, role)
 //! ```
 
 /// First byte of state machine metadata keys.
@@ -14,8 +16,12 @@ pub const META_TAG: u8 = 0x00;
 pub const RECORD_TAG: u8 = 0x01;
 /// First byte of idempotency-table keys.
 pub const IDEMPOTENCY_TAG: u8 = 0x02;
+/// First byte of tenant keys.
+pub const TENANT_TAG: u8 = 0x03;
+/// First byte of API key keys.
+pub const API_KEY_TAG: u8 = 0x04;
 /// One past the last tag: every state machine key sorts below this.
-pub const END_TAG: u8 = 0x03;
+pub const END_TAG: u8 = 0x05;
 
 /// Why a stored key could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +83,42 @@ pub fn idempotency_key(client_id: &str, request_id: u64) -> Vec<u8> {
     out
 }
 
+/// The key of a tenant's own entry.
+pub fn tenant_key(tenant: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(3 + tenant.len());
+    out.push(TENANT_TAG);
+    push_length_prefixed(&mut out, tenant);
+    out
+}
+
+/// The tenant id of a key made by `tenant_key`.
+pub fn tenant_of_key(storage_key: &[u8]) -> Result<String, KeyError> {
+    let name = storage_key
+        .get(3..)
+        .ok_or(KeyError::Malformed("tenant key shorter than its prefix"))?;
+    String::from_utf8(name.to_vec()).map_err(|_| KeyError::Malformed("tenant id is not UTF-8"))
+}
+
+/// The key of an API key's entry.
+pub fn api_key_key(key_id: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + key_id.len());
+    out.push(API_KEY_TAG);
+    out.extend_from_slice(key_id.as_bytes());
+    out
+}
+
+/// The smallest key past every key starting with `prefix`, if there is one.
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +143,16 @@ mod tests {
     fn kinds_of_keys_do_not_overlap() {
         assert!(meta_key("applied") < record_key("", ""));
         assert!(record_key("zzz", "zzz") < idempotency_key("", 0));
-        assert!(idempotency_key("c", u64::MAX) < vec![END_TAG]);
+        assert!(idempotency_key("c", u64::MAX) < tenant_key(""));
+        assert!(tenant_key("zzz") < api_key_key(""));
+        assert!(api_key_key("ffff") < vec![END_TAG]);
+    }
+
+    #[test]
+    fn prefix_end_bounds_the_prefix() {
+        assert_eq!(prefix_end(&[1, 2]), Some(vec![1, 3]));
+        assert_eq!(prefix_end(&[1, 255]), Some(vec![2]));
+        assert_eq!(prefix_end(&[255]), None);
+        assert_eq!(tenant_of_key(&tenant_key("acme")).unwrap(), "acme");
     }
 }

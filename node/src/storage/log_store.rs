@@ -286,7 +286,7 @@ mod tests {
     use openraft::{Entry, EntryPayload};
 
     use super::*;
-    use crate::storage::command::{Command, Mutation};
+    use crate::storage::command::{Command, CommandBody, Mutation};
     use crate::storage::{LogSync, Store};
 
     fn big_entry(index: u64) -> EntryOf<TypeConfig> {
@@ -295,11 +295,12 @@ mod tests {
             write_id: None,
             proposed_at_ms: 0,
             tenant: "t".into(),
-            mutations: vec![Mutation::Put {
+            api_key: None,
+            body: CommandBody::Write(vec![Mutation::Put {
                 key: "k".into(),
                 value: vec![0; 3 << 20],
                 expected_version: None,
-            }],
+            }]),
         });
         entry
     }

@@ -13,6 +13,7 @@ mod keys;
 mod log_store;
 mod snapshot;
 mod state_machine;
+pub mod tenancy;
 
 #[cfg(test)]
 mod conformance_tests;

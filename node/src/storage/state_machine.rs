@@ -21,11 +21,12 @@ use openraft::{EntryPayload, OptionalSend, StoredMembership};
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use super::command::{Command, CommandResponse, Mutation};
+use super::command::{Command, CommandBody, CommandResponse, Mutation};
 use super::db::{CF_SM, Db, StoreError, cf, decode_err, io_err};
 use super::idempotency::{IdempotencyIndex, RememberedResult, Seen};
 use super::keys::{self, idempotency_key, meta_key, record_key, tenant_prefix};
 use super::snapshot::{FORMAT_KEY, FORMAT_VERSION, SnapshotDir, SnapshotFile};
+use super::tenancy::{self, ApiKeyRecord, ApplyAt, Overlay, TenantRecord};
 use crate::raft::TypeConfig;
 
 /// Meta key of the last applied log id.
@@ -104,6 +105,38 @@ impl RecordReader {
             page.records.push((key, record));
         }
         Ok(page)
+    }
+}
+
+impl RecordReader {
+    fn guard(&self) -> io::Result<std::sync::RwLockReadGuard<'_, ()>> {
+        self.install_lock
+            .read()
+            .map_err(|_| io::Error::other("install lock poisoned"))
+    }
+
+    /// One tenant, live or deleted.
+    pub fn tenant(&self, tenant: &str) -> io::Result<Option<TenantRecord>> {
+        let _guard = self.guard()?;
+        tenancy::read_tenant(&self.db, tenant)
+    }
+
+    /// Every tenant, in id order.
+    pub fn tenants(&self) -> io::Result<Vec<(String, TenantRecord)>> {
+        let _guard = self.guard()?;
+        tenancy::read_tenants(&self.db)
+    }
+
+    /// One API key.
+    pub fn api_key(&self, key_id: &str) -> io::Result<Option<ApiKeyRecord>> {
+        let _guard = self.guard()?;
+        tenancy::read_api_key(&self.db, key_id)
+    }
+
+    /// Every API key of a tenant.
+    pub fn api_keys(&self, tenant: &str) -> io::Result<Vec<ApiKeyRecord>> {
+        let _guard = self.guard()?;
+        tenancy::read_api_keys(&self.db, tenant)
     }
 }
 
@@ -235,7 +268,53 @@ impl StateMachineStore {
             }
         }
 
-        let response = self.apply_mutations(index, &command, batch, pending)?;
+        let at = ApplyAt {
+            db: &self.db,
+            index,
+            at_ms: command.proposed_at_ms,
+        };
+        let response = match &command.body {
+            CommandBody::Write(mutations) => {
+                let refusal = tenancy::admit_write(
+                    &at,
+                    &mut pending.tenancy,
+                    batch,
+                    &command.tenant,
+                    command.api_key.as_deref(),
+                    mutations,
+                )?;
+                match refusal {
+                    Some(refusal) => CommandResponse::Refused(refusal),
+                    None => self.apply_mutations(
+                        index,
+                        &command.tenant,
+                        command.proposed_at_ms,
+                        mutations,
+                        batch,
+                        pending,
+                    )?,
+                }
+            }
+            CommandBody::Tenancy(change) => {
+                let mut deleted = Vec::new();
+                let response = tenancy::apply_change(
+                    &at,
+                    &mut pending.tenancy,
+                    batch,
+                    &command.tenant,
+                    change.clone(),
+                    &mut deleted,
+                )?;
+                for prefix in deleted {
+                    for (key, record) in pending.records.iter_mut() {
+                        if key.starts_with(&prefix) {
+                            *record = None;
+                        }
+                    }
+                }
+                response
+            }
+        };
 
         if let Some(id) = command.write_id {
             let remembered = RememberedResult {
@@ -259,14 +338,16 @@ impl StateMachineStore {
     fn apply_mutations(
         &self,
         index: u64,
-        command: &Command,
+        tenant: &str,
+        proposed_at_ms: i64,
+        mutations: &[Mutation],
         batch: &mut WriteBatch,
         pending: &mut Pending,
     ) -> io::Result<CommandResponse> {
         // Check every condition first: a batch applies whole or not at all.
-        let mut existed = Vec::with_capacity(command.mutations.len());
-        for mutation in &command.mutations {
-            let storage_key = record_key(&command.tenant, mutation.key());
+        let mut existed = Vec::with_capacity(mutations.len());
+        for mutation in mutations {
+            let storage_key = record_key(tenant, mutation.key());
             let current = match pending.records.get(&storage_key) {
                 Some(record) => record.clone(),
                 None => read_record(&self.db, &storage_key)?,
@@ -283,13 +364,13 @@ impl StateMachineStore {
             existed.push(current.is_some());
         }
         let sm = cf(&self.db, CF_SM);
-        for mutation in &command.mutations {
-            let storage_key = record_key(&command.tenant, mutation.key());
+        for mutation in mutations {
+            let storage_key = record_key(tenant, mutation.key());
             match mutation {
                 Mutation::Put { value, .. } => {
                     let record = StoredRecord {
                         version: index,
-                        updated_at_ms: command.proposed_at_ms,
+                        updated_at_ms: proposed_at_ms,
                         value: value.clone(),
                     };
                     batch.put_cf(sm, &storage_key, postcard::to_allocvec(&record).map_err(decode_err)?);
@@ -303,7 +384,7 @@ impl StateMachineStore {
         }
         Ok(CommandResponse::Applied {
             version: index,
-            updated_at_ms: command.proposed_at_ms,
+            updated_at_ms: proposed_at_ms,
             existed,
         })
     }
@@ -314,6 +395,7 @@ impl StateMachineStore {
 struct Pending {
     records: HashMap<Vec<u8>, Option<StoredRecord>>,
     results: HashMap<super::command::WriteId, CommandResponse>,
+    tenancy: Overlay,
 }
 
 /// Builds snapshots from one RocksDB snapshot of the state machine.

@@ -109,6 +109,7 @@ impl TestCluster {
         let certs = secure.then(|| dir.path().join("certs"));
         if let Some(certs) = &certs {
             issue_test_certs(certs, 1..=n + 10);
+            safekeep_node::crypto::MasterKeyFile::generate(&certs.join("master.keys"), "test-1").unwrap();
         }
         let mut listeners = BTreeMap::new();
         let mut addresses = BTreeMap::new();
@@ -174,6 +175,9 @@ impl TestCluster {
                 .as_ref()
                 .map(|certs| safekeep_node::local_cluster::node_tls(certs, id)),
             insecure_dev: self.certs.is_none(),
+            encryption: safekeep_node::config::EncryptionSettings {
+                master_key_file: self.certs.as_ref().map(|certs| certs.join("master.keys")),
+            },
             raft: test_raft_settings(),
             limits: LimitSettings::default(),
         }
@@ -245,6 +249,29 @@ impl TestCluster {
                 .await
                 .expect("connect over TLS"),
         }
+    }
+
+    /// Creates `tenant` (if new) as the operator and issues it a key with `role`; returns the key.
+    #[allow(dead_code)]
+    pub async fn tenant_key(&self, tenant: &str, role: safekeep_api::v1::ApiKeyRole) -> String {
+        use safekeep_api::v1::admin_client::AdminClient;
+        use safekeep_api::v1::{CreateTenantRequest, IssueApiKeyRequest};
+        let mut admin = AdminClient::new(self.channel(1).await);
+        match admin.create_tenant(CreateTenantRequest { tenant: tenant.into() }).await {
+            Ok(_) => {}
+            Err(status) if status.code() == tonic::Code::AlreadyExists => {}
+            Err(status) => panic!("create tenant {tenant}: {status}"),
+        }
+        admin
+            .issue_api_key(IssueApiKeyRequest {
+                tenant: tenant.into(),
+                role: role as i32,
+                label: "test".into(),
+            })
+            .await
+            .expect("issue an API key")
+            .into_inner()
+            .secret
     }
 
     pub async fn records(&self, id: u64) -> RecordsClient<Channel> {
@@ -386,4 +413,14 @@ pub async fn tls_channel(address: &str, files: &TlsFiles) -> Result<Channel, ton
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await
+}
+
+/// `message` as a request presenting API key `key`.
+#[allow(dead_code)]
+pub fn keyed<T>(message: T, key: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    request
 }

@@ -1,0 +1,99 @@
+//! Tenants and API keys through the `Admin` service. Operators call these
+//! with a client certificate; a tenant's admin key manages that tenant's
+//! keys. Changes are retried only when no node could be reached.
+
+use safekeep_api::v1;
+use safekeep_api::v1::admin_client::AdminClient;
+
+use crate::client::Client;
+use crate::error::Error;
+use crate::retry::RetryPolicy;
+use crate::types::{ApiKeyInfo, ApiKeyRole, IssuedApiKey, TenantInfo};
+
+impl Client {
+    /// Creates a tenant (and its first data key).
+    pub async fn create_tenant(&self, tenant: &str) -> Result<TenantInfo, Error> {
+        let request = v1::CreateTenantRequest { tenant: tenant.into() };
+        let response = self
+            .execute(RetryPolicy::Membership, |channel, timeout| {
+                let request = self.request(request.clone(), timeout);
+                async move { AdminClient::new(channel).create_tenant(request).await }
+            })
+            .await?;
+        response
+            .tenant
+            .map(TenantInfo::from)
+            .ok_or_else(|| Error::Internal("the server answered without the tenant".into()))
+    }
+
+    /// Every tenant, deleted ones marked.
+    pub async fn list_tenants(&self) -> Result<Vec<TenantInfo>, Error> {
+        let response = self
+            .execute(RetryPolicy::Read, |channel, timeout| {
+                let request = self.request(v1::ListTenantsRequest {}, timeout);
+                async move { AdminClient::new(channel).list_tenants(request).await }
+            })
+            .await?;
+        Ok(response.tenants.into_iter().map(TenantInfo::from).collect())
+    }
+
+    /// Deletes a tenant: its records and keys, and its data keys (crypto-shredding).
+    pub async fn delete_tenant(&self, tenant: &str, reason: &str) -> Result<(), Error> {
+        let request = v1::DeleteTenantRequest {
+            tenant: tenant.into(),
+            reason: reason.into(),
+        };
+        self.execute(RetryPolicy::Membership, |channel, timeout| {
+            let request = self.request(request.clone(), timeout);
+            async move { AdminClient::new(channel).delete_tenant(request).await }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Issues an API key; the secret is in the answer only.
+    pub async fn issue_api_key(&self, tenant: &str, role: ApiKeyRole, label: &str) -> Result<IssuedApiKey, Error> {
+        let request = v1::IssueApiKeyRequest {
+            tenant: tenant.into(),
+            role: v1::ApiKeyRole::from(role) as i32,
+            label: label.into(),
+        };
+        let response = self
+            .execute(RetryPolicy::Membership, |channel, timeout| {
+                let request = self.request(request.clone(), timeout);
+                async move { AdminClient::new(channel).issue_api_key(request).await }
+            })
+            .await?;
+        let key = response
+            .key
+            .map(ApiKeyInfo::from)
+            .ok_or_else(|| Error::Internal("the server answered without the key".into()))?;
+        Ok(IssuedApiKey {
+            key,
+            secret: response.secret,
+        })
+    }
+
+    /// A tenant's API keys (never their secrets).
+    pub async fn list_api_keys(&self, tenant: &str) -> Result<Vec<ApiKeyInfo>, Error> {
+        let request = v1::ListApiKeysRequest { tenant: tenant.into() };
+        let response = self
+            .execute(RetryPolicy::Read, |channel, timeout| {
+                let request = self.request(request.clone(), timeout);
+                async move { AdminClient::new(channel).list_api_keys(request).await }
+            })
+            .await?;
+        Ok(response.keys.into_iter().map(ApiKeyInfo::from).collect())
+    }
+
+    /// Revokes an API key.
+    pub async fn revoke_api_key(&self, key_id: &str) -> Result<(), Error> {
+        let request = v1::RevokeApiKeyRequest { key_id: key_id.into() };
+        self.execute(RetryPolicy::Membership, |channel, timeout| {
+            let request = self.request(request.clone(), timeout);
+            async move { AdminClient::new(channel).revoke_api_key(request).await }
+        })
+        .await?;
+        Ok(())
+    }
+}

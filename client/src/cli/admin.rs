@@ -1,0 +1,94 @@
+//! The `tenant` and `api-key` commands: tenants and their API keys through
+//! the SDK's admin calls. An issued key's secret is printed once, on stdout
+//! only, so it can be piped into a secret store.
+
+use serde_json::json;
+
+use super::args::{ApiKeyCommand, TenantCommand};
+use super::run::{Context, to_json};
+use super::{CliError, Target};
+use safekeep_client::{ApiKeyInfo, TenantInfo};
+
+fn tenant_line(tenant: &TenantInfo) -> String {
+    let state = if tenant.deleted { "deleted" } else { "live" };
+    format!(
+        "{:<24} {:<8} data key v{}",
+        tenant.tenant, state, tenant.data_key_version
+    )
+}
+
+fn key_line(key: &ApiKeyInfo) -> String {
+    let role = key
+        .role
+        .map_or("unknown".to_string(), |r| format!("{r:?}").to_lowercase());
+    let state = if key.revoked { "revoked" } else { "active" };
+    format!("{}  {:<7} {:<8} {}", key.key_id, role, state, key.label)
+}
+
+/// Runs a `tenant` subcommand.
+pub(super) async fn tenant(context: &Context, command: TenantCommand) -> Result<(), CliError> {
+    let client = &context.client;
+    match command {
+        TenantCommand::Create { tenant } => {
+            let created = client
+                .create_tenant(&tenant)
+                .await
+                .map_err(context.failed(Target::Tenant(tenant.clone())))?;
+            context.print(|| format!("created tenant '{}'", created.tenant), || to_json(&created))
+        }
+        TenantCommand::List => {
+            let tenants = client.list_tenants().await.map_err(context.failed(Target::Cluster))?;
+            context.print(
+                || tenants.iter().map(tenant_line).collect::<Vec<_>>().join("\n"),
+                || to_json(&tenants),
+            )
+        }
+        TenantCommand::Delete { tenant, reason } => {
+            client
+                .delete_tenant(&tenant, &reason)
+                .await
+                .map_err(context.failed(Target::Tenant(tenant.clone())))?;
+            context.print(
+                || format!("deleted tenant '{tenant}': its records, keys and data keys are gone"),
+                || json!({ "deleted": tenant }),
+            )
+        }
+    }
+}
+
+/// Runs an `api-key` subcommand.
+pub(super) async fn api_key(context: &Context, command: ApiKeyCommand) -> Result<(), CliError> {
+    let client = &context.client;
+    match command {
+        ApiKeyCommand::Issue { role, label } => {
+            let tenant = context.tenant()?;
+            let issued = client
+                .issue_api_key(tenant, role.into(), &label)
+                .await
+                .map_err(context.failed(Target::Tenant(tenant.to_string())))?;
+            eprintln!(
+                "issued key {} for tenant '{tenant}'; it is shown this once:",
+                issued.key.key_id
+            );
+            context.print(|| issued.secret.clone(), || to_json(&issued))
+        }
+        ApiKeyCommand::List => {
+            let tenant = context.tenant()?;
+            let keys = client
+                .list_api_keys(tenant)
+                .await
+                .map_err(context.failed(Target::Tenant(tenant.to_string())))?;
+            context.print(
+                || keys.iter().map(key_line).collect::<Vec<_>>().join("\n"),
+                || to_json(&keys),
+            )
+        }
+        ApiKeyCommand::Revoke { key_id } => {
+            client
+                .revoke_api_key(&key_id)
+                .await
+                .map_err(context.failed(Target::Cluster))?;
+            context.print(|| format!("revoked key {key_id}"), || json!({ "revoked": key_id }))
+        }
+    }
+}

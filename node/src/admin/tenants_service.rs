@@ -1,0 +1,263 @@
+//! The `Admin` gRPC service: tenants and their API keys. Every change is a
+//! replicated command, so every node sees it at the same log position; reads
+//! pass a linearizable barrier first, so they reflect every committed change.
+
+use std::sync::Arc;
+
+use safekeep_api::v1::admin_server::Admin;
+use safekeep_api::v1::{
+    ApiKey, ApiKeyRole as ProtoRole, CreateTenantRequest, CreateTenantResponse, DeleteTenantRequest,
+    DeleteTenantResponse, IssueApiKeyRequest, IssueApiKeyResponse, ListApiKeysRequest, ListApiKeysResponse,
+    ListTenantsRequest, ListTenantsResponse, ResponseHeader, RevokeApiKeyRequest, RevokeApiKeyResponse, Tenant,
+};
+use tonic::{Request, Response, Status};
+
+use crate::auth::policy::{self, MAX_REASON_BYTES};
+use crate::auth::{ApiKeyToken, Authenticator, Principal};
+use crate::crypto::DataKeys;
+use crate::raft::{Consensus, ReadLevel};
+use crate::records::service::tenancy_command;
+use crate::records::validate;
+use crate::status::{refusal, storage_read};
+use crate::storage::RecordReader;
+use crate::storage::command::{ApiKeyRole, CommandResponse, TenancyChange};
+use crate::storage::tenancy::{ApiKeyRecord, TenantRecord};
+
+/// The admin service of one node.
+pub struct AdminService {
+    consensus: Consensus,
+    reader: RecordReader,
+    authenticator: Authenticator,
+    data_keys: Option<Arc<DataKeys>>,
+}
+
+fn to_proto_role(role: ApiKeyRole) -> ProtoRole {
+    match role {
+        ApiKeyRole::Reader => ProtoRole::Reader,
+        ApiKeyRole::Writer => ProtoRole::Writer,
+        ApiKeyRole::Admin => ProtoRole::Admin,
+    }
+}
+
+fn from_proto_role(role: i32) -> Result<ApiKeyRole, Status> {
+    match ProtoRole::try_from(role) {
+        Ok(ProtoRole::Reader) => Ok(ApiKeyRole::Reader),
+        Ok(ProtoRole::Writer) => Ok(ApiKeyRole::Writer),
+        Ok(ProtoRole::Admin) => Ok(ApiKeyRole::Admin),
+        _ => Err(Status::invalid_argument("role must be reader, writer or admin")),
+    }
+}
+
+fn to_tenant(name: String, record: &TenantRecord) -> Tenant {
+    Tenant {
+        tenant: name,
+        created_at_unix_ms: record.created_at_ms,
+        deleted: !record.is_live(),
+        data_key_version: record.current_data_key().map_or(0, |k| k.version),
+    }
+}
+
+fn to_api_key(record: ApiKeyRecord) -> ApiKey {
+    ApiKey {
+        role: to_proto_role(record.role) as i32,
+        key_id: record.key_id,
+        tenant: record.tenant,
+        label: record.label,
+        created_at_unix_ms: record.created_at_ms,
+        revoked: record.revoked_at_ms.is_some(),
+    }
+}
+
+impl AdminService {
+    pub fn new(
+        consensus: Consensus,
+        reader: RecordReader,
+        authenticator: Authenticator,
+        data_keys: Option<Arc<DataKeys>>,
+    ) -> Self {
+        Self {
+            consensus,
+            reader,
+            authenticator,
+            data_keys,
+        }
+    }
+
+    fn header(&self) -> ResponseHeader {
+        let hint = self.consensus.leader_hint();
+        ResponseHeader {
+            node_id: self.consensus.node_id(),
+            leader_id: hint.leader_id.unwrap_or(0),
+            leader_address: hint.leader_client_address.unwrap_or_default(),
+            term: hint.term,
+        }
+    }
+
+    fn data_keys(&self) -> Result<&DataKeys, Status> {
+        self.data_keys.as_deref().ok_or_else(|| {
+            Status::failed_precondition(
+                "tenants need encryption at rest: run the cluster with TLS and a master key, not --insecure-dev",
+            )
+        })
+    }
+
+    async fn change(&self, tenant: &str, change: TenancyChange) -> Result<(), Status> {
+        let applied = self.consensus.propose(tenancy_command(tenant, change)).await?;
+        match applied.response {
+            CommandResponse::Applied { .. } => Ok(()),
+            CommandResponse::Refused(reason) => Err(refusal(reason, tenant)),
+            other => Err(Status::internal(format!(
+                "unexpected answer to a tenancy change: {other:?}"
+            ))),
+        }
+    }
+
+    /// Waits until this replica reflects every committed change.
+    async fn caught_up(&self) -> Result<(), Status> {
+        Ok(self.consensus.read_barrier(ReadLevel::Linearizable).await?)
+    }
+
+    fn tenant(&self, tenant: &str) -> Result<Option<TenantRecord>, Status> {
+        self.reader.tenant(tenant).map_err(|e| storage_read(&e))
+    }
+}
+
+fn audit(principal: &Principal, action: &str, tenant: &str, detail: &str) {
+    tracing::info!(target: "safekeep::audit", actor = %principal, action, tenant, detail, "admin action");
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn create_tenant(
+        &self,
+        request: Request<CreateTenantRequest>,
+    ) -> Result<Response<CreateTenantResponse>, Status> {
+        let principal = self.authenticator.authenticate(&request)?;
+        policy::operator(&principal)?;
+        let tenant = request.into_inner().tenant;
+        validate::tenant(&tenant)?;
+        let data_key = self.data_keys()?.new_data_key(&tenant, 1)?;
+        self.change(&tenant, TenancyChange::CreateTenant { data_key }).await?;
+        audit(&principal, "create-tenant", &tenant, "");
+        let record = self
+            .tenant(&tenant)?
+            .ok_or_else(|| Status::internal("the created tenant is not readable"))?;
+        Ok(Response::new(CreateTenantResponse {
+            header: Some(self.header()),
+            tenant: Some(to_tenant(tenant, &record)),
+        }))
+    }
+
+    async fn list_tenants(
+        &self,
+        request: Request<ListTenantsRequest>,
+    ) -> Result<Response<ListTenantsResponse>, Status> {
+        let principal = self.authenticator.authenticate(&request)?;
+        policy::operator(&principal)?;
+        self.caught_up().await?;
+        let tenants = self.reader.tenants().map_err(|e| storage_read(&e))?;
+        Ok(Response::new(ListTenantsResponse {
+            header: Some(self.header()),
+            tenants: tenants
+                .into_iter()
+                .map(|(name, record)| to_tenant(name, &record))
+                .collect(),
+        }))
+    }
+
+    async fn delete_tenant(
+        &self,
+        request: Request<DeleteTenantRequest>,
+    ) -> Result<Response<DeleteTenantResponse>, Status> {
+        let principal = self.authenticator.authenticate(&request)?;
+        policy::operator(&principal)?;
+        let DeleteTenantRequest { tenant, reason } = request.into_inner();
+        validate::tenant(&tenant)?;
+        let reason = reason.trim();
+        if reason.is_empty() || reason.len() > MAX_REASON_BYTES || reason.chars().any(char::is_control) {
+            return Err(Status::invalid_argument(format!(
+                "deleting a tenant needs a reason of 1 to {MAX_REASON_BYTES} bytes without control characters"
+            )));
+        }
+        self.change(&tenant, TenancyChange::DeleteTenant).await?;
+        if let Some(keys) = &self.data_keys {
+            keys.forget(&tenant);
+        }
+        audit(&principal, "delete-tenant", &tenant, reason);
+        Ok(Response::new(DeleteTenantResponse {
+            header: Some(self.header()),
+        }))
+    }
+
+    async fn issue_api_key(
+        &self,
+        request: Request<IssueApiKeyRequest>,
+    ) -> Result<Response<IssueApiKeyResponse>, Status> {
+        let principal = self.authenticator.authenticate(&request)?;
+        let IssueApiKeyRequest { tenant, role, label } = request.into_inner();
+        validate::tenant(&tenant)?;
+        policy::tenant_admin(&principal, &tenant)?;
+        let role = from_proto_role(role)?;
+        validate::api_key_label(&label)?;
+        self.data_keys()?;
+        let token = ApiKeyToken::generate()?;
+        let change = TenancyChange::IssueApiKey {
+            key_id: token.key_id.clone(),
+            role,
+            secret_hash: token.secret_hash(),
+            label,
+        };
+        self.change(&tenant, change).await?;
+        audit(&principal, "issue-api-key", &tenant, &token.key_id);
+        let record = self
+            .reader
+            .api_key(&token.key_id)
+            .map_err(|e| storage_read(&e))?
+            .ok_or_else(|| Status::internal("the issued key is not readable"))?;
+        Ok(Response::new(IssueApiKeyResponse {
+            header: Some(self.header()),
+            key: Some(to_api_key(record)),
+            secret: token.expose(),
+        }))
+    }
+
+    async fn list_api_keys(
+        &self,
+        request: Request<ListApiKeysRequest>,
+    ) -> Result<Response<ListApiKeysResponse>, Status> {
+        let principal = self.authenticator.authenticate(&request)?;
+        let tenant = request.into_inner().tenant;
+        validate::tenant(&tenant)?;
+        policy::tenant_admin(&principal, &tenant)?;
+        self.caught_up().await?;
+        let keys = self.reader.api_keys(&tenant).map_err(|e| storage_read(&e))?;
+        Ok(Response::new(ListApiKeysResponse {
+            header: Some(self.header()),
+            keys: keys.into_iter().map(to_api_key).collect(),
+        }))
+    }
+
+    async fn revoke_api_key(
+        &self,
+        request: Request<RevokeApiKeyRequest>,
+    ) -> Result<Response<RevokeApiKeyResponse>, Status> {
+        let principal = self.authenticator.authenticate(&request)?;
+        let key_id = request.into_inner().key_id;
+        validate::api_key_id(&key_id)?;
+        self.caught_up().await?;
+        // A key of another tenant looks exactly like a missing one to a tenant admin.
+        let not_found = || Status::not_found(format!("no API key {key_id:?}"));
+        let record = self
+            .reader
+            .api_key(&key_id)
+            .map_err(|e| storage_read(&e))?
+            .ok_or_else(not_found)?;
+        policy::tenant_admin(&principal, &record.tenant).map_err(|_| not_found())?;
+        self.change(&record.tenant, TenancyChange::RevokeApiKey { key_id: key_id.clone() })
+            .await?;
+        audit(&principal, "revoke-api-key", &record.tenant, &key_id);
+        Ok(Response::new(RevokeApiKeyResponse {
+            header: Some(self.header()),
+        }))
+    }
+}

@@ -1,0 +1,19 @@
+//! Who is calling and what they may do. Tenants' applications present API
+//! keys; operators and support staff present client certificates. A node in
+//! `--insecure-dev` mode skips authentication and treats every caller as a
+//! development superuser (it says so at start and in `/readyz`).
+
+pub mod api_key;
+pub mod policy;
+pub mod principal;
+pub mod rate_limit;
+
+pub use api_key::ApiKeyToken;
+pub use policy::RecordAccess;
+pub use principal::{Authenticator, Principal};
+pub use rate_limit::TenantRateLimiter;
+
+/// Metadata header carrying `Bearer <API key>`.
+pub const AUTHORIZATION_HEADER: &str = "authorization";
+/// Metadata header carrying a support read's stated reason.
+pub const REASON_HEADER: &str = "x-safekeep-reason";

@@ -1,0 +1,104 @@
+//! Tenants' data keys in memory: unwrapped on first use through the key
+//! provider and cached by tenant and version. New data keys are made here
+//! from the system random source and leave only wrapped.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use ring::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
+use ring::rand::{SecureRandom, SystemRandom};
+
+use super::master::{KEY_BYTES, KeyProvider};
+use super::{CryptoError, envelope};
+use crate::storage::command::WrappedDataKey;
+use crate::storage::tenancy::TenantRecord;
+
+/// Most values sealed under one data key before a new one is made: well
+/// under the 2^32 random-nonce bound for AES-GCM.
+pub const MAX_SEALS_PER_DATA_KEY: u64 = 1 << 31;
+
+/// Unwrapped data keys, by tenant and version.
+pub struct DataKeys {
+    provider: Arc<dyn KeyProvider>,
+    cache: Mutex<HashMap<(String, u32), Arc<LessSafeKey>>>,
+    random: SystemRandom,
+}
+
+impl DataKeys {
+    pub fn new(provider: Arc<dyn KeyProvider>) -> Self {
+        Self {
+            provider,
+            cache: Mutex::default(),
+            random: SystemRandom::new(),
+        }
+    }
+
+    /// The key provider.
+    pub fn provider(&self) -> &dyn KeyProvider {
+        &*self.provider
+    }
+
+    /// A fresh data key `version` for `tenant`, wrapped.
+    pub fn new_data_key(&self, tenant: &str, version: u32) -> Result<WrappedDataKey, CryptoError> {
+        let mut key = [0u8; KEY_BYTES];
+        self.random.fill(&mut key).map_err(|_| CryptoError::Random)?;
+        let wrapped = self.provider.wrap(tenant, version, &key);
+        key.fill(0);
+        wrapped
+    }
+
+    fn key(&self, tenant: &str, record: &TenantRecord, version: u32) -> Result<Arc<LessSafeKey>, CryptoError> {
+        let wrapped = record
+            .data_keys
+            .iter()
+            .find(|k| k.version == version)
+            .ok_or(CryptoError::UnknownDataKey(version))?;
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(key) = cache.get(&(tenant.to_string(), version)) {
+            return Ok(key.clone());
+        }
+        let mut bytes = self.provider.unwrap(tenant, wrapped)?;
+        let unbound = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| CryptoError::Malformed);
+        bytes.fill(0);
+        let key = Arc::new(LessSafeKey::new(unbound?));
+        cache.insert((tenant.to_string(), version), key.clone());
+        Ok(key)
+    }
+
+    /// Seals a value of `key` with the tenant's current data key.
+    pub fn seal(
+        &self,
+        tenant: &str,
+        record: &TenantRecord,
+        key: &str,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let version = record.current_data_key().ok_or(CryptoError::UnknownDataKey(0))?.version;
+        let data_key = self.key(tenant, record, version)?;
+        envelope::seal(&data_key, version, tenant, key, plaintext, &self.random)
+    }
+
+    /// Opens a stored value of `key`.
+    pub fn open(&self, tenant: &str, record: &TenantRecord, key: &str, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let version = envelope::sealed_version(sealed)?;
+        let data_key = self.key(tenant, record, version)?;
+        envelope::open(&data_key, tenant, key, sealed)
+    }
+
+    /// Checks that every data key of every tenant unwraps: a node started with
+    /// the wrong master key finds out before it serves.
+    pub fn check_all(&self, tenants: &[(String, TenantRecord)]) -> Result<(), CryptoError> {
+        for (tenant, record) in tenants {
+            for wrapped in &record.data_keys {
+                self.key(tenant, record, wrapped.version)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the cached keys of a tenant (deleted, or its keys rewrapped).
+    pub fn forget(&self, tenant: &str) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.retain(|(t, _), _| t != tenant);
+    }
+}

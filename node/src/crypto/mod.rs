@@ -1,0 +1,41 @@
+//! Encryption at rest: record values are sealed with AES-256-GCM under a
+//! per-tenant data key before they enter the Raft log, so the log, the state
+//! machine, snapshots and backups hold only ciphertext. Data keys are stored
+//! wrapped by a master key that never leaves the key provider.
+
+pub mod data_keys;
+pub mod envelope;
+pub mod master;
+
+pub use data_keys::DataKeys;
+pub use master::{KeyProvider, MasterKeyFile};
+
+/// Why sealing, opening, wrapping or unwrapping failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("the stored value failed authentication: it was altered or moved from another record")]
+    Tampered,
+    #[error("the stored value is not in a format this node reads")]
+    Malformed,
+    #[error("data key version {0} of this tenant is not available")]
+    UnknownDataKey(u32),
+    #[error("master key '{0}' is not configured on this node")]
+    UnknownMasterKey(String),
+    #[error(
+        "data key version {version} of tenant '{tenant}' does not unwrap with master key '{master_key_id}': wrong master key?"
+    )]
+    WrongMasterKey {
+        tenant: String,
+        version: u32,
+        master_key_id: String,
+    },
+    #[error("the system random source failed")]
+    Random,
+    #[error(
+        "encryption at rest needs a master key: set encryption.master_key_file (--master-key-file) or the \
+         SAFEKEEP_MASTER_KEY environment variable"
+    )]
+    NoMasterKey,
+    #[error("master key file {path}: {reason}")]
+    MasterKeyFile { path: String, reason: String },
+}
