@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Instant;
 
 use common::{eventually, free_base_port, get, get_stale, put, put_acked};
@@ -13,21 +12,11 @@ use safekeep_api::v1::StatusRequest;
 use safekeep_api::v1::cluster_client::ClusterClient;
 use safekeep_api::v1::records_client::RecordsClient;
 use safekeep_node::local_cluster::{node_config, plan};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tonic::transport::Channel;
 
 fn spawn_node(config: &Path, log: &Path) -> Child {
-    let log = std::fs::File::create(log).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_safekeep-node"))
-        .arg("run")
-        .arg("--config")
-        .arg(config)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start node process")
+    common::spawn_node(config, log, "info")
 }
 
 async fn leader_seen_by(address: &str) -> Option<u64> {

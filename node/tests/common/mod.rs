@@ -424,3 +424,18 @@ pub fn keyed<T>(message: T, key: &str) -> tonic::Request<T> {
         .insert("authorization", format!("Bearer {key}").parse().unwrap());
     request
 }
+
+/// Starts a `safekeep-node run` process for `config`, logging to `log` at `log_filter`.
+#[allow(dead_code)]
+pub fn spawn_node(config: &std::path::Path, log: &std::path::Path, log_filter: &str) -> tokio::process::Child {
+    let log = std::fs::File::create(log).unwrap();
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_safekeep-node"))
+        .args(["--log", log_filter, "run", "--config"])
+        .arg(config)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start node process")
+}
