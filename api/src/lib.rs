@@ -1,7 +1,11 @@
 //! safekeep's gRPC API: the code generated from `proto/safekeep/v1`.
 //!
-//! `Records` serves applications, `Cluster` serves operators, and `Peer` is
-//! the node-to-node channel (Raft messages and forwarded requests).
+//! `Records` serves applications, `Cluster` and `Admin` serve operators, and
+//! `Peer` is the node-to-node channel (Raft messages and forwarded requests).
+//! `audit` holds the audit log's hash chain, shared by the node that builds it
+//! and the client that verifies it.
+
+pub mod audit;
 
 /// Messages and services of package `safekeep.v1`.
 pub mod v1 {

@@ -8,7 +8,10 @@ use safekeep_api::v1::admin_client::AdminClient;
 use crate::client::Client;
 use crate::error::Error;
 use crate::retry::RetryPolicy;
-use crate::types::{ApiKeyInfo, ApiKeyRole, IssuedApiKey, TenantInfo};
+use crate::types::{ApiKeyInfo, ApiKeyRole, AuditEntryInfo, AuditVerification, IssuedApiKey, TenantInfo};
+
+/// Entries fetched per page when reading the whole audit log.
+const AUDIT_PAGE: u32 = 1_000;
 
 impl Client {
     /// Creates a tenant (and its first data key).
@@ -95,5 +98,60 @@ impl Client {
         })
         .await?;
         Ok(())
+    }
+
+    /// Up to `limit` audit entries after `after_seq` (0: from the first), oldest first.
+    async fn audit_entries(&self, after_seq: u64, limit: u32) -> Result<Vec<v1::AuditEntry>, Error> {
+        let request = v1::ListAuditRequest { after_seq, limit };
+        let response = self
+            .execute(RetryPolicy::Read, |channel, timeout| {
+                let request = self.request(request, timeout);
+                async move { AdminClient::new(channel).list_audit(request).await }
+            })
+            .await?;
+        Ok(response.entries)
+    }
+
+    /// Up to `limit` audit entries after `after_seq`, for display.
+    pub async fn list_audit(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntryInfo>, Error> {
+        let entries = self.audit_entries(after_seq, limit).await?;
+        Ok(entries.into_iter().map(AuditEntryInfo::from).collect())
+    }
+
+    /// Reads the whole audit log and checks its hash chain: an entry removed,
+    /// reordered or edited after it was written breaks it.
+    pub async fn verify_audit(&self) -> Result<AuditVerification, Error> {
+        use safekeep_api::audit::{AuditFields, verify_chain};
+        let mut all = Vec::new();
+        loop {
+            let after = all.last().map_or(0, |e: &v1::AuditEntry| e.seq);
+            let page = self.audit_entries(after, AUDIT_PAGE).await?;
+            let done = page.len() < AUDIT_PAGE as usize;
+            all.extend(page);
+            if done {
+                break;
+            }
+        }
+        let hash = |bytes: &[u8]| <[u8; 32]>::try_from(bytes).unwrap_or([0xff; 32]);
+        let chain = all.iter().map(|e| {
+            let fields = AuditFields {
+                seq: e.seq,
+                at_unix_ms: e.at_unix_ms,
+                actor: &e.actor,
+                action: &e.action,
+                tenant: &e.tenant,
+                reason: &e.reason,
+                result: &e.result,
+                detail: &e.detail,
+            };
+            (fields, hash(&e.prev_hash), hash(&e.hash))
+        });
+        Ok(match verify_chain(chain) {
+            Ok(entries) => AuditVerification { entries, broken: None },
+            Err(broken) => AuditVerification {
+                entries: all.len() as u64,
+                broken: Some(broken.to_string()),
+            },
+        })
     }
 }

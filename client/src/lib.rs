@@ -38,6 +38,6 @@ pub use config::ClientConfig;
 pub use error::Error;
 pub use tls::{ApiKey, ClientTls};
 pub use types::{
-    ApiKeyInfo, ApiKeyRole, BatchOp, BatchOutcome, ClusterStatus, Consistency, DeleteOutcome, IssuedApiKey, LeaderHint,
-    ListPage, Member, PutOutcome, Record, ResponseHeader, Role, TenantInfo,
+    ApiKeyInfo, ApiKeyRole, AuditEntryInfo, AuditVerification, BatchOp, BatchOutcome, ClusterStatus, Consistency,
+    DeleteOutcome, IssuedApiKey, LeaderHint, ListPage, Member, PutOutcome, Record, ResponseHeader, Role, TenantInfo,
 };

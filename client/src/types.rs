@@ -284,6 +284,7 @@ has_header!(
     v1::IssueApiKeyResponse,
     v1::ListApiKeysResponse,
     v1::RevokeApiKeyResponse,
+    v1::ListAuditResponse,
 );
 
 /// What an API key lets its holder do with its tenant's records.
@@ -384,4 +385,55 @@ impl std::fmt::Debug for IssuedApiKey {
             .field("secret", &"[redacted]")
             .finish()
     }
+}
+
+/// One entry of the cluster's audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntryInfo {
+    /// Position in the log, from 1.
+    pub seq: u64,
+    /// When it was proposed, ms since the Unix epoch.
+    pub at_unix_ms: i64,
+    /// Who acted.
+    pub actor: String,
+    /// What they did.
+    pub action: String,
+    /// Which tenant (empty for cluster-wide actions).
+    pub tenant: String,
+    /// The reason they gave.
+    pub reason: String,
+    /// The outcome.
+    pub result: String,
+    /// More about what was done.
+    pub detail: String,
+    /// Hash of the entry before, hex.
+    pub prev_hash: String,
+    /// Hash of this entry, hex.
+    pub hash: String,
+}
+
+impl From<v1::AuditEntry> for AuditEntryInfo {
+    fn from(e: v1::AuditEntry) -> Self {
+        Self {
+            seq: e.seq,
+            at_unix_ms: e.at_unix_ms,
+            actor: e.actor,
+            action: e.action,
+            tenant: e.tenant,
+            reason: e.reason,
+            result: e.result,
+            detail: e.detail,
+            prev_hash: hex::encode(e.prev_hash),
+            hash: hex::encode(e.hash),
+        }
+    }
+}
+
+/// What `verify_audit` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditVerification {
+    /// Entries checked.
+    pub entries: u64,
+    /// Where the chain breaks, if it does.
+    pub broken: Option<String>,
 }

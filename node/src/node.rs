@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{AdminService, ClusterService};
-use crate::auth::{Authenticator, TenantRateLimiter};
+use crate::auth::{Auditor, Authenticator, TenantRateLimiter};
 use crate::config::{ConfigError, NodeConfig};
 use crate::crypto::{CryptoError, DataKeys};
 use crate::raft::{self, BootstrapError, Consensus, RaftStartError};
@@ -126,6 +126,27 @@ pub struct Node {
     http_address: Option<SocketAddr>,
 }
 
+/// Appends every certificate reload of this node to the audit log.
+fn audit_certificate_reloads(
+    node_id: u64,
+    mut tls: watch::Receiver<Arc<crate::tls::LoadedTls>>,
+    auditor: Auditor,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while tls.changed().await.is_ok() {
+            let not_after = tls.borrow_and_update().not_after_unix;
+            let event = crate::auth::audit::event(
+                &format!("node:{node_id}"),
+                "certificates-reloaded",
+                "",
+                &format!("new certificate valid until unix {not_after}"),
+                None,
+            );
+            auditor.record_best_effort("", event).await;
+        }
+    })
+}
+
 async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
@@ -216,10 +237,15 @@ impl Node {
         health_reporter.set_serving::<RecordsServer<RecordsService>>().await;
         health_reporter.set_serving::<ClusterServer<ClusterService>>().await;
         health_reporter.set_serving::<AdminServer<AdminService>>().await;
+        let auditor = Auditor::new(consensus.clone());
+        if let Some(tls) = &tls {
+            servers.push(audit_certificate_reloads(config.id, tls.clone(), auditor.clone()));
+        }
         let guard = RecordsGuard {
             authenticator: authenticator.clone(),
             limiter: TenantRateLimiter::new(config.limits.tenant_requests_per_second, config.limits.tenant_burst),
             data_keys: data_keys.clone(),
+            auditor: auditor.clone(),
         };
         let records = RecordsService::new(
             consensus.clone(),
@@ -227,7 +253,7 @@ impl Node {
             config.limits.max_value_bytes,
             guard,
         );
-        let cluster = ClusterService::new(consensus.clone(), config.zone.clone(), authenticator.clone());
+        let cluster = ClusterService::new(consensus.clone(), config.zone.clone(), authenticator.clone(), auditor);
         let admin = AdminService::new(consensus.clone(), consensus.reader().clone(), authenticator, data_keys);
         let client_server = tonic::transport::Server::builder()
             .add_service(health_service)

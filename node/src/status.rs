@@ -23,12 +23,14 @@ impl From<ConsensusError> for Status {
             ConsensusError::MembershipRejected(_) | ConsensusError::Placement(_) => Code::FailedPrecondition,
             ConsensusError::MembershipBusy(_) => Code::Aborted,
             ConsensusError::Internal(_) => Code::Internal,
+            ConsensusError::Invalid(_) => Code::InvalidArgument,
         };
         let definitely_not_applied = matches!(
             e,
             ConsensusError::NoLeader { .. }
                 | ConsensusError::NotLeader { .. }
                 | ConsensusError::LeaderUnreachable { .. }
+                | ConsensusError::Invalid(_)
         );
         let mut status = Status::new(code, e.to_string());
         if definitely_not_applied {

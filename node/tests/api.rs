@@ -405,6 +405,7 @@ async fn a_malformed_command_forwarded_on_the_peer_channel_is_refused_before_the
                     key: "k".into(),
                     expected_version: None,
                 }]),
+                audit: None,
             },
         ),
         (
@@ -415,6 +416,7 @@ async fn a_malformed_command_forwarded_on_the_peer_channel_is_refused_before_the
                 tenant: TENANT.into(),
                 api_key: None,
                 body: CommandBody::Write(vec![]),
+                audit: None,
             },
         ),
     ] {

@@ -4,10 +4,10 @@
 
 use serde_json::json;
 
-use super::args::{ApiKeyCommand, TenantCommand};
+use super::args::{ApiKeyCommand, AuditCommand, TenantCommand};
 use super::run::{Context, to_json};
 use super::{CliError, Target};
-use safekeep_client::{ApiKeyInfo, TenantInfo};
+use safekeep_client::{ApiKeyInfo, AuditEntryInfo, TenantInfo};
 
 fn tenant_line(tenant: &TenantInfo) -> String {
     let state = if tenant.deleted { "deleted" } else { "live" };
@@ -89,6 +89,52 @@ pub(super) async fn api_key(context: &Context, command: ApiKeyCommand) -> Result
                 .await
                 .map_err(context.failed(Target::Cluster))?;
             context.print(|| format!("revoked key {key_id}"), || json!({ "revoked": key_id }))
+        }
+    }
+}
+
+fn audit_line(entry: &AuditEntryInfo) -> String {
+    let mut line = format!(
+        "{:>6}  {}  {:<24} {:<22} tenant={:<12} result={}",
+        entry.seq, entry.at_unix_ms, entry.actor, entry.action, entry.tenant, entry.result
+    );
+    if !entry.reason.is_empty() {
+        line.push_str(&format!("  reason={:?}", entry.reason));
+    }
+    if !entry.detail.is_empty() {
+        line.push_str(&format!("  {}", entry.detail));
+    }
+    line
+}
+
+/// Runs an `audit` subcommand.
+pub(super) async fn audit(context: &Context, command: AuditCommand) -> Result<(), CliError> {
+    let client = &context.client;
+    match command {
+        AuditCommand::List { after, limit } => {
+            let entries = client
+                .list_audit(after, limit)
+                .await
+                .map_err(context.failed(Target::Cluster))?;
+            context.print(
+                || entries.iter().map(audit_line).collect::<Vec<_>>().join("\n"),
+                || to_json(&entries),
+            )
+        }
+        AuditCommand::Verify => {
+            let report = client.verify_audit().await.map_err(context.failed(Target::Cluster))?;
+            match &report.broken {
+                None => context.print(
+                    || format!("audit log intact: {} entries, hash chain verified", report.entries),
+                    || to_json(&report),
+                ),
+                Some(broken) => {
+                    if context.json() {
+                        println!("{}", to_json(&report));
+                    }
+                    Err(CliError::Tampered(format!("audit log tampered: {broken}")))
+                }
+            }
         }
     }
 }

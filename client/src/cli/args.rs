@@ -160,6 +160,25 @@ pub enum Command {
     /// Issue, list and revoke a tenant's API keys (operators, or the tenant's admin key).
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
+    /// Read and verify the replicated, hash-chained audit log (operators).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// The `audit` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print audit entries, oldest first.
+    List {
+        /// Only entries after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// At most this many entries (0: the server's default).
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+    },
+    /// Check the whole log's hash chain; exits 1 if any entry was removed, reordered or edited.
+    Verify,
 }
 
 /// The `tenant` subcommands.

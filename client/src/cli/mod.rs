@@ -63,6 +63,9 @@ pub enum CliError {
     /// The server answered something the tool cannot use.
     #[error("{0}")]
     Protocol(String),
+    /// A check found that data was tampered with.
+    #[error("{0}")]
+    Tampered(String),
 }
 
 impl CliError {
@@ -70,7 +73,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Usage(_) => EXIT_USAGE,
-            Self::Io(_) | Self::Protocol(_) => EXIT_OTHER,
+            Self::Io(_) | Self::Protocol(_) | Self::Tampered(_) => EXIT_OTHER,
             Self::Request { error, .. } => match error {
                 Error::Config(_) | Error::InvalidArgument(_) => EXIT_USAGE,
                 Error::NotFound => EXIT_NOT_FOUND,

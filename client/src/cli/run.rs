@@ -46,6 +46,10 @@ impl Context {
     }
 
     /// Prints `text` for humans or `value` as one line of JSON.
+    pub(super) fn json(&self) -> bool {
+        self.json
+    }
+
     pub(super) fn print(&self, text: impl FnOnce() -> String, value: impl FnOnce() -> Value) -> Result<(), CliError> {
         if self.json {
             emit(value().to_string().as_bytes(), true)
@@ -114,6 +118,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Cluster(command) => cluster(&context, command).await,
         Command::Tenant(command) => super::admin::tenant(&context, command).await,
         Command::ApiKey(command) => super::admin::api_key(&context, command).await,
+        Command::Audit(command) => super::admin::audit(&context, command).await,
     }
 }
 

@@ -8,7 +8,7 @@ use safekeep_api::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::auth::{Authenticator, policy};
+use crate::auth::{Auditor, Authenticator, Principal, audit, policy};
 use crate::raft::{Consensus, MemberView, MembershipChange, NodeInfo};
 
 /// The cluster service of one node. Status answers any authenticated caller;
@@ -17,22 +17,33 @@ pub struct ClusterService {
     consensus: Consensus,
     zone: String,
     authenticator: Authenticator,
+    auditor: Auditor,
 }
 
 impl ClusterService {
-    pub fn new(consensus: Consensus, zone: String, authenticator: Authenticator) -> Self {
+    pub fn new(consensus: Consensus, zone: String, authenticator: Authenticator, auditor: Auditor) -> Self {
         Self {
             consensus,
             zone,
             authenticator,
+            auditor,
         }
     }
 
-    fn operator_only<T>(&self, request: &Request<T>) -> Result<(), Status> {
+    fn operator_only<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
         let principal = self.authenticator.authenticate(request)?;
         policy::operator(&principal)?;
-        tracing::info!(target: "safekeep::audit", actor = %principal, "membership change requested");
-        Ok(())
+        Ok(principal)
+    }
+
+    /// Appends a membership change and its outcome to the audit log.
+    async fn audited<T>(&self, principal: &Principal, action: &str, node: u64, result: &Result<T, Status>) {
+        let outcome = match result {
+            Ok(_) => "ok".to_string(),
+            Err(status) => format!("{:?}: {}", status.code(), status.message()),
+        };
+        let event = audit::event(principal, action, "", &format!("node {node}"), Some(outcome));
+        self.auditor.record_best_effort("", event).await;
     }
 
     fn header(&self) -> ResponseHeader {
@@ -90,7 +101,7 @@ impl Cluster for ClusterService {
     }
 
     async fn add_learner(&self, request: Request<AddLearnerRequest>) -> Result<Response<MembershipResponse>, Status> {
-        self.operator_only(&request)?;
+        let principal = self.operator_only(&request)?;
         let r = request.into_inner();
         let id = require_node_id(r.node_id)?;
         for (name, value) in [
@@ -107,35 +118,45 @@ impl Cluster for ClusterService {
             peer_address: r.peer_address,
             client_address: r.client_address,
         };
-        self.change(MembershipChange::AddLearner { id, node }).await
+        let result = self.change(MembershipChange::AddLearner { id, node }).await;
+        self.audited(&principal, "add-learner", id, &result).await;
+        result
     }
 
     async fn promote(&self, request: Request<PromoteRequest>) -> Result<Response<MembershipResponse>, Status> {
-        self.operator_only(&request)?;
+        let principal = self.operator_only(&request)?;
         let r = request.into_inner();
         let id = require_node_id(r.node_id)?;
-        self.change(MembershipChange::Promote { id, force: r.force }).await
+        let result = self.change(MembershipChange::Promote { id, force: r.force }).await;
+        self.audited(&principal, "promote", id, &result).await;
+        result
     }
 
     async fn remove_member(
         &self,
         request: Request<RemoveMemberRequest>,
     ) -> Result<Response<MembershipResponse>, Status> {
-        self.operator_only(&request)?;
+        let principal = self.operator_only(&request)?;
         let r = request.into_inner();
         let id = require_node_id(r.node_id)?;
-        self.change(MembershipChange::Remove { id, force: r.force }).await
+        let result = self.change(MembershipChange::Remove { id, force: r.force }).await;
+        self.audited(&principal, "remove-member", id, &result).await;
+        result
     }
 
     async fn transfer_leader(
         &self,
         request: Request<TransferLeaderRequest>,
     ) -> Result<Response<TransferLeaderResponse>, Status> {
-        self.operator_only(&request)?;
+        let principal = self.operator_only(&request)?;
         let id = require_node_id(request.into_inner().node_id)?;
-        self.consensus
+        let result = self
+            .consensus
             .change_membership(MembershipChange::TransferLeader { id })
-            .await?;
+            .await
+            .map_err(Status::from);
+        self.audited(&principal, "transfer-leader", id, &result).await;
+        result?;
         Ok(Response::new(TransferLeaderResponse {
             header: Some(self.header()),
         }))

@@ -8,19 +8,22 @@ use safekeep_api::v1::admin_server::Admin;
 use safekeep_api::v1::{
     ApiKey, ApiKeyRole as ProtoRole, CreateTenantRequest, CreateTenantResponse, DeleteTenantRequest,
     DeleteTenantResponse, IssueApiKeyRequest, IssueApiKeyResponse, ListApiKeysRequest, ListApiKeysResponse,
-    ListTenantsRequest, ListTenantsResponse, ResponseHeader, RevokeApiKeyRequest, RevokeApiKeyResponse, Tenant,
+    ListAuditRequest, ListAuditResponse, ListTenantsRequest, ListTenantsResponse, ResponseHeader, RevokeApiKeyRequest,
+    RevokeApiKeyResponse, Tenant,
 };
 use tonic::{Request, Response, Status};
 
 use crate::auth::policy::{self, MAX_REASON_BYTES};
-use crate::auth::{ApiKeyToken, Authenticator, Principal};
+use crate::auth::{ApiKeyToken, Authenticator, audit};
 use crate::crypto::DataKeys;
 use crate::raft::{Consensus, ReadLevel};
+use crate::records::limits::{DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE};
 use crate::records::service::tenancy_command;
 use crate::records::validate;
 use crate::status::{refusal, storage_read};
 use crate::storage::RecordReader;
-use crate::storage::command::{ApiKeyRole, CommandResponse, TenancyChange};
+use crate::storage::audit::AuditEntry;
+use crate::storage::command::{ApiKeyRole, AuditEvent, CommandResponse, TenancyChange};
 use crate::storage::tenancy::{ApiKeyRecord, TenantRecord};
 
 /// The admin service of one node.
@@ -101,8 +104,13 @@ impl AdminService {
         })
     }
 
-    async fn change(&self, tenant: &str, change: TenancyChange) -> Result<(), Status> {
-        let applied = self.consensus.propose(tenancy_command(tenant, change)).await?;
+    /// Applies a tenancy change with its audit entry in the same command.
+    async fn change(&self, tenant: &str, change: TenancyChange, audited: AuditEvent) -> Result<(), Status> {
+        let applied = self
+            .consensus
+            .propose(tenancy_command(tenant, change, Some(audited.clone())))
+            .await?;
+        audit::log(tenant, &audited, &applied.response.audit_result());
         match applied.response {
             CommandResponse::Applied { .. } => Ok(()),
             CommandResponse::Refused(reason) => Err(refusal(reason, tenant)),
@@ -122,8 +130,19 @@ impl AdminService {
     }
 }
 
-fn audit(principal: &Principal, action: &str, tenant: &str, detail: &str) {
-    tracing::info!(target: "safekeep::audit", actor = %principal, action, tenant, detail, "admin action");
+fn to_audit_entry(entry: AuditEntry) -> safekeep_api::v1::AuditEntry {
+    safekeep_api::v1::AuditEntry {
+        seq: entry.seq,
+        at_unix_ms: entry.at_ms,
+        actor: entry.actor,
+        action: entry.action,
+        tenant: entry.tenant,
+        reason: entry.reason,
+        result: entry.result,
+        detail: entry.detail,
+        prev_hash: entry.prev_hash.to_vec(),
+        hash: entry.hash.to_vec(),
+    }
 }
 
 #[tonic::async_trait]
@@ -137,8 +156,9 @@ impl Admin for AdminService {
         let tenant = request.into_inner().tenant;
         validate::tenant(&tenant)?;
         let data_key = self.data_keys()?.new_data_key(&tenant, 1)?;
-        self.change(&tenant, TenancyChange::CreateTenant { data_key }).await?;
-        audit(&principal, "create-tenant", &tenant, "");
+        let audited = audit::event(&principal, "create-tenant", "", "", None);
+        self.change(&tenant, TenancyChange::CreateTenant { data_key }, audited)
+            .await?;
         let record = self
             .tenant(&tenant)?
             .ok_or_else(|| Status::internal("the created tenant is not readable"))?;
@@ -179,11 +199,11 @@ impl Admin for AdminService {
                 "deleting a tenant needs a reason of 1 to {MAX_REASON_BYTES} bytes without control characters"
             )));
         }
-        self.change(&tenant, TenancyChange::DeleteTenant).await?;
+        let audited = audit::event(&principal, "delete-tenant", reason, "", None);
+        self.change(&tenant, TenancyChange::DeleteTenant, audited).await?;
         if let Some(keys) = &self.data_keys {
             keys.forget(&tenant);
         }
-        audit(&principal, "delete-tenant", &tenant, reason);
         Ok(Response::new(DeleteTenantResponse {
             header: Some(self.header()),
         }))
@@ -207,8 +227,8 @@ impl Admin for AdminService {
             secret_hash: token.secret_hash(),
             label,
         };
-        self.change(&tenant, change).await?;
-        audit(&principal, "issue-api-key", &tenant, &token.key_id);
+        let audited = audit::event(&principal, "issue-api-key", "", &token.key_id, None);
+        self.change(&tenant, change, audited).await?;
         let record = self
             .reader
             .api_key(&token.key_id)
@@ -253,11 +273,35 @@ impl Admin for AdminService {
             .map_err(|e| storage_read(&e))?
             .ok_or_else(not_found)?;
         policy::tenant_admin(&principal, &record.tenant).map_err(|_| not_found())?;
-        self.change(&record.tenant, TenancyChange::RevokeApiKey { key_id: key_id.clone() })
-            .await?;
-        audit(&principal, "revoke-api-key", &record.tenant, &key_id);
+        let audited = audit::event(&principal, "revoke-api-key", "", &key_id, None);
+        let revoke = TenancyChange::RevokeApiKey { key_id: key_id.clone() };
+        self.change(&record.tenant, revoke, audited).await?;
         Ok(Response::new(RevokeApiKeyResponse {
             header: Some(self.header()),
+        }))
+    }
+
+    async fn list_audit(&self, request: Request<ListAuditRequest>) -> Result<Response<ListAuditResponse>, Status> {
+        let principal = self.authenticator.authenticate(&request)?;
+        policy::operator(&principal)?;
+        let ListAuditRequest { after_seq, limit } = request.into_inner();
+        let limit = match limit {
+            0 => DEFAULT_AUDIT_PAGE,
+            n if n > MAX_AUDIT_PAGE => {
+                return Err(Status::invalid_argument(format!(
+                    "limit {n} is above the largest page, {MAX_AUDIT_PAGE}"
+                )));
+            }
+            n => n,
+        };
+        self.caught_up().await?;
+        let entries = self
+            .reader
+            .audit_entries(after_seq, limit as usize)
+            .map_err(|e| storage_read(&e))?;
+        Ok(Response::new(ListAuditResponse {
+            header: Some(self.header()),
+            entries: entries.into_iter().map(to_audit_entry).collect(),
         }))
     }
 }

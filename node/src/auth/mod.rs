@@ -4,11 +4,13 @@
 //! development superuser (it says so at start and in `/readyz`).
 
 pub mod api_key;
+pub mod audit;
 pub mod policy;
 pub mod principal;
 pub mod rate_limit;
 
 pub use api_key::ApiKeyToken;
+pub use audit::Auditor;
 pub use policy::RecordAccess;
 pub use principal::{Authenticator, Principal};
 pub use rate_limit::TenantRateLimiter;

@@ -58,6 +58,8 @@ pub enum ConsensusError {
     Stopped(String),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("the leader refused the request as invalid: {0}")]
+    Invalid(String),
 }
 
 /// A write that was committed and applied.
@@ -380,6 +382,10 @@ impl Consensus {
             // Only a failed connect means the leader never saw it; any other
             // failure (a keepalive timeout, a reset) may follow its commit.
             Err(status) if never_sent(&status) => Err(ConsensusError::NotLeader { leader: None }),
+            // The leader checked the request and refused it before proposing.
+            Err(status) if status.code() == tonic::Code::InvalidArgument => {
+                Err(ConsensusError::Invalid(status.message().to_string()))
+            }
             Err(status) => Err(ConsensusError::OutcomeUnknown(format!(
                 "forwarding to leader {leader} failed: {}",
                 status.message()

@@ -29,3 +29,8 @@ pub const MAX_LABEL_BYTES: usize = 256;
 pub const MAX_WRAPPED_KEY_BYTES: usize = 128;
 /// Most data key versions one tenant may have.
 pub const MAX_DATA_KEYS_PER_TENANT: usize = 4_096;
+/// Longest field of an audit entry.
+pub const MAX_AUDIT_FIELD_BYTES: usize = 1024;
+/// Audit entries in a page of `ListAudit` when the request names no limit, and the most.
+pub const DEFAULT_AUDIT_PAGE: u32 = 100;
+pub const MAX_AUDIT_PAGE: u32 = 1_000;

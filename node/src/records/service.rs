@@ -18,13 +18,15 @@ use tonic::{Request, Response, Status};
 use super::limits::DEFAULT_LIST_PAGE;
 use super::validate::{self, InvalidRequest};
 use crate::auth::policy::{self, Allowed};
-use crate::auth::{Authenticator, Principal, REASON_HEADER, RecordAccess, TenantRateLimiter};
+use crate::auth::{Auditor, Authenticator, Principal, REASON_HEADER, RecordAccess, TenantRateLimiter, audit};
 use crate::crypto::DataKeys;
 use crate::crypto::data_keys::MAX_SEALS_PER_DATA_KEY;
 use crate::metrics_names;
 use crate::raft::{Applied, Consensus, ReadLevel};
 use crate::status::{refusal, storage_read, version_conflict};
-use crate::storage::command::{self, Command, CommandBody, CommandResponse, Mutation, Refusal, TenancyChange};
+use crate::storage::command::{
+    self, AuditEvent, Command, CommandBody, CommandResponse, Mutation, Refusal, TenancyChange,
+};
 use crate::storage::tenancy::TenantRecord;
 use crate::storage::{RecordReader, StoredRecord};
 
@@ -35,6 +37,8 @@ pub struct RecordsGuard {
     pub limiter: TenantRateLimiter,
     /// Present whenever authentication is: values are sealed at rest.
     pub data_keys: Option<Arc<DataKeys>>,
+    /// Appends record access by staff (support, operators) to the audit log.
+    pub auditor: Auditor,
 }
 
 /// The records service of one node.
@@ -74,7 +78,8 @@ impl RecordsService {
     }
 
     /// Authenticates, authorizes and rate-limits a call on `tenant`'s records.
-    fn admit(
+    /// Staff (support, operators) refused here are audited.
+    async fn admit(
         &self,
         principal: &Principal,
         reason: Option<&str>,
@@ -82,7 +87,20 @@ impl RecordsService {
         access: RecordAccess,
     ) -> Result<Admitted, Status> {
         validate::tenant(tenant)?;
-        let allowed = policy::records(principal, tenant, access, reason)?;
+        let allowed = match policy::records(principal, tenant, access, reason) {
+            Ok(allowed) => allowed,
+            Err(status) => {
+                if matches!(principal, Principal::Operator(_) | Principal::Support(_)) {
+                    let action = match access {
+                        RecordAccess::Read => "record-read",
+                        RecordAccess::Write => "record-write",
+                    };
+                    let denied = audit::event(principal, action, reason.unwrap_or(""), "", Some("denied".into()));
+                    self.guard.auditor.record_best_effort(tenant, denied).await;
+                }
+                return Err(status);
+            }
+        };
         self.guard.limiter.check(tenant)?;
         let tenant_record = match &self.guard.data_keys {
             None => None,
@@ -102,15 +120,20 @@ impl RecordsService {
     }
 
     /// Authenticates the request and admits it to `tenant`'s records.
-    fn admit_request<T>(&self, request: &Request<T>, tenant: &str, access: RecordAccess) -> Result<Admitted, Status> {
+    async fn admit_request<T>(
+        &self,
+        request: &Request<T>,
+        tenant: &str,
+        access: RecordAccess,
+    ) -> Result<Admitted, Status> {
         let principal = self.guard.authenticator.authenticate(request)?;
         let reason = request.metadata().get(REASON_HEADER).and_then(|v| v.to_str().ok());
-        self.admit(&principal, reason, tenant, access)
+        self.admit(&principal, reason, tenant, access).await
     }
 
     /// After a read barrier: checks again, so a key revoked before the read point is refused.
-    fn readmit<T>(&self, request: &Request<T>, tenant: &str) -> Result<Admitted, Status> {
-        self.admit_request(request, tenant, RecordAccess::Read)
+    async fn readmit<T>(&self, request: &Request<T>, tenant: &str) -> Result<Admitted, Status> {
+        self.admit_request(request, tenant, RecordAccess::Read).await
     }
 
     fn seal(&self, admitted: &Admitted, tenant: &str, key: &str, value: Vec<u8>) -> Result<Vec<u8>, Status> {
@@ -143,7 +166,7 @@ impl RecordsService {
         }
         let version = record.current_data_key().map_or(1, |k| k.version + 1);
         let data_key = keys.new_data_key(tenant, version)?;
-        let command = tenancy_command(tenant, TenancyChange::AddDataKey { data_key });
+        let command = tenancy_command(tenant, TenancyChange::AddDataKey { data_key }, None);
         let applied = self.consensus.propose(command).await?;
         match applied.response {
             CommandResponse::Applied { .. } | CommandResponse::Refused(Refusal::DataKeyMismatch) => {}
@@ -190,6 +213,7 @@ impl RecordsService {
             tenant: tenant.clone(),
             api_key,
             body: CommandBody::Write(mutations),
+            audit: None,
         };
         let applied = self.consensus.propose(command).await?;
         match &applied.response {
@@ -204,22 +228,37 @@ impl RecordsService {
         }
     }
 
-    /// Records a support read before its data is returned.
-    fn audit_read(&self, admitted: &Admitted, tenant: &str, what: &str) {
-        if let Allowed::SupportRead { name, reason } = &admitted.allowed {
-            tracing::info!(target: "safekeep::audit", actor = %name, role = "support", tenant, what, reason = %reason, "support read");
+    /// Commits a support read to the audit log before any of its data is returned.
+    async fn audit_read(&self, admitted: &Admitted, tenant: &str, what: &str) -> Result<(), Status> {
+        if let Allowed::SupportRead { reason, .. } = &admitted.allowed {
+            let event = audit::event(&admitted.principal, "support-read", reason, what, None);
+            self.guard.auditor.record(tenant, event).await?;
         }
+        Ok(())
     }
 }
 
-/// A tenancy change of `tenant` as a command.
-pub fn tenancy_command(tenant: &str, change: TenancyChange) -> Command {
+/// A tenancy change of `tenant` as a command, audited as `audit` if given.
+pub fn tenancy_command(tenant: &str, change: TenancyChange, audit: Option<AuditEvent>) -> Command {
     Command {
         write_id: None,
         proposed_at_ms: 0,
         tenant: tenant.to_string(),
         api_key: None,
         body: CommandBody::Tenancy(change),
+        audit,
+    }
+}
+
+/// An audit entry alone, as a command.
+pub fn audit_command(tenant: &str, event: AuditEvent) -> Command {
+    Command {
+        write_id: None,
+        proposed_at_ms: 0,
+        tenant: tenant.to_string(),
+        api_key: None,
+        body: CommandBody::AuditOnly,
+        audit: Some(event),
     }
 }
 
@@ -255,7 +294,9 @@ fn observe<T>(method: &'static str, started: Instant, result: &Result<T, Status>
 
 impl RecordsService {
     async fn do_put(&self, request: Request<PutRequest>) -> Result<PutResponse, Status> {
-        let mut admitted = self.admit_request(&request, &request.get_ref().tenant, RecordAccess::Write)?;
+        let mut admitted = self
+            .admit_request(&request, &request.get_ref().tenant, RecordAccess::Write)
+            .await?;
         let request = request.into_inner();
         validate::key(&request.key)?;
         validate::value(&request.value, self.max_value_bytes)?;
@@ -279,13 +320,13 @@ impl RecordsService {
 
     async fn do_get(&self, request: Request<GetRequest>) -> Result<GetResponse, Status> {
         let tenant = request.get_ref().tenant.clone();
-        self.admit_request(&request, &tenant, RecordAccess::Read)?;
+        self.admit_request(&request, &tenant, RecordAccess::Read).await?;
         let key = request.get_ref().key.clone();
         validate::key(&key)?;
         let level = read_level(request.get_ref().consistency)?;
         self.consensus.read_barrier(level).await?;
-        let admitted = self.readmit(&request, &tenant)?;
-        self.audit_read(&admitted, &tenant, &format!("get {key:?}"));
+        let admitted = self.readmit(&request, &tenant).await?;
+        self.audit_read(&admitted, &tenant, &format!("get {key:?}")).await?;
         let stored = self
             .reader
             .get(&tenant, &key)
@@ -298,7 +339,9 @@ impl RecordsService {
     }
 
     async fn do_delete(&self, request: Request<DeleteRequest>) -> Result<DeleteResponse, Status> {
-        let admitted = self.admit_request(&request, &request.get_ref().tenant, RecordAccess::Write)?;
+        let admitted = self
+            .admit_request(&request, &request.get_ref().tenant, RecordAccess::Write)
+            .await?;
         let request = request.into_inner();
         validate::key(&request.key)?;
         let mutation = Mutation::Delete {
@@ -318,7 +361,7 @@ impl RecordsService {
 
     async fn do_list(&self, request: Request<ListRequest>) -> Result<ListResponse, Status> {
         let tenant = request.get_ref().tenant.clone();
-        self.admit_request(&request, &tenant, RecordAccess::Read)?;
+        self.admit_request(&request, &tenant, RecordAccess::Read).await?;
         let body = request.get_ref();
         validate::prefix(&body.prefix)?;
         let level = read_level(body.consistency)?;
@@ -329,9 +372,9 @@ impl RecordsService {
         };
         let after = validate::parse_page_token(&body.page_token)?;
         self.consensus.read_barrier(level).await?;
-        let admitted = self.readmit(&request, &tenant)?;
+        let admitted = self.readmit(&request, &tenant).await?;
         let prefix = request.get_ref().prefix.clone();
-        self.audit_read(&admitted, &tenant, &format!("list {prefix:?}"));
+        self.audit_read(&admitted, &tenant, &format!("list {prefix:?}")).await?;
         let page = self
             .reader
             .list(&tenant, &prefix, after.as_deref(), limit as usize)
@@ -349,7 +392,9 @@ impl RecordsService {
     }
 
     async fn do_batch(&self, request: Request<BatchRequest>) -> Result<BatchResponse, Status> {
-        let mut admitted = self.admit_request(&request, &request.get_ref().tenant, RecordAccess::Write)?;
+        let mut admitted = self
+            .admit_request(&request, &request.get_ref().tenant, RecordAccess::Write)
+            .await?;
         let request = request.into_inner();
         if request.ops.is_empty() {
             return Err(InvalidRequest::EmptyBatch.into());

@@ -2,8 +2,9 @@
 //! refused with a message that says what was wrong, and never changes data.
 
 use super::limits::{
-    API_KEY_ID_LEN, MAX_BATCH_BYTES, MAX_BATCH_OPS, MAX_CLIENT_ID_BYTES, MAX_DATA_KEYS_PER_TENANT, MAX_KEY_BYTES,
-    MAX_LABEL_BYTES, MAX_LIST_PAGE, MAX_SEALING_OVERHEAD, MAX_TENANT_BYTES, MAX_WRAPPED_KEY_BYTES,
+    API_KEY_ID_LEN, MAX_AUDIT_FIELD_BYTES, MAX_BATCH_BYTES, MAX_BATCH_OPS, MAX_CLIENT_ID_BYTES,
+    MAX_DATA_KEYS_PER_TENANT, MAX_KEY_BYTES, MAX_LABEL_BYTES, MAX_LIST_PAGE, MAX_SEALING_OVERHEAD, MAX_TENANT_BYTES,
+    MAX_WRAPPED_KEY_BYTES,
 };
 
 /// A request the records API refuses.
@@ -49,6 +50,8 @@ pub enum InvalidRequest {
     BadLabel,
     #[error("malformed data key")]
     BadDataKey,
+    #[error("malformed audit event")]
+    BadAuditEvent,
 }
 
 /// Checks a tenant id: 1 to 128 bytes of `[a-z0-9-_]`.
@@ -114,17 +117,40 @@ pub fn client_id(client_id: &str) -> Result<(), InvalidRequest> {
 /// forwards, so no malformed entry can reach the log.
 pub fn command(command: &crate::storage::command::Command) -> Result<(), InvalidRequest> {
     use crate::storage::command::CommandBody;
-    tenant(&command.tenant)?;
+    // Cluster-wide audit entries (membership, certificates) name no tenant.
+    let cluster_wide = matches!(command.body, CommandBody::AuditOnly) && command.tenant.is_empty();
+    if !cluster_wide {
+        tenant(&command.tenant)?;
+    }
     if let Some(id) = &command.write_id {
         client_id(&id.client_id)?;
     }
     if let Some(key_id) = &command.api_key {
         api_key_id(key_id)?;
     }
+    if let Some(event) = &command.audit {
+        audit_event(event)?;
+    }
     match &command.body {
         CommandBody::Write(mutations) => write_mutations(mutations),
         CommandBody::Tenancy(change) => tenancy_change(change),
+        CommandBody::AuditOnly if command.audit.is_some() => Ok(()),
+        CommandBody::AuditOnly => Err(InvalidRequest::BadAuditEvent),
     }
+}
+
+fn audit_event(event: &crate::storage::command::AuditEvent) -> Result<(), InvalidRequest> {
+    let fields = [
+        event.actor.as_str(),
+        event.action.as_str(),
+        event.reason.as_str(),
+        event.detail.as_str(),
+        event.result.as_deref().unwrap_or(""),
+    ];
+    if fields.iter().any(|f| f.len() > MAX_AUDIT_FIELD_BYTES) {
+        return Err(InvalidRequest::BadAuditEvent);
+    }
+    Ok(())
 }
 
 /// Checks the form of an API key id: 16 lowercase hex digits.

@@ -57,6 +57,20 @@ pub struct Command {
     /// if the key was revoked by then.
     pub api_key: Option<String>,
     pub body: CommandBody,
+    /// An audit log entry applied with the command, in the same batch.
+    pub audit: Option<AuditEvent>,
+}
+
+/// Who did what, for the audit log. The tenant is the command's; the time is
+/// its `proposed_at_ms`; sequence number and hash are assigned when applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub actor: String,
+    pub action: String,
+    pub reason: String,
+    pub detail: String,
+    /// The outcome, when known before applying; otherwise the command's own result.
+    pub result: Option<String>,
 }
 
 /// What a command changes.
@@ -66,6 +80,8 @@ pub enum CommandBody {
     Write(Vec<Mutation>),
     /// The tenant itself, its API keys or its data keys.
     Tenancy(TenancyChange),
+    /// Nothing but the audit entry the command carries.
+    AuditOnly,
 }
 
 /// A change to a tenant, its API keys or its data keys.
@@ -142,6 +158,7 @@ impl fmt::Display for Command {
             CommandBody::Write(mutations) => {
                 write!(f, "write(tenant={}, mutations={})", self.tenant, mutations.len())
             }
+            CommandBody::AuditOnly => write!(f, "audit(tenant={})", self.tenant),
             CommandBody::Tenancy(change) => {
                 let kind = match change {
                     TenancyChange::CreateTenant { .. } => "create-tenant",
@@ -189,4 +206,16 @@ pub enum CommandResponse {
     Forgotten,
     /// Nothing applied, for the reason given.
     Refused(Refusal),
+}
+
+impl CommandResponse {
+    /// The outcome as the audit log records it.
+    pub fn audit_result(&self) -> String {
+        match self {
+            Self::Applied { .. } | Self::Noop => "ok".to_string(),
+            Self::Conflict { .. } => "conflict".to_string(),
+            Self::Forgotten => "forgotten".to_string(),
+            Self::Refused(refusal) => format!("refused: {refusal:?}"),
+        }
+    }
 }

@@ -8,6 +8,7 @@
 //! 0x02 u16-be client-len  client  u64-be id   a remembered write result
 //! 0x03 u16-be tenant-len  tenant              a tenant (state, wrapped data keys)
 //! 0x04 key-id                                 an API key (hash, tenant, role)
+//! 0x05 u64-be seq                             an audit log entry
 //! ```
 
 /// First byte of state machine metadata keys.
@@ -20,8 +21,10 @@ pub const IDEMPOTENCY_TAG: u8 = 0x02;
 pub const TENANT_TAG: u8 = 0x03;
 /// First byte of API key keys.
 pub const API_KEY_TAG: u8 = 0x04;
+/// First byte of audit log keys.
+pub const AUDIT_TAG: u8 = 0x05;
 /// One past the last tag: every state machine key sorts below this.
-pub const END_TAG: u8 = 0x05;
+pub const END_TAG: u8 = 0x06;
 
 /// Why a stored key could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +110,14 @@ pub fn api_key_key(key_id: &str) -> Vec<u8> {
     out
 }
 
+/// The key of audit entry `seq`.
+pub fn audit_key(seq: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9);
+    out.push(AUDIT_TAG);
+    out.extend_from_slice(&seq.to_be_bytes());
+    out
+}
+
 /// The smallest key past every key starting with `prefix`, if there is one.
 pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
@@ -145,7 +156,8 @@ mod tests {
         assert!(record_key("zzz", "zzz") < idempotency_key("", 0));
         assert!(idempotency_key("c", u64::MAX) < tenant_key(""));
         assert!(tenant_key("zzz") < api_key_key(""));
-        assert!(api_key_key("ffff") < vec![END_TAG]);
+        assert!(api_key_key("ffff") < audit_key(0));
+        assert!(audit_key(u64::MAX) < vec![END_TAG]);
     }
 
     #[test]

@@ -301,6 +301,7 @@ mod tests {
                 value: vec![0; 3 << 20],
                 expected_version: None,
             }]),
+            audit: None,
         });
         entry
     }

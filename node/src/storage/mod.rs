@@ -5,6 +5,7 @@
 //!
 //! Together with `raft/`, this is the only place that names openraft types.
 
+pub mod audit;
 pub mod command;
 mod db;
 mod idempotency;

@@ -21,6 +21,7 @@ use openraft::{EntryPayload, OptionalSend, StoredMembership};
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
 
+use super::audit::{AuditAppender, AuditEntry};
 use super::command::{Command, CommandBody, CommandResponse, Mutation};
 use super::db::{CF_SM, Db, StoreError, cf, decode_err, io_err};
 use super::idempotency::{IdempotencyIndex, RememberedResult, Seen};
@@ -131,6 +132,12 @@ impl RecordReader {
     pub fn api_key(&self, key_id: &str) -> io::Result<Option<ApiKeyRecord>> {
         let _guard = self.guard()?;
         tenancy::read_api_key(&self.db, key_id)
+    }
+
+    /// Up to `limit` audit entries after `after_seq`, oldest first.
+    pub fn audit_entries(&self, after_seq: u64, limit: usize) -> io::Result<Vec<AuditEntry>> {
+        let _guard = self.guard()?;
+        super::audit::read_entries(&self.db, after_seq, limit)
     }
 
     /// Every API key of a tenant.
@@ -295,6 +302,7 @@ impl StateMachineStore {
                     )?,
                 }
             }
+            CommandBody::AuditOnly => CommandResponse::Noop,
             CommandBody::Tenancy(change) => {
                 let mut deleted = Vec::new();
                 let response = tenancy::apply_change(
@@ -315,6 +323,12 @@ impl StateMachineStore {
                 response
             }
         };
+        if let Some(event) = command.audit.clone() {
+            let result = event.result.clone().unwrap_or_else(|| response.audit_result());
+            pending
+                .audit
+                .append(&self.db, batch, &command.tenant, command.proposed_at_ms, event, result)?;
+        }
 
         if let Some(id) = command.write_id {
             let remembered = RememberedResult {
@@ -396,6 +410,7 @@ struct Pending {
     records: HashMap<Vec<u8>, Option<StoredRecord>>,
     results: HashMap<super::command::WriteId, CommandResponse>,
     tenancy: Overlay,
+    audit: AuditAppender,
 }
 
 /// Builds snapshots from one RocksDB snapshot of the state machine.

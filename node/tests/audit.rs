@@ -1,0 +1,137 @@
+//! The audit log: admin actions, membership changes and staff access to
+//! records are appended through Raft with who, what, which tenant, when, why
+//! and the result; the hash chain verifies, and editing one stored entry on a
+//! node makes verification through that node fail.
+
+mod common;
+
+use common::{TestCluster, TlsFiles, keyed, put, tls_channel};
+use safekeep_api::v1::ApiKeyRole;
+use safekeep_api::v1::cluster_client::ClusterClient;
+use safekeep_api::v1::records_client::RecordsClient;
+use safekeep_api::v1::{GetRequest, TransferLeaderRequest};
+use safekeep_client::{AuditEntryInfo, Client, ClientConfig, ClientTls};
+use safekeep_node::storage::audit::AuditEntry;
+use safekeep_node::tls::CertPrincipal;
+use safekeep_node::tls::certs::{CertAuthority, LeafSpec, Validity, write_leaf};
+use tonic::Code;
+
+/// An SDK client as the `admin` operator, through the given nodes only.
+async fn operator_sdk(cluster: &TestCluster, nodes: &[u64]) -> Client {
+    let certs = cluster.certs.as_ref().unwrap();
+    let files = TlsFiles::operator(certs);
+    let (cert, key) = files.identity.unwrap();
+    let tls = ClientTls::from_files(&files.ca, Some((&cert, &key))).unwrap();
+    let endpoints: Vec<String> = nodes
+        .iter()
+        .map(|id| cluster.addresses[id].client.to_string())
+        .collect();
+    Client::connect(ClientConfig::new(endpoints).with_tls(tls))
+        .await
+        .unwrap()
+}
+
+fn find<'a>(entries: &'a [AuditEntryInfo], actor: &str, action: &str) -> &'a AuditEntryInfo {
+    entries
+        .iter()
+        .find(|e| e.actor == actor && e.action == action)
+        .unwrap_or_else(|| panic!("no {action} by {actor} in {entries:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_access_and_admin_actions_are_audited_and_tampering_is_detected() {
+    let mut cluster = TestCluster::start_secure(3, |_| {}).await;
+    let leader = cluster.leader().await;
+    let key = cluster.tenant_key("acme", ApiKeyRole::Writer).await;
+    cluster
+        .records(1)
+        .await
+        .put(keyed(put("acme", "k", b"customer data", "audit", 1), &key))
+        .await
+        .unwrap();
+
+    // A support read, with its reason.
+    let certs = cluster.certs.clone().unwrap();
+    let ca = CertAuthority::read(&certs).unwrap().unwrap();
+    let support = CertPrincipal::Support("help".into());
+    let issued = ca
+        .issue(&LeafSpec::client(support.clone(), Validity::days_from_now(1)))
+        .unwrap();
+    let (cert, cert_key) = write_leaf(&certs, &support, &issued).unwrap();
+    let files = TlsFiles {
+        ca: certs.join("ca.pem"),
+        identity: Some((cert, cert_key)),
+    };
+    let address = cluster.addresses[&2].client.to_string();
+    let mut staff = RecordsClient::new(tls_channel(&address, &files).await.unwrap());
+    let mut read = tonic::Request::new(GetRequest {
+        tenant: "acme".into(),
+        key: "k".into(),
+        consistency: 0,
+    });
+    read.metadata_mut()
+        .insert("x-safekeep-reason", "ticket 4711".parse().unwrap());
+    staff.get(read).await.unwrap();
+
+    // An operator reaching for record data is refused, and that is audited too.
+    let refused = cluster
+        .records(1)
+        .await
+        .get(GetRequest {
+            tenant: "acme".into(),
+            key: "k".into(),
+            consistency: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
+    // An operator action on the cluster.
+    let target = (1..=3).find(|id| *id != leader).unwrap();
+    ClusterClient::new(cluster.channel(1).await)
+        .transfer_leader(TransferLeaderRequest { node_id: target })
+        .await
+        .unwrap();
+
+    let sdk = operator_sdk(&cluster, &[1, 2, 3]).await;
+    let entries = sdk.list_audit(0, 0).await.unwrap();
+    let created = find(&entries, "operator:admin", "create-tenant");
+    assert_eq!((created.tenant.as_str(), created.result.as_str()), ("acme", "ok"));
+    find(&entries, "operator:admin", "issue-api-key");
+    let support_read = find(&entries, "support:help", "support-read");
+    assert_eq!(support_read.tenant, "acme");
+    assert_eq!(support_read.reason, "ticket 4711");
+    assert!(support_read.detail.contains("\"k\""), "{support_read:?}");
+    assert_eq!(find(&entries, "operator:admin", "record-read").result, "denied");
+    let transfer = find(&entries, "operator:admin", "transfer-leader");
+    assert_eq!(transfer.detail, format!("node {target}"));
+    assert!(
+        entries.windows(2).all(|w| w[1].seq == w[0].seq + 1),
+        "numbered without gaps"
+    );
+    let intact = sdk.verify_audit().await.unwrap();
+    assert_eq!(intact.broken, None);
+    assert_eq!(intact.entries, entries.len() as u64);
+
+    // Edit one stored entry on node 3: verification through node 3 fails, elsewhere it holds.
+    cluster.stop(3).await;
+    {
+        let db_path = cluster.configs[&3].data_dir.join("db");
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), db_path, ["meta", "log", "sm"]).unwrap();
+        let sm = db.cf_handle("sm").unwrap();
+        let mut key = vec![0x05];
+        key.extend_from_slice(&support_read.seq.to_be_bytes());
+        let bytes = db.get_cf(&sm, &key).unwrap().expect("the entry is on node 3");
+        let mut entry: AuditEntry = postcard::from_bytes(&bytes).unwrap();
+        entry.reason = "routine check".into();
+        db.put_cf(&sm, &key, postcard::to_allocvec(&entry).unwrap()).unwrap();
+        db.flush_cf(&sm).unwrap();
+    }
+    cluster.restart(3).await;
+    let through_3 = operator_sdk(&cluster, &[3]).await.verify_audit().await.unwrap();
+    let broken = through_3.broken.expect("the edit is detected");
+    assert!(broken.contains(&format!("entry {}", support_read.seq)), "{broken}");
+    let through_1 = operator_sdk(&cluster, &[1]).await.verify_audit().await.unwrap();
+    assert_eq!(through_1.broken, None, "the other replicas are intact");
+    cluster.shutdown().await;
+}
