@@ -100,6 +100,30 @@ impl Client {
         Ok(())
     }
 
+    /// Starts a new data key version for the tenant's new writes; returns the version.
+    pub async fn rotate_data_key(&self, tenant: &str) -> Result<u32, Error> {
+        let request = v1::RotateDataKeyRequest { tenant: tenant.into() };
+        let response = self
+            .execute(RetryPolicy::Membership, |channel, timeout| {
+                let request = self.request(request.clone(), timeout);
+                async move { AdminClient::new(channel).rotate_data_key(request).await }
+            })
+            .await?;
+        Ok(response.data_key_version)
+    }
+
+    /// Rewraps every tenant's data keys with the cluster's current master key;
+    /// returns how many tenants changed and the master key id.
+    pub async fn rewrap_data_keys(&self) -> Result<(u32, String), Error> {
+        let response = self
+            .execute(RetryPolicy::Membership, |channel, timeout| {
+                let request = self.request(v1::RewrapDataKeysRequest {}, timeout);
+                async move { AdminClient::new(channel).rewrap_data_keys(request).await }
+            })
+            .await?;
+        Ok((response.tenants, response.master_key_id))
+    }
+
     /// Up to `limit` audit entries after `after_seq` (0: from the first), oldest first.
     async fn audit_entries(&self, after_seq: u64, limit: u32) -> Result<Vec<v1::AuditEntry>, Error> {
         let request = v1::ListAuditRequest { after_seq, limit };

@@ -285,6 +285,8 @@ has_header!(
     v1::ListApiKeysResponse,
     v1::RevokeApiKeyResponse,
     v1::ListAuditResponse,
+    v1::RotateDataKeyResponse,
+    v1::RewrapDataKeysResponse,
 );
 
 /// What an API key lets its holder do with its tenant's records.

@@ -43,6 +43,26 @@ pub(super) async fn tenant(context: &Context, command: TenantCommand) -> Result<
                 || to_json(&tenants),
             )
         }
+        TenantCommand::RotateKey { tenant } => {
+            let version = client
+                .rotate_data_key(&tenant)
+                .await
+                .map_err(context.failed(Target::Tenant(tenant.clone())))?;
+            context.print(
+                || format!("tenant '{tenant}' now seals new writes with data key v{version}"),
+                || json!({ "tenant": tenant, "data_key_version": version }),
+            )
+        }
+        TenantCommand::RewrapKeys => {
+            let (tenants, master_key_id) = client
+                .rewrap_data_keys()
+                .await
+                .map_err(context.failed(Target::Cluster))?;
+            context.print(
+                || format!("rewrapped the data keys of {tenants} tenants with master key '{master_key_id}'"),
+                || json!({ "tenants": tenants, "master_key_id": master_key_id }),
+            )
+        }
         TenantCommand::Delete { tenant, reason } => {
             client
                 .delete_tenant(&tenant, &reason)

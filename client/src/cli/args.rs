@@ -191,6 +191,14 @@ pub enum TenantCommand {
     },
     /// List every tenant, deleted ones marked.
     List,
+    /// Start a new data key version for the tenant's new writes (old versions still decrypt).
+    RotateKey {
+        /// The tenant id.
+        tenant: String,
+    },
+    /// Rewrap every tenant's data keys with the current master key (after adding a new
+    /// master key first in every node's key file); no value is re-encrypted.
+    RewrapKeys,
     /// Delete a tenant: its records, its API keys and its data keys (crypto-shredding).
     Delete {
         /// The tenant id.

@@ -9,7 +9,8 @@ use safekeep_api::v1::{
     ApiKey, ApiKeyRole as ProtoRole, CreateTenantRequest, CreateTenantResponse, DeleteTenantRequest,
     DeleteTenantResponse, IssueApiKeyRequest, IssueApiKeyResponse, ListApiKeysRequest, ListApiKeysResponse,
     ListAuditRequest, ListAuditResponse, ListTenantsRequest, ListTenantsResponse, ResponseHeader, RevokeApiKeyRequest,
-    RevokeApiKeyResponse, Tenant,
+    RevokeApiKeyResponse, RewrapDataKeysRequest, RewrapDataKeysResponse, RotateDataKeyRequest, RotateDataKeyResponse,
+    Tenant,
 };
 use tonic::{Request, Response, Status};
 
@@ -278,6 +279,66 @@ impl Admin for AdminService {
         self.change(&record.tenant, revoke, audited).await?;
         Ok(Response::new(RevokeApiKeyResponse {
             header: Some(self.header()),
+        }))
+    }
+
+    async fn rotate_data_key(
+        &self,
+        request: Request<RotateDataKeyRequest>,
+    ) -> Result<Response<RotateDataKeyResponse>, Status> {
+        let principal = self.authenticator.authenticate(&request)?;
+        policy::operator(&principal)?;
+        let tenant = request.into_inner().tenant;
+        validate::tenant(&tenant)?;
+        let keys = self.data_keys()?;
+        self.caught_up().await?;
+        let record = self
+            .tenant(&tenant)?
+            .filter(TenantRecord::is_live)
+            .ok_or_else(|| Status::not_found(format!("tenant {tenant:?} does not exist")))?;
+        let version = record.current_data_key().map_or(1, |k| k.version + 1);
+        let data_key = keys.new_data_key(&tenant, version)?;
+        let audited = audit::event(&principal, "rotate-data-key", "", &format!("version {version}"), None);
+        self.change(&tenant, TenancyChange::AddDataKey { data_key }, audited)
+            .await?;
+        Ok(Response::new(RotateDataKeyResponse {
+            header: Some(self.header()),
+            data_key_version: version,
+        }))
+    }
+
+    async fn rewrap_data_keys(
+        &self,
+        request: Request<RewrapDataKeysRequest>,
+    ) -> Result<Response<RewrapDataKeysResponse>, Status> {
+        let principal = self.authenticator.authenticate(&request)?;
+        policy::operator(&principal)?;
+        let keys = self.data_keys()?;
+        self.caught_up().await?;
+        let master_key_id = keys.provider().current_key_id().to_string();
+        let tenants = self.reader.tenants().map_err(|e| storage_read(&e))?;
+        let mut rewrapped = 0u32;
+        for (tenant, record) in tenants.iter().filter(|(_, r)| r.is_live()) {
+            if record.data_keys.iter().all(|k| k.master_key_id == master_key_id) {
+                continue;
+            }
+            let data_keys = keys.rewrap(tenant, record)?;
+            let audited = audit::event(
+                &principal,
+                "rewrap-data-keys",
+                "",
+                &format!("master key {master_key_id}"),
+                None,
+            );
+            self.change(tenant, TenancyChange::RewrapDataKeys { data_keys }, audited)
+                .await?;
+            keys.forget(tenant);
+            rewrapped += 1;
+        }
+        Ok(Response::new(RewrapDataKeysResponse {
+            header: Some(self.header()),
+            tenants: rewrapped,
+            master_key_id,
         }))
     }
 

@@ -85,6 +85,20 @@ impl DataKeys {
         envelope::open(&data_key, tenant, key, sealed)
     }
 
+    /// The tenant's data keys wrapped again with the current master key.
+    pub fn rewrap(&self, tenant: &str, record: &TenantRecord) -> Result<Vec<WrappedDataKey>, CryptoError> {
+        record
+            .data_keys
+            .iter()
+            .map(|wrapped| {
+                let mut key = self.provider.unwrap(tenant, wrapped)?;
+                let rewrapped = self.provider.wrap(tenant, wrapped.version, &key);
+                key.fill(0);
+                rewrapped
+            })
+            .collect()
+    }
+
     /// Checks that every data key of every tenant unwraps: a node started with
     /// the wrong master key finds out before it serves.
     pub fn check_all(&self, tenants: &[(String, TenantRecord)]) -> Result<(), CryptoError> {

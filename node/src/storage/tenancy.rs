@@ -214,7 +214,9 @@ pub(crate) fn apply_change(
     let refused = |refusal| Ok(CommandResponse::Refused(refusal));
     match change {
         TenancyChange::CreateTenant { data_key } => {
-            if current.is_some() {
+            // A deleted tenant's id may be taken again: its old keys stay revoked
+            // and its old data keys stay destroyed.
+            if current.as_ref().is_some_and(TenantRecord::is_live) {
                 return refused(Refusal::TenantExists);
             }
             let record = TenantRecord {
