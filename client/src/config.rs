@@ -130,6 +130,11 @@ impl ClientConfig {
                 self.max_backoff
             )));
         }
+        if self.api_key.is_some() && self.tls.is_none() {
+            return Err(Error::Config(
+                "an API key is sent only over TLS: give the cluster's CA certificate".into(),
+            ));
+        }
         if self.initial_backoff > self.max_backoff {
             return Err(Error::Config(format!(
                 "initial_backoff ({:?}) must not exceed max_backoff ({:?})",

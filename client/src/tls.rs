@@ -131,6 +131,17 @@ mod tests {
     }
 
     #[test]
+    fn an_api_key_is_never_sent_without_tls() {
+        let key = ApiKey::new("skp_0123456789abcdef_00").unwrap();
+        assert!(!format!("{key:?}").contains("skp_"), "Debug hides the key");
+        let plaintext = crate::ClientConfig::new(["127.0.0.1:7101"]).with_api_key(key.clone());
+        assert!(matches!(plaintext.validate(), Err(Error::Config(_))));
+        let secure = plaintext.with_tls(ClientTls::with_ca(b"-----BEGIN CERTIFICATE-----".to_vec()));
+        assert!(secure.validate().is_ok());
+        assert!(ApiKey::new("has space").is_err() && ApiKey::new("").is_err());
+    }
+
+    #[test]
     fn unreadable_or_non_pem_files_are_config_errors() {
         let dir = std::env::temp_dir().join(format!("safekeep-client-tls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

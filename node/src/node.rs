@@ -126,6 +126,18 @@ pub struct Node {
     http_address: Option<SocketAddr>,
 }
 
+/// Waits (bounded) until every handle on the store is gone and it closed.
+async fn wait_for_store_close(node_id: u64, store_closed: &StoreCloseWatch) {
+    let started = Instant::now();
+    while !store_closed.is_closed() {
+        if started.elapsed() > STORE_CLOSE_TIMEOUT {
+            tracing::warn!(node = node_id, "store still open after shutdown");
+            return;
+        }
+        tokio::time::sleep(STORE_CLOSE_POLL).await;
+    }
+}
+
 /// Appends every certificate reload of this node to the audit log.
 fn audit_certificate_reloads(
     node_id: u64,
@@ -199,6 +211,8 @@ impl Node {
             let tenants = consensus.reader().tenants().map_err(StoreError::Io)?;
             if let Err(e) = keys.check_all(&tenants) {
                 consensus.shutdown().await;
+                drop((consensus, peer_service));
+                wait_for_store_close(config.id, &store_closed).await;
                 return Err(e.into());
             }
         }
@@ -345,14 +359,7 @@ impl Node {
             let _ = server.await;
         }
         drop(self.consensus);
-        let started = Instant::now();
-        while !self.store_closed.is_closed() {
-            if started.elapsed() > STORE_CLOSE_TIMEOUT {
-                tracing::warn!(node = self.config.id, "store still open after shutdown");
-                break;
-            }
-            tokio::time::sleep(STORE_CLOSE_POLL).await;
-        }
+        wait_for_store_close(self.config.id, &self.store_closed).await;
         tracing::info!(node = self.config.id, "node stopped");
     }
 }

@@ -226,6 +226,20 @@ async fn the_peer_channel_admits_only_member_nodes() {
     let read_index = insider.read_index(ReadIndexRequest { lease: false }).await.unwrap();
     assert_eq!(read_index.into_inner().leader_id, leader);
 
+    // A member may not speak for another node: a vote in another candidate's name is refused.
+    let impersonated = (1..=3).find(|id| *id != member).unwrap();
+    let forged = openraft::raft::VoteRequest::<safekeep_node::raft::TypeConfig>::new(
+        openraft::alias::VoteOf::<safekeep_node::raft::TypeConfig>::new(1_000, impersonated),
+        None,
+    );
+    let payload = postcard::to_allocvec(&forged).unwrap();
+    let status = insider.vote(RaftMessage { payload }).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        cluster.nodes.values().all(|n| n.consensus().view().term < 1_000),
+        "the forged term reached no node"
+    );
+
     // An operator's certificate names no node: the peer channel closes on it.
     let operator = (certs.join("operator-admin.pem"), certs.join("operator-admin.key"));
     let refused_operator = match peer_client(&peer_address, &certs, (&operator.0, &operator.1)).await {
@@ -439,5 +453,70 @@ async fn rotated_certificates_take_effect_without_a_restart() {
         !refused(&address, &new_client).await,
         "the node still serves the last good certificate"
     );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_joins_a_tls_cluster_only_once_an_operator_added_it() {
+    use safekeep_api::v1::AddLearnerRequest;
+    use safekeep_api::v1::cluster_client::ClusterClient as Cluster;
+    use safekeep_node::NodeListeners;
+
+    let cluster = TestCluster::start_secure(3, |_| {}).await;
+    cluster.leader().await;
+    let listeners = || async {
+        let (client, peer, http) = (
+            common::free_listener().await,
+            common::free_listener().await,
+            common::free_listener().await,
+        );
+        let addresses = common::Addresses {
+            client: client.local_addr().unwrap(),
+            peer: peer.local_addr().unwrap(),
+            http: http.local_addr().unwrap(),
+        };
+        (NodeListeners::tcp(client, peer, http), addresses)
+    };
+    let (first, addresses) = listeners().await;
+    let mut config = cluster.config_for(4, &addresses);
+    config.zone = "a".into();
+    config.join = Some(cluster.addresses[&1].peer.to_string());
+    config.raft.join_timeout_ms = 1_500;
+
+    // Node 4 holds a valid certificate of the cluster CA, but nobody added it.
+    let refused = match Node::start_with_listeners(config.clone(), first).await {
+        Ok(node) => {
+            node.shutdown().await;
+            panic!("a node joined on its own");
+        }
+        Err(error) => error.to_string(),
+    };
+    assert!(refused.contains("not a member"), "{refused}");
+    assert!(!cluster.nodes[&1].consensus().member_ids().contains(&4));
+
+    // Once the operator adds it, the same node joins and becomes a voter.
+    Cluster::new(cluster.channel(1).await)
+        .add_learner(AddLearnerRequest {
+            node_id: 4,
+            zone: "a".into(),
+            peer_address: addresses.peer.to_string(),
+            client_address: addresses.client.to_string(),
+        })
+        .await
+        .unwrap();
+    let rebound = NodeListeners::tcp(
+        tokio::net::TcpListener::bind(addresses.client).await.unwrap(),
+        tokio::net::TcpListener::bind(addresses.peer).await.unwrap(),
+        tokio::net::TcpListener::bind(addresses.http).await.unwrap(),
+    );
+    let node = Node::start_with_listeners(config, rebound)
+        .await
+        .expect("the added node joins");
+    eventually("node 4 to become a voter", || async {
+        let members = cluster.nodes[&1].consensus().view().members;
+        members.iter().any(|m| m.id == 4 && m.voter).then_some(())
+    })
+    .await;
+    node.shutdown().await;
     cluster.shutdown().await;
 }

@@ -15,7 +15,7 @@ use safekeep_api::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::auth::policy::{self, MAX_REASON_BYTES};
-use crate::auth::{ApiKeyToken, Authenticator, audit};
+use crate::auth::{ApiKeyToken, Authenticator, Principal, audit};
 use crate::crypto::DataKeys;
 use crate::raft::{Consensus, ReadLevel};
 use crate::records::limits::{DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE};
@@ -107,9 +107,20 @@ impl AdminService {
 
     /// Applies a tenancy change with its audit entry in the same command.
     async fn change(&self, tenant: &str, change: TenancyChange, audited: AuditEvent) -> Result<(), Status> {
+        self.change_as(tenant, None, change, audited).await
+    }
+
+    /// Like `change`, made with the tenant admin key `issuer`, which must still be valid when it applies.
+    async fn change_as(
+        &self,
+        tenant: &str,
+        issuer: Option<String>,
+        change: TenancyChange,
+        audited: AuditEvent,
+    ) -> Result<(), Status> {
         let applied = self
             .consensus
-            .propose(tenancy_command(tenant, change, Some(audited.clone())))
+            .propose(tenancy_command(tenant, issuer, change, Some(audited.clone())))
             .await?;
         audit::log(tenant, &audited, &applied.response.audit_result());
         match applied.response {
@@ -128,6 +139,14 @@ impl AdminService {
 
     fn tenant(&self, tenant: &str) -> Result<Option<TenantRecord>, Status> {
         self.reader.tenant(tenant).map_err(|e| storage_read(&e))
+    }
+}
+
+/// The API key a tenant admin acts with; operators act with certificates.
+fn issuer_key(principal: &Principal) -> Option<String> {
+    match principal {
+        Principal::Tenant { key_id, .. } => Some(key_id.clone()),
+        _ => None,
     }
 }
 
@@ -229,7 +248,7 @@ impl Admin for AdminService {
             label,
         };
         let audited = audit::event(&principal, "issue-api-key", "", &token.key_id, None);
-        self.change(&tenant, change, audited).await?;
+        self.change_as(&tenant, issuer_key(&principal), change, audited).await?;
         let record = self
             .reader
             .api_key(&token.key_id)
@@ -276,7 +295,8 @@ impl Admin for AdminService {
         policy::tenant_admin(&principal, &record.tenant).map_err(|_| not_found())?;
         let audited = audit::event(&principal, "revoke-api-key", "", &key_id, None);
         let revoke = TenancyChange::RevokeApiKey { key_id: key_id.clone() };
-        self.change(&record.tenant, revoke, audited).await?;
+        self.change_as(&record.tenant, issuer_key(&principal), revoke, audited)
+            .await?;
         Ok(Response::new(RevokeApiKeyResponse {
             header: Some(self.header()),
         }))

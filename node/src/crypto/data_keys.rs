@@ -17,10 +17,16 @@ use crate::storage::tenancy::TenantRecord;
 /// under the 2^32 random-nonce bound for AES-GCM.
 pub const MAX_SEALS_PER_DATA_KEY: u64 = 1 << 31;
 
-/// Unwrapped data keys, by tenant and version.
+/// A tenant's unwrapped data keys, each with the wrapped form it came from.
+type TenantKeys = Vec<(WrappedDataKey, Arc<LessSafeKey>)>;
+
+/// Unwrapped data keys, by tenant and by the exact wrapped form they came
+/// from: a tenant deleted and created again (new keys, same versions) never
+/// finds its predecessor's keys, and keys no longer in a tenant's record are
+/// dropped on the next miss.
 pub struct DataKeys {
     provider: Arc<dyn KeyProvider>,
-    cache: Mutex<HashMap<(String, u32), Arc<LessSafeKey>>>,
+    cache: Mutex<HashMap<String, TenantKeys>>,
     random: SystemRandom,
 }
 
@@ -54,14 +60,17 @@ impl DataKeys {
             .find(|k| k.version == version)
             .ok_or(CryptoError::UnknownDataKey(version))?;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(key) = cache.get(&(tenant.to_string(), version)) {
+        let known = cache.entry(tenant.to_string()).or_default();
+        if let Some((_, key)) = known.iter().find(|(w, _)| w == wrapped) {
             return Ok(key.clone());
         }
+        // Forget keys the tenant no longer has (deleted, replaced or rewrapped).
+        known.retain(|(w, _)| record.data_keys.contains(w));
         let mut bytes = self.provider.unwrap(tenant, wrapped)?;
         let unbound = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| CryptoError::Malformed);
         bytes.fill(0);
         let key = Arc::new(LessSafeKey::new(unbound?));
-        cache.insert((tenant.to_string(), version), key.clone());
+        known.push((wrapped.clone(), key.clone()));
         Ok(key)
     }
 
@@ -113,6 +122,6 @@ impl DataKeys {
     /// Drops the cached keys of a tenant (deleted, or its keys rewrapped).
     pub fn forget(&self, tenant: &str) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.retain(|(t, _), _| t != tenant);
+        cache.remove(tenant);
     }
 }

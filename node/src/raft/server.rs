@@ -20,6 +20,7 @@ use super::types::{NodeId, TypeConfig};
 use crate::storage::SnapshotFile;
 use crate::tls::CertPrincipal;
 use crate::transport::ConnectionIdentity;
+use openraft::vote::RaftLeaderId;
 
 /// Gives a fresh path to receive a snapshot file into.
 pub type IncomingSnapshotPath = std::sync::Arc<dyn Fn() -> std::path::PathBuf + Send + Sync>;
@@ -56,13 +57,14 @@ impl PeerService {
         }
     }
 
-    /// Admits a call from a member; `joining_as` also admits the node asking
-    /// to join (or be promoted) as itself. Before this node belongs to any
-    /// cluster it holds nothing, so it admits its initial members, or, when it
-    /// was started to join, any node of the cluster CA.
-    fn authorize<T>(&self, request: &Request<T>, joining_as: Option<NodeId>) -> Result<(), Status> {
+    /// Admits a call from a member and returns the calling node's id (`None`
+    /// without mutual TLS). Before this node belongs to any cluster it holds
+    /// nothing, so it admits its initial members, or, when it was started to
+    /// join, any node of the cluster CA. A node joins only once an operator
+    /// has added it: the peer channel never lets a node add itself.
+    fn authorize<T>(&self, request: &Request<T>) -> Result<Option<NodeId>, Status> {
         if !self.access.require_identity {
-            return Ok(());
+            return Ok(None);
         }
         let Some(caller) = ConnectionIdentity::of(request).and_then(CertPrincipal::node_id) else {
             return Err(Status::unauthenticated(
@@ -73,15 +75,25 @@ impl PeerService {
         let admitted = if members.is_empty() {
             self.access.initial_members.is_empty() || self.access.initial_members.contains(&caller)
         } else {
-            members.contains(&caller) || joining_as == Some(caller)
+            members.contains(&caller)
         };
         if admitted {
-            Ok(())
+            Ok(Some(caller))
         } else {
             tracing::warn!(caller, "peer call refused: not a member");
             Err(Status::permission_denied(format!(
-                "node {caller} is not a member of this cluster"
+                "node {caller} is not a member of this cluster; an operator adds nodes (cluster add-learner)"
             )))
+        }
+    }
+
+    /// Refuses a Raft message whose sender claims to be another node than its certificate names.
+    fn speaks_for(caller: Option<NodeId>, claimed: NodeId) -> Result<(), Status> {
+        match caller {
+            Some(caller) if caller != claimed => Err(Status::permission_denied(format!(
+                "node {caller} may not send Raft messages as node {claimed}"
+            ))),
+            _ => Ok(()),
         }
     }
 }
@@ -99,22 +111,25 @@ fn reply<T: serde::Serialize>(value: &T) -> Result<Response<RaftMessage>, Status
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        self.authorize(&request, None)?;
+        let caller = self.authorize(&request)?;
         let rpc: VoteRequest<TypeConfig> = decode(&request.into_inner().payload)?;
+        Self::speaks_for(caller, *rpc.vote.leader_id().node_id())?;
         let response = self.consensus.raft().vote(rpc).await.map_err(stopped)?;
         reply(&response)
     }
 
     async fn pre_vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        self.authorize(&request, None)?;
+        let caller = self.authorize(&request)?;
         let rpc: VoteRequest<TypeConfig> = decode(&request.into_inner().payload)?;
+        Self::speaks_for(caller, *rpc.vote.leader_id().node_id())?;
         let response = self.consensus.raft().pre_vote(rpc).await.map_err(stopped)?;
         reply(&response)
     }
 
     async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        self.authorize(&request, None)?;
+        let caller = self.authorize(&request)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&request.into_inner().payload)?;
+        Self::speaks_for(caller, *rpc.vote.leader_id().node_id())?;
         let response = self.consensus.raft().append_entries(rpc).await.map_err(stopped)?;
         if response.is_success() {
             self.consensus.note_leader_contact();
@@ -123,8 +138,9 @@ impl Peer for PeerService {
     }
 
     async fn transfer_leader(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        self.authorize(&request, None)?;
+        let caller = self.authorize(&request)?;
         let rpc: TransferLeaderRequest<TypeConfig> = decode(&request.into_inner().payload)?;
+        Self::speaks_for(caller, *rpc.from_leader().leader_id().node_id())?;
         let response = self
             .consensus
             .raft()
@@ -138,13 +154,14 @@ impl Peer for PeerService {
         &self,
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<RaftMessage>, Status> {
-        self.authorize(&request, None)?;
+        let caller = self.authorize(&request)?;
         let mut chunks = request.into_inner();
         let first = chunks
             .next()
             .await
             .ok_or_else(|| Status::invalid_argument("snapshot stream is empty"))??;
         let header: SnapshotHeader = decode(&first.header)?;
+        Self::speaks_for(caller, *header.vote.leader_id().node_id())?;
         let path = (self.incoming_snapshot_path)();
         let mut file = std::fs::File::create(&path).map_err(|e| Status::internal(format!("snapshot file: {e}")))?;
         let mut received: u64 = 0;
@@ -184,7 +201,7 @@ impl Peer for PeerService {
     }
 
     async fn propose(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        self.authorize(&request, None)?;
+        self.authorize(&request)?;
         let command = decode(&request.into_inner().payload)?;
         crate::records::validate::command(&command)?;
         let result = self.consensus.propose_as_leader(command).await;
@@ -192,7 +209,7 @@ impl Peer for PeerService {
     }
 
     async fn read_index(&self, request: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
-        self.authorize(&request, None)?;
+        self.authorize(&request)?;
         let lease = request.into_inner().lease;
         match self.consensus.read_index_as_leader(lease).await {
             Ok(read_index) => Ok(Response::new(ReadIndexResponse {
@@ -205,12 +222,8 @@ impl Peer for PeerService {
     }
 
     async fn change_membership(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.authorize(&request)?;
         let change: MembershipChange = decode(&request.get_ref().payload)?;
-        let joining_as = match &change {
-            MembershipChange::AddLearner { id, .. } | MembershipChange::Promote { id, force: false } => Some(*id),
-            _ => None,
-        };
-        self.authorize(&request, joining_as)?;
         let result = self.consensus.change_membership_as_leader(change).await;
         reply(&result)
     }

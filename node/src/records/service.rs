@@ -87,6 +87,7 @@ impl RecordsService {
         access: RecordAccess,
     ) -> Result<Admitted, Status> {
         validate::tenant(tenant)?;
+        self.guard.limiter.check(tenant)?;
         let allowed = match policy::records(principal, tenant, access, reason) {
             Ok(allowed) => allowed,
             Err(status) => {
@@ -101,16 +102,18 @@ impl RecordsService {
                 return Err(status);
             }
         };
-        self.guard.limiter.check(tenant)?;
         let tenant_record = match &self.guard.data_keys {
             None => None,
-            Some(_) => Some(
-                self.reader
-                    .tenant(tenant)
-                    .map_err(|e| storage_read(&e))?
-                    .filter(TenantRecord::is_live)
-                    .ok_or_else(|| Status::not_found(format!("tenant {tenant:?} does not exist")))?,
-            ),
+            Some(keys) => {
+                let record = self.reader.tenant(tenant).map_err(|e| storage_read(&e))?;
+                match record.filter(TenantRecord::is_live) {
+                    Some(record) => Some(record),
+                    None => {
+                        keys.forget(tenant);
+                        return Err(Status::not_found(format!("tenant {tenant:?} does not exist")));
+                    }
+                }
+            }
         };
         Ok(Admitted {
             principal: principal.clone(),
@@ -166,7 +169,7 @@ impl RecordsService {
         }
         let version = record.current_data_key().map_or(1, |k| k.version + 1);
         let data_key = keys.new_data_key(tenant, version)?;
-        let command = tenancy_command(tenant, TenancyChange::AddDataKey { data_key }, None);
+        let command = tenancy_command(tenant, None, TenancyChange::AddDataKey { data_key }, None);
         let applied = self.consensus.propose(command).await?;
         match applied.response {
             CommandResponse::Applied { .. } | CommandResponse::Refused(Refusal::DataKeyMismatch) => {}
@@ -238,13 +241,19 @@ impl RecordsService {
     }
 }
 
-/// A tenancy change of `tenant` as a command, audited as `audit` if given.
-pub fn tenancy_command(tenant: &str, change: TenancyChange, audit: Option<AuditEvent>) -> Command {
+/// A tenancy change of `tenant` as a command, made with the tenant's admin
+/// key `issuer` if not by an operator, audited as `audit` if given.
+pub fn tenancy_command(
+    tenant: &str,
+    issuer: Option<String>,
+    change: TenancyChange,
+    audit: Option<AuditEvent>,
+) -> Command {
     Command {
         write_id: None,
         proposed_at_ms: 0,
         tenant: tenant.to_string(),
-        api_key: None,
+        api_key: issuer,
         body: CommandBody::Tenancy(change),
         audit,
     }

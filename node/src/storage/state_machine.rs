@@ -310,6 +310,7 @@ impl StateMachineStore {
                     &mut pending.tenancy,
                     batch,
                     &command.tenant,
+                    command.api_key.as_deref(),
                     change.clone(),
                     &mut deleted,
                 )?;

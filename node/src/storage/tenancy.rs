@@ -199,19 +199,29 @@ pub(crate) fn admit_write(
     Ok(None)
 }
 
-/// Applies one tenancy change. `deleted_records` learns the record key prefix
-/// a deleted tenant's records lived under.
+/// Applies one tenancy change. A change made with a tenant's own admin key
+/// (`issuer`) needs that key still valid when it applies, so a key revoked
+/// a moment earlier cannot mint or revoke keys. `deleted_records` learns the
+/// record key prefix a deleted tenant's records lived under.
 pub(crate) fn apply_change(
     at: &ApplyAt<'_>,
     overlay: &mut Overlay,
     batch: &mut WriteBatch,
     tenant: &str,
+    issuer: Option<&str>,
     change: TenancyChange,
     deleted_records: &mut Vec<Vec<u8>>,
 ) -> io::Result<CommandResponse> {
+    let refused = |refusal| Ok(CommandResponse::Refused(refusal));
+    if let Some(issuer) = issuer {
+        let key: Option<ApiKeyRecord> = overlay.get(at.db, &api_key_key(issuer))?;
+        let valid = key.is_some_and(|k| k.revoked_at_ms.is_none() && k.tenant == tenant && k.role == ApiKeyRole::Admin);
+        if !valid {
+            return refused(Refusal::ApiKeyRevoked);
+        }
+    }
     let key = tenant_key(tenant);
     let current: Option<TenantRecord> = overlay.get(at.db, &key)?;
-    let refused = |refusal| Ok(CommandResponse::Refused(refusal));
     match change {
         TenancyChange::CreateTenant { data_key } => {
             // A deleted tenant's id may be taken again: its old keys stay revoked

@@ -276,10 +276,15 @@ fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), CertErro
     };
     let tmp = path.with_extension("tmp");
     let mode = if private { 0o600 } else { 0o644 };
+    // A leftover temporary file would keep its own (maybe wider) mode: start afresh.
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(mode)
         .open(&tmp)
         .map_err(io)?;

@@ -55,7 +55,7 @@ pub fn zone_of(id: u64) -> String {
     ["a", "b", "c"][((id - 1) % 3) as usize].to_string()
 }
 
-async fn free_listener() -> TcpListener {
+pub async fn free_listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").await.expect("bind loopback")
 }
 
