@@ -261,3 +261,23 @@ async fn without_tls_settings_the_cli_refuses_to_guess() {
         stderr(&missing_ca)
     );
 }
+
+#[tokio::test]
+async fn an_api_key_needs_tls_and_an_empty_one_counts_as_none() {
+    let server = FakeServer::start().await;
+    let endpoint = server.endpoint();
+    let args = ["--endpoints", endpoint.as_str(), "cluster", "status"];
+    let with_key = safekeep(
+        &[&["--api-key", "skp_0123456789abcdef_00"][..], &args[..]].concat(),
+        None,
+    )
+    .await;
+    assert_eq!(exit_code(&with_key), 2, "stderr: {}", stderr(&with_key));
+    assert!(
+        stderr(&with_key).contains("only over TLS"),
+        "stderr: {}",
+        stderr(&with_key)
+    );
+    let empty = safekeep(&[&["--api-key", ""][..], &args[..]].concat(), None).await;
+    assert_eq!(exit_code(&empty), 0, "stderr: {}", stderr(&empty));
+}

@@ -79,8 +79,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             ));
         }
     };
-    if let Some(key) = &cli.api_key {
-        config.api_key = Some(ApiKey::new(key.clone()).map_err(|e| CliError::Usage(e.to_string()))?);
+    // An empty SAFEKEEP_API_KEY means none: operators clear it to act with their certificate.
+    if let Some(key) = cli.api_key.as_deref().filter(|key| !key.trim().is_empty()) {
+        config.api_key = Some(ApiKey::new(key).map_err(|e| CliError::Usage(e.to_string()))?);
     }
     config.request_timeout = timeout;
     config.retry_budget = DEFAULT_RETRY_BUDGET.max(timeout);
