@@ -216,7 +216,7 @@ impl Node {
                 return Err(e.into());
             }
         }
-        let authenticator = Authenticator::new(consensus.reader().clone(), !insecure);
+        let authenticator = Authenticator::new(consensus.clone(), !insecure);
 
         let (client_address, peer_address) = (listeners.client_address, listeners.peer_address);
         let http_address = listeners.http.as_ref().and_then(|l| l.local_addr().ok());

@@ -30,8 +30,8 @@ impl ClusterService {
         }
     }
 
-    fn operator_only<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
-        let principal = self.authenticator.authenticate(request)?;
+    async fn operator_only<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
+        let principal = self.authenticator.authenticate(request).await?;
         policy::operator(&principal)?;
         Ok(principal)
     }
@@ -87,7 +87,7 @@ fn require_node_id(id: u64) -> Result<u64, Status> {
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
-        self.authenticator.authenticate(&request)?;
+        self.authenticator.authenticate(&request).await?;
         let view = self.consensus.view();
         Ok(Response::new(StatusResponse {
             header: Some(self.header()),
@@ -101,7 +101,7 @@ impl Cluster for ClusterService {
     }
 
     async fn add_learner(&self, request: Request<AddLearnerRequest>) -> Result<Response<MembershipResponse>, Status> {
-        let principal = self.operator_only(&request)?;
+        let principal = self.operator_only(&request).await?;
         let r = request.into_inner();
         let id = require_node_id(r.node_id)?;
         for (name, value) in [
@@ -124,7 +124,7 @@ impl Cluster for ClusterService {
     }
 
     async fn promote(&self, request: Request<PromoteRequest>) -> Result<Response<MembershipResponse>, Status> {
-        let principal = self.operator_only(&request)?;
+        let principal = self.operator_only(&request).await?;
         let r = request.into_inner();
         let id = require_node_id(r.node_id)?;
         let result = self.change(MembershipChange::Promote { id, force: r.force }).await;
@@ -136,7 +136,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<RemoveMemberRequest>,
     ) -> Result<Response<MembershipResponse>, Status> {
-        let principal = self.operator_only(&request)?;
+        let principal = self.operator_only(&request).await?;
         let r = request.into_inner();
         let id = require_node_id(r.node_id)?;
         let result = self.change(MembershipChange::Remove { id, force: r.force }).await;
@@ -148,7 +148,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<TransferLeaderRequest>,
     ) -> Result<Response<TransferLeaderResponse>, Status> {
-        let principal = self.operator_only(&request)?;
+        let principal = self.operator_only(&request).await?;
         let id = require_node_id(request.into_inner().node_id)?;
         let result = self
             .consensus

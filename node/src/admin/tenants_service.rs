@@ -171,7 +171,7 @@ impl Admin for AdminService {
         &self,
         request: Request<CreateTenantRequest>,
     ) -> Result<Response<CreateTenantResponse>, Status> {
-        let principal = self.authenticator.authenticate(&request)?;
+        let principal = self.authenticator.authenticate(&request).await?;
         policy::operator(&principal)?;
         let tenant = request.into_inner().tenant;
         validate::tenant(&tenant)?;
@@ -192,7 +192,7 @@ impl Admin for AdminService {
         &self,
         request: Request<ListTenantsRequest>,
     ) -> Result<Response<ListTenantsResponse>, Status> {
-        let principal = self.authenticator.authenticate(&request)?;
+        let principal = self.authenticator.authenticate(&request).await?;
         policy::operator(&principal)?;
         self.caught_up().await?;
         let tenants = self.reader.tenants().map_err(|e| storage_read(&e))?;
@@ -209,7 +209,7 @@ impl Admin for AdminService {
         &self,
         request: Request<DeleteTenantRequest>,
     ) -> Result<Response<DeleteTenantResponse>, Status> {
-        let principal = self.authenticator.authenticate(&request)?;
+        let principal = self.authenticator.authenticate(&request).await?;
         policy::operator(&principal)?;
         let DeleteTenantRequest { tenant, reason } = request.into_inner();
         validate::tenant(&tenant)?;
@@ -233,7 +233,7 @@ impl Admin for AdminService {
         &self,
         request: Request<IssueApiKeyRequest>,
     ) -> Result<Response<IssueApiKeyResponse>, Status> {
-        let principal = self.authenticator.authenticate(&request)?;
+        let principal = self.authenticator.authenticate(&request).await?;
         let IssueApiKeyRequest { tenant, role, label } = request.into_inner();
         validate::tenant(&tenant)?;
         policy::tenant_admin(&principal, &tenant)?;
@@ -265,7 +265,7 @@ impl Admin for AdminService {
         &self,
         request: Request<ListApiKeysRequest>,
     ) -> Result<Response<ListApiKeysResponse>, Status> {
-        let principal = self.authenticator.authenticate(&request)?;
+        let principal = self.authenticator.authenticate(&request).await?;
         let tenant = request.into_inner().tenant;
         validate::tenant(&tenant)?;
         policy::tenant_admin(&principal, &tenant)?;
@@ -281,7 +281,7 @@ impl Admin for AdminService {
         &self,
         request: Request<RevokeApiKeyRequest>,
     ) -> Result<Response<RevokeApiKeyResponse>, Status> {
-        let principal = self.authenticator.authenticate(&request)?;
+        let principal = self.authenticator.authenticate(&request).await?;
         let key_id = request.into_inner().key_id;
         validate::api_key_id(&key_id)?;
         self.caught_up().await?;
@@ -306,7 +306,7 @@ impl Admin for AdminService {
         &self,
         request: Request<RotateDataKeyRequest>,
     ) -> Result<Response<RotateDataKeyResponse>, Status> {
-        let principal = self.authenticator.authenticate(&request)?;
+        let principal = self.authenticator.authenticate(&request).await?;
         policy::operator(&principal)?;
         let tenant = request.into_inner().tenant;
         validate::tenant(&tenant)?;
@@ -331,7 +331,7 @@ impl Admin for AdminService {
         &self,
         request: Request<RewrapDataKeysRequest>,
     ) -> Result<Response<RewrapDataKeysResponse>, Status> {
-        let principal = self.authenticator.authenticate(&request)?;
+        let principal = self.authenticator.authenticate(&request).await?;
         policy::operator(&principal)?;
         let keys = self.data_keys()?;
         self.caught_up().await?;
@@ -363,7 +363,7 @@ impl Admin for AdminService {
     }
 
     async fn list_audit(&self, request: Request<ListAuditRequest>) -> Result<Response<ListAuditResponse>, Status> {
-        let principal = self.authenticator.authenticate(&request)?;
+        let principal = self.authenticator.authenticate(&request).await?;
         policy::operator(&principal)?;
         let ListAuditRequest { after_seq, limit } = request.into_inner();
         let limit = match limit {

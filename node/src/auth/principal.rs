@@ -9,6 +9,7 @@ use tonic::{Request, Status};
 
 use super::AUTHORIZATION_HEADER;
 use super::ApiKeyToken;
+use crate::raft::{Consensus, ReadLevel};
 use crate::status::storage_read;
 use crate::storage::RecordReader;
 use crate::storage::command::ApiKeyRole;
@@ -46,6 +47,7 @@ impl fmt::Display for Principal {
 /// Authenticates requests against one node's replica.
 #[derive(Clone)]
 pub struct Authenticator {
+    consensus: Consensus,
     reader: RecordReader,
     required: bool,
 }
@@ -55,8 +57,12 @@ const INVALID_KEY: &str = "the API key is not valid";
 
 impl Authenticator {
     /// `required` is false only on `--insecure-dev` nodes.
-    pub fn new(reader: RecordReader, required: bool) -> Self {
-        Self { reader, required }
+    pub fn new(consensus: Consensus, required: bool) -> Self {
+        Self {
+            reader: consensus.reader().clone(),
+            consensus,
+            required,
+        }
     }
 
     /// Whether callers must authenticate.
@@ -65,7 +71,7 @@ impl Authenticator {
     }
 
     /// The principal behind a request, or `UNAUTHENTICATED`.
-    pub fn authenticate<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
+    pub async fn authenticate<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
         if !self.required {
             return Ok(Principal::Dev);
         }
@@ -76,7 +82,7 @@ impl Authenticator {
                 .and_then(|value| value.strip_prefix("Bearer "))
                 .and_then(|value| ApiKeyToken::parse(value.trim()))
                 .ok_or_else(|| Status::unauthenticated("the authorization header must be 'Bearer <API key>'"))?;
-            return self.api_key(&token);
+            return self.api_key(&token).await;
         }
         match ConnectionIdentity::of(request) {
             Some(CertPrincipal::Operator(name)) => Ok(Principal::Operator(name.clone())),
@@ -88,11 +94,16 @@ impl Authenticator {
         }
     }
 
-    fn api_key(&self, token: &ApiKeyToken) -> Result<Principal, Status> {
-        let record = self
-            .reader
-            .api_key(&token.key_id)
-            .map_err(|e| storage_read(&e))?
+    async fn api_key(&self, token: &ApiKeyToken) -> Result<Principal, Status> {
+        let mut record = self.reader.api_key(&token.key_id).map_err(|e| storage_read(&e))?;
+        if record.is_none() {
+            // A key issued through another node may not have reached this replica
+            // yet: catch up with the leader's commit once before refusing.
+            if self.consensus.read_barrier(ReadLevel::Linearizable).await.is_ok() {
+                record = self.reader.api_key(&token.key_id).map_err(|e| storage_read(&e))?;
+            }
+        }
+        let record = record
             .filter(|record| record.revoked_at_ms.is_none() && token.matches(&record.secret_hash))
             .ok_or_else(|| Status::unauthenticated(INVALID_KEY))?;
         let live = self

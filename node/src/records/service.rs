@@ -129,7 +129,7 @@ impl RecordsService {
         tenant: &str,
         access: RecordAccess,
     ) -> Result<Admitted, Status> {
-        let principal = self.guard.authenticator.authenticate(request)?;
+        let principal = self.guard.authenticator.authenticate(request).await?;
         let reason = request.metadata().get(REASON_HEADER).and_then(|v| v.to_str().ok());
         self.admit(&principal, reason, tenant, access).await
     }
