@@ -96,3 +96,14 @@ pub fn refusal(refusal: crate::storage::command::Refusal, tenant: &str) -> Statu
         Refusal::DataKeyMismatch => Status::aborted("the tenant's data keys changed concurrently; try again"),
     }
 }
+
+/// The header every client response carries: who answered, who leads, the term.
+pub fn response_header(consensus: &crate::raft::Consensus) -> safekeep_api::v1::ResponseHeader {
+    let hint = consensus.leader_hint();
+    safekeep_api::v1::ResponseHeader {
+        node_id: consensus.node_id(),
+        leader_id: hint.leader_id.unwrap_or(0),
+        leader_address: hint.leader_client_address.unwrap_or_default(),
+        term: hint.term,
+    }
+}

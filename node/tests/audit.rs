@@ -12,8 +12,6 @@ use safekeep_api::v1::records_client::RecordsClient;
 use safekeep_api::v1::{GetRequest, TransferLeaderRequest};
 use safekeep_client::{AuditEntryInfo, Client, ClientConfig, ClientTls};
 use safekeep_node::storage::audit::AuditEntry;
-use safekeep_node::tls::CertPrincipal;
-use safekeep_node::tls::certs::{CertAuthority, LeafSpec, Validity, write_leaf};
 use tonic::Code;
 
 /// An SDK client as the `admin` operator, through the given nodes only.
@@ -51,17 +49,7 @@ async fn staff_access_and_admin_actions_are_audited_and_tampering_is_detected() 
         .unwrap();
 
     // A support read, with its reason.
-    let certs = cluster.certs.clone().unwrap();
-    let ca = CertAuthority::read(&certs).unwrap().unwrap();
-    let support = CertPrincipal::Support("help".into());
-    let issued = ca
-        .issue(&LeafSpec::client(support.clone(), Validity::days_from_now(1)))
-        .unwrap();
-    let (cert, cert_key) = write_leaf(&certs, &support, &issued).unwrap();
-    let files = TlsFiles {
-        ca: certs.join("ca.pem"),
-        identity: Some((cert, cert_key)),
-    };
+    let files = common::support_files(cluster.certs.as_ref().unwrap(), "help");
     let address = cluster.addresses[&2].client.to_string();
     let mut staff = RecordsClient::new(tls_channel(&address, &files).await.unwrap());
     let mut read = tonic::Request::new(GetRequest {

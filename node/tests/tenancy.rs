@@ -15,8 +15,6 @@ use safekeep_api::v1::{
     ListTenantsRequest, RevokeApiKeyRequest, batch_op,
 };
 use safekeep_node::Node;
-use safekeep_node::tls::CertPrincipal;
-use safekeep_node::tls::certs::{CertAuthority, LeafSpec, Validity, write_leaf};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -268,17 +266,7 @@ async fn operators_never_read_records_and_support_reads_need_a_reason() {
     let operator = cluster.records(1).await.get(get("acme", "k")).await.unwrap_err();
     assert_eq!(operator.code(), Code::PermissionDenied);
 
-    let certs = cluster.certs.clone().unwrap();
-    let ca = CertAuthority::read(&certs).unwrap().unwrap();
-    let support = CertPrincipal::Support("help".into());
-    let issued = ca
-        .issue(&LeafSpec::client(support.clone(), Validity::days_from_now(1)))
-        .unwrap();
-    let (cert, cert_key) = write_leaf(&certs, &support, &issued).unwrap();
-    let files = TlsFiles {
-        ca: certs.join("ca.pem"),
-        identity: Some((cert, cert_key)),
-    };
+    let files = common::support_files(cluster.certs.as_ref().unwrap(), "help");
     let address = cluster.addresses[&3].client.to_string();
     let mut staff = RecordsClient::new(tls_channel(&address, &files).await.unwrap());
     let no_reason = staff.get(get("acme", "k")).await.unwrap_err();

@@ -47,13 +47,7 @@ impl ClusterService {
     }
 
     fn header(&self) -> ResponseHeader {
-        let hint = self.consensus.leader_hint();
-        ResponseHeader {
-            node_id: self.consensus.node_id(),
-            leader_id: hint.leader_id.unwrap_or(0),
-            leader_address: hint.leader_client_address.unwrap_or_default(),
-            term: hint.term,
-        }
+        crate::status::response_header(&self.consensus)
     }
 
     async fn change(&self, change: MembershipChange) -> Result<Response<MembershipResponse>, Status> {

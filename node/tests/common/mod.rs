@@ -439,3 +439,20 @@ pub fn spawn_node(config: &std::path::Path, log: &std::path::Path, log_filter: &
         .spawn()
         .expect("start node process")
 }
+
+/// Issues support principal `name` a client certificate from the test CA in `certs`.
+#[allow(dead_code)]
+pub fn support_files(certs: &std::path::Path, name: &str) -> TlsFiles {
+    use safekeep_node::tls::CertPrincipal;
+    use safekeep_node::tls::certs::{CertAuthority, LeafSpec, Validity, write_leaf};
+    let ca = CertAuthority::read(certs).unwrap().expect("the test CA");
+    let support = CertPrincipal::Support(name.into());
+    let issued = ca
+        .issue(&LeafSpec::client(support.clone(), Validity::days_from_now(1)))
+        .unwrap();
+    let (cert, key) = write_leaf(certs, &support, &issued).unwrap();
+    TlsFiles {
+        ca: certs.join("ca.pem"),
+        identity: Some((cert, key)),
+    }
+}
