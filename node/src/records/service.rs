@@ -71,7 +71,7 @@ impl RecordsService {
         crate::status::response_header(&self.consensus)
     }
 
-    /// Authenticates, authorizes and rate-limits a call on `tenant`'s records.
+    /// Authorizes a call on `tenant`'s records and loads the tenant's keys.
     /// Staff (support, operators) refused here are audited.
     async fn admit(
         &self,
@@ -81,7 +81,6 @@ impl RecordsService {
         access: RecordAccess,
     ) -> Result<Admitted, Status> {
         validate::tenant(tenant)?;
-        self.guard.limiter.check(tenant)?;
         let allowed = match policy::records(principal, tenant, access, reason) {
             Ok(allowed) => allowed,
             Err(status) => {
@@ -124,13 +123,19 @@ impl RecordsService {
         access: RecordAccess,
     ) -> Result<Admitted, Status> {
         let principal = self.guard.authenticator.authenticate(request).await?;
+        // One token per request, taken before anything else is done for it.
+        validate::tenant(tenant)?;
+        self.guard.limiter.check(tenant)?;
         let reason = request.metadata().get(REASON_HEADER).and_then(|v| v.to_str().ok());
         self.admit(&principal, reason, tenant, access).await
     }
 
-    /// After a read barrier: checks again, so a key revoked before the read point is refused.
+    /// After a read barrier: checks again (without another token), so a key
+    /// revoked before the read point is refused.
     async fn readmit<T>(&self, request: &Request<T>, tenant: &str) -> Result<Admitted, Status> {
-        self.admit_request(request, tenant, RecordAccess::Read).await
+        let principal = self.guard.authenticator.authenticate(request).await?;
+        let reason = request.metadata().get(REASON_HEADER).and_then(|v| v.to_str().ok());
+        self.admit(&principal, reason, tenant, RecordAccess::Read).await
     }
 
     fn seal(&self, admitted: &Admitted, tenant: &str, key: &str, value: Vec<u8>) -> Result<Vec<u8>, Status> {
