@@ -104,8 +104,7 @@ async fn staff_access_and_admin_actions_are_audited_and_tampering_is_detected() 
     // Edit one stored entry on node 3: verification through node 3 fails, elsewhere it holds.
     cluster.stop(3).await;
     {
-        let db_path = cluster.configs[&3].data_dir.join("db");
-        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), db_path, ["meta", "log", "sm"]).unwrap();
+        let db = common::open_stopped_db(&cluster.configs[&3].data_dir);
         let sm = db.cf_handle("sm").unwrap();
         let mut key = vec![0x05];
         key.extend_from_slice(&support_read.seq.to_be_bytes());

@@ -156,9 +156,8 @@ async fn a_marker_written_through_a_tls_cluster_is_in_no_file_and_no_log() {
     }
     // Flush every memtable to SST files, so the scan sees flushed data as well as the WAL.
     for id in 1..=3 {
-        let db_path = dir.path().join(format!("node-{id}/data/db"));
-        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), &db_path, ["meta", "log", "sm"]).unwrap();
-        for family in ["meta", "log", "sm"] {
+        let db = common::open_stopped_db(&dir.path().join(format!("node-{id}/data")));
+        for family in common::COLUMN_FAMILIES {
             db.flush_cf(&db.cf_handle(family).unwrap()).unwrap();
         }
     }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{TestCluster, get, keyed, put};
+use common::{TestCluster, open_stopped_db, put, record_storage_key};
 use safekeep_api::v1::admin_client::AdminClient;
 use safekeep_api::v1::{
     ApiKeyRole, DeleteTenantRequest, ListTenantsRequest, RewrapDataKeysRequest, RotateDataKeyRequest,
@@ -16,24 +16,11 @@ use tonic::Code;
 async fn write(cluster: &TestCluster, api_key: &str, key: &str, value: &[u8]) -> u64 {
     let mut request = put("acme", key, value, "keys", 0);
     request.write_id = None;
-    cluster
-        .records(1)
-        .await
-        .put(keyed(request, api_key))
-        .await
-        .expect("the write is acknowledged")
-        .into_inner()
-        .version
+    cluster.put_keyed(1, api_key, request).await
 }
 
 async fn read(cluster: &TestCluster, api_key: &str, key: &str) -> Result<(Vec<u8>, u64), Code> {
-    match cluster.records(1).await.get(keyed(get("acme", key), api_key)).await {
-        Ok(reply) => {
-            let record = reply.into_inner().record.unwrap();
-            Ok((record.value, record.version))
-        }
-        Err(status) => Err(status.code()),
-    }
+    cluster.read_keyed(1, api_key, "acme", key).await
 }
 
 async fn admin(cluster: &TestCluster) -> AdminClient<tonic::transport::Channel> {
@@ -93,17 +80,8 @@ async fn data_keys_rotate_and_master_keys_rewrap_without_reencrypting() {
     cluster.shutdown().await;
 }
 
-fn record_storage_key(tenant: &str, key: &str) -> Vec<u8> {
-    let mut out = vec![0x01];
-    out.extend_from_slice(&(tenant.len() as u16).to_be_bytes());
-    out.extend_from_slice(tenant.as_bytes());
-    out.extend_from_slice(key.as_bytes());
-    out
-}
-
 fn with_raw_db<T>(cluster: &TestCluster, each: impl FnOnce(&rocksdb::DB, &rocksdb::ColumnFamily) -> T) -> T {
-    let path = cluster.configs[&1].data_dir.join("db");
-    let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), path, ["meta", "log", "sm"]).unwrap();
+    let db = open_stopped_db(&cluster.configs[&1].data_dir);
     let sm = db.cf_handle("sm").unwrap();
     let out = each(&db, sm);
     db.flush_cf(sm).unwrap();

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{TestCluster, TlsFiles, get, keyed, put, tls_channel};
+use common::{TestCluster, TlsFiles, get, keyed, open_stopped_db, put, record_storage_key, tls_channel};
 use safekeep_api::v1::admin_client::AdminClient;
 use safekeep_api::v1::records_client::RecordsClient;
 use safekeep_api::v1::{
@@ -53,24 +53,17 @@ fn batch(tenant: &str, key: &str) -> BatchRequest {
 
 /// The value and version of `tenant`/`key` as its own key reads it through node `id`.
 async fn stored(cluster: &TestCluster, id: u64, api_key: &str, tenant: &str, key: &str) -> Option<(Vec<u8>, u64)> {
-    match cluster.records(id).await.get(keyed(get(tenant, key), api_key)).await {
-        Ok(reply) => reply.into_inner().record.map(|r| (r.value, r.version)),
-        Err(status) if status.code() == Code::NotFound => None,
-        Err(status) => panic!("reading {tenant}/{key}: {status}"),
+    match cluster.read_keyed(id, api_key, tenant, key).await {
+        Ok(found) => Some(found),
+        Err(Code::NotFound) => None,
+        Err(code) => panic!("reading {tenant}/{key}: {code:?}"),
     }
 }
 
 async fn write(cluster: &TestCluster, id: u64, api_key: &str, tenant: &str, key: &str, value: &[u8]) -> u64 {
     let mut request = put(tenant, key, value, "tenancy", 0);
     request.write_id = None;
-    cluster
-        .records(id)
-        .await
-        .put(keyed(request, api_key))
-        .await
-        .expect("the owner's write is acknowledged")
-        .into_inner()
-        .version
+    cluster.put_keyed(id, api_key, request).await
 }
 
 /// Every records method, as the holder of `api_key`, on `tenant`; the codes they got.
@@ -325,20 +318,6 @@ async fn tenants_whose_ids_share_a_prefix_never_see_each_other() {
     cluster.shutdown().await;
 }
 
-/// The RocksDB key of record `key` of `tenant` (the layout in storage/keys.rs).
-fn record_storage_key(tenant: &str, key: &str) -> Vec<u8> {
-    let mut out = vec![0x01];
-    out.extend_from_slice(&(tenant.len() as u16).to_be_bytes());
-    out.extend_from_slice(tenant.as_bytes());
-    out.extend_from_slice(key.as_bytes());
-    out
-}
-
-fn open_raw(data_dir: &std::path::Path) -> rocksdb::DB {
-    let options = rocksdb::Options::default();
-    rocksdb::DB::open_cf(&options, data_dir.join("db"), ["meta", "log", "sm"]).expect("open the stopped node's RocksDB")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_or_moved_ciphertext_is_data_loss_never_garbage() {
     let mut cluster = TestCluster::start_secure(1, |_| {}).await;
@@ -350,7 +329,7 @@ async fn a_tampered_or_moved_ciphertext_is_data_loss_never_garbage() {
     cluster.stop(1).await;
 
     {
-        let db = open_raw(&cluster.configs[&1].data_dir);
+        let db = open_stopped_db(&cluster.configs[&1].data_dir);
         let sm = db.cf_handle("sm").unwrap();
         let target = record_storage_key("acme", "tampered");
         let mut stored = db.get_cf(&sm, &target).unwrap().expect("the record is on disk");

@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{TestCluster, TlsFiles, eventually, get, issue_test_certs, keyed, put, tls_channel};
+use common::{TestCluster, TlsFiles, eventually, issue_test_certs, put, tls_channel};
 use safekeep_api::v1::ApiKeyRole;
 use safekeep_api::v1::cluster_client::ClusterClient;
 use safekeep_api::v1::peer_client::PeerClient;
@@ -45,27 +45,12 @@ fn issue_into(ca: &CertAuthority, dir: &Path, spec: &LeafSpec) -> (PathBuf, Path
 }
 
 async fn stored_value(cluster: &TestCluster, api_key: &str, id: u64, key: &str) -> Option<(Vec<u8>, u64)> {
-    let record = cluster
-        .records(id)
-        .await
-        .get(keyed(get("acme", key), api_key))
-        .await
-        .unwrap()
-        .into_inner()
-        .record?;
-    Some((record.value, record.version))
+    cluster.read_keyed(id, api_key, "acme", key).await.ok()
 }
 
 /// Writes through node `id` with `api_key`; returns the version.
 async fn put_with(cluster: &TestCluster, api_key: &str, id: u64, request: safekeep_api::v1::PutRequest) -> u64 {
-    cluster
-        .records(id)
-        .await
-        .put(keyed(request, api_key))
-        .await
-        .expect("the write is acknowledged")
-        .into_inner()
-        .version
+    cluster.put_keyed(id, api_key, request).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -274,6 +274,36 @@ impl TestCluster {
             .secret
     }
 
+    /// Writes `request` through node `id` with `api_key`; returns the acknowledged version.
+    #[allow(dead_code)]
+    pub async fn put_keyed(&self, id: u64, api_key: &str, request: PutRequest) -> u64 {
+        self.records(id)
+            .await
+            .put(keyed(request, api_key))
+            .await
+            .expect("the write is acknowledged")
+            .into_inner()
+            .version
+    }
+
+    /// Reads `tenant`/`key` through node `id` with `api_key`: its value and version, or the status code.
+    #[allow(dead_code)]
+    pub async fn read_keyed(
+        &self,
+        id: u64,
+        api_key: &str,
+        tenant: &str,
+        key: &str,
+    ) -> Result<(Vec<u8>, u64), tonic::Code> {
+        match self.records(id).await.get(keyed(get(tenant, key), api_key)).await {
+            Ok(reply) => {
+                let record = reply.into_inner().record.expect("a found record has a body");
+                Ok((record.value, record.version))
+            }
+            Err(status) => Err(status.code()),
+        }
+    }
+
     pub async fn records(&self, id: u64) -> RecordsClient<Channel> {
         RecordsClient::new(self.channel(id).await)
     }
@@ -455,4 +485,25 @@ pub fn support_files(certs: &std::path::Path, name: &str) -> TlsFiles {
         ca: certs.join("ca.pem"),
         identity: Some((cert, key)),
     }
+}
+
+/// Column families of a node's RocksDB.
+#[allow(dead_code)]
+pub const COLUMN_FAMILIES: [&str; 3] = ["meta", "log", "sm"];
+
+/// Opens the RocksDB of a stopped node whose data directory is `data_dir`.
+#[allow(dead_code)]
+pub fn open_stopped_db(data_dir: &std::path::Path) -> rocksdb::DB {
+    rocksdb::DB::open_cf(&rocksdb::Options::default(), data_dir.join("db"), COLUMN_FAMILIES)
+        .expect("open the stopped node's RocksDB")
+}
+
+/// The RocksDB key of record `key` of `tenant` (the layout in storage/keys.rs).
+#[allow(dead_code)]
+pub fn record_storage_key(tenant: &str, key: &str) -> Vec<u8> {
+    let mut out = vec![0x01];
+    out.extend_from_slice(&(tenant.len() as u16).to_be_bytes());
+    out.extend_from_slice(tenant.as_bytes());
+    out.extend_from_slice(key.as_bytes());
+    out
 }
