@@ -28,6 +28,8 @@ use crate::types::{
     PutOutcome, Record, ResponseHeader,
 };
 use crate::write_id::WriteIdSource;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 /// A handle to a safekeep cluster; cheap to clone, and clones share
 /// connections, client id and write numbering.
@@ -42,6 +44,8 @@ struct Inner {
     endpoints: EndpointSet,
     write_ids: WriteIdSource,
     backoff: Backoff,
+    /// Draws retry jitter; seeded by `ClientConfig::rng_seed` when set.
+    jitter: Mutex<StdRng>,
     last_header: Mutex<Option<ResponseHeader>>,
     leader_hint: Mutex<Option<LeaderHint>>,
 }
@@ -67,12 +71,17 @@ impl Client {
 
     fn assemble(config: ClientConfig, endpoints: EndpointSet) -> Self {
         let backoff = Backoff::new(config.initial_backoff, config.max_backoff);
+        let mut rng = match config.rng_seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
         Self {
             inner: Arc::new(Inner {
                 config,
                 endpoints,
-                write_ids: WriteIdSource::new(),
+                write_ids: WriteIdSource::new(&mut rng),
                 backoff,
+                jitter: Mutex::new(rng),
                 last_header: Mutex::new(None),
                 leader_hint: Mutex::new(None),
             }),
@@ -384,7 +393,10 @@ impl Client {
             inner.endpoints.mark_failed(index);
             previous = Some(index);
 
-            let delay = inner.backoff.delay(attempt, &mut rand::rng());
+            let delay = {
+                let mut jitter = inner.jitter.lock().unwrap_or_else(|p| p.into_inner());
+                inner.backoff.delay(attempt, &mut *jitter)
+            };
             let out_of_attempts = attempt >= inner.config.max_attempts;
             let out_of_time = Instant::now() + delay >= give_up_at;
             if out_of_attempts || out_of_time {

@@ -53,6 +53,10 @@ pub struct ClientConfig {
     pub tls: Option<ClientTls>,
     /// The API key sent with every request; operators use a client certificate instead.
     pub api_key: Option<ApiKey>,
+    /// Seed of the client id and the retry jitter. Leave it `None` (OS
+    /// randomness) outside simulations: two clients with one seed share a
+    /// client id, and the server would take one's writes for the other's retries.
+    pub rng_seed: Option<u64>,
 }
 
 impl ClientConfig {
@@ -72,7 +76,14 @@ impl ClientConfig {
             max_backoff: DEFAULT_MAX_BACKOFF,
             tls: None,
             api_key: None,
+            rng_seed: None,
         }
+    }
+
+    /// The same configuration with a fixed random seed (simulations only: see `rng_seed`).
+    pub fn with_rng_seed(mut self, seed: u64) -> Self {
+        self.rng_seed = Some(seed);
+        self
     }
 
     /// The same configuration, sending `api_key` with every request.

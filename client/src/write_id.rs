@@ -17,10 +17,10 @@ pub(crate) struct WriteIdSource {
 }
 
 impl WriteIdSource {
-    /// A source with a fresh random client id whose first request id is 1.
-    pub(crate) fn new() -> Self {
+    /// A source with a client id drawn from `rng` whose first request id is 1.
+    pub(crate) fn new(rng: &mut impl rand::Rng) -> Self {
         Self {
-            client_id: format!("{:032x}", rand::random::<u128>()),
+            client_id: format!("{:032x}", rng.random::<u128>()),
             next_request_id: AtomicU64::new(1),
         }
     }
@@ -45,15 +45,23 @@ mod tests {
 
     #[test]
     fn client_id_is_128_bits_of_hex() {
-        let source = WriteIdSource::new();
+        let source = WriteIdSource::new(&mut rand::rng());
         assert_eq!(source.client_id().len(), 32);
         assert!(source.client_id().chars().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(source.client_id(), WriteIdSource::new().client_id());
+        assert_ne!(source.client_id(), WriteIdSource::new(&mut rand::rng()).client_id());
+    }
+
+    #[test]
+    fn a_seeded_source_draws_the_same_client_id() {
+        use rand::SeedableRng;
+        let seeded = |seed| WriteIdSource::new(&mut rand::rngs::StdRng::seed_from_u64(seed));
+        assert_eq!(seeded(5).client_id(), seeded(5).client_id());
+        assert_ne!(seeded(5).client_id(), seeded(6).client_id());
     }
 
     #[test]
     fn request_ids_grow_and_share_the_client_id() {
-        let source = WriteIdSource::new();
+        let source = WriteIdSource::new(&mut rand::rng());
         let first = source.next();
         let second = source.next();
         assert_eq!(first.client_id, second.client_id);

@@ -6,6 +6,11 @@
 //! (consensus and the peer network), `records/` (the public API), `admin/`
 //! (membership and placement), `http` (health and metrics), `node` (wiring).
 
+#[cfg(all(feature = "fault-ack-before-sync", not(debug_assertions)))]
+compile_error!(
+    "`fault-ack-before-sync` is a deliberate durability bug for simulation tests; never build it in release"
+);
+
 pub mod admin;
 pub mod auth;
 pub mod config;

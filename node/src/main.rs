@@ -266,6 +266,12 @@ async fn wait_for_stop_signal() {
 }
 
 fn main() -> ExitCode {
+    if cfg!(feature = "fault-ack-before-sync") {
+        eprintln!(
+            "error: this build acknowledges log appends before syncing them (a simulation test fault); refusing to run"
+        );
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     let filter =
         tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

@@ -23,7 +23,7 @@ use crate::raft::{self, BootstrapError, Consensus, RaftStartError};
 use crate::records::RecordsGuard;
 use crate::records::RecordsService;
 use crate::records::limits::MAX_REQUEST_BYTES;
-use crate::storage::{LogSync, Store, StoreCloseWatch, StoreError};
+use crate::storage::{LogSync, Store, StoreCloseWatch, StoreError, UnsyncedWrites};
 use crate::tls::{Listener, TlsError, tls_incoming};
 use crate::transport::{Incoming, TcpTransport, Transport, tcp_incoming};
 use safekeep_api::v1::admin_server::AdminServer;
@@ -98,11 +98,16 @@ impl NodeListeners {
     }
 }
 
-/// How a node reaches the outside world: its transport, and how its log syncs.
+/// How a node reaches the outside world: its transport, how its log syncs,
+/// and, under simulation, its random seed and a record of unsynced writes.
 #[derive(Clone)]
 pub struct NodeEnvironment {
     pub transport: Arc<dyn Transport>,
     pub log_sync: LogSync,
+    /// Seed of openraft's random draws (election timeouts); random when absent.
+    pub rng_seed: Option<u64>,
+    /// Records unsynced writes so a simulated power loss can drop them.
+    pub unsynced_writes: Option<Arc<UnsyncedWrites>>,
 }
 
 impl Default for NodeEnvironment {
@@ -110,6 +115,8 @@ impl Default for NodeEnvironment {
         Self {
             transport: Arc::new(TcpTransport),
             log_sync: LogSync::GroupCommit,
+            rng_seed: None,
+            unsynced_writes: None,
         }
     }
 }
@@ -202,10 +209,17 @@ impl Node {
                  never run this way with real data"
             );
         }
-        let store = Store::open(&config.data_dir, config.id, &config.cluster_name, environment.log_sync)?;
+        let store = Store::open_tracked(
+            &config.data_dir,
+            config.id,
+            &config.cluster_name,
+            environment.log_sync,
+            environment.unsynced_writes.clone(),
+        )?;
         let store_closed = store.close_watch();
+        let rng_seed = environment.rng_seed.unwrap_or_else(rand::random);
         let (consensus, peer_service) =
-            raft::start(&config, &store, environment.transport.clone(), tls.clone()).await?;
+            raft::start(&config, &store, environment.transport.clone(), tls.clone(), rng_seed).await?;
         drop(store);
         if let Some(keys) = &data_keys {
             let tenants = consensus.reader().tenants().map_err(StoreError::Io)?;

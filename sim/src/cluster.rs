@@ -1,6 +1,7 @@
 //! A simulated safekeep cluster: one turmoil host per node running the real
 //! node code (real openraft, real RocksDB in a per-host directory that
-//! survives a crash), and probes the harness reads to check invariants.
+//! survives a crash), probes the harness reads to check invariants, and per
+//! host a record of unsynced writes that a simulated power loss drops.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -9,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use safekeep_node::config::{InitialMember, LimitSettings, NodeConfig, RaftSettings};
 use safekeep_node::raft::Consensus;
-use safekeep_node::storage::LogSync;
+use safekeep_node::storage::{LogSync, UnsyncedWrites};
 use safekeep_node::{Node, NodeEnvironment, NodeListeners};
 
 use crate::net::{self, CLIENT_PORT, PEER_PORT, TurmoilTransport};
@@ -18,6 +19,41 @@ use crate::topology::{HostSpec, Topology, host_name};
 /// Consensus handles of the running nodes, by id. The harness drops a node's
 /// handle before crashing it, so nothing outside the host keeps its store open.
 pub type Probes = Arc<Mutex<BTreeMap<u64, Consensus>>>;
+
+/// What the harness keeps of every host across its crashes.
+#[derive(Clone, Default)]
+pub struct Harness {
+    pub probes: Probes,
+    /// Per node, the writes its store has not synced yet.
+    pub disks: Arc<Mutex<BTreeMap<u64, Arc<UnsyncedWrites>>>>,
+    /// The run's seed, from which every node's random seed derives.
+    pub seed: u64,
+}
+
+impl Harness {
+    /// A harness for the run of `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            seed,
+            ..Self::default()
+        }
+    }
+
+    /// The record of node `id`'s unsynced writes, made on first use.
+    pub fn disk(&self, id: u64) -> Arc<UnsyncedWrites> {
+        self.disks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id)
+            .or_default()
+            .clone()
+    }
+
+    /// The seed of node `id`'s random draws (openraft's election timeouts).
+    pub fn node_seed(&self, id: u64) -> u64 {
+        self.seed ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+}
 
 /// Raft timing inside the simulation: the production defaults.
 fn sim_raft_settings() -> RaftSettings {
@@ -76,9 +112,9 @@ pub fn data_dir(data_root: &Path, id: u64) -> PathBuf {
 }
 
 /// Registers one host per node of `topology` on `sim`.
-pub fn add_hosts(sim: &mut turmoil::Sim<'_>, topology: Topology, data_root: &Path, probes: &Probes) {
+pub fn add_hosts(sim: &mut turmoil::Sim<'_>, topology: Topology, data_root: &Path, harness: &Harness) {
     for spec in topology.hosts() {
-        add_host(sim, node_config(&spec, topology, data_root), probes);
+        add_host(sim, node_config(&spec, topology, data_root), harness);
     }
 }
 
@@ -93,11 +129,11 @@ pub fn replacement_config(id: u64, zone: &'static str, seed: u64, topology: Topo
 }
 
 /// Registers a host running the node `config` describes.
-pub fn add_host(sim: &mut turmoil::Sim<'_>, config: NodeConfig, probes: &Probes) {
-    let probes = probes.clone();
+pub fn add_host(sim: &mut turmoil::Sim<'_>, config: NodeConfig, harness: &Harness) {
+    let harness = harness.clone();
     sim.host(host_name(config.id), move || {
         let config = config.clone();
-        let probes = probes.clone();
+        let harness = harness.clone();
         async move {
             let listeners = NodeListeners {
                 client: net::incoming(CLIENT_PORT).await?,
@@ -106,13 +142,16 @@ pub fn add_host(sim: &mut turmoil::Sim<'_>, config: NodeConfig, probes: &Probes)
                 client_address: config.client_listen,
                 peer_address: config.peer_listen,
             };
+            let id = config.id;
             let environment = NodeEnvironment {
                 transport: Arc::new(TurmoilTransport),
                 log_sync: LogSync::Inline,
+                rng_seed: Some(harness.node_seed(id)),
+                unsynced_writes: Some(harness.disk(id)),
             };
-            let id = config.id;
             let node = Node::start_in(config, listeners, environment).await?;
-            probes
+            harness
+                .probes
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(id, node.consensus().clone());

@@ -97,7 +97,11 @@ fn main() -> ExitCode {
                         if let Some(path) = &args.trace_file {
                             let trace: Vec<(u128, &String)> =
                                 report.trace.iter().map(|(at, what)| (at.as_millis(), what)).collect();
-                            let json = serde_json::json!({ "faults": trace, "issued": report.issued });
+                            let json = serde_json::json!({
+                                "faults": trace,
+                                "issued": report.issued,
+                                "outcomes": report.outcomes,
+                            });
                             if let Err(e) = std::fs::write(path, json.to_string()) {
                                 eprintln!("error: cannot write {}: {e}", path.display());
                                 return ExitCode::FAILURE;

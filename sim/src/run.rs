@@ -9,7 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use safekeep_history::{History, Outcome};
 use safekeep_node::raft::{ClusterView, Role};
 
-use crate::cluster::{self, Probes};
+use crate::cluster::{self, Harness, Probes};
 use crate::invariants::Sampler;
 use crate::scenario::{Fault, Scenario, Schedule, Target};
 use crate::topology::{HostSpec, Topology, host_name};
@@ -75,6 +75,9 @@ pub struct RunReport {
     /// which a seed fixes (compare-and-set's expected version is left out: it
     /// comes from what earlier operations returned).
     pub issued: std::collections::BTreeMap<u64, Vec<String>>,
+    /// Every operation as recorded: what it did, what it returned, and when
+    /// (simulated time), in the order they were invoked.
+    pub outcomes: Vec<String>,
     /// Nodes that replaced a lost disk, and whether each holds a snapshot
     /// (it caught up from one rather than from the log alone).
     pub replacements: Vec<(u64, bool)>,
@@ -119,12 +122,15 @@ fn resolve(target: &Target, hosts: &[HostSpec], probes: &Probes) -> Vec<u64> {
 
 /// First id given to a node that replaces a lost one; ids are never reused.
 const FIRST_REPLACEMENT_ID: u64 = 101;
+/// Sets the operator's client seed apart from the nodes'.
+const OPERATOR_SEED_SALT: u64 = 0x0be7_a70e;
 /// How long the operator keeps trying to remove a lost node.
 const OPERATOR_DEADLINE: Duration = Duration::from_secs(30);
 
 struct Faults<'s, 'a> {
     sim: &'s mut turmoil::Sim<'a>,
     topology: Topology,
+    harness: Harness,
     probes: Probes,
     crashed: BTreeSet<u64>,
     /// The nodes that should be members: the topology, less lost disks, plus replacements.
@@ -146,6 +152,15 @@ impl Faults<'_, '_> {
         }
     }
 
+    /// The hosts lose power: they crash, and writes their stores had not
+    /// synced are gone when they come back.
+    fn lose_power(&mut self, id: u64) {
+        if !self.crashed.contains(&id) {
+            self.harness.disk(id).lose_power();
+        }
+        self.crash(id);
+    }
+
     fn lose_disk(&mut self, lost: u64) -> String {
         let Some(position) = self.hosts.iter().position(|h| h.id == lost) else {
             return format!("lose disk of {lost}: not a member");
@@ -160,15 +175,17 @@ impl Faults<'_, '_> {
         let id = self.next_id;
         self.next_id += 1;
         let config = cluster::replacement_config(id, zone, seed, self.topology, &self.data_root);
-        cluster::add_host(self.sim, config, &self.probes);
+        cluster::add_host(self.sim, config, &self.harness);
         self.hosts.push(HostSpec { id, zone, voter: true });
         let endpoints: Vec<String> = self.hosts.iter().map(|h| cluster::client_address(h.id)).collect();
+        let operator_seed = self.harness.node_seed(lost) ^ OPERATOR_SEED_SALT;
         self.sim.client(format!("operator-{lost}"), async move {
             let channels = endpoints
                 .iter()
                 .map(|e| crate::net::channel(e))
                 .collect::<Result<Vec<_>, _>>()?;
-            let sdk = safekeep_client::Client::from_channels(safekeep_client::ClientConfig::new(endpoints), channels)?;
+            let config = safekeep_client::ClientConfig::new(endpoints).with_rng_seed(operator_seed);
+            let sdk = safekeep_client::Client::from_channels(config, channels)?;
             let deadline = turmoil::sim_elapsed().unwrap_or_default() + OPERATOR_DEADLINE;
             loop {
                 match sdk.remove_member(lost, false).await {
@@ -191,6 +208,13 @@ impl Faults<'_, '_> {
                     self.crash(*id);
                 }
                 format!("crash {ids:?}")
+            }
+            Fault::PowerLoss(target) => {
+                let ids = resolve(target, &self.hosts, &self.probes);
+                for id in &ids {
+                    self.lose_power(*id);
+                }
+                format!("power loss {ids:?}")
             }
             Fault::LoseDisk(target) => {
                 let ids = resolve(target, &self.hosts, &self.probes);
@@ -305,7 +329,8 @@ fn data_root() -> std::io::Result<tempfile::TempDir> {
 pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
     let schedule = Schedule::draw(config.scenario, config.topology, config.seed);
     let data_root = data_root().map_err(SimError::DataDir)?;
-    let probes = Probes::default();
+    let harness = Harness::new(config.seed);
+    let probes = harness.probes.clone();
     let recorder = safekeep_history::Recorder::new();
     let healed_at = schedule.healed_at();
     let until = healed_at + LIVENESS_WINDOW;
@@ -318,7 +343,7 @@ pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
         .min_message_latency(BASE_LATENCY_MIN)
         .max_message_latency(BASE_LATENCY_MAX)
         .build();
-    cluster::add_hosts(&mut sim, config.topology, data_root.path(), &probes);
+    cluster::add_hosts(&mut sim, config.topology, data_root.path(), &harness);
     let spec = WorkloadSpec {
         clients: CLIENTS,
         keys: KEYS,
@@ -334,6 +359,7 @@ pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
     let mut faults = Faults {
         sim: &mut sim,
         topology: config.topology,
+        harness: harness.clone(),
         probes: probes.clone(),
         crashed: BTreeSet::new(),
         hosts: config.topology.hosts(),
@@ -417,9 +443,11 @@ pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
             .or_default()
             .push(format!("{} {} {value}", op.op.kind_name(), op.op.key()));
     }
+    let outcomes = history.operations().iter().map(ToString::to_string).collect();
     Ok(RunReport {
         config,
         issued,
+        outcomes,
         replacements,
         operations: history.len(),
         violations,

@@ -15,6 +15,8 @@ use crate::topology::{Topology, ZONES};
 
 /// When the first fault strikes: after the cluster has formed and taken writes.
 const FIRST_FAULT_AT: Duration = Duration::from_secs(3);
+/// Cluster-wide power losses in the unsynced-write-loss scenario.
+const POWER_LOSSES: usize = 2;
 /// When every fault is healed, at the latest.
 pub const FAULTS_END_BY: Duration = Duration::from_secs(14);
 
@@ -23,7 +25,8 @@ pub const FAULTS_END_BY: Duration = Duration::from_secs(14);
 pub enum Scenario {
     /// No faults: a baseline.
     Calm,
-    /// Every host of one zone crashes at once and comes back with its disk.
+    /// Every host of one zone loses power at once and comes back with its
+    /// disk, less whatever it had not synced.
     ZonePowerLoss,
     /// One zone is cut off from the others, both ways, then healed.
     ZoneIsolation,
@@ -43,13 +46,17 @@ pub enum Scenario {
     /// A disk is lost and its node replaced (add, promote, remove) while
     /// another zone is cut off, so the membership changes wait out the fault.
     MembershipDuringPartition,
+    /// Every host of every zone loses power at once, twice: what a node
+    /// acknowledged but had not synced is gone, so acknowledging before a
+    /// sync loses writes here.
+    UnsyncedWriteLoss,
     /// A seeded mix of the faults above, with seeded rates.
     Random,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::Calm,
         Scenario::ZonePowerLoss,
         Scenario::ZoneIsolation,
@@ -60,6 +67,7 @@ impl Scenario {
         Scenario::RollingRestart,
         Scenario::DiskLoss,
         Scenario::MembershipDuringPartition,
+        Scenario::UnsyncedWriteLoss,
         Scenario::Random,
     ];
 }
@@ -77,6 +85,7 @@ impl fmt::Display for Scenario {
             Scenario::RollingRestart => "rolling-restart",
             Scenario::DiskLoss => "disk-loss",
             Scenario::MembershipDuringPartition => "membership-during-partition",
+            Scenario::UnsyncedWriteLoss => "unsynced-write-loss",
             Scenario::Random => "random",
         })
     }
@@ -104,8 +113,12 @@ pub enum Target {
 /// One fault action.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Fault {
-    /// Crash hosts (they stay down until `Restart`).
+    /// Crash hosts' processes (they stay down until `RestartAll`); what
+    /// they wrote survives.
     Crash(Target),
+    /// Hosts lose power (down until `RestartAll`); writes their stores had
+    /// not synced are lost.
+    PowerLoss(Target),
     /// Restart every crashed host.
     RestartAll,
     /// Cut hosts off from everyone else, both directions.
@@ -147,7 +160,7 @@ fn other_zones(zone: &str) -> Vec<&'static str> {
 fn single_fault(scenario: Scenario, topology: Topology, zone: &str, rng: &mut StdRng) -> (Fault, Fault) {
     match scenario {
         Scenario::ZonePowerLoss => (
-            Fault::Crash(Target::Hosts(topology.zone_hosts(zone))),
+            Fault::PowerLoss(Target::Hosts(topology.zone_hosts(zone))),
             Fault::RestartAll,
         ),
         Scenario::ZoneIsolation => (
@@ -162,6 +175,10 @@ fn single_fault(scenario: Scenario, topology: Topology, zone: &str, rng: &mut St
             Fault::HealNetwork,
         ),
         Scenario::LeaderCrash => (Fault::Crash(Target::Leader), Fault::RestartAll),
+        Scenario::UnsyncedWriteLoss => (
+            Fault::PowerLoss(Target::Hosts(topology.hosts().iter().map(|h| h.id).collect())),
+            Fault::RestartAll,
+        ),
         Scenario::LeaderZoneIsolation => (Fault::Isolate(Target::LeaderZone), Fault::HealNetwork),
         _ => (
             Fault::Degrade {
@@ -172,6 +189,48 @@ fn single_fault(scenario: Scenario, topology: Topology, zone: &str, rng: &mut St
             },
             Fault::HealNetwork,
         ),
+    }
+}
+
+/// The faults a swarm run may pick from.
+const SWARM_KINDS: [Scenario; 7] = [
+    Scenario::ZonePowerLoss,
+    Scenario::ZoneIsolation,
+    Scenario::AsymmetricPartition,
+    Scenario::LeaderCrash,
+    Scenario::LeaderZoneIsolation,
+    Scenario::LatencyAndLoss,
+    Scenario::UnsyncedWriteLoss,
+];
+
+/// What one swarm run draws before its faults: the mix and its rates.
+#[derive(Debug, Clone, PartialEq)]
+struct Swarm {
+    /// The fault kinds this run uses (at least one).
+    kinds: Vec<Scenario>,
+    /// How long a fault lasts: from, to (milliseconds).
+    outage_ms: (u64, u64),
+    /// Longest calm between two faults (milliseconds); 0 packs them back to back.
+    max_quiet_ms: u64,
+    /// Bounds of latency spikes and message loss.
+    max_latency_ms: u64,
+    max_loss_percent: u8,
+}
+
+impl Swarm {
+    fn draw(rng: &mut StdRng) -> Self {
+        let mut kinds: Vec<Scenario> = SWARM_KINDS.into_iter().filter(|_| rng.random_bool(0.5)).collect();
+        if kinds.is_empty() {
+            kinds.push(SWARM_KINDS[rng.random_range(0..SWARM_KINDS.len())]);
+        }
+        let shortest = rng.random_range(100..1_500);
+        Self {
+            kinds,
+            outage_ms: (shortest, shortest + rng.random_range(100..4_000)),
+            max_quiet_ms: [0, 300, 1_000, 3_000][rng.random_range(0..4)],
+            max_latency_ms: [20, 100, 400][rng.random_range(0..3)],
+            max_loss_percent: [0, 5, 20, 50][rng.random_range(0..4)],
+        }
     }
 }
 
@@ -216,6 +275,16 @@ impl Schedule {
                     at += Duration::from_millis(rng.random_range(800..1_500));
                 }
             }
+            Scenario::UnsyncedWriteLoss => {
+                let everyone: Vec<u64> = topology.hosts().iter().map(|h| h.id).collect();
+                let mut at = start;
+                for _ in 0..POWER_LOSSES {
+                    push(at, Fault::PowerLoss(Target::Hosts(everyone.clone())));
+                    at += Duration::from_millis(rng.random_range(300..1_500));
+                    push(at, Fault::RestartAll);
+                    at += Duration::from_millis(rng.random_range(1_500..3_000));
+                }
+            }
             Scenario::DiskLoss => {
                 let lost = pick_lost_node(topology, &mut rng);
                 push(
@@ -243,25 +312,28 @@ impl Schedule {
                 );
             }
             Scenario::Random => {
+                // Swarm testing: the seed draws which faults this run uses and
+                // how often and how long they strike, so different seeds
+                // stress different corners rather than one average mix.
+                let swarm = Swarm::draw(&mut rng);
                 let mut at = start;
-                let rounds = rng.random_range(1..4);
-                for _ in 0..rounds {
-                    let pick = [
-                        Scenario::ZonePowerLoss,
-                        Scenario::ZoneIsolation,
-                        Scenario::AsymmetricPartition,
-                        Scenario::LeaderCrash,
-                        Scenario::LeaderZoneIsolation,
-                        Scenario::LatencyAndLoss,
-                    ][rng.random_range(0..6)];
-                    let sub = Schedule::draw(pick, topology, rng.random());
-                    let offset = at.saturating_sub(FIRST_FAULT_AT);
-                    let mut last = at;
-                    for timed in sub.faults {
-                        last = timed.at + offset;
-                        push(last, timed.fault);
-                    }
-                    at = last + Duration::from_millis(rng.random_range(200..1_500));
+                while at < FAULTS_END_BY {
+                    let kind = swarm.kinds[rng.random_range(0..swarm.kinds.len())];
+                    let zone = ZONES[rng.random_range(0..ZONES.len())];
+                    let (fault, heal) = single_fault(kind, topology, zone, &mut rng);
+                    let fault = match fault {
+                        Fault::Degrade { a, b, .. } => Fault::Degrade {
+                            a,
+                            b,
+                            max_ms: rng.random_range(1..=swarm.max_latency_ms),
+                            loss_percent: rng.random_range(0..=swarm.max_loss_percent),
+                        },
+                        other => other,
+                    };
+                    push(at, fault);
+                    let lasts = Duration::from_millis(rng.random_range(swarm.outage_ms.0..swarm.outage_ms.1));
+                    push(at + lasts, heal);
+                    at += lasts + Duration::from_millis(rng.random_range(0..=swarm.max_quiet_ms));
                 }
             }
         }
@@ -315,6 +387,21 @@ mod tests {
                 "{scenario}"
             );
         }
+    }
+
+    #[test]
+    fn swarm_runs_draw_different_mixes() {
+        let mixes: std::collections::BTreeSet<Vec<String>> = (0..40)
+            .map(|seed| {
+                let swarm = Swarm::draw(&mut StdRng::seed_from_u64(seed));
+                assert!(!swarm.kinds.is_empty());
+                assert!(swarm.outage_ms.0 < swarm.outage_ms.1);
+                swarm.kinds.iter().map(ToString::to_string).collect()
+            })
+            .collect();
+        assert!(mixes.len() > 10, "only {} different mixes in 40 seeds", mixes.len());
+        let schedule = Schedule::draw(Scenario::Random, Topology::ThreeByOne, 5);
+        assert!(schedule.faults.len() > 2, "a swarm run has faults: {schedule:?}");
     }
 
     #[test]

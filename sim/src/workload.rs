@@ -82,6 +82,8 @@ pub fn add_clients(sim: &mut turmoil::Sim<'_>, topology: Topology, spec: &Worklo
             let mut config = ClientConfig::new(endpoints.clone());
             config.request_timeout = REQUEST_TIMEOUT;
             config.retry_budget = RETRY_BUDGET;
+            // Client ids and retry jitter follow the seed too.
+            config.rng_seed = Some(spec.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(client));
             let sdk = Client::from_channels(config, channels)?;
             run_client(&sdk, client, &spec, &recorder).await;
             finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

@@ -53,12 +53,19 @@ scenario_tests! {
     rolling_restart_three_zones => Scenario::RollingRestart,
     disk_loss_three_zones => Scenario::DiskLoss,
     membership_during_partition_three_zones => Scenario::MembershipDuringPartition,
+    unsynced_write_loss_three_zones => Scenario::UnsyncedWriteLoss,
     random_mix_three_zones => Scenario::Random,
 }
 
 #[test]
 fn zone_power_loss_with_five_voters_two_two_one() {
     check(Scenario::ZonePowerLoss, Topology::FiveVoters, 1);
+}
+
+#[test]
+fn unsynced_write_loss_with_five_voters_and_with_learners() {
+    check(Scenario::UnsyncedWriteLoss, Topology::FiveVoters, 1);
+    check(Scenario::UnsyncedWriteLoss, Topology::ThreeByTwo, 1);
 }
 
 #[test]

@@ -53,6 +53,12 @@ fn raft_config(config: &NodeConfig) -> Result<openraft::Config, RaftStartError> 
         max_in_snapshot_log_to_keep: r.logs_kept_after_snapshot,
         // A full snapshot is streamed; its own transfer timeout bounds it.
         install_snapshot_timeout: r.election_max_ms.max(1000),
+        // A leader that restarts stays a follower until an election. The
+        // state machine and the committed index are written without a sync,
+        // so after a power loss a leader restored at once would take reads
+        // as fresh up to an older commit than it had acknowledged; a new
+        // term's first entry makes every earlier entry the read bound.
+        enable_leader_restore: Some(false),
         ..Default::default()
     }
     .validate()
@@ -65,6 +71,7 @@ pub async fn start(
     store: &Store,
     transport: Arc<dyn Transport>,
     tls: Option<watch::Receiver<Arc<LoadedTls>>>,
+    rng_seed: u64,
 ) -> Result<(Consensus, PeerService), RaftStartError> {
     let raft_config = Arc::new(raft_config(config)?);
     let require_peer_identity = tls.is_some();
@@ -72,9 +79,14 @@ pub async fn start(
     let network = network::PeerNetworkFactory::new(channels.clone());
     let state_machine = store.state_machine()?;
     let reader = state_machine.reader();
-    let raft = openraft::Raft::new(config.id, raft_config, network, store.log_store(), state_machine)
-        .await
-        .map_err(|e| RaftStartError::Fatal(e.to_string()))?;
+    // Every task openraft spawns descends from this scope and draws its
+    // randomness from the seed.
+    let raft = types::RaftRuntime::scope(
+        rng_seed,
+        openraft::Raft::new(config.id, raft_config, network, store.log_store(), state_machine),
+    )
+    .await
+    .map_err(|e| RaftStartError::Fatal(e.to_string()))?;
     let limits = RoutingLimits {
         leader_wait: Duration::from_millis(config.raft.leader_wait_ms),
         read_catch_up: Duration::from_millis(config.raft.read_catch_up_ms),

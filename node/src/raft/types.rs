@@ -37,7 +37,13 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = NodeInfo,
         LeaderId = openraft::impls::leader_id_std::LeaderId<u64, u64>,
+        AsyncRuntime = RaftRuntime,
 );
+
+/// Tokio, with openraft's random draws (election timeouts) taken from a
+/// seed: random per process in production, fixed by the simulation so a
+/// replay draws the same timeouts.
+pub type RaftRuntime = openraft::rt::deterministic_rng::DeterministicRng<openraft_rt_tokio::TokioRuntime>;
 
 /// A node id: assigned by the operator, never reused.
 pub type NodeId = u64;

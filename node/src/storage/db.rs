@@ -6,11 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rocksdb::{ColumnFamilyDescriptor, DB, Options};
+use rocksdb::{ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
 
 use super::identity::{self, Identity};
 use super::log_store::{LogStore, LogSync};
 use super::state_machine::StateMachineStore;
+use super::unsynced::{self, UnsyncedWrites};
 
 /// Column family for the vote, committed index, purge point and identity.
 pub(crate) const CF_META: &str = "meta";
@@ -51,9 +52,48 @@ pub enum StoreError {
 
 /// The database, with a signal that fires only once it is fully closed
 /// (fields drop in order: RocksDB first, then the signal).
+///
+/// Every write goes through `write_unsynced` or `write_synced` (or
+/// `sync_wal`), so that a simulated host can tell which writes a power loss
+/// would drop (`UnsyncedWrites`).
 pub(crate) struct Db {
     db: DB,
+    unsynced: Option<Arc<UnsyncedWrites>>,
+    families: Vec<(u32, &'static str)>,
     _closed: tokio::sync::watch::Sender<()>,
+}
+
+impl Db {
+    /// Writes `batch` without a sync: durable only once a later sync covers it.
+    pub(crate) fn write_unsynced(&self, batch: WriteBatch) -> Result<(), rocksdb::Error> {
+        if let Some(unsynced) = &self.unsynced {
+            unsynced.before_unsynced(&self.db, &self.families, &batch)?;
+        }
+        self.db.write(batch)
+    }
+
+    /// Writes `batch` and syncs the write-ahead log, which makes it and every
+    /// earlier write durable before this returns.
+    pub(crate) fn write_synced(&self, batch: WriteBatch) -> Result<(), rocksdb::Error> {
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.db.write_opt(batch, &options)?;
+        self.after_sync();
+        Ok(())
+    }
+
+    /// Syncs the write-ahead log: every write so far is durable.
+    pub(crate) fn sync_wal(&self) -> Result<(), rocksdb::Error> {
+        self.db.flush_wal(true)?;
+        self.after_sync();
+        Ok(())
+    }
+
+    fn after_sync(&self) {
+        if let Some(unsynced) = &self.unsynced {
+            unsynced.synced();
+        }
+    }
 }
 
 impl std::ops::Deref for Db {
@@ -77,6 +117,19 @@ impl Store {
     /// Opens (or creates) the store under `data_dir` for node `node_id` of
     /// cluster `cluster_name`, refusing a directory that belongs to another.
     pub fn open(data_dir: &Path, node_id: u64, cluster_name: &str, log_sync: LogSync) -> Result<Self, StoreError> {
+        Self::open_tracked(data_dir, node_id, cluster_name, log_sync, None)
+    }
+
+    /// Like `open`, recording unsynced writes in `unsynced` (simulation only):
+    /// after a simulated power loss, the store first rolls back to its last
+    /// synced state.
+    pub fn open_tracked(
+        data_dir: &Path,
+        node_id: u64,
+        cluster_name: &str,
+        log_sync: LogSync,
+        unsynced: Option<Arc<UnsyncedWrites>>,
+    ) -> Result<Self, StoreError> {
         let db_path = data_dir.join(DB_DIR);
         std::fs::create_dir_all(&db_path).map_err(|source| StoreError::CreateDir {
             path: db_path.clone(),
@@ -100,8 +153,23 @@ impl Store {
             path: db_path.clone(),
             source,
         })?;
+        if let Some(unsynced) = &unsynced {
+            let dropped = unsynced.recover(&db).map_err(|source| StoreError::Open {
+                path: db_path.clone(),
+                source,
+            })?;
+            if dropped > 0 {
+                tracing::info!(dropped, "power loss: dropped writes that were never synced");
+            }
+        }
+        let families = unsynced::family_ids(&db);
         let (closed_tx, closed) = tokio::sync::watch::channel(());
-        let db = Arc::new(Db { db, _closed: closed_tx });
+        let db = Arc::new(Db {
+            db,
+            unsynced,
+            families,
+            _closed: closed_tx,
+        });
 
         let expected = Identity {
             node_id,
@@ -130,6 +198,12 @@ impl Store {
             fresh,
             closed,
         })
+    }
+
+    /// The database itself, for storage tests.
+    #[cfg(test)]
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
     }
 
     /// True when this open created the data directory's identity: the node has never run here.

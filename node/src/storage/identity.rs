@@ -2,10 +2,10 @@
 //! of which cluster it belongs to. A node refuses a directory stamped for
 //! another node or cluster, so ids are never silently reused.
 
-use rocksdb::{DB, WriteOptions};
+use rocksdb::{DB, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use super::db::{CF_META, StoreError, cf};
+use super::db::{CF_META, Db, StoreError, cf};
 
 /// Key of the identity record in the meta column family.
 const IDENTITY_KEY: &[u8] = b"identity";
@@ -31,10 +31,9 @@ pub fn load(db: &DB) -> Result<Option<Identity>, StoreError> {
 }
 
 /// Stamps the directory, synced before the node goes on.
-pub fn save(db: &DB, identity: &Identity) -> Result<(), StoreError> {
+pub(crate) fn save(db: &Db, identity: &Identity) -> Result<(), StoreError> {
     let bytes = serde_json::to_vec(identity).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let mut options = WriteOptions::default();
-    options.set_sync(true);
-    db.put_cf_opt(cf(db, CF_META), IDENTITY_KEY, bytes, &options)
-        .map_err(|e| StoreError::Corrupt(e.into_string()))
+    let mut batch = WriteBatch::default();
+    batch.put_cf(cf(db, CF_META), IDENTITY_KEY, bytes);
+    db.write_synced(batch).map_err(|e| StoreError::Corrupt(e.into_string()))
 }

@@ -16,7 +16,7 @@ use openraft::OptionalSend;
 use openraft::alias::{EntryOf, LogIdOf, VoteOf};
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
-use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
+use rocksdb::{Direction, IteratorMode, WriteBatch};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -90,12 +90,6 @@ fn index_of(key: &[u8]) -> io::Result<u64> {
     Ok(u64::from_be_bytes(bytes))
 }
 
-fn synced() -> WriteOptions {
-    let mut options = WriteOptions::default();
-    options.set_sync(true);
-    options
-}
-
 impl LogStore {
     pub(crate) fn new(db: Arc<Db>, mode: LogSync) -> Self {
         if mode == LogSync::Inline {
@@ -130,7 +124,7 @@ impl LogStore {
 }
 
 /// Syncs the write-ahead log once per group of queued appends, then completes them in order.
-fn run_syncer(db: &DB, queue: &mpsc::Receiver<Flushed>) {
+fn run_syncer(db: &Db, queue: &mpsc::Receiver<Flushed>) {
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < MAX_APPENDS_PER_SYNC {
@@ -139,7 +133,7 @@ fn run_syncer(db: &DB, queue: &mpsc::Receiver<Flushed>) {
                 Err(_) => break,
             }
         }
-        let result = db.flush_wal(true);
+        let result = db.sync_wal();
         for callback in group {
             callback.io_completed(result.clone().map_err(io_err));
         }
@@ -223,18 +217,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &VoteOf<TypeConfig>) -> Result<(), io::Error> {
-        let bytes = Self::encode(vote)?;
-        self.db
-            .put_cf_opt(cf(&self.db, CF_META), VOTE_KEY, bytes, &synced())
-            .map_err(io_err)
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf(&self.db, CF_META), VOTE_KEY, Self::encode(vote)?);
+        self.db.write_synced(batch).map_err(io_err)
     }
 
     async fn save_committed(&mut self, committed: Option<LogIdOf<TypeConfig>>) -> Result<(), io::Error> {
         // Not synced: a lost committed index is only re-learned from the leader.
-        let bytes = Self::encode(&committed)?;
-        self.db
-            .put_cf(cf(&self.db, CF_META), COMMITTED_KEY, bytes)
-            .map_err(io_err)
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf(&self.db, CF_META), COMMITTED_KEY, Self::encode(&committed)?);
+        self.db.write_unsynced(batch).map_err(io_err)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogIdOf<TypeConfig>>, io::Error> {
@@ -251,11 +243,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for entry in entries {
             batch.put_cf(log, index_key(entry.index()), Self::encode(&entry)?);
         }
-        self.db.write(batch).map_err(io_err)?;
+        self.db.write_unsynced(batch).map_err(io_err)?;
         match &self.syncer {
             Some(syncer) => syncer.send(callback),
+            // A deliberate bug for the simulation to catch: the append is
+            // acknowledged as flushed, but never synced.
+            None if cfg!(feature = "fault-ack-before-sync") => {
+                callback.io_completed(Ok(()));
+                Ok(())
+            }
             None => {
-                callback.io_completed(self.db.flush_wal(true).map_err(io_err));
+                callback.io_completed(self.db.sync_wal().map_err(io_err));
                 Ok(())
             }
         }
@@ -267,7 +265,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(cf(&self.db, CF_LOG), index_key(from), index_key(u64::MAX));
         batch.delete_cf(cf(&self.db, CF_LOG), index_key(u64::MAX));
-        self.db.write_opt(batch, &synced()).map_err(io_err)
+        self.db.write_synced(batch).map_err(io_err)
     }
 
     async fn purge(&mut self, log_id: LogIdOf<TypeConfig>) -> Result<(), io::Error> {
@@ -276,7 +274,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         batch.put_cf(cf(&self.db, CF_META), LAST_PURGED_KEY, Self::encode(&log_id)?);
         batch.delete_range_cf(cf(&self.db, CF_LOG), index_key(0), index_key(log_id.index() + 1));
-        self.db.write_opt(batch, &synced()).map_err(io_err)
+        self.db.write_synced(batch).map_err(io_err)
     }
 }
 

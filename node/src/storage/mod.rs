@@ -15,6 +15,7 @@ mod log_store;
 mod snapshot;
 mod state_machine;
 pub mod tenancy;
+mod unsynced;
 
 #[cfg(test)]
 mod conformance_tests;
@@ -24,3 +25,4 @@ pub use keys::KeyError;
 pub use log_store::{LogStore, LogSync};
 pub use snapshot::{SnapshotDir, SnapshotFile};
 pub use state_machine::{ListPage, RecordReader, ReplicaDigest, StateMachineStore, StoredRecord};
+pub use unsynced::UnsyncedWrites;

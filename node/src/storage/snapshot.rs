@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openraft::alias::SnapshotMetaOf;
-use rocksdb::{DB, IngestExternalFileOptions, IteratorMode, Options, SstFileWriter, WriteBatch, WriteOptions};
+use rocksdb::{DB, IngestExternalFileOptions, IteratorMode, Options, SstFileWriter, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use super::db::{CF_META, CF_SM, cf, decode_err, io_err};
+use super::db::{CF_META, CF_SM, Db, cf, decode_err, io_err};
 use super::keys::{END_TAG, META_TAG, meta_key};
 use crate::raft::TypeConfig;
 
@@ -66,12 +66,6 @@ struct SnapshotPointer {
 pub struct SnapshotDir {
     dir: PathBuf,
     lock: Arc<std::sync::Mutex<()>>,
-}
-
-fn synced() -> WriteOptions {
-    let mut options = WriteOptions::default();
-    options.set_sync(true);
-    options
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -160,7 +154,7 @@ impl SnapshotDir {
 
     /// Writes the state machine as of one RocksDB snapshot into a new SST
     /// file, makes it current, and returns its metadata and file.
-    pub fn build(&self, db: &DB) -> io::Result<(SnapshotMetaOf<TypeConfig>, SnapshotFile)> {
+    pub(crate) fn build(&self, db: &Db) -> io::Result<(SnapshotMetaOf<TypeConfig>, SnapshotFile)> {
         let sm = cf(db, CF_SM);
         let view = db.snapshot();
         let meta = read_meta_at(|key| view.get_cf(sm, key).map_err(io_err))?;
@@ -194,14 +188,19 @@ impl SnapshotDir {
         let mut batch = WriteBatch::default();
         self.set_current(db, &file_name, &meta, &mut batch)?;
         // Synced together with the WAL, so the state the snapshot covers is durable too.
-        db.write_opt(batch, &synced()).map_err(io_err)?;
+        db.write_synced(batch).map_err(io_err)?;
         self.remove_stale(db, false)?;
         Ok((meta, SnapshotFile::open(path)?))
     }
 
     /// Replaces the state machine with a received snapshot, durably and
     /// redoably: marker, wipe, ingest, unmark.
-    pub fn install(&self, db: &DB, meta: &SnapshotMetaOf<TypeConfig>, received: &SnapshotFile) -> io::Result<()> {
+    pub(crate) fn install(
+        &self,
+        db: &Db,
+        meta: &SnapshotMetaOf<TypeConfig>,
+        received: &SnapshotFile,
+    ) -> io::Result<()> {
         let _guard = self.guard();
         received.file.sync_all()?;
         let file_name = Self::file_name_for(meta);
@@ -211,24 +210,26 @@ impl SnapshotDir {
         let mut batch = WriteBatch::default();
         self.set_current(db, &file_name, meta, &mut batch)?;
         batch.put_cf(cf(db, CF_META), INSTALLING_KEY, file_name.as_bytes());
-        db.write_opt(batch, &synced()).map_err(io_err)?;
+        db.write_synced(batch).map_err(io_err)?;
 
         self.ingest(db, &file_name)?;
-        db.delete_cf_opt(cf(db, CF_META), INSTALLING_KEY, &synced())
-            .map_err(io_err)?;
+        let mut unmark = WriteBatch::default();
+        unmark.delete_cf(cf(db, CF_META), INSTALLING_KEY);
+        db.write_synced(unmark).map_err(io_err)?;
         self.remove_stale(db, false)
     }
 
     /// Finishes an install a crash interrupted, if any. Returns whether it did.
-    pub fn resume_install(&self, db: &DB) -> io::Result<bool> {
+    pub(crate) fn resume_install(&self, db: &Db) -> io::Result<bool> {
         let Some(name) = db.get_cf(cf(db, CF_META), INSTALLING_KEY).map_err(io_err)? else {
             return Ok(false);
         };
         let file_name =
             String::from_utf8(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad marker"))?;
         self.ingest(db, &file_name)?;
-        db.delete_cf_opt(cf(db, CF_META), INSTALLING_KEY, &synced())
-            .map_err(io_err)?;
+        let mut unmark = WriteBatch::default();
+        unmark.delete_cf(cf(db, CF_META), INSTALLING_KEY);
+        db.write_synced(unmark).map_err(io_err)?;
         Ok(true)
     }
 
