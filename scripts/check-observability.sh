@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Checks the operations artifacts under deploy/: the Prometheus alert rules
-# are valid (`promtool check rules`) and pass their unit tests (`promtool test
-# rules`); the Grafana dashboard is well-formed, and every query in it parses
-# with Prometheus's own parser and returns data on a synthetic healthy
-# three-node cluster (a promtool test built here); every metric the rules, their tests and the
-# dashboard use is one the node exports (node/src/metrics_names.rs), so a
-# renamed metric fails here; and every alert has a severity, a summary, a
-# description, a runbook link to a section that exists in deploy/README.md,
-# and unit tests where it fires and where it stays silent.
+# Checks the operations artifacts under deploy/:
+# - the Prometheus alert rules are valid (`promtool check rules`) and pass
+#   their unit tests (`promtool test rules`);
+# - every alert has a severity, a summary, a description, a runbook link to a
+#   section of deploy/README.md that exists, and unit tests where it fires
+#   and where it stays silent; links inside the runbook resolve;
+# - the Grafana dashboard is well-formed, and each of its queries parses with
+#   Prometheus's own parser and returns data on a synthetic healthy
+#   three-node cluster (a promtool test built here);
+# - every metric the rules, their tests and the dashboard use is one the node
+#   exports (node/src/metrics_names.rs), so a renamed metric fails here.
 #
 # Installs what it needs, idempotently and without prompts: Debian's
 # `prometheus` package (for promtool) through apt, and a Python virtual
@@ -223,10 +225,12 @@ allowed = exported | set(ALLOWED_OTHERS)
 used = set()
 
 anchors = set()
-for line in open(runbook_path, encoding="utf-8"):
-    match = re.match(r"#{1,6} (.+)", line)
-    if match:
-        anchors.add(github_anchor(match.group(1)))
+runbook = open(runbook_path, encoding="utf-8").read()
+for match in re.finditer(r"^#{1,6} (.+)$", runbook, re.MULTILINE):
+    anchors.add(github_anchor(match.group(1)))
+for link in re.findall(r"\]\(#([^)]+)\)", runbook):
+    if link not in anchors:
+        fail(f"{runbook_path}: link to #{link}, which is no section of it")
 
 # --- alert rules
 rules = yaml.safe_load(open(rules_path, encoding="utf-8"))
