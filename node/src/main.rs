@@ -223,6 +223,9 @@ impl RunArgs {
 
 async fn run_node(args: RunArgs) -> Result<(), String> {
     let config = args.into_config().map_err(|e| e.to_string())?;
+    // Metrics recorded while the node starts (its certificate's expiry, its
+    // zone) are kept only once a recorder is installed: install it first.
+    safekeep_node::http::prometheus();
     let node = Node::start(config).await.map_err(|e| e.to_string())?;
     wait_for_stop_signal().await;
     tracing::info!("stop signal received");

@@ -1,5 +1,9 @@
 //! Names of the node's Prometheus metrics, and the histogram buckets they use.
+//! The dashboard and alert rules under `deploy/` refer to these names; their
+//! check fails when a name used there is not one of these.
 
+/// Always 1, labelled `cluster`, `node_id` and `zone`: joins a node's other series to its zone (gauge).
+pub const NODE_INFO: &str = "safekeep_node_info";
 /// Current Raft term (gauge).
 pub const RAFT_TERM: &str = "safekeep_raft_term";
 /// Leader changes seen by this node (counter).
@@ -12,6 +16,10 @@ pub const COMMITTED_INDEX: &str = "safekeep_raft_committed_index";
 pub const APPLIED_INDEX: &str = "safekeep_raft_applied_index";
 /// On the leader: entries each follower is behind the leader's log (gauge, label `peer`).
 pub const FOLLOWER_LAG: &str = "safekeep_raft_follower_lag_entries";
+/// Voters in the membership this node knows (gauge).
+pub const VOTERS: &str = "safekeep_raft_voters";
+/// On the leader: voters, itself included, that answered it recently; 0 on other nodes (gauge).
+pub const VOTERS_REACHABLE: &str = "safekeep_raft_voters_reachable";
 /// Time from proposing a write on the leader to its application (histogram).
 pub const COMMIT_SECONDS: &str = "safekeep_raft_commit_seconds";
 /// Time to apply one batch of entries to the state machine (histogram).
@@ -26,6 +34,10 @@ pub const TLS_RELOADS: &str = "safekeep_tls_reloads_total";
 pub const TLS_RELOAD_FAILURES: &str = "safekeep_tls_reload_failures_total";
 /// When the node certificate in use expires, Unix seconds (gauge).
 pub const TLS_CERT_NOT_AFTER: &str = "safekeep_tls_cert_not_after_seconds";
+/// Bytes the node may still use in the file system of its data directory (gauge).
+pub const DATA_DIR_FREE_BYTES: &str = "safekeep_data_dir_free_bytes";
+/// Size of the file system of the data directory, bytes (gauge).
+pub const DATA_DIR_TOTAL_BYTES: &str = "safekeep_data_dir_total_bytes";
 
 /// Buckets of every latency histogram, in seconds.
 pub const LATENCY_BUCKETS: &[f64] = &[

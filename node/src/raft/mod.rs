@@ -94,7 +94,7 @@ pub async fn start(
         ready_max_apply_lag: crate::config::DEFAULT_READY_MAX_APPLY_LAG,
     };
     let consensus = Consensus::new(config.id, raft, channels, limits, reader);
-    metrics_watch::spawn(consensus.clone());
+    metrics_watch::spawn(consensus.clone(), config);
     let incoming = {
         let store_paths = store.snapshot_inbox();
         Arc::new(move || store_paths.incoming_path()) as server::IncomingSnapshotPath
