@@ -10,6 +10,9 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+# The AWS KMS key provider (an optional feature), against a local KMS emulator.
+cargo clippy -p safekeep-node --features aws-kms --all-targets -- -D warnings
+scripts/check-kms.sh
 # The simulation must catch a node that acknowledges log appends before
 # syncing them: the same scenarios, built with that deliberate bug.
 cargo test -p safekeep-sim --features fault-ack-before-sync --test ack_before_sync

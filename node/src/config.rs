@@ -139,13 +139,92 @@ impl Default for LimitSettings {
     }
 }
 
-/// Encryption at rest: where the master keys come from. Without a file, the
-/// `SAFEKEEP_MASTER_KEY` environment variable holds them (same format).
+/// Encryption at rest: where the master keys come from. Exactly one of a key
+/// file, the `SAFEKEEP_MASTER_KEY` environment variable (same format) or an
+/// AWS KMS key (nodes built with the `aws-kms` feature).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EncryptionSettings {
     /// File of `ID HEX` lines, owner-readable only; the first key wraps new data keys.
     pub master_key_file: Option<PathBuf>,
+    /// AWS KMS key that wraps data keys: a key ARN, a key id or `alias/NAME`.
+    pub kms_key_id: Option<String>,
+    /// AWS region of the KMS key (default: the key ARN's region, else the AWS default chain).
+    pub kms_region: Option<String>,
+    /// KMS endpoint URL instead of the regional one (a VPC endpoint); `https://` unless on loopback.
+    pub kms_endpoint: Option<String>,
+}
+
+impl EncryptionSettings {
+    /// Checks the settings on their own; whether `SAFEKEEP_MASTER_KEY` is also
+    /// set is checked when the key provider is loaded.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |name, reason: String| Err(ConfigError::Invalid { name, reason });
+        let Some(key_id) = &self.kms_key_id else {
+            if self.kms_region.is_some() || self.kms_endpoint.is_some() {
+                return invalid(
+                    "encryption.kms_key_id",
+                    "kms_region and kms_endpoint need kms_key_id, the KMS key to use".into(),
+                );
+            }
+            return Ok(());
+        };
+        if self.master_key_file.is_some() {
+            return invalid(
+                "encryption",
+                "set exactly one of master_key_file and kms_key_id: one source of master keys".into(),
+            );
+        }
+        if cfg!(not(feature = "aws-kms")) {
+            return invalid(
+                "encryption.kms_key_id",
+                "this safekeep-node was built without AWS KMS support; build it with `--features aws-kms`".into(),
+            );
+        }
+        if key_id.trim().is_empty() || key_id.len() > MAX_KMS_KEY_ID_LEN || key_id.chars().any(char::is_whitespace) {
+            return invalid(
+                "encryption.kms_key_id",
+                format!("expected a key ARN, key id or alias/NAME of at most {MAX_KMS_KEY_ID_LEN} characters"),
+            );
+        }
+        if let Some(region) = &self.kms_region
+            && (region.is_empty() || !region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        {
+            return invalid("encryption.kms_region", format!("'{region}' is not an AWS region name"));
+        }
+        if let Some(endpoint) = &self.kms_endpoint {
+            check_kms_endpoint(endpoint).or_else(|reason| invalid("encryption.kms_endpoint", reason))?;
+        }
+        Ok(())
+    }
+}
+
+/// Longest KMS key id, ARN or alias KMS accepts.
+pub const MAX_KMS_KEY_ID_LEN: usize = 2048;
+
+/// A KMS endpoint must be `https://`: Encrypt requests carry data keys in the
+/// clear inside the TLS session. Plain `http://` is allowed on loopback only (tests).
+fn check_kms_endpoint(endpoint: &str) -> Result<(), String> {
+    let (scheme, rest) = endpoint
+        .split_once("://")
+        .ok_or_else(|| format!("'{endpoint}' is not a URL (expected https://HOST[:PORT])"))?;
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(host, _)| host),
+    };
+    if host.is_empty() {
+        return Err(format!("'{endpoint}' names no host"));
+    }
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    match scheme {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(format!(
+            "'{endpoint}' is plain HTTP: data keys would cross the network unprotected; use https://"
+        )),
+        other => Err(format!("'{endpoint}': unsupported scheme '{other}' (expected https)")),
+    }
 }
 
 /// TLS files: the node's certificate and key, and the CA that signs every
@@ -288,9 +367,9 @@ impl NodeConfig {
                     reason: "TLS is configured; drop --insecure-dev or the [tls] settings".into(),
                 });
             }
-            (None, true) if self.encryption.master_key_file.is_some() => {
+            (None, true) if self.encryption.master_key_file.is_some() || self.encryption.kms_key_id.is_some() => {
                 return Err(ConfigError::Invalid {
-                    name: "encryption.master_key_file",
+                    name: "encryption",
                     reason: "encryption at rest runs with TLS and authentication, not with --insecure-dev".into(),
                 });
             }
@@ -302,6 +381,7 @@ impl NodeConfig {
             }
             _ => {}
         }
+        self.encryption.validate()?;
         let r = &self.raft;
         if r.heartbeat_ms == 0 || r.election_min_ms <= r.heartbeat_ms || r.election_max_ms <= r.election_min_ms {
             return Err(ConfigError::Invalid {
@@ -473,6 +553,78 @@ heartbeat_ms = 50
         let mut both_modes = parse(FILE).unwrap();
         both_modes.insecure_dev = true;
         assert!(both_modes.finish().unwrap_err().to_string().contains("insecure_dev"));
+    }
+
+    #[test]
+    fn one_source_of_master_keys_is_allowed() {
+        let mut both = parse(FILE).unwrap();
+        both.encryption.master_key_file = Some("master.keys".into());
+        both.encryption.kms_key_id = Some("alias/safekeep".into());
+        assert!(both.finish().unwrap_err().to_string().contains("exactly one"));
+
+        let mut stray = parse(FILE).unwrap();
+        stray.encryption.kms_region = Some("eu-west-1".into());
+        assert!(stray.finish().unwrap_err().to_string().contains("need kms_key_id"));
+
+        let mut plaintext = parse(FILE).unwrap();
+        plaintext.tls = None;
+        plaintext.insecure_dev = true;
+        plaintext.encryption.kms_key_id = Some("alias/safekeep".into());
+        assert!(
+            plaintext
+                .finish()
+                .unwrap_err()
+                .to_string()
+                .contains("not with --insecure-dev")
+        );
+    }
+
+    #[cfg(not(feature = "aws-kms"))]
+    #[test]
+    fn a_kms_key_is_refused_by_a_build_without_aws_kms() {
+        let mut kms = parse(FILE).unwrap();
+        kms.encryption.kms_key_id = Some("alias/safekeep".into());
+        let err = kms.finish().unwrap_err().to_string();
+        assert!(err.contains("--features aws-kms"), "{err}");
+    }
+
+    #[cfg(feature = "aws-kms")]
+    #[test]
+    fn kms_settings_are_checked() {
+        let mut kms = parse(FILE).unwrap();
+        kms.encryption.kms_key_id = Some("arn:aws:kms:eu-west-1:111122223333:key/1234abcd".into());
+        kms.encryption.kms_region = Some("eu-west-1".into());
+        kms.encryption.kms_endpoint = Some("https://vpce-1.kms.eu-west-1.vpce.amazonaws.com".into());
+        kms.clone().finish().unwrap();
+        for (key_id, region) in [("", "eu-west-1"), ("alias/x y", "eu-west-1"), ("alias/x", "eu west")] {
+            let mut bad = kms.clone();
+            bad.encryption.kms_key_id = Some(key_id.into());
+            bad.encryption.kms_region = Some(region.into());
+            assert!(bad.finish().is_err(), "{key_id:?} in {region:?}");
+        }
+    }
+
+    #[test]
+    fn a_kms_endpoint_is_https_unless_on_loopback() {
+        for good in [
+            "https://kms.eu-west-1.amazonaws.com",
+            "https://10.0.0.5:8443/",
+            "http://127.0.0.1:4566",
+            "http://localhost:5000",
+            "http://[::1]:5000",
+        ] {
+            assert_eq!(check_kms_endpoint(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "http://kms.eu-west-1.amazonaws.com",
+            "http://10.0.0.5:80",
+            "http://127.0.0.1.example.com",
+            "ftp://127.0.0.1",
+            "kms.eu-west-1.amazonaws.com",
+            "https://",
+        ] {
+            assert!(check_kms_endpoint(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -277,6 +277,7 @@ fn single_node_config(dir: &Path, certs: &Path) -> NodeConfig {
         insecure_dev: false,
         encryption: safekeep_node::config::EncryptionSettings {
             master_key_file: Some(certs.join("master.keys")),
+            ..Default::default()
         },
         raft: common::test_raft_settings(),
         limits: Default::default(),

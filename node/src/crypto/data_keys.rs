@@ -59,19 +59,30 @@ impl DataKeys {
             .iter()
             .find(|k| k.version == version)
             .ok_or(CryptoError::UnknownDataKey(version))?;
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let known = cache.entry(tenant.to_string()).or_default();
-        if let Some((_, key)) = known.iter().find(|(w, _)| w == wrapped) {
-            return Ok(key.clone());
+        if let Some(key) = self.cached(tenant, wrapped) {
+            return Ok(key);
         }
-        // Forget keys the tenant no longer has (deleted, replaced or rewrapped).
-        known.retain(|(w, _)| record.data_keys.contains(w));
+        // Unwrapped without the cache locked: a key provider may take a network
+        // round trip (KMS), which must not hold up every other tenant's reads and writes.
         let mut bytes = self.provider.unwrap(tenant, wrapped)?;
         let unbound = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| CryptoError::Malformed);
         bytes.fill(0);
         let key = Arc::new(LessSafeKey::new(unbound?));
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let known = cache.entry(tenant.to_string()).or_default();
+        // Forget keys the tenant no longer has (deleted, replaced or rewrapped).
+        known.retain(|(w, _)| record.data_keys.contains(w));
+        if let Some((_, raced)) = known.iter().find(|(w, _)| w == wrapped) {
+            return Ok(raced.clone());
+        }
         known.push((wrapped.clone(), key.clone()));
         Ok(key)
+    }
+
+    fn cached(&self, tenant: &str, wrapped: &WrappedDataKey) -> Option<Arc<LessSafeKey>> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let known = cache.get(tenant)?;
+        known.iter().find(|(w, _)| w == wrapped).map(|(_, key)| key.clone())
     }
 
     /// Seals a value of `key` with the tenant's current data key.

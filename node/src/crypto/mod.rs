@@ -1,13 +1,18 @@
 //! Encryption at rest: record values are sealed with AES-256-GCM under a
 //! per-tenant data key before they enter the Raft log, so the log, the state
 //! machine, snapshots and backups hold only ciphertext. Data keys are stored
-//! wrapped by a master key that never leaves the key provider.
+//! wrapped by a master key that never leaves the key provider: a local key
+//! file, or AWS KMS (the `aws-kms` feature).
 
 pub mod data_keys;
 pub mod envelope;
+#[cfg(feature = "aws-kms")]
+pub mod kms;
 pub mod master;
 
 pub use data_keys::DataKeys;
+#[cfg(feature = "aws-kms")]
+pub use kms::KmsKeyProvider;
 pub use master::{KeyProvider, MasterKeyFile};
 
 /// Why sealing, opening, wrapping or unwrapping failed.
@@ -32,10 +37,31 @@ pub enum CryptoError {
     #[error("the system random source failed")]
     Random,
     #[error(
-        "encryption at rest needs a master key: set encryption.master_key_file (--master-key-file) or the \
-         SAFEKEEP_MASTER_KEY environment variable"
+        "encryption at rest needs a master key: set encryption.master_key_file (--master-key-file), the \
+         SAFEKEEP_MASTER_KEY environment variable, or encryption.kms_key_id"
     )]
     NoMasterKey,
     #[error("master key file {path}: {reason}")]
     MasterKeyFile { path: String, reason: String },
+    #[error("master keys come from {0}: set exactly one source of master keys")]
+    ConflictingMasterKeys(String),
+    #[error(
+        "encryption.kms_key_id is set but this safekeep-node was built without AWS KMS support: \
+         build it with `--features aws-kms`"
+    )]
+    KmsNotBuilt,
+    #[error("AWS KMS key '{key_id}' cannot wrap data keys: {reason}")]
+    KmsKeyUnusable { key_id: String, reason: String },
+    #[error("AWS KMS {operation} with key '{key_id}' failed: {reason}")]
+    Kms {
+        operation: &'static str,
+        key_id: String,
+        reason: String,
+    },
+    #[error("AWS KMS {operation} with key '{key_id}' did not answer within {waited_ms} ms")]
+    KmsTimeout {
+        operation: &'static str,
+        key_id: String,
+        waited_ms: u64,
+    },
 }

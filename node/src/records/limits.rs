@@ -26,7 +26,7 @@ pub const API_KEY_ID_LEN: usize = 16;
 /// Longest label of an API key, and longest master key id.
 pub const MAX_LABEL_BYTES: usize = 256;
 /// Largest wrapped data key.
-pub const MAX_WRAPPED_KEY_BYTES: usize = 128;
+pub const MAX_WRAPPED_KEY_BYTES: usize = 512;
 /// Most data key versions one tenant may have.
 pub const MAX_DATA_KEYS_PER_TENANT: usize = 4_096;
 /// Longest field of an audit entry.

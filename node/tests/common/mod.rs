@@ -177,6 +177,7 @@ impl TestCluster {
             insecure_dev: self.certs.is_none(),
             encryption: safekeep_node::config::EncryptionSettings {
                 master_key_file: self.certs.as_ref().map(|certs| certs.join("master.keys")),
+                ..Default::default()
             },
             raft: test_raft_settings(),
             limits: LimitSettings::default(),
