@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Offline checks of the AWS Terraform module (deploy/terraform) and the files it
 # installs on nodes, none of which need a terraform binary or an AWS account:
-#   1. every .tf file parses (python-hcl2); variables and outputs are typed and
-#      described; providers are pinned; the README tables and example match;
-#   2. every .tf file is formatted as `terraform fmt` formats it (HashiCorp's
+#   1. every .tf file is formatted as `terraform fmt` formats it (HashiCorp's
 #      hclwrite formatter, published as the npm package @cdktf/hcl-tools);
+#   2. every .tf file parses (python-hcl2); variables and outputs are typed and
+#      described; providers are pinned; templatefile() calls pass what their
+#      templates use; the README tables, example and promise table match;
 #   3. the systemd units verify and keep their hardening, node.toml keys exist
 #      in the node's config, the boot script passes shellcheck;
 #   4. checkov finds no failed check (skips are inline, each with its reason).
@@ -86,18 +87,18 @@ ensure_hcl_tools
 mapfile -t tf_files < <(find "$MODULE_DIR" -name '*.tf' -not -path '*/.terraform/*' | sort)
 failed=0
 
-echo "== parse and lint (python-hcl2 $PYTHON_HCL2_VERSION)"
-if $fix; then
-  "$TOOLS_DIR/lint-venv/bin/python" "$CHECKS_DIR/check_module.py" "$MODULE_DIR" --write-readme || failed=1
-else
-  "$TOOLS_DIR/lint-venv/bin/python" "$CHECKS_DIR/check_module.py" "$MODULE_DIR" || failed=1
-fi
-
 echo "== formatting (@cdktf/hcl-tools $HCL_TOOLS_VERSION, terraform fmt's formatter)"
 if $fix; then
   node "$CHECKS_DIR/format_check.mjs" "$TOOLS_DIR/npm/node_modules" --write "${tf_files[@]}" || failed=1
 else
   node "$CHECKS_DIR/format_check.mjs" "$TOOLS_DIR/npm/node_modules" "${tf_files[@]}" || failed=1
+fi
+
+echo "== parse and lint (python-hcl2 $PYTHON_HCL2_VERSION)"
+if $fix; then
+  "$TOOLS_DIR/lint-venv/bin/python" "$CHECKS_DIR/check_module.py" "$MODULE_DIR" --write-readme || failed=1
+else
+  "$TOOLS_DIR/lint-venv/bin/python" "$CHECKS_DIR/check_module.py" "$MODULE_DIR" || failed=1
 fi
 
 echo "== systemd units, node.toml keys, boot script"

@@ -5,10 +5,10 @@
 
 locals {
   # Interface endpoints the nodes call: KMS (data keys), Secrets Manager (TLS
-  # files), CloudWatch Logs and CloudWatch (agent), EC2 (attach the slot's
-  # volume and network interface).
+  # files), CloudWatch Logs (the agent ships logs and metrics as log events),
+  # EC2 (attach the slot's volume and network interface).
   interface_endpoint_services = concat(
-    ["kms", "secretsmanager", "logs", "monitoring", "ec2"],
+    ["kms", "secretsmanager", "logs", "ec2"],
     var.enable_session_manager ? ["ssm", "ssmmessages", "ec2messages"] : [],
   )
 

@@ -10,9 +10,10 @@
 # - an Auto Scaling group of exactly one instance in that zone, which
 #   terminates a failed instance before launching its replacement (the volume
 #   and interface attach to one instance at a time).
-# At boot, safekeep-prepare (files/safekeep-prepare.sh) installs the release
-# binary, attaches the slot's interface and volume, fetches the TLS files and
-# starts the CloudWatch agent; then systemd starts safekeep-node.
+# Before each start of safekeep-node, safekeep-prepare (files/safekeep-prepare.sh,
+# run by the unit's AWS drop-in) installs the release binary, attaches the
+# slot's interface and volume, fetches the TLS files and starts the CloudWatch
+# agent.
 #
 # A slot's node id changes only when its generation (node_generations) is
 # raised: that replaces the slot's volume, TLS secret and Auto Scaling group
@@ -233,7 +234,6 @@ data "cloudinit_config" "node" {
       write_files = [
         { path = "/etc/systemd/system/safekeep-node.service", permissions = "0644", content = file("${path.module}/files/safekeep-node.service") },
         { path = "/etc/systemd/system/safekeep-node.service.d/10-aws.conf", permissions = "0644", content = file("${path.module}/files/safekeep-node-aws.conf") },
-        { path = "/etc/systemd/system/safekeep-prepare.service", permissions = "0644", content = file("${path.module}/files/safekeep-prepare.service") },
         { path = "/etc/systemd/system/safekeep-tls-refresh.service", permissions = "0644", content = file("${path.module}/files/safekeep-tls-refresh.service") },
         { path = "/etc/systemd/system/safekeep-tls-refresh.timer", permissions = "0644", content = file("${path.module}/files/safekeep-tls-refresh.timer") },
         { path = "/etc/logrotate.d/safekeep", permissions = "0644", content = file("${path.module}/files/logrotate-safekeep") },
@@ -245,7 +245,7 @@ data "cloudinit_config" "node" {
       ]
       runcmd = [
         ["systemctl", "daemon-reload"],
-        ["systemctl", "enable", "safekeep-prepare.service", "safekeep-node.service", "safekeep-tls-refresh.timer"],
+        ["systemctl", "enable", "safekeep-node.service", "safekeep-tls-refresh.timer"],
         ["systemctl", "start", "--no-block", "safekeep-node.service", "safekeep-tls-refresh.timer"],
       ]
     })])
@@ -361,8 +361,8 @@ resource "aws_autoscaling_group" "node" {
     replace_triggered_by = [terraform_data.identity[each.key]]
 
     precondition {
-      condition     = length(distinct(local.zones)) >= local.min_zones
-      error_message = "The cluster needs subnets in at least 3 distinct availability zones."
+      condition     = length(distinct(local.zones)) >= local.min_zones && length(distinct(local.zones)) == length(local.zones)
+      error_message = "The cluster needs at least 3 private subnets, each in a different availability zone."
     }
     precondition {
       condition     = var.initial_node_count <= var.node_count

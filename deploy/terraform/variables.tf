@@ -74,7 +74,7 @@ variable "enable_nat_gateway" {
 }
 
 variable "create_vpc_endpoints" {
-  description = "Create VPC endpoints for the AWS APIs the nodes call (S3 gateway; KMS, Secrets Manager, CloudWatch Logs, CloudWatch, EC2 interface endpoints), so nodes need no NAT. Turn off when the VPC already has endpoints with private DNS for these services."
+  description = "Create VPC endpoints for the AWS APIs the nodes call (S3 gateway, also serving the Amazon Linux package repositories; KMS, Secrets Manager, CloudWatch Logs and EC2 interface endpoints), so nodes need no NAT. Turn off when the VPC already has endpoints with private DNS for these services."
   type        = bool
   default     = true
 }

@@ -7,8 +7,11 @@
   required_version and each required provider with a source and a version
   constraint that has both a lower and an upper bound, and declares every
   provider its resources and data sources use;
+- each templatefile() call passes exactly the variables its template uses
+  (Terraform fails at plan time on a missing one);
 - the module README's input and output tables and its complete example match
-  the code (`--write-readme` regenerates them).
+  the code (`--write-readme` regenerates them), and every resource its
+  Security promises table names exists.
 
 Usage: check_module.py MODULE_DIR [--write-readme]
 Exit status 1 on any finding, each printed as `path: message`.
@@ -143,6 +146,41 @@ def check_versions(documents: dict[Path, dict], findings: Findings) -> None:
                 used.update(block_type.split("_", 1)[0] for block_type in typed_blocks(document, kind))
         for provider in sorted(used - set(declared) - BUILTIN_PROVIDERS):
             findings.add(directory, f"provider {provider} is used but not in required_providers")
+
+
+TEMPLATEFILE_CALL = re.compile(r'templatefile\("\$\{path\.module\}/([^"]+)",\s*\{(.*?)\n\s*\}\)', re.S)
+TEMPLATE_INTERPOLATION = re.compile(r"\$\{\s*([A-Za-z_][A-Za-z0-9_]*)")
+TEMPLATE_DIRECTIVE = re.compile(r"%\{\s*(?:if|for)\s+(.*?)~?\s*\}")
+TEMPLATE_LOOP = re.compile(r"(?:[A-Za-z_]\w*\s*,\s*)?([A-Za-z_]\w*)\s+in\s+")
+TEMPLATE_KEYWORDS = {"if", "for", "in", "else", "endif", "endfor", "true", "false", "null"}
+
+
+def template_variables(text: str) -> set[str]:
+    """Root identifiers a Terraform template reads, less its own loop variables."""
+    used = set(TEMPLATE_INTERPOLATION.findall(text))
+    loop_vars = set()
+    for directive in TEMPLATE_DIRECTIVE.findall(text):
+        loop = TEMPLATE_LOOP.match(directive)
+        if loop:
+            loop_vars.add(loop.group(1))
+            directive = directive[loop.end():]
+        used.update(re.findall(r"(?<![.\w])([A-Za-z_]\w*)", directive))
+    return used - loop_vars - TEMPLATE_KEYWORDS
+
+
+def check_templates(module_dir: Path, findings: Findings) -> None:
+    for path in sorted(module_dir.glob("*.tf")):
+        for template, arguments in TEMPLATEFILE_CALL.findall(path.read_text(encoding="utf-8")):
+            passed = set(re.findall(r"^\s*(\w+)\s*=", arguments, re.M))
+            template_path = module_dir / template
+            if not template_path.is_file():
+                findings.add(path, f"templatefile names {template}, which does not exist")
+                continue
+            used = template_variables(template_path.read_text(encoding="utf-8"))
+            for name in sorted(used - passed):
+                findings.add(path, f"templatefile({template}) does not pass {name}, which the template uses")
+            for name in sorted(passed - used):
+                findings.add(path, f"templatefile({template}) passes {name}, which the template never uses")
 
 
 def render_value(value: object) -> str:
@@ -293,6 +331,7 @@ def main() -> int:
     documents = parse_all(module_dir, findings)
     check_variables_and_outputs(documents, findings)
     check_versions(documents, findings)
+    check_templates(module_dir, findings)
     if (module_dir / COMPLETE_EXAMPLE).is_file():
         check_readme(module_dir, documents, findings, args.write_readme)
     else:

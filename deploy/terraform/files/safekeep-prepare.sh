@@ -10,7 +10,9 @@
 #                           start the CloudWatch agent
 #   safekeep-prepare tls    fetch the TLS files again (certificate rotation)
 #
-# Every step is idempotent, so it runs at every boot. Every wait is bounded.
+# Every step is idempotent: the node unit's AWS drop-in runs `boot` before every
+# start of the node, and the hourly safekeep-tls-refresh timer runs `tls`.
+# Every wait is bounded; on failure the unit retries the start.
 set -euo pipefail
 
 readonly SLOT_ENV=/etc/safekeep/slot.env
@@ -18,7 +20,7 @@ readonly NODE_BINARY=/usr/local/bin/safekeep-node
 readonly NODE_USER=safekeep
 readonly CW_AGENT_CTL=/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl
 # Attach retries: a volume or interface still held by a terminating instance frees up within minutes.
-readonly ATTACH_ATTEMPTS=120
+readonly ATTACH_ATTEMPTS=60
 readonly ATTACH_WAIT_SECONDS=5
 # Waits for the attached device or address to appear on this instance.
 readonly APPEAR_ATTEMPTS=60
@@ -237,9 +239,16 @@ start_cloudwatch_agent() {
       sleep "$DOWNLOAD_WAIT_SECONDS"
     done
   fi
-  [ -x "$CW_AGENT_CTL" ] || die "the CloudWatch agent is not installed"
-  "$CW_AGENT_CTL" -a fetch-config -m ec2 -s -c "file:$SAFEKEEP_CW_AGENT_CONFIG" >/dev/null
-  log "CloudWatch agent running"
+  # Shipping logs must not keep the node from serving: warn, and try again at the next start.
+  if [ ! -x "$CW_AGENT_CTL" ]; then
+    log "WARNING: the CloudWatch agent is not installed; logs and metrics stay on this instance"
+    return
+  fi
+  if "$CW_AGENT_CTL" -a fetch-config -m ec2 -s -c "file:$SAFEKEEP_CW_AGENT_CONFIG" >/dev/null; then
+    log "CloudWatch agent running"
+  else
+    log "WARNING: the CloudWatch agent did not start; logs and metrics stay on this instance"
+  fi
 }
 
 main() {
