@@ -25,6 +25,9 @@ locals {
   eni_device_index   = 1
   # Seconds a new instance gets to boot and join before EC2 health checks count.
   health_check_grace_seconds = 600
+  # Most samples the agent accepts from one scrape of /metrics, and the longest a scrape may take.
+  metrics_sample_limit               = 10000
+  metrics_scrape_timeout_max_seconds = 10
 
   ami_ssm_parameter = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-${var.instance_architecture}"
 
@@ -110,6 +113,7 @@ locals {
       # Any other slot's peer address to join through (the lowest-numbered one).
       join_address = "${local.slot_addresses[[for other in keys(local.slots) : other if other != key][0]]}:${var.peer_port}"
       tls_dir      = local.tls_dir
+      client_ca    = var.tls_separate_client_ca
       kms_key_arn  = aws_kms_key.this.arn
       region       = local.region
     })
@@ -131,6 +135,7 @@ locals {
       tls_dir            = local.tls_dir
       tls_secret_arn     = aws_secretsmanager_secret.node_tls[key].arn
       ca_secret_arn      = aws_secretsmanager_secret.ca.arn
+      client_ca          = var.tls_separate_client_ca
       release_url        = var.release_url
       release_sha256     = var.release_sha256
       backup_bucket      = aws_s3_bucket.backups.id
@@ -198,13 +203,13 @@ locals {
     for key, slot in local.slots : key => yamlencode({
       global = {
         scrape_interval = "${var.metrics_scrape_interval_seconds}s"
-        scrape_timeout  = "${min(10, var.metrics_scrape_interval_seconds)}s"
+        scrape_timeout  = "${min(local.metrics_scrape_timeout_max_seconds, var.metrics_scrape_interval_seconds)}s"
       }
       scrape_configs = [
         {
           job_name     = "safekeep"
           metrics_path = "/metrics"
-          sample_limit = 10000
+          sample_limit = local.metrics_sample_limit
           static_configs = [
             {
               targets = ["${local.slot_addresses[key]}:${var.http_port}"]

@@ -65,7 +65,7 @@ output "nodes" {
 }
 
 output "ca_secret_arn" {
-  description = "Secrets Manager secret the CA bundle goes into (JSON: ca_pem, optional client_ca_pem)."
+  description = "Secrets Manager secret the CA bundle goes into (JSON: ca_pem, and client_ca_pem with tls_separate_client_ca)."
   value       = aws_secretsmanager_secret.ca.arn
 }
 

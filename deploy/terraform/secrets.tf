@@ -4,7 +4,8 @@
 # writes them with `aws secretsmanager put-secret-value`, and each node reads
 # its own at boot and every hour after (certificate rotation without restarts).
 #
-# - <cluster>/ca: {"ca_pem": "...", "client_ca_pem": "..." (optional)}
+# - <cluster>/ca: {"ca_pem": "...", "client_ca_pem": "..."}; client_ca_pem only
+#   with tls_separate_client_ca (client certificates from another CA)
 # - <cluster>/node-<id>/tls: {"cert_pem": "...", "key_pem": "..."} for node <id>,
 #   a certificate with the URI SAN urn:safekeep:node:<id> and the DNS SANs
 #   peer.safekeep.internal and the load balancer's name (output client_endpoint).
@@ -15,7 +16,7 @@
 resource "aws_secretsmanager_secret" "ca" {
   #checkov:skip=CKV2_AWS_57:The CA bundle is public material issued by the operator's PKI; it changes only when that PKI re-issues it (put-secret-value), which no rotation function here can do.
   name                    = "safekeep/${var.name}/ca"
-  description             = "safekeep ${var.name}: CA certificates nodes trust (JSON: ca_pem, optional client_ca_pem)"
+  description             = "safekeep ${var.name}: CA certificates nodes trust (JSON: ca_pem, and client_ca_pem with a separate client CA)"
   kms_key_id              = aws_kms_key.this.arn
   recovery_window_in_days = var.tls_secret_recovery_window_days
 

@@ -314,6 +314,12 @@ variable "autoscaling_service_role_arn" {
   default     = null
 }
 
+variable "tls_separate_client_ca" {
+  description = "Client certificates (operators, support staff) come from a CA other than the nodes' one: the CA secret must then hold client_ca_pem, which becomes each node's tls.client_ca."
+  type        = bool
+  default     = false
+}
+
 variable "tls_secret_recovery_window_days" {
   description = "Days a deleted TLS secret can still be restored."
   type        = number

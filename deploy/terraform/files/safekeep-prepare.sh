@@ -196,11 +196,11 @@ mount_data_volume() {
   chmod 0700 "$SAFEKEEP_DATA_MOUNT" "$SAFEKEEP_DATA_DIR"
 }
 
-# write_secret_field SECRET_ARN FIELD FILE [optional]: write one JSON field of a
-# secret to FILE (owner safekeep, mode 600), replacing it atomically so the
-# node's reload never reads half a file.
+# write_secret_field SECRET_ARN FIELD FILE: write one JSON field of a secret to
+# FILE (owner safekeep, mode 600), replacing it atomically so the node's reload
+# never reads half a file.
 write_secret_field() {
-  local arn="$1" field="$2" file="$3" optional="${4:-}" tmp
+  local arn="$1" field="$2" file="$3" tmp
   tmp=$(mktemp "$SAFEKEEP_TLS_DIR/.fetch.XXXXXX")
   if ! aws_cli secretsmanager get-secret-value --secret-id "$arn" --query SecretString --output text |
     python3 -c 'import json, sys
@@ -209,9 +209,6 @@ if not value:
     sys.exit(3)
 sys.stdout.write(value)' "$field" >"$tmp"; then
     rm -f "$tmp"
-    if [ -n "$optional" ]; then
-      return 1
-    fi
     die "secret $arn has no field $field yet: write it with aws secretsmanager put-secret-value"
   fi
   chown "$NODE_USER:$NODE_USER" "$tmp"
@@ -224,8 +221,8 @@ fetch_tls() {
   write_secret_field "$SAFEKEEP_TLS_SECRET_ARN" cert_pem "$SAFEKEEP_TLS_DIR/node.pem"
   write_secret_field "$SAFEKEEP_TLS_SECRET_ARN" key_pem "$SAFEKEEP_TLS_DIR/node.key"
   write_secret_field "$SAFEKEEP_CA_SECRET_ARN" ca_pem "$SAFEKEEP_TLS_DIR/ca.pem"
-  if write_secret_field "$SAFEKEEP_CA_SECRET_ARN" client_ca_pem "$SAFEKEEP_TLS_DIR/client-ca.pem" optional; then
-    log "client CA present in the CA secret (set tls.client_ca to use it)"
+  if [ "$SAFEKEEP_TLS_CLIENT_CA" = "true" ]; then
+    write_secret_field "$SAFEKEEP_CA_SECRET_ARN" client_ca_pem "$SAFEKEEP_TLS_DIR/client-ca.pem"
   fi
   log "TLS files fetched"
 }
