@@ -12,7 +12,7 @@
 #   and interface attach to one instance at a time).
 # Before each start of safekeep-node, safekeep-prepare (files/safekeep-prepare.sh,
 # run by the unit's AWS drop-in) installs the release binary, attaches the
-# slot's interface and volume, fetches the TLS files and starts the CloudWatch
+# slot's interface and volume, downloads the TLS files and starts the CloudWatch
 # agent.
 #
 # A slot's node id changes only when its generation (node_generations) is
@@ -119,8 +119,8 @@ locals {
     })
   }
 
-  slot_env = {
-    for key, slot in local.slots : key => templatefile("${path.module}/templates/slot.env.tftpl", {
+  slot_conf = {
+    for key, slot in local.slots : key => templatefile("${path.module}/templates/slot.conf.tftpl", {
       cluster            = var.name
       slot               = key
       node_id            = slot.node_id
@@ -243,7 +243,7 @@ data "cloudinit_config" "node" {
         { path = "/etc/systemd/system/safekeep-tls-refresh.timer", permissions = "0644", content = file("${path.module}/files/safekeep-tls-refresh.timer") },
         { path = "/etc/logrotate.d/safekeep", permissions = "0644", content = file("${path.module}/files/logrotate-safekeep") },
         { path = "/usr/local/sbin/safekeep-prepare", permissions = "0755", content = file("${path.module}/files/safekeep-prepare.sh") },
-        { path = "${local.config_dir}/slot.env", permissions = "0644", content = local.slot_env[each.key] },
+        { path = "${local.config_dir}/slot.conf", permissions = "0644", content = local.slot_conf[each.key] },
         { path = "${local.config_dir}/node.toml", permissions = "0644", content = local.node_toml[each.key] },
         { path = "${local.config_dir}/amazon-cloudwatch-agent.json", permissions = "0644", content = local.cw_agent_config[each.key] },
         { path = "${local.config_dir}/prometheus.yaml", permissions = "0644", content = local.prometheus_config[each.key] },

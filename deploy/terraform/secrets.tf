@@ -24,7 +24,7 @@ resource "aws_secretsmanager_secret" "ca" {
 }
 
 resource "aws_secretsmanager_secret" "node_tls" {
-  #checkov:skip=CKV2_AWS_57:Node certificates are issued by the operator's PKI and rotated by writing a new version (put-secret-value); nodes fetch it hourly and reload without a restart. A Secrets Manager rotation function cannot issue certificates from that CA.
+  #checkov:skip=CKV2_AWS_57:Node certificates are issued by the operator's PKI and rotated by writing a new version (put-secret-value); nodes download it hourly and reload without a restart. A Secrets Manager rotation function cannot issue certificates from that CA.
   for_each = local.slots
 
   name                    = "safekeep/${var.name}/node-${each.value.node_id}/tls"

@@ -1,21 +1,21 @@
 #!/usr/bin/env bash
 # safekeep-prepare: readies an Amazon Linux 2023 instance of the deploy/terraform
-# module for its node slot. Reads the slot's identity from /etc/safekeep/slot.env
+# module for its node slot. Reads the slot's identity from /etc/safekeep/slot.conf
 # (identifiers only; secrets come from Secrets Manager at run time).
 #
 #   safekeep-prepare boot   install the release binary (SHA-256 checked), attach
 #                           the slot's network interface and data volume, mount
 #                           it (formatting only a blank volume, and only for a
-#                           node id never claimed before), fetch the TLS files,
+#                           node id never claimed before), download the TLS files,
 #                           start the CloudWatch agent
-#   safekeep-prepare tls    fetch the TLS files again (certificate rotation)
+#   safekeep-prepare tls    download the TLS files again (certificate rotation)
 #
 # Every step is idempotent: the node unit's AWS drop-in runs `boot` before every
 # start of the node, and the hourly safekeep-tls-refresh timer runs `tls`.
 # Every wait is bounded; on failure the unit retries the start.
 set -euo pipefail
 
-readonly SLOT_ENV=/etc/safekeep/slot.env
+readonly SLOT_CONF=/etc/safekeep/slot.conf
 readonly NODE_BINARY=/usr/local/bin/safekeep-node
 readonly NODE_USER=safekeep
 readonly CW_AGENT_CTL=/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl
@@ -32,7 +32,7 @@ readonly IMDS=http://169.254.169.254
 readonly IMDS_TOKEN_TTL_SECONDS=300
 
 # shellcheck source=/dev/null
-. "$SLOT_ENV"
+. "$SLOT_CONF"
 
 log() {
   printf '%s safekeep-prepare[slot %s node %s]: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
@@ -201,7 +201,7 @@ mount_data_volume() {
 # never reads half a file.
 write_secret_field() {
   local arn="$1" field="$2" file="$3" tmp
-  tmp=$(mktemp "$SAFEKEEP_TLS_DIR/.fetch.XXXXXX")
+  tmp=$(mktemp "$SAFEKEEP_TLS_DIR/.download.XXXXXX")
   if ! aws_cli secretsmanager get-secret-value --secret-id "$arn" --query SecretString --output text |
     python3 -c 'import json, sys
 value = json.load(sys.stdin).get(sys.argv[1])
@@ -224,7 +224,7 @@ fetch_tls() {
   if [ "$SAFEKEEP_TLS_CLIENT_CA" = "true" ]; then
     write_secret_field "$SAFEKEEP_CA_SECRET_ARN" client_ca_pem "$SAFEKEEP_TLS_DIR/client-ca.pem"
   fi
-  log "TLS files fetched"
+  log "TLS files downloaded"
 }
 
 start_cloudwatch_agent() {
