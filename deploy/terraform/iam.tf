@@ -109,6 +109,13 @@ data "aws_iam_policy_document" "node" {
   }
 
   statement {
+    sid       = "CheckTheKeyAtStart"
+    effect    = "Allow"
+    actions   = ["kms:DescribeKey"]
+    resources = [aws_kms_key.this.arn]
+  }
+
+  statement {
     sid       = "WrapTenantDataKeys"
     effect    = "Allow"
     actions   = ["kms:Encrypt", "kms:Decrypt"]

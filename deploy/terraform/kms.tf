@@ -122,6 +122,17 @@ data "aws_iam_policy_document" "kms" {
   }
 
   statement {
+    sid    = "NodesCheckTheKeyAtStart"
+    effect = "Allow"
+    principals {
+      type        = "AWS"
+      identifiers = [for key, role in aws_iam_role.node : role.arn]
+    }
+    actions   = ["kms:DescribeKey"]
+    resources = ["*"]
+  }
+
+  statement {
     sid    = "CloudWatchLogsForThisCluster"
     effect = "Allow"
     principals {

@@ -305,7 +305,7 @@ variable "kms_key_deletion_window_days" {
 variable "kms_encryption_context_keys" {
   description = "Encryption context keys the node's KMS key provider sends when wrapping and unwrapping tenant data keys; direct Encrypt and Decrypt calls are allowed only with exactly these keys."
   type        = list(string)
-  default     = ["tenant", "version"]
+  default     = ["purpose", "tenant", "version"]
 }
 
 variable "autoscaling_service_role_arn" {
