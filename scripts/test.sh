@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs every check CI runs: formatting, lints, and the whole test suite
-# (unit tests, openraft's storage conformance suite, multi-node cluster tests
-# on loopback with real RocksDB, and the CLI against a test server).
+# Runs every check CI runs: the deploy files checked offline (Terraform,
+# systemd, alert rules, dashboard), formatting, lints, and the whole test
+# suite (unit tests, openraft's storage conformance suite, multi-node cluster
+# tests on loopback with real RocksDB, the CLI against a test server, the
+# turmoil simulations, and the KMS key provider against a local emulator).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
