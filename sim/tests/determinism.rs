@@ -1,6 +1,6 @@
-//! A seed fixes a run's fault schedule and every client's sequence of
-//! operations: the same seed, run in two separate processes, yields the same
-//! fault trace and the same issued operations (as far as both runs got).
+//! A seed fixes a run: the same seed, run in two separate processes, yields
+//! the same fault trace, the same issued operations, and the same history
+//! (every operation's outcome at the same simulated times).
 
 use std::process::Command;
 
@@ -27,7 +27,7 @@ fn trace_of_run(seed: u64, dir: &std::path::Path, name: &str) -> serde_json::Val
 }
 
 #[test]
-fn one_seed_replays_the_same_faults_and_workload_in_two_processes() {
+fn one_seed_replays_the_same_faults_workload_and_history_in_two_processes() {
     let dir = tempfile::TempDir::new().unwrap();
     let first = trace_of_run(11, dir.path(), "first.json");
     let second = trace_of_run(11, dir.path(), "second.json");
@@ -47,4 +47,17 @@ fn one_seed_replays_the_same_faults_and_workload_in_two_processes() {
         );
         assert_eq!(a[..common], b[..common], "client {client} issued different operations");
     }
+    let (a, b) = (
+        first["outcomes"].as_array().unwrap(),
+        second["outcomes"].as_array().unwrap(),
+    );
+    assert!(
+        a.len() > MIN_COMMON_OPERATIONS,
+        "the history has {} operations",
+        a.len()
+    );
+    if let Some(at) = a.iter().zip(b).position(|(x, y)| x != y) {
+        panic!("histories part at operation {at}:\n  {}\n  {}", a[at], b[at]);
+    }
+    assert_eq!(a.len(), b.len(), "histories differ in length");
 }
