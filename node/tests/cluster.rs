@@ -266,3 +266,63 @@ async fn readyz_flips_to_503_on_a_node_cut_off_from_the_leader_and_back_to_200()
     .await;
     cluster.shutdown().await;
 }
+
+/// A node that restarts may have acknowledged the leader just before it
+/// stopped; the leader serves lease reads on that acknowledgement. The node
+/// must not vote for anyone else until such a lease has run out (the longest
+/// election timeout), or two leaders could serve reads at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_node_casts_no_vote_until_any_lease_it_granted_has_expired() {
+    use safekeep_api::v1::RaftMessage;
+    use safekeep_api::v1::peer_client::PeerClient;
+    use safekeep_node::raft::TypeConfig;
+
+    // A lease long enough that the refusal is seen even on a loaded machine.
+    const LEASE_MS: u64 = 5_000;
+    let mut cluster = TestCluster::start(3, |c| c.raft.election_max_ms = LEASE_MS).await;
+    let leader = cluster.leader().await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let candidate = (1..=3).find(|id| *id != leader && *id != follower).unwrap();
+    cluster.stop(follower).await;
+    cluster.restart(follower).await;
+    let restarted = std::time::Instant::now();
+
+    let mut peer = PeerClient::connect(format!("http://{}", cluster.addresses[&follower].peer))
+        .await
+        .unwrap();
+    let term = cluster.nodes[&leader].consensus().view().term;
+    let request = openraft::raft::VoteRequest::<TypeConfig>::new(
+        openraft::alias::VoteOf::<TypeConfig>::new(term, candidate),
+        None,
+    );
+    let payload = postcard::to_allocvec(&request).unwrap();
+    let vote = peer
+        .vote(RaftMessage {
+            payload: payload.clone(),
+        })
+        .await
+        .unwrap_err();
+    let pre_vote = peer
+        .pre_vote(RaftMessage {
+            payload: payload.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        restarted.elapsed() < std::time::Duration::from_millis(LEASE_MS),
+        "the refusals were asked for within the lease"
+    );
+    for status in [vote, pre_vote] {
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(status.message().contains("casts no vote"), "{status:?}");
+    }
+    // Once the lease has run out, the node answers votes again.
+    eventually("the restarted node to answer a vote", || {
+        let mut peer = peer.clone();
+        let payload = payload.clone();
+        async move { peer.vote(RaftMessage { payload }).await.ok() }
+    })
+    .await;
+    assert!(restarted.elapsed() >= std::time::Duration::from_millis(LEASE_MS));
+    cluster.shutdown().await;
+}

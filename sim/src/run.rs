@@ -155,9 +155,8 @@ impl Faults<'_, '_> {
     /// The hosts lose power: they crash, and writes their stores had not
     /// synced are gone when they come back.
     fn lose_power(&mut self, id: u64) {
-        if !self.crashed.contains(&id) {
-            self.harness.disk(id).lose_power();
-        }
+        // A host already down still had unsynced writes in its page cache.
+        self.harness.disk(id).lose_power();
         self.crash(id);
     }
 

@@ -103,7 +103,15 @@ pub async fn start(
         require_identity: require_peer_identity,
         initial_members: config.init.iter().map(|m| m.id).collect(),
     };
-    let peer = PeerService::new(consensus.clone(), config.cluster_name.clone(), incoming, access);
+    // openraft's leader lease is the longest election timeout.
+    let leader_lease = Duration::from_millis(config.raft.election_max_ms);
+    let peer = PeerService::new(
+        consensus.clone(),
+        config.cluster_name.clone(),
+        incoming,
+        access,
+        leader_lease,
+    );
     Ok((consensus, peer))
 }
 

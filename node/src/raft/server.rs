@@ -3,6 +3,7 @@
 //! follower forwards to this node as leader.
 
 use std::io::Write;
+use std::time::Duration;
 
 use futures::StreamExt;
 use openraft::alias::SnapshotOf;
@@ -40,6 +41,8 @@ pub struct PeerService {
     cluster_name: String,
     incoming_snapshot_path: IncomingSnapshotPath,
     access: PeerAccess,
+    /// Before this instant the node casts no vote (see `refuse_votes_while_a_lease_may_live`).
+    votes_from: tokio::time::Instant,
 }
 
 impl PeerService {
@@ -48,13 +51,32 @@ impl PeerService {
         cluster_name: String,
         incoming_snapshot_path: IncomingSnapshotPath,
         access: PeerAccess,
+        leader_lease: Duration,
     ) -> Self {
         Self {
             consensus,
             cluster_name,
             incoming_snapshot_path,
             access,
+            votes_from: tokio::time::Instant::now() + leader_lease,
         }
+    }
+
+    /// A node that has just started may have acknowledged a leader shortly
+    /// before it stopped, and that leader still counts on the acknowledgement
+    /// for its lease: lease reads are served without asking anyone. A vote
+    /// for a new leader before the lease runs out would let two leaders serve
+    /// reads at once, so a started node votes only once any lease it could
+    /// have helped grant has expired. (openraft does not persist lease time.)
+    fn refuse_votes_while_a_lease_may_live(&self) -> Result<(), Status> {
+        let now = tokio::time::Instant::now();
+        if now < self.votes_from {
+            return Err(Status::unavailable(format!(
+                "this node started recently and casts no vote for another {} ms, until any leader lease it helped grant has expired",
+                (self.votes_from - now).as_millis()
+            )));
+        }
+        Ok(())
     }
 
     /// Admits a call from a member and returns the calling node's id (`None`
@@ -114,6 +136,7 @@ impl Peer for PeerService {
         let caller = self.authorize(&request)?;
         let rpc: VoteRequest<TypeConfig> = decode(&request.into_inner().payload)?;
         Self::speaks_for(caller, *rpc.vote.leader_id().node_id())?;
+        self.refuse_votes_while_a_lease_may_live()?;
         let response = self.consensus.raft().vote(rpc).await.map_err(stopped)?;
         reply(&response)
     }
@@ -122,6 +145,7 @@ impl Peer for PeerService {
         let caller = self.authorize(&request)?;
         let rpc: VoteRequest<TypeConfig> = decode(&request.into_inner().payload)?;
         Self::speaks_for(caller, *rpc.vote.leader_id().node_id())?;
+        self.refuse_votes_while_a_lease_may_live()?;
         let response = self.consensus.raft().pre_vote(rpc).await.map_err(stopped)?;
         reply(&response)
     }

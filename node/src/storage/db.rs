@@ -53,9 +53,11 @@ pub enum StoreError {
 /// The database, with a signal that fires only once it is fully closed
 /// (fields drop in order: RocksDB first, then the signal).
 ///
-/// Every write goes through `write_unsynced` or `write_synced` (or
-/// `sync_wal`), so that a simulated host can tell which writes a power loss
-/// would drop (`UnsyncedWrites`).
+/// Writes go through `write_unsynced` or `write_synced` (or `sync_wal`), so
+/// that a simulated host can tell which writes a power loss would drop
+/// (`UnsyncedWrites`). The one exception is a snapshot install's wipe and
+/// ingest, which sit between two synced writes and are redone at open if
+/// interrupted, so no power loss can split them from those writes.
 pub(crate) struct Db {
     db: DB,
     unsynced: Option<Arc<UnsyncedWrites>>,
@@ -65,33 +67,30 @@ pub(crate) struct Db {
 
 impl Db {
     /// Writes `batch` without a sync: durable only once a later sync covers it.
-    pub(crate) fn write_unsynced(&self, batch: WriteBatch) -> Result<(), rocksdb::Error> {
-        if let Some(unsynced) = &self.unsynced {
-            unsynced.before_unsynced(&self.db, &self.families, &batch)?;
+    pub(crate) fn write_unsynced(&self, batch: WriteBatch) -> std::io::Result<()> {
+        match &self.unsynced {
+            Some(unsynced) => unsynced.write(&self.db, &self.families, batch),
+            None => self.db.write(batch).map_err(io_err),
         }
-        self.db.write(batch)
     }
 
     /// Writes `batch` and syncs the write-ahead log, which makes it and every
     /// earlier write durable before this returns.
-    pub(crate) fn write_synced(&self, batch: WriteBatch) -> Result<(), rocksdb::Error> {
+    pub(crate) fn write_synced(&self, batch: WriteBatch) -> std::io::Result<()> {
         let mut options = WriteOptions::default();
         options.set_sync(true);
-        self.db.write_opt(batch, &options)?;
-        self.after_sync();
-        Ok(())
+        self.synced(|| self.db.write_opt(batch, &options).map_err(io_err))
     }
 
     /// Syncs the write-ahead log: every write so far is durable.
-    pub(crate) fn sync_wal(&self) -> Result<(), rocksdb::Error> {
-        self.db.flush_wal(true)?;
-        self.after_sync();
-        Ok(())
+    pub(crate) fn sync_wal(&self) -> std::io::Result<()> {
+        self.synced(|| self.db.flush_wal(true).map_err(io_err))
     }
 
-    fn after_sync(&self) {
-        if let Some(unsynced) = &self.unsynced {
-            unsynced.synced();
+    fn synced(&self, sync: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
+        match &self.unsynced {
+            Some(unsynced) => unsynced.sync(sync),
+            None => sync(),
         }
     }
 }

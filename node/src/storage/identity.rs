@@ -35,5 +35,5 @@ pub(crate) fn save(db: &Db, identity: &Identity) -> Result<(), StoreError> {
     let bytes = serde_json::to_vec(identity).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let mut batch = WriteBatch::default();
     batch.put_cf(cf(db, CF_META), IDENTITY_KEY, bytes);
-    db.write_synced(batch).map_err(|e| StoreError::Corrupt(e.into_string()))
+    db.write_synced(batch).map_err(StoreError::Io)
 }

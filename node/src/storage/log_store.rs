@@ -135,7 +135,11 @@ fn run_syncer(db: &Db, queue: &mpsc::Receiver<Flushed>) {
         }
         let result = db.sync_wal();
         for callback in group {
-            callback.io_completed(result.clone().map_err(io_err));
+            let outcome = match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+            };
+            callback.io_completed(outcome);
         }
     }
 }
@@ -219,14 +223,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &VoteOf<TypeConfig>) -> Result<(), io::Error> {
         let mut batch = WriteBatch::default();
         batch.put_cf(cf(&self.db, CF_META), VOTE_KEY, Self::encode(vote)?);
-        self.db.write_synced(batch).map_err(io_err)
+        self.db.write_synced(batch)
     }
 
     async fn save_committed(&mut self, committed: Option<LogIdOf<TypeConfig>>) -> Result<(), io::Error> {
         // Not synced: a lost committed index is only re-learned from the leader.
         let mut batch = WriteBatch::default();
         batch.put_cf(cf(&self.db, CF_META), COMMITTED_KEY, Self::encode(&committed)?);
-        self.db.write_unsynced(batch).map_err(io_err)
+        self.db.write_unsynced(batch)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogIdOf<TypeConfig>>, io::Error> {
@@ -243,7 +247,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for entry in entries {
             batch.put_cf(log, index_key(entry.index()), Self::encode(&entry)?);
         }
-        self.db.write_unsynced(batch).map_err(io_err)?;
+        self.db.write_unsynced(batch)?;
         match &self.syncer {
             Some(syncer) => syncer.send(callback),
             // A deliberate bug for the simulation to catch: the append is
@@ -253,7 +257,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 Ok(())
             }
             None => {
-                callback.io_completed(self.db.sync_wal().map_err(io_err));
+                callback.io_completed(self.db.sync_wal());
                 Ok(())
             }
         }
@@ -265,7 +269,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(cf(&self.db, CF_LOG), index_key(from), index_key(u64::MAX));
         batch.delete_cf(cf(&self.db, CF_LOG), index_key(u64::MAX));
-        self.db.write_synced(batch).map_err(io_err)
+        self.db.write_synced(batch)
     }
 
     async fn purge(&mut self, log_id: LogIdOf<TypeConfig>) -> Result<(), io::Error> {
@@ -274,7 +278,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         batch.put_cf(cf(&self.db, CF_META), LAST_PURGED_KEY, Self::encode(&log_id)?);
         batch.delete_range_cf(cf(&self.db, CF_LOG), index_key(0), index_key(log_id.index() + 1));
-        self.db.write_synced(batch).map_err(io_err)
+        self.db.write_synced(batch)
     }
 }
 

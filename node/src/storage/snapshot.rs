@@ -188,7 +188,7 @@ impl SnapshotDir {
         let mut batch = WriteBatch::default();
         self.set_current(db, &file_name, &meta, &mut batch)?;
         // Synced together with the WAL, so the state the snapshot covers is durable too.
-        db.write_synced(batch).map_err(io_err)?;
+        db.write_synced(batch)?;
         self.remove_stale(db, false)?;
         Ok((meta, SnapshotFile::open(path)?))
     }
@@ -210,12 +210,12 @@ impl SnapshotDir {
         let mut batch = WriteBatch::default();
         self.set_current(db, &file_name, meta, &mut batch)?;
         batch.put_cf(cf(db, CF_META), INSTALLING_KEY, file_name.as_bytes());
-        db.write_synced(batch).map_err(io_err)?;
+        db.write_synced(batch)?;
 
         self.ingest(db, &file_name)?;
         let mut unmark = WriteBatch::default();
         unmark.delete_cf(cf(db, CF_META), INSTALLING_KEY);
-        db.write_synced(unmark).map_err(io_err)?;
+        db.write_synced(unmark)?;
         self.remove_stale(db, false)
     }
 
@@ -229,7 +229,7 @@ impl SnapshotDir {
         self.ingest(db, &file_name)?;
         let mut unmark = WriteBatch::default();
         unmark.delete_cf(cf(db, CF_META), INSTALLING_KEY);
-        db.write_synced(unmark).map_err(io_err)?;
+        db.write_synced(unmark)?;
         Ok(true)
     }
 

@@ -207,7 +207,7 @@ impl StateMachineStore {
         // Every snapshot then holds at least this key (an SST cannot be empty).
         let mut format = WriteBatch::default();
         format.put_cf(cf(&db, CF_SM), meta_key(FORMAT_KEY), FORMAT_VERSION.to_be_bytes());
-        db.write_unsynced(format).map_err(io_err)?;
+        db.write_unsynced(format)?;
         snapshots.remove_stale(&db, true)?;
         let mut store = Self {
             db,
@@ -489,7 +489,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta_key(LOG_CLOCK_KEY),
             postcard::to_allocvec(&self.log_clock_ms).map_err(decode_err)?,
         );
-        self.db.write_unsynced(batch).map_err(io_err)?;
+        self.db.write_unsynced(batch)?;
         metrics::histogram!(crate::metrics_names::APPLY_SECONDS).record(started.elapsed().as_secs_f64());
         for (responder, response) in replies {
             responder.send(response);

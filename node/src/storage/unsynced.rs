@@ -14,11 +14,12 @@
 //! Production stores never carry one: this exists for the simulation, where a
 //! crash otherwise keeps whatever RocksDB wrote to the (real) file system.
 
+use std::io;
 use std::sync::Mutex;
 
 use rocksdb::{DB, WriteBatch, WriteBatchIteratorCf};
 
-use super::db::{CF_LOG, CF_META, CF_SM, cf};
+use super::db::{CF_LOG, CF_META, CF_SM, cf, io_err};
 
 /// The column families a write may touch, which the undo names by RocksDB id.
 const FAMILIES: [&str; 3] = [CF_META, CF_LOG, CF_SM];
@@ -67,6 +68,14 @@ impl WriteBatchIteratorCf for Touched {
     }
 }
 
+/// An error for a write the record cannot undo.
+fn unsupported(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("unsynced-write tracking cannot undo {what}"),
+    )
+}
+
 /// RocksDB's ids of the store's column families, learnt by writing a probe
 /// into a batch (never into the database) and reading the id back.
 pub(crate) fn family_ids(db: &DB) -> Vec<(u32, &'static str)> {
@@ -107,31 +116,40 @@ impl UnsyncedWrites {
         self.state().dropped
     }
 
-    /// Saves the undo of `batch`, which is about to be written without a sync.
+    /// Writes `batch` without a sync, saving its undo first. The lock is held
+    /// across the write so the record's order is the write-ahead log's.
     /// A key the batch touches twice is undone to its value before the batch.
-    pub(crate) fn before_unsynced(
-        &self,
-        db: &DB,
-        families: &[(u32, &'static str)],
-        batch: &WriteBatch,
-    ) -> Result<(), rocksdb::Error> {
+    /// A batch the record cannot undo (a range deletion) is refused rather
+    /// than half recorded.
+    pub(crate) fn write(&self, db: &DB, families: &[(u32, &'static str)], batch: WriteBatch) -> io::Result<()> {
         let mut touched = Touched { keys: Vec::new() };
         batch.iterate_cf(&mut touched);
+        if touched.keys.len() != batch.len() {
+            return Err(unsupported("a write batch with range deletions"));
+        }
+        let mut state = self.state();
         let mut undo = Vec::with_capacity(touched.keys.len());
         for (id, key) in touched.keys {
-            let Some(family) = families.iter().find(|(known, _)| *known == id).map(|(_, name)| *name) else {
-                continue;
-            };
-            let previous = db.get_cf(cf(db, family), &key)?;
+            let family = families
+                .iter()
+                .find(|(known, _)| *known == id)
+                .map(|(_, name)| *name)
+                .ok_or_else(|| unsupported("a write to an unknown column family"))?;
+            let previous = db.get_cf(cf(db, family), &key).map_err(io_err)?;
             undo.push(Undo { family, key, previous });
         }
-        self.state().pending.extend(undo);
+        db.write(batch).map_err(io_err)?;
+        state.pending.extend(undo);
         Ok(())
     }
 
-    /// A sync made every earlier write durable.
-    pub(crate) fn synced(&self) {
-        self.state().pending.clear();
+    /// Runs `sync`, which makes every write before it durable, and forgets
+    /// their undo; writes recorded while it runs stay pending.
+    pub(crate) fn sync(&self, sync: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
+        let covered = self.state().pending.len();
+        sync()?;
+        self.state().pending.drain(..covered);
+        Ok(())
     }
 
     /// At open: after a power loss, puts the store back to its last synced
@@ -221,6 +239,20 @@ mod tests {
         assert_eq!(get(&store, CF_SM, b"x").as_deref(), Some(&b"1"[..]));
         assert_eq!(get(&store, CF_META, b"vote").as_deref(), Some(&b"7"[..]));
         assert_eq!(get(&store, CF_SM, b"y"), None);
+    }
+
+    #[test]
+    fn a_batch_it_cannot_undo_is_refused_and_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let unsynced = Arc::new(UnsyncedWrites::new());
+        let store = open(dir.path(), &unsynced);
+        store.db().write_synced(put(CF_SM, &store, b"a", b"1")).unwrap();
+        let mut batch = put(CF_SM, &store, b"b", b"1");
+        batch.delete_range_cf(cf(store.db(), CF_SM), b"a", b"z");
+        let error = store.db().write_unsynced(batch).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::Unsupported, "{error}");
+        assert_eq!(get(&store, CF_SM, b"a").as_deref(), Some(&b"1"[..]));
+        assert_eq!(get(&store, CF_SM, b"b"), None);
     }
 
     #[test]
