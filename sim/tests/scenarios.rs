@@ -7,7 +7,7 @@ use safekeep_sim::{RunConfig, Scenario, Topology, run};
 
 /// Seeds every scenario runs with in the test suite. Seeds that once failed
 /// are added here and stay as regression tests.
-const SEEDS: &[u64] = &[1];
+const SEEDS: &[u64] = &[1, 2, 3];
 
 fn check(scenario: Scenario, topology: Topology, seed: u64) {
     let config = RunConfig {

@@ -26,6 +26,9 @@ use crate::storage::command::{Command, CommandResponse};
 use safekeep_api::v1::{RaftMessage, ReadIndexRequest};
 
 /// Most times one request is routed again after the leader it was sent to stepped down.
+/// Marks a membership change one node forwarded to the leader: the receiver
+/// applies it as leader or refuses, and never forwards it again.
+pub(crate) const FORWARDED_METADATA: &str = "x-safekeep-forwarded";
 const MAX_ROUTE_ATTEMPTS: usize = 5;
 /// How often a waiting request looks for a new leader.
 const LEADER_POLL_INTERVAL: Duration = Duration::from_millis(20);
@@ -462,7 +465,8 @@ impl Consensus {
         }
     }
 
-    /// Changes membership through the leader wherever it is.
+    /// Changes membership through the leader wherever it is (a node that is
+    /// not the leader forwards the change once, marked `FORWARDED_METADATA`).
     pub async fn change_membership(&self, change: MembershipChange) -> Result<Vec<MemberView>, ConsensusError> {
         // A change still committing (such as a new leader's first membership
         // entry) is waited out, bounded like a leader election.
@@ -474,7 +478,9 @@ impl Consensus {
                 Route::Remote(leader, node) => {
                     let payload = encode(&change).map_err(|e| ConsensusError::Internal(e.to_string()))?;
                     let reply = self
-                        .forward(leader, &node, payload, |mut c, r| async move {
+                        .forward(leader, &node, payload, |mut c, mut r| async move {
+                            r.metadata_mut()
+                                .insert(FORWARDED_METADATA, tonic::metadata::MetadataValue::from_static("1"));
                             c.change_membership(r).await
                         })
                         .await?;

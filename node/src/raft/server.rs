@@ -15,7 +15,7 @@ use safekeep_api::v1::{
 use tonic::{Request, Response, Status, Streaming};
 
 use super::codec::{decode, encode};
-use super::consensus::{Consensus, ConsensusError, MembershipChange};
+use super::consensus::{Consensus, ConsensusError, FORWARDED_METADATA, MembershipChange};
 use super::network::SnapshotHeader;
 use super::types::{NodeId, TypeConfig};
 use crate::storage::SnapshotFile;
@@ -247,8 +247,14 @@ impl Peer for PeerService {
 
     async fn change_membership(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         self.authorize(&request)?;
+        let forwarded = request.metadata().contains_key(FORWARDED_METADATA);
         let change: MembershipChange = decode(&request.get_ref().payload)?;
-        let result = self.consensus.change_membership_as_leader(change).await;
+        // A joining node asks the seed it was given, which may not lead: the
+        // seed passes the change on to the leader, once.
+        let result = match forwarded {
+            true => self.consensus.change_membership_as_leader(change).await,
+            false => self.consensus.change_membership(change).await,
+        };
         reply(&result)
     }
 
