@@ -108,7 +108,12 @@ pub struct NodeEnvironment {
     pub rng_seed: Option<u64>,
     /// Records unsynced writes so a simulated power loss can drop them.
     pub unsynced_writes: Option<Arc<UnsyncedWrites>>,
+    /// The wall clock stamped on proposals: the system's, or simulated time.
+    pub wall_clock: WallClock,
 }
+
+/// Reads the wall clock; a plain function so the simulation can pass its own.
+pub type WallClock = fn() -> std::time::SystemTime;
 
 impl Default for NodeEnvironment {
     fn default() -> Self {
@@ -117,6 +122,7 @@ impl Default for NodeEnvironment {
             log_sync: LogSync::GroupCommit,
             rng_seed: None,
             unsynced_writes: None,
+            wall_clock: std::time::SystemTime::now,
         }
     }
 }
@@ -218,8 +224,7 @@ impl Node {
         )?;
         let store_closed = store.close_watch();
         let rng_seed = environment.rng_seed.unwrap_or_else(rand::random);
-        let (consensus, peer_service) =
-            raft::start(&config, &store, environment.transport.clone(), tls.clone(), rng_seed).await?;
+        let (consensus, peer_service) = raft::start(&config, &store, &environment, tls.clone(), rng_seed).await?;
         drop(store);
         if let Some(keys) = &data_keys {
             let tenants = consensus.reader().tenants().map_err(StoreError::Io)?;

@@ -21,8 +21,9 @@ use super::codec::{decode, encode};
 use super::types::{NodeId, NodeInfo, SafekeepRaft};
 use crate::admin::placement::{self, Voter};
 use crate::metrics_names;
-use crate::storage::RecordReader;
+use crate::node::WallClock;
 use crate::storage::command::{Command, CommandResponse};
+use crate::storage::{LogFingerprints, RecordReader};
 use safekeep_api::v1::{RaftMessage, ReadIndexRequest};
 
 /// Most times one request is routed again after the leader it was sent to stepped down.
@@ -160,7 +161,16 @@ pub struct Consensus {
     peers: PeerChannels,
     limits: RoutingLimits,
     last_leader_contact: Arc<Mutex<Option<Instant>>>,
-    reader: RecordReader,
+    replica: ReplicaHandles,
+}
+
+/// What the consensus handle keeps of its own replica: a reader of records,
+/// fingerprints of its log, and the wall clock it stamps proposals with.
+#[derive(Clone)]
+pub(crate) struct ReplicaHandles {
+    pub reader: RecordReader,
+    pub log: LogFingerprints,
+    pub wall_clock: WallClock,
 }
 
 enum Route {
@@ -168,8 +178,8 @@ enum Route {
     Remote(NodeId, NodeInfo),
 }
 
-fn now_ms() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+fn millis_since_epoch(clock: WallClock) -> i64 {
+    let now = clock().duration_since(std::time::UNIX_EPOCH);
     now.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
@@ -201,7 +211,7 @@ impl Consensus {
         raft: SafekeepRaft,
         peers: PeerChannels,
         limits: RoutingLimits,
-        reader: RecordReader,
+        replica: ReplicaHandles,
     ) -> Self {
         Self {
             id,
@@ -209,13 +219,19 @@ impl Consensus {
             peers,
             limits,
             last_leader_contact: Arc::new(Mutex::new(None)),
-            reader,
+            replica,
         }
+    }
+
+    /// Fingerprints of this node's stored log entries, for checks that
+    /// compare committed entries across replicas.
+    pub fn log_fingerprints(&self) -> &LogFingerprints {
+        &self.replica.log
     }
 
     /// Reads records from this node's replica (after a `read_barrier`).
     pub fn reader(&self) -> &RecordReader {
-        &self.reader
+        &self.replica.reader
     }
 
     /// Connections to other nodes' peer channels.
@@ -317,7 +333,7 @@ impl Consensus {
 
     /// Proposes on this node, which must be the leader.
     pub(crate) async fn propose_as_leader(&self, mut command: Command) -> Result<Applied, ConsensusError> {
-        command.proposed_at_ms = now_ms();
+        command.proposed_at_ms = millis_since_epoch(self.replica.wall_clock);
         let started = Instant::now();
         let result = self.raft.client_write(command).await;
         metrics::histogram!(metrics_names::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use bootstrap::BootstrapError;
+use consensus::ReplicaHandles;
 pub use consensus::{
     Applied, ClusterView, Consensus, ConsensusError, LeaderHint, MemberView, MembershipChange, ReadLevel, Role,
     RoutingLimits,
@@ -24,9 +25,9 @@ pub use server::PeerService;
 pub use types::{NodeId, NodeInfo, TypeConfig};
 
 use crate::config::NodeConfig;
+use crate::node::NodeEnvironment;
 use crate::storage::{Store, StoreError};
 use crate::tls::LoadedTls;
-use crate::transport::Transport;
 use tokio::sync::watch;
 
 /// Why consensus could not start.
@@ -69,10 +70,11 @@ fn raft_config(config: &NodeConfig) -> Result<openraft::Config, RaftStartError> 
 pub async fn start(
     config: &NodeConfig,
     store: &Store,
-    transport: Arc<dyn Transport>,
+    environment: &NodeEnvironment,
     tls: Option<watch::Receiver<Arc<LoadedTls>>>,
     rng_seed: u64,
 ) -> Result<(Consensus, PeerService), RaftStartError> {
+    let transport = environment.transport.clone();
     let raft_config = Arc::new(raft_config(config)?);
     let require_peer_identity = tls.is_some();
     let channels = channels::PeerChannels::new(transport, tls);
@@ -93,7 +95,12 @@ pub async fn start(
         ready_max_leader_silence: Duration::from_millis(config.raft.election_max_ms * 2),
         ready_max_apply_lag: crate::config::DEFAULT_READY_MAX_APPLY_LAG,
     };
-    let consensus = Consensus::new(config.id, raft, channels, limits, reader);
+    let replica = ReplicaHandles {
+        reader,
+        log: store.log_fingerprints(),
+        wall_clock: environment.wall_clock,
+    };
+    let consensus = Consensus::new(config.id, raft, channels, limits, replica);
     metrics_watch::spawn(consensus.clone(), config);
     let incoming = {
         let store_paths = store.snapshot_inbox();

@@ -220,6 +220,11 @@ impl Store {
         LogStore::new(self.db.clone(), self.log_sync)
     }
 
+    /// A reader of log entry fingerprints, for checks that compare replicas.
+    pub fn log_fingerprints(&self) -> super::log_store::LogFingerprints {
+        super::log_store::LogFingerprints::new(self.db.clone())
+    }
+
     /// The directory snapshot files are received into.
     pub fn snapshot_inbox(&self) -> super::snapshot::SnapshotDir {
         super::snapshot::SnapshotDir::new(self.data_dir.join(SNAPSHOT_DIR))

@@ -4,7 +4,8 @@
 //! before `save_vote` returns. Appends are written unsynced and handed to one
 //! sync thread, which takes every append queued so far, syncs the write-ahead
 //! log once for all of them (group commit) and only then tells openraft they
-//! are flushed, in order. Simulation syncs inline instead (`LogSync::Inline`).
+//! are flushed, in order. Simulation syncs inline instead (`LogSync::Inline`);
+//! both modes acknowledge through the same `flush_group`.
 
 use std::fmt::Debug;
 use std::io;
@@ -79,6 +80,55 @@ impl Drop for Syncer {
     }
 }
 
+/// One stored log entry reduced to what replicas must agree on once it is
+/// committed: its index, its term and a hash of its encoded bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryFingerprint {
+    pub index: u64,
+    pub term: u64,
+    pub hash: u64,
+}
+
+/// Reads fingerprints of the entries a replica still holds, so a checker can
+/// compare committed entries across replicas. Read-only; holds no sync thread.
+#[derive(Clone)]
+pub struct LogFingerprints {
+    db: Arc<Db>,
+}
+
+impl LogFingerprints {
+    pub(crate) fn new(db: Arc<Db>) -> Self {
+        Self { db }
+    }
+
+    /// Fingerprints of the stored entries with index in `range`, in order;
+    /// entries already purged (covered by a snapshot) are simply absent.
+    pub fn read(&self, range: std::ops::RangeInclusive<u64>) -> io::Result<Vec<EntryFingerprint>> {
+        use std::hash::{DefaultHasher, Hasher};
+        let mut fingerprints = Vec::new();
+        let iter = self.db.iterator_cf(
+            cf(&self.db, CF_LOG),
+            IteratorMode::From(&index_key(*range.start()), Direction::Forward),
+        );
+        for item in iter {
+            let (key, value) = item.map_err(io_err)?;
+            let index = index_of(&key)?;
+            if !range.contains(&index) {
+                break;
+            }
+            let entry: EntryOf<TypeConfig> = postcard::from_bytes(&value).map_err(decode_err)?;
+            let mut hasher = DefaultHasher::new();
+            hasher.write(&value);
+            fingerprints.push(EntryFingerprint {
+                index,
+                term: entry.log_id().leader_id.term,
+                hash: hasher.finish(),
+            });
+        }
+        Ok(fingerprints)
+    }
+}
+
 fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
@@ -133,14 +183,27 @@ fn run_syncer(db: &Db, queue: &mpsc::Receiver<Flushed>) {
                 Err(_) => break,
             }
         }
-        let result = db.sync_wal();
-        for callback in group {
-            let outcome = match &result {
-                Ok(()) => Ok(()),
-                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-            };
-            callback.io_completed(outcome);
-        }
+        flush_group(db, group);
+    }
+}
+
+/// Syncs the write-ahead log once, then tells openraft each append in
+/// `group` is flushed, in order. Both sync modes end here, so the simulation
+/// runs the same acknowledgement code as production.
+fn flush_group(db: &Db, group: Vec<Flushed>) {
+    let result = if cfg!(feature = "fault-ack-before-sync") {
+        // A deliberate bug for the simulation to catch: the appends are
+        // acknowledged as flushed, but never synced.
+        Ok(())
+    } else {
+        db.sync_wal()
+    };
+    for callback in group {
+        let outcome = match &result {
+            Ok(()) => Ok(()),
+            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+        };
+        callback.io_completed(outcome);
     }
 }
 
@@ -250,14 +313,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.db.write_unsynced(batch)?;
         match &self.syncer {
             Some(syncer) => syncer.send(callback),
-            // A deliberate bug for the simulation to catch: the append is
-            // acknowledged as flushed, but never synced.
-            None if cfg!(feature = "fault-ack-before-sync") => {
-                callback.io_completed(Ok(()));
-                Ok(())
-            }
             None => {
-                callback.io_completed(self.db.sync_wal());
+                flush_group(&self.db, vec![callback]);
                 Ok(())
             }
         }

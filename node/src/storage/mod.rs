@@ -22,7 +22,7 @@ mod conformance_tests;
 
 pub use db::{Store, StoreCloseWatch, StoreError};
 pub use keys::KeyError;
-pub use log_store::{LogStore, LogSync};
+pub use log_store::{EntryFingerprint, LogFingerprints, LogStore, LogSync};
 pub use snapshot::{SnapshotDir, SnapshotFile};
 pub use state_machine::{ListPage, RecordReader, ReplicaDigest, StateMachineStore, StoredRecord};
 pub use unsynced::UnsyncedWrites;
