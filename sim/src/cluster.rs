@@ -128,6 +128,12 @@ pub fn replacement_config(id: u64, zone: &'static str, seed: u64, topology: Topo
     config
 }
 
+/// The wall clock of simulated time: the run's fixed epoch plus the
+/// simulated time elapsed, so proposals carry the same timestamps on replay.
+fn simulated_wall_clock() -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + turmoil::since_epoch().unwrap_or_default()
+}
+
 /// Registers a host running the node `config` describes.
 pub fn add_host(sim: &mut turmoil::Sim<'_>, config: NodeConfig, harness: &Harness) {
     let harness = harness.clone();
@@ -148,6 +154,7 @@ pub fn add_host(sim: &mut turmoil::Sim<'_>, config: NodeConfig, harness: &Harnes
                 log_sync: LogSync::Inline,
                 rng_seed: Some(harness.node_seed(id)),
                 unsynced_writes: Some(harness.disk(id)),
+                wall_clock: simulated_wall_clock,
             };
             let node = Node::start_in(config, listeners, environment).await?;
             harness

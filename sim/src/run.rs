@@ -13,7 +13,7 @@ use crate::cluster::{self, Harness, Probes};
 use crate::invariants::Sampler;
 use crate::scenario::{Fault, Scenario, Schedule, Target};
 use crate::topology::{HostSpec, Topology, host_name};
-use crate::workload::{self, WorkloadSpec};
+use crate::workload::{self, StopAt, WorkloadSpec};
 
 /// Linux's in-memory filesystem.
 const SHARED_MEMORY_DIR: &str = "/dev/shm";
@@ -27,6 +27,9 @@ const LIVENESS_WINDOW: Duration = Duration::from_secs(8);
 pub const LIVENESS_BOUND: Duration = Duration::from_secs(6);
 /// After the clients finish, every replica must converge within this long.
 const CONVERGENCE_BOUND: Duration = Duration::from_secs(20);
+/// Longest a fault aimed at the leader waits for one to be known; the rest
+/// of the schedule moves later by as much.
+const LEADER_WAIT: Duration = Duration::from_secs(10);
 /// Hard stop of any run, in simulated time.
 const MAX_SIM_TIME: Duration = Duration::from_secs(120);
 /// Clients and keys of the workload.
@@ -81,6 +84,10 @@ pub struct RunReport {
     /// Nodes that replaced a lost disk, and whether each holds a snapshot
     /// (it caught up from one rather than from the log alone).
     pub replacements: Vec<(u64, bool)>,
+    /// What the history checks (linearizability, lost writes) found.
+    pub history_check: safekeep_history::Report,
+    /// Distinct committed log entries compared across replicas.
+    pub entries_compared: usize,
 }
 
 impl RunReport {
@@ -95,11 +102,24 @@ fn views(probes: &Probes) -> Vec<ClusterView> {
     probes.values().map(|c| c.view()).collect()
 }
 
+/// The running node that leads in the highest term (a deposed leader that
+/// has not heard of the newer term yet is not the one to target).
 fn leader(probes: &Probes) -> Option<u64> {
     views(probes)
         .into_iter()
-        .find(|v| v.role == Role::Leader)
+        .filter(|v| v.role == Role::Leader)
+        .max_by_key(|v| v.term)
         .map(|v| v.node_id)
+}
+
+/// Whether `fault` is aimed at whoever leads when it strikes.
+fn targets_leader(fault: &Fault) -> bool {
+    match fault {
+        Fault::Crash(target) | Fault::PowerLoss(target) | Fault::LoseDisk(target) | Fault::Isolate(target) => {
+            matches!(target, Target::Leader | Target::LeaderZone)
+        }
+        _ => false,
+    }
 }
 
 fn resolve(target: &Target, hosts: &[HostSpec], probes: &Probes) -> Vec<u64> {
@@ -331,8 +351,8 @@ pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
     let harness = Harness::new(config.seed);
     let probes = harness.probes.clone();
     let recorder = safekeep_history::Recorder::new();
-    let healed_at = schedule.healed_at();
-    let until = healed_at + LIVENESS_WINDOW;
+    let mut healed_at = schedule.healed_at();
+    let stop_at = StopAt::new(healed_at + LIVENESS_WINDOW);
 
     let mut sim = turmoil::Builder::new()
         .rng_seed(config.seed)
@@ -346,7 +366,7 @@ pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
     let spec = WorkloadSpec {
         clients: CLIENTS,
         keys: KEYS,
-        until,
+        until: stop_at.clone(),
         seed: config.seed,
     };
     workload::add_clients(&mut sim, config.topology, &spec, &recorder);
@@ -354,7 +374,7 @@ pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
     let mut violations = Vec::new();
     let mut trace = Vec::new();
     let mut sampler = Sampler::default();
-    let mut pending = schedule.faults.iter().peekable();
+    let mut next_fault = 0;
     let mut faults = Faults {
         sim: &mut sim,
         topology: config.topology,
@@ -365,13 +385,34 @@ pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
         data_root: data_root.path().to_path_buf(),
         next_id: FIRST_REPLACEMENT_ID,
     };
+    // How much later than scheduled the faults strike, having waited for a
+    // leader to aim at; and since when the next one has been waiting.
+    let mut delay = Duration::ZERO;
+    let mut waiting_since: Option<Duration> = None;
     loop {
         let now = faults.sim.elapsed();
-        while let Some(timed) = pending.next_if(|f| f.at <= now) {
+        while let Some(timed) = schedule.faults.get(next_fault).filter(|f| f.at + delay <= now) {
+            if targets_leader(&timed.fault) && leader(&probes).is_none() {
+                let since = *waiting_since.get_or_insert(now);
+                if now - since < LEADER_WAIT {
+                    // Not yet: try again after the next step.
+                    break;
+                }
+                trace.push((now, format!("no leader after {LEADER_WAIT:?}")));
+            }
+            if let Some(since) = waiting_since.take() {
+                delay += now - since;
+                healed_at = schedule.healed_at() + delay;
+                stop_at.set(healed_at + LIVENESS_WINDOW);
+            }
             let what = faults.apply(&timed.fault);
             trace.push((now, what));
+            next_fault += 1;
         }
-        sampler.observe(&views(&probes));
+        {
+            let nodes = probes.lock().unwrap_or_else(|p| p.into_inner());
+            sampler.observe(&nodes);
+        }
         match faults.sim.step() {
             Ok(true) => break,
             Ok(false) => {}
@@ -382,15 +423,18 @@ pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
         }
     }
     // Every fault has healed by now: the cluster must converge.
-    for timed in pending {
+    for timed in &schedule.faults[next_fault..] {
         let what = faults.apply(&timed.fault);
         trace.push((faults.sim.elapsed(), what));
     }
     let converge_from = faults.sim.elapsed();
+    let members: BTreeSet<u64> = faults.hosts.iter().map(|h| h.id).collect();
     let converged = loop {
-        let views = views(&probes);
-        sampler.observe(&views);
-        if let Some(reason) = divergence(&views, &probes, faults.hosts.len()) {
+        let views = {
+            let nodes = probes.lock().unwrap_or_else(|p| p.into_inner());
+            sampler.observe(&nodes)
+        };
+        if let Some(reason) = divergence(&views, &probes, &members) {
             if faults.sim.elapsed() - converge_from > CONVERGENCE_BOUND {
                 break Err(reason);
             }
@@ -412,10 +456,14 @@ pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
             "replicas did not converge within {CONVERGENCE_BOUND:?}: {reason}"
         ));
     }
-    violations.extend(sampler.violations.iter().map(ToString::to_string));
+    {
+        let nodes = probes.lock().unwrap_or_else(|p| p.into_inner());
+        sampler.compare_logs(&nodes);
+    }
+    violations.extend(sampler.findings());
 
     let history = recorder.history();
-    let end_ns = u64::try_from(until.as_nanos()).unwrap_or(u64::MAX);
+    let end_ns = u64::try_from(stop_at.get().as_nanos()).unwrap_or(u64::MAX);
     let healed_ns = u64::try_from(healed_at.as_nanos()).unwrap_or(u64::MAX);
     match first_write_after(&history, healed_ns) {
         Some(at) if at - healed_ns <= u64::try_from(LIVENESS_BOUND.as_nanos()).unwrap_or(u64::MAX) => {}
@@ -425,9 +473,9 @@ pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
         )),
         None => violations.push("liveness: no write succeeded after the last fault healed".into()),
     }
-    let report = safekeep_history::check_all(&history);
-    if !report.is_ok() {
-        violations.push(report.to_string());
+    let history_check = safekeep_history::check_all(&history);
+    if !history_check.is_ok() {
+        violations.push(history_check.to_string());
     }
     let mut issued: std::collections::BTreeMap<u64, Vec<String>> = std::collections::BTreeMap::new();
     for op in history.operations() {
@@ -448,6 +496,8 @@ pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
         issued,
         outcomes,
         replacements,
+        history_check,
+        entries_compared: sampler.entries_checked(),
         operations: history.len(),
         violations,
         worst_write_gap: worst_write_gap(&history, end_ns),
@@ -456,24 +506,32 @@ pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
 }
 
 /// Why the running replicas differ, if they do.
-fn divergence(views: &[ClusterView], probes: &Probes, expected_nodes: usize) -> Option<String> {
-    if views.len() != expected_nodes {
-        return Some(format!("{} of {expected_nodes} nodes running", views.len()));
+fn divergence(views: &[ClusterView], probes: &Probes, expected: &BTreeSet<u64>) -> Option<String> {
+    let running: BTreeSet<u64> = views.iter().map(|v| v.node_id).collect();
+    if &running != expected {
+        return Some(format!("nodes running: {running:?}, expected {expected:?}"));
     }
-    let members: BTreeSet<usize> = views.iter().map(|v| v.members.len()).collect();
-    if members != BTreeSet::from([expected_nodes]) {
-        return Some(format!("membership sizes seen: {members:?}, expected {expected_nodes}"));
+    for view in views {
+        let members: BTreeSet<u64> = view.members.iter().map(|m| m.id).collect();
+        if &members != expected {
+            return Some(format!(
+                "node {} sees members {members:?}, expected {expected:?}",
+                view.node_id
+            ));
+        }
     }
     let applied: BTreeSet<u64> = views.iter().map(|v| v.applied_index).collect();
     if applied.len() != 1 {
         return Some(format!("applied indexes differ: {applied:?}"));
     }
     let probes = probes.lock().unwrap_or_else(|p| p.into_inner());
-    let digests: BTreeSet<(u64, u64)> = probes
-        .values()
-        .filter_map(|c| c.reader().digest().ok())
-        .map(|d| (d.records, d.hash))
-        .collect();
+    let mut digests = BTreeSet::new();
+    for node in probes.values() {
+        match node.reader().digest() {
+            Ok(d) => digests.insert((d.records, d.hash)),
+            Err(e) => return Some(format!("node {} cannot digest its state: {e}", node.node_id())),
+        };
+    }
     if digests.len() != 1 {
         return Some(format!("state machines differ: {digests:?}"));
     }

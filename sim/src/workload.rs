@@ -4,6 +4,8 @@
 //! its invoke and return times (simulated) into the shared history.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -32,8 +34,33 @@ pub struct WorkloadSpec {
     pub clients: u64,
     pub keys: u64,
     /// Clients stop issuing new operations at this simulated time.
-    pub until: Duration,
+    pub until: StopAt,
     pub seed: u64,
+}
+
+/// When the clients stop, in simulated time. The harness moves it later when
+/// it delayed a fault (waiting for a leader to target), so the liveness phase
+/// keeps its full length. Shared by the clients and the harness, which all
+/// run on the simulation's one thread.
+#[derive(Debug, Clone)]
+pub struct StopAt(Arc<AtomicU64>);
+
+impl StopAt {
+    pub fn new(at: Duration) -> Self {
+        Self(Arc::new(AtomicU64::new(nanos(at))))
+    }
+
+    pub fn get(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::SeqCst))
+    }
+
+    pub fn set(&self, at: Duration) {
+        self.0.store(nanos(at), Ordering::SeqCst);
+    }
+}
+
+fn nanos(at: Duration) -> u64 {
+    u64::try_from(at.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn now_ns() -> u64 {
@@ -68,7 +95,7 @@ fn write_outcome(error: &SdkError) -> Outcome {
 pub fn add_clients(sim: &mut turmoil::Sim<'_>, topology: Topology, spec: &WorkloadSpec, recorder: &Recorder) {
     // The final reads start once every client has stopped, so every
     // acknowledged write precedes them.
-    let finished = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let finished = Arc::new(AtomicU64::new(0));
     for client in 0..spec.clients {
         let spec = spec.clone();
         let recorder = recorder.clone();
@@ -86,9 +113,9 @@ pub fn add_clients(sim: &mut turmoil::Sim<'_>, topology: Topology, spec: &Worklo
             config.rng_seed = Some(spec.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(client));
             let sdk = Client::from_channels(config, channels)?;
             run_client(&sdk, client, &spec, &recorder).await;
-            finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            finished.fetch_add(1, Ordering::SeqCst);
             if client == 0 {
-                while finished.load(std::sync::atomic::Ordering::SeqCst) < spec.clients {
+                while finished.load(Ordering::SeqCst) < spec.clients {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 final_reads(&sdk, &spec, &recorder).await;
@@ -103,7 +130,7 @@ async fn run_client(sdk: &Client, client: u64, spec: &WorkloadSpec, recorder: &R
     let mut versions: BTreeMap<String, u64> = BTreeMap::new();
     let mut written = 0u64;
     let who = ClientId(client);
-    while turmoil::sim_elapsed().unwrap_or_default() < spec.until {
+    while turmoil::sim_elapsed().unwrap_or_default() < spec.until.get() {
         let key = format!("k{}", rng.random_range(0..spec.keys));
         let roll = rng.random_range(0..100);
         if roll < 35 {
@@ -179,7 +206,7 @@ async fn recorded_read(sdk: &Client, recorder: &Recorder, who: ClientId, key: &s
 /// One successful read of every key, after the workload: what the cluster finally holds.
 async fn final_reads(sdk: &Client, spec: &WorkloadSpec, recorder: &Recorder) {
     let who = ClientId(u64::MAX);
-    let deadline = spec.until + FINAL_READ_DEADLINE;
+    let deadline = spec.until.get() + FINAL_READ_DEADLINE;
     for k in 0..spec.keys {
         let key = format!("k{k}");
         while turmoil::sim_elapsed().unwrap_or_default() < deadline {

@@ -28,8 +28,10 @@ fn acknowledging_before_a_sync_is_caught_by_a_power_loss() {
             !report.is_ok(),
             "seed {seed}: acknowledged-but-unsynced writes were dropped, yet the run found nothing"
         );
+        // The damage must show in what clients saw (an acknowledged write
+        // lost, or a read no order explains), not only in an inconclusive search.
         assert!(
-            found.contains("lost") || found.contains("not linearizable"),
+            report.history_check.has_violations(),
             "seed {seed}: the history checks should name the damage, found:\n{found}"
         );
         println!("seed {seed} caught:\n{found}");

@@ -22,6 +22,20 @@ fn check(scenario: Scenario, topology: Topology, seed: u64) {
         report.operations
     );
     assert!(
+        report.entries_compared > 0,
+        "{scenario} on {topology}, seed {seed}: no committed log entry was compared across replicas"
+    );
+    let missed: Vec<&String> = report
+        .trace
+        .iter()
+        .map(|(_, what)| what)
+        .filter(|what| what.ends_with(" []") && !what.starts_with("restart") || what.starts_with("no leader"))
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "{scenario} on {topology}, seed {seed}: a fault hit nobody: {missed:?}"
+    );
+    assert!(
         report.is_ok(),
         "{scenario} on {topology}, seed {seed}:\n  {}\nreplay: {}",
         report.violations.join("\n  "),
