@@ -284,8 +284,9 @@ async fn a_restarted_node_casts_no_vote_until_any_lease_it_granted_has_expired()
     let follower = (1..=3).find(|id| *id != leader).unwrap();
     let candidate = (1..=3).find(|id| *id != leader && *id != follower).unwrap();
     cluster.stop(follower).await;
-    cluster.restart(follower).await;
+    // Taken before the restart: the node's refusal window opens during it.
     let restarted = std::time::Instant::now();
+    cluster.restart(follower).await;
 
     let mut peer = PeerClient::connect(format!("http://{}", cluster.addresses[&follower].peer))
         .await
