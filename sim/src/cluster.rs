@@ -7,14 +7,19 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use safekeep_node::config::{InitialMember, LimitSettings, NodeConfig, RaftSettings};
-use safekeep_node::raft::Consensus;
+use safekeep_node::raft::{BootstrapError, Consensus};
 use safekeep_node::storage::{LogSync, UnsyncedWrites};
-use safekeep_node::{Node, NodeEnvironment, NodeListeners};
+use safekeep_node::{Node, NodeEnvironment, NodeListeners, StartError};
 
 use crate::net::{self, CLIENT_PORT, PEER_PORT, TurmoilTransport};
 use crate::topology::{HostSpec, Topology, host_name};
+
+/// How long the service manager waits before starting a node whose join
+/// failed (the systemd unit's `RestartSec`).
+const SERVICE_RESTART_DELAY: Duration = Duration::from_secs(5);
 
 /// Consensus handles of the running nodes, by id. The harness drops a node's
 /// handle before crashing it, so nothing outside the host keeps its store open.
@@ -118,11 +123,10 @@ pub fn add_hosts(sim: &mut turmoil::Sim<'_>, topology: Topology, data_root: &Pat
     }
 }
 
-/// A node that replaces one whose disk was lost: a new id, the same zone, and
-/// it joins through `seed` (a live member) as a voter.
-pub fn replacement_config(id: u64, zone: &'static str, seed: u64, topology: Topology, data_root: &Path) -> NodeConfig {
-    let spec = HostSpec { id, zone, voter: true };
-    let mut config = node_config(&spec, topology, data_root);
+/// A node that replaces one whose disk was lost: a new id, the same zone and
+/// role (voter or learner), and it joins through `seed`, a live voter.
+pub fn replacement_config(spec: &HostSpec, seed: u64, topology: Topology, data_root: &Path) -> NodeConfig {
+    let mut config = node_config(spec, topology, data_root);
     config.init = Vec::new();
     config.join = Some(format!("{}:{PEER_PORT}", host_name(seed)));
     config
@@ -141,13 +145,6 @@ pub fn add_host(sim: &mut turmoil::Sim<'_>, config: NodeConfig, harness: &Harnes
         let config = config.clone();
         let harness = harness.clone();
         async move {
-            let listeners = NodeListeners {
-                client: net::incoming(CLIENT_PORT).await?,
-                peer: net::incoming(PEER_PORT).await?,
-                http: None,
-                client_address: config.client_listen,
-                peer_address: config.peer_listen,
-            };
             let id = config.id;
             let environment = NodeEnvironment {
                 transport: Arc::new(TurmoilTransport),
@@ -156,7 +153,24 @@ pub fn add_host(sim: &mut turmoil::Sim<'_>, config: NodeConfig, harness: &Harnes
                 unsynced_writes: Some(harness.disk(id)),
                 wall_clock: simulated_wall_clock,
             };
-            let node = Node::start_in(config, listeners, environment).await?;
+            let node = loop {
+                let listeners = NodeListeners {
+                    client: net::incoming(CLIENT_PORT).await?,
+                    peer: net::incoming(PEER_PORT).await?,
+                    http: None,
+                    client_address: config.client_listen,
+                    peer_address: config.peer_listen,
+                };
+                match Node::start_in(config.clone(), listeners, environment.clone()).await {
+                    Ok(node) => break node,
+                    // A join that found no quorum in time: the service
+                    // manager starts the node again, as in production.
+                    Err(StartError::Bootstrap(BootstrapError::JoinFailed { .. })) => {
+                        tokio::time::sleep(SERVICE_RESTART_DELAY).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
             harness
                 .probes
                 .lock()

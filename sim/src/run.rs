@@ -3,7 +3,7 @@
 //! step, then require liveness (writes resume after the last fault heals) and
 //! convergence (every replica holds the same state), and check the history.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, UNIX_EPOCH};
 
 use safekeep_history::{History, Outcome};
@@ -29,7 +29,7 @@ pub const LIVENESS_BOUND: Duration = Duration::from_secs(6);
 const CONVERGENCE_BOUND: Duration = Duration::from_secs(20);
 /// Longest a fault aimed at the leader waits for one to be known; the rest
 /// of the schedule moves later by as much.
-const LEADER_WAIT: Duration = Duration::from_secs(10);
+const LEADER_WAIT: Duration = Duration::from_secs(5);
 /// Hard stop of any run, in simulated time.
 const MAX_SIM_TIME: Duration = Duration::from_secs(120);
 /// Clients and keys of the workload.
@@ -122,7 +122,10 @@ fn targets_leader(fault: &Fault) -> bool {
     }
 }
 
-fn resolve(target: &Target, hosts: &[HostSpec], probes: &Probes) -> Vec<u64> {
+/// The running members a fault aimed at `target` hits. Named hosts whose
+/// disk was lost stand for the nodes that replaced them (a zone's fault hits
+/// the zone as it is now), so a fault never restarts a node that is gone.
+fn resolve(target: &Target, hosts: &[HostSpec], replaced: &BTreeMap<u64, u64>, probes: &Probes) -> Vec<u64> {
     let zone_hosts = |zone: &str| {
         hosts
             .iter()
@@ -131,7 +134,17 @@ fn resolve(target: &Target, hosts: &[HostSpec], probes: &Probes) -> Vec<u64> {
             .collect::<Vec<_>>()
     };
     match target {
-        Target::Hosts(ids) => ids.clone(),
+        Target::Hosts(ids) => ids
+            .iter()
+            .map(|id| {
+                let mut id = *id;
+                while let Some(next) = replaced.get(&id) {
+                    id = *next;
+                }
+                id
+            })
+            .filter(|id| hosts.iter().any(|h| h.id == *id))
+            .collect(),
         Target::Leader => leader(probes).into_iter().collect(),
         Target::LeaderZone => leader(probes)
             .and_then(|id| hosts.iter().find(|h| h.id == id))
@@ -140,12 +153,21 @@ fn resolve(target: &Target, hosts: &[HostSpec], probes: &Probes) -> Vec<u64> {
     }
 }
 
+/// Whether the cluster's membership, as one member reports it, no longer has
+/// `node` (a node that has not joined yet reports no members at all).
+async fn is_gone(sdk: &safekeep_client::Client, node: u64) -> bool {
+    sdk.status()
+        .await
+        .is_ok_and(|status| !status.members.is_empty() && status.members.iter().all(|m| m.id != node))
+}
+
 /// First id given to a node that replaces a lost one; ids are never reused.
 const FIRST_REPLACEMENT_ID: u64 = 101;
 /// Sets the operator's client seed apart from the nodes'.
 const OPERATOR_SEED_SALT: u64 = 0x0be7_a70e;
-/// How long the operator keeps trying to remove a lost node.
-const OPERATOR_DEADLINE: Duration = Duration::from_secs(30);
+/// How long the operator keeps trying to remove a lost node after the
+/// clients stop (faults may keep a quorum away until they heal).
+const OPERATOR_GRACE: Duration = Duration::from_secs(20);
 
 struct Faults<'s, 'a> {
     sim: &'s mut turmoil::Sim<'a>,
@@ -155,13 +177,22 @@ struct Faults<'s, 'a> {
     crashed: BTreeSet<u64>,
     /// The nodes that should be members: the topology, less lost disks, plus replacements.
     hosts: Vec<HostSpec>,
+    /// Lost node -> the node that replaced it.
+    replaced: BTreeMap<u64, u64>,
     data_root: std::path::PathBuf,
     next_id: u64,
+    /// When the clients stop; the operator keeps trying a while longer.
+    stop_at: StopAt,
 }
 
 impl Faults<'_, '_> {
     fn node_names(&self) -> Vec<String> {
         self.hosts.iter().map(HostSpec::name).collect()
+    }
+
+    /// The members standing for `ids` now (replacements for lost disks).
+    fn current(&self, ids: &[u64]) -> Vec<u64> {
+        resolve(&Target::Hosts(ids.to_vec()), &self.hosts, &self.replaced, &self.probes)
     }
 
     fn crash(&mut self, id: u64) {
@@ -184,20 +215,29 @@ impl Faults<'_, '_> {
         let Some(position) = self.hosts.iter().position(|h| h.id == lost) else {
             return format!("lose disk of {lost}: not a member");
         };
-        let Some(seed) = self.hosts.iter().find(|h| h.id != lost && h.voter).map(|h| h.id) else {
+        // Join through a voter that is up, if one is.
+        let voters = || self.hosts.iter().filter(|h| h.id != lost && h.voter);
+        let Some(seed) = voters()
+            .find(|h| !self.crashed.contains(&h.id))
+            .or_else(|| voters().next())
+            .map(|h| h.id)
+        else {
             return format!("lose disk of {lost}: no other voter to join through");
         };
         self.crash(lost);
         self.crashed.remove(&lost);
         let _ = std::fs::remove_dir_all(cluster::data_dir(&self.data_root, lost));
-        let zone = self.hosts.remove(position).zone;
+        let HostSpec { zone, voter, .. } = self.hosts.remove(position);
         let id = self.next_id;
         self.next_id += 1;
-        let config = cluster::replacement_config(id, zone, seed, self.topology, &self.data_root);
+        self.replaced.insert(lost, id);
+        let spec = HostSpec { id, zone, voter };
+        let config = cluster::replacement_config(&spec, seed, self.topology, &self.data_root);
         cluster::add_host(self.sim, config, &self.harness);
-        self.hosts.push(HostSpec { id, zone, voter: true });
+        self.hosts.push(spec);
         let endpoints: Vec<String> = self.hosts.iter().map(|h| cluster::client_address(h.id)).collect();
         let operator_seed = self.harness.node_seed(lost) ^ OPERATOR_SEED_SALT;
+        let stop_at = self.stop_at.clone();
         self.sim.client(format!("operator-{lost}"), async move {
             let channels = endpoints
                 .iter()
@@ -205,11 +245,12 @@ impl Faults<'_, '_> {
                 .collect::<Result<Vec<_>, _>>()?;
             let config = safekeep_client::ClientConfig::new(endpoints).with_rng_seed(operator_seed);
             let sdk = safekeep_client::Client::from_channels(config, channels)?;
-            let deadline = turmoil::sim_elapsed().unwrap_or_default() + OPERATOR_DEADLINE;
             loop {
                 match sdk.remove_member(lost, false).await {
                     Ok(_) => return Ok(()),
-                    Err(e) if turmoil::sim_elapsed().unwrap_or_default() > deadline => {
+                    // An earlier attempt may have landed with its answer lost.
+                    Err(_) if is_gone(&sdk, lost).await => return Ok(()),
+                    Err(e) if turmoil::sim_elapsed().unwrap_or_default() > stop_at.get() + OPERATOR_GRACE => {
                         return Err(format!("removing lost node {lost}: {e}").into());
                     }
                     Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
@@ -222,21 +263,21 @@ impl Faults<'_, '_> {
     fn apply(&mut self, fault: &Fault) -> String {
         match fault {
             Fault::Crash(target) => {
-                let ids = resolve(target, &self.hosts, &self.probes);
+                let ids = resolve(target, &self.hosts, &self.replaced, &self.probes);
                 for id in &ids {
                     self.crash(*id);
                 }
                 format!("crash {ids:?}")
             }
             Fault::PowerLoss(target) => {
-                let ids = resolve(target, &self.hosts, &self.probes);
+                let ids = resolve(target, &self.hosts, &self.replaced, &self.probes);
                 for id in &ids {
                     self.lose_power(*id);
                 }
                 format!("power loss {ids:?}")
             }
             Fault::LoseDisk(target) => {
-                let ids = resolve(target, &self.hosts, &self.probes);
+                let ids = resolve(target, &self.hosts, &self.replaced, &self.probes);
                 ids.iter().map(|id| self.lose_disk(*id)).collect::<Vec<_>>().join("; ")
             }
             Fault::RestartAll => {
@@ -247,7 +288,7 @@ impl Faults<'_, '_> {
                 format!("restart {ids:?}")
             }
             Fault::Isolate(target) => {
-                let ids = resolve(target, &self.hosts, &self.probes);
+                let ids = resolve(target, &self.hosts, &self.replaced, &self.probes);
                 for id in &ids {
                     for other in self.hosts.iter().filter(|h| !ids.contains(&h.id)) {
                         self.sim.partition(host_name(*id), other.name());
@@ -256,8 +297,10 @@ impl Faults<'_, '_> {
                 format!("isolate {ids:?}")
             }
             Fault::PartitionOneWay { from, to } => {
-                for a in from {
-                    for b in to {
+                let from = self.current(from);
+                let to = self.current(to);
+                for a in &from {
+                    for b in &to {
                         self.sim.partition_oneway(host_name(*a), host_name(*b));
                     }
                 }
@@ -269,8 +312,10 @@ impl Faults<'_, '_> {
                 max_ms,
                 loss_percent,
             } => {
-                for x in a {
-                    for y in b {
+                let a = self.current(a);
+                let b = self.current(b);
+                for x in &a {
+                    for y in &b {
                         self.sim.set_link_max_message_latency(
                             host_name(*x),
                             host_name(*y),
@@ -382,8 +427,10 @@ pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
         probes: probes.clone(),
         crashed: BTreeSet::new(),
         hosts: config.topology.hosts(),
+        replaced: BTreeMap::new(),
         data_root: data_root.path().to_path_buf(),
         next_id: FIRST_REPLACEMENT_ID,
+        stop_at: stop_at.clone(),
     };
     // How much later than scheduled the faults strike, having waited for a
     // leader to aim at; and since when the next one has been waiting.

@@ -180,6 +180,18 @@ fn single_fault(scenario: Scenario, topology: Topology, zone: &str, rng: &mut St
             Fault::RestartAll,
         ),
         Scenario::LeaderZoneIsolation => (Fault::Isolate(Target::LeaderZone), Fault::HealNetwork),
+        // In a swarm: one node of the zone restarts (a step of a rolling restart).
+        Scenario::RollingRestart => {
+            let hosts = topology.zone_hosts(zone);
+            let host = hosts[rng.random_range(0..hosts.len())];
+            (Fault::Crash(Target::Hosts(vec![host])), Fault::RestartAll)
+        }
+        // In a swarm: one node loses its disk and is replaced, a membership
+        // change (add, promote, remove) while other faults strike.
+        Scenario::DiskLoss | Scenario::MembershipDuringPartition => (
+            Fault::LoseDisk(Target::Hosts(vec![pick_lost_node(topology, rng)])),
+            Fault::RestartAll,
+        ),
         _ => (
             Fault::Degrade {
                 a: topology.zone_hosts(zone),
@@ -193,7 +205,7 @@ fn single_fault(scenario: Scenario, topology: Topology, zone: &str, rng: &mut St
 }
 
 /// The faults a swarm run may pick from.
-const SWARM_KINDS: [Scenario; 7] = [
+const SWARM_KINDS: [Scenario; 9] = [
     Scenario::ZonePowerLoss,
     Scenario::ZoneIsolation,
     Scenario::AsymmetricPartition,
@@ -201,7 +213,13 @@ const SWARM_KINDS: [Scenario; 7] = [
     Scenario::LeaderZoneIsolation,
     Scenario::LatencyAndLoss,
     Scenario::UnsyncedWriteLoss,
+    Scenario::RollingRestart,
+    Scenario::DiskLoss,
 ];
+/// Least time between two swarm faults, so a run never piles up faults at one instant.
+const MIN_FAULT_SPACING_MS: u64 = 100;
+/// Disks a swarm run loses at most (each loss adds a node and removes one).
+const SWARM_MAX_DISK_LOSSES: usize = 1;
 
 /// What one swarm run draws before its faults: the mix and its rates.
 #[derive(Debug, Clone, PartialEq)]
@@ -215,6 +233,8 @@ struct Swarm {
     /// Bounds of latency spikes and message loss.
     max_latency_ms: u64,
     max_loss_percent: u8,
+    /// Whether the next fault may strike before the previous one heals.
+    overlapping: bool,
 }
 
 impl Swarm {
@@ -230,6 +250,7 @@ impl Swarm {
             max_quiet_ms: [0, 300, 1_000, 3_000][rng.random_range(0..4)],
             max_latency_ms: [20, 100, 400][rng.random_range(0..3)],
             max_loss_percent: [0, 5, 20, 50][rng.random_range(0..4)],
+            overlapping: rng.random_bool(0.5),
         }
     }
 }
@@ -317,8 +338,16 @@ impl Schedule {
                 // stress different corners rather than one average mix.
                 let swarm = Swarm::draw(&mut rng);
                 let mut at = start;
+                let mut disks_lost = 0;
                 while at < FAULTS_END_BY {
-                    let kind = swarm.kinds[rng.random_range(0..swarm.kinds.len())];
+                    let mut kind = swarm.kinds[rng.random_range(0..swarm.kinds.len())];
+                    if kind == Scenario::DiskLoss {
+                        if disks_lost < SWARM_MAX_DISK_LOSSES {
+                            disks_lost += 1;
+                        } else {
+                            kind = Scenario::LeaderCrash;
+                        }
+                    }
                     let zone = ZONES[rng.random_range(0..ZONES.len())];
                     let (fault, heal) = single_fault(kind, topology, zone, &mut rng);
                     let fault = match fault {
@@ -333,7 +362,14 @@ impl Schedule {
                     push(at, fault);
                     let lasts = Duration::from_millis(rng.random_range(swarm.outage_ms.0..swarm.outage_ms.1));
                     push(at + lasts, heal);
-                    at += lasts + Duration::from_millis(rng.random_range(0..=swarm.max_quiet_ms));
+                    // Overlapping faults: the next strikes while this one lasts
+                    // (heals are cluster-wide, so it may end both).
+                    let until_next = if swarm.overlapping {
+                        Duration::from_millis(rng.random_range(0..=lasts.as_millis() as u64))
+                    } else {
+                        lasts + Duration::from_millis(rng.random_range(0..=swarm.max_quiet_ms))
+                    };
+                    at += until_next.max(Duration::from_millis(MIN_FAULT_SPACING_MS));
                 }
             }
         }
@@ -411,6 +447,19 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_swarm_run_loses_at_most_one_disk() {
+        for seed in 0..200 {
+            let schedule = Schedule::draw(Scenario::Random, Topology::ThreeByOne, seed);
+            let losses = schedule
+                .faults
+                .iter()
+                .filter(|f| matches!(f.fault, Fault::LoseDisk(_)))
+                .count();
+            assert!(losses <= SWARM_MAX_DISK_LOSSES, "seed {seed}: {losses} disks lost");
         }
     }
 

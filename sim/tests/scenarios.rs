@@ -31,8 +31,10 @@ fn check(scenario: Scenario, topology: Topology, seed: u64) {
         .map(|(_, what)| what)
         .filter(|what| what.ends_with(" []") && !what.starts_with("restart") || what.starts_with("no leader"))
         .collect();
+    // A swarm may take a majority down while a fault aimed at the leader
+    // is due; a named scenario never does.
     assert!(
-        missed.is_empty(),
+        missed.is_empty() || scenario == Scenario::Random,
         "{scenario} on {topology}, seed {seed}: a fault hit nobody: {missed:?}"
     );
     assert!(
