@@ -106,27 +106,46 @@ impl LogFingerprints {
     pub fn read(&self, range: std::ops::RangeInclusive<u64>) -> io::Result<Vec<EntryFingerprint>> {
         use std::hash::{DefaultHasher, Hasher};
         let mut fingerprints = Vec::new();
-        let iter = self.db.iterator_cf(
-            cf(&self.db, CF_LOG),
-            IteratorMode::From(&index_key(*range.start()), Direction::Forward),
-        );
-        for item in iter {
-            let (key, value) = item.map_err(io_err)?;
-            let index = index_of(&key)?;
-            if !range.contains(&index) {
-                break;
-            }
-            let entry: EntryOf<TypeConfig> = postcard::from_bytes(&value).map_err(decode_err)?;
+        visit_stored(&self.db, &range, |index, bytes| {
+            let entry: EntryOf<TypeConfig> = postcard::from_bytes(bytes).map_err(decode_err)?;
             let mut hasher = DefaultHasher::new();
-            hasher.write(&value);
+            hasher.write(bytes);
             fingerprints.push(EntryFingerprint {
                 index,
                 term: entry.log_id().leader_id.term,
                 hash: hasher.finish(),
             });
-        }
+            Ok(())
+        })?;
         Ok(fingerprints)
     }
+}
+
+/// Calls `visit` with the index and encoded bytes of every stored entry in
+/// `range`, in index order.
+fn visit_stored(
+    db: &Db,
+    range: &impl RangeBounds<u64>,
+    mut visit: impl FnMut(u64, &[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let start = match range.start_bound() {
+        Bound::Included(i) => *i,
+        Bound::Excluded(i) => i.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let iter = db.iterator_cf(
+        cf(db, CF_LOG),
+        IteratorMode::From(&index_key(start), Direction::Forward),
+    );
+    for item in iter {
+        let (key, value) = item.map_err(io_err)?;
+        let index = index_of(&key)?;
+        if !range.contains(&index) {
+            break;
+        }
+        visit(index, &value)?;
+    }
+    Ok(())
 }
 
 fn index_key(index: u64) -> [u8; 8] {
@@ -212,25 +231,11 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<EntryOf<TypeConfig>>, io::Error> {
-        let start = match range.start_bound() {
-            Bound::Included(i) => *i,
-            Bound::Excluded(i) => i.saturating_add(1),
-            Bound::Unbounded => 0,
-        };
         let mut entries = Vec::new();
-        let iter = self.db.iterator_cf(
-            cf(&self.db, CF_LOG),
-            IteratorMode::From(&index_key(start), Direction::Forward),
-        );
-        for item in iter {
-            let (key, value) = item.map_err(io_err)?;
-            let index = index_of(&key)?;
-            if !range.contains(&index) {
-                break;
-            }
-            let entry: EntryOf<TypeConfig> = postcard::from_bytes(&value).map_err(decode_err)?;
-            entries.push(entry);
-        }
+        visit_stored(&self.db, &range, |_, bytes| {
+            entries.push(postcard::from_bytes(bytes).map_err(decode_err)?);
+            Ok(())
+        })?;
         Ok(entries)
     }
 
