@@ -134,12 +134,14 @@ impl Client {
     ) -> Result<PutOutcome, Error> {
         require_non_empty("tenant", tenant)?;
         require_non_empty("key", key)?;
+        // In flight until this write's outcome is handed back.
+        let ticket = self.inner.write_ids.next();
         let request = v1::PutRequest {
             tenant: tenant.to_string(),
             key: key.to_string(),
             value,
             expected_version,
-            write_id: Some(self.inner.write_ids.next()),
+            write_id: Some(ticket.id()),
         };
         let response = self
             .execute(RetryPolicy::Write, |channel, timeout| {
@@ -198,11 +200,13 @@ impl Client {
     ) -> Result<DeleteOutcome, Error> {
         require_non_empty("tenant", tenant)?;
         require_non_empty("key", key)?;
+        // In flight until this write's outcome is handed back.
+        let ticket = self.inner.write_ids.next();
         let request = v1::DeleteRequest {
             tenant: tenant.to_string(),
             key: key.to_string(),
             expected_version,
-            write_id: Some(self.inner.write_ids.next()),
+            write_id: Some(ticket.id()),
         };
         let response = self
             .execute(RetryPolicy::Write, |channel, timeout| {
@@ -249,10 +253,12 @@ impl Client {
     /// Applies several puts and deletes of one tenant atomically.
     pub async fn batch(&self, tenant: &str, ops: Vec<BatchOp>) -> Result<BatchOutcome, Error> {
         require_non_empty("tenant", tenant)?;
+        // In flight until this write's outcome is handed back.
+        let ticket = self.inner.write_ids.next();
         let request = v1::BatchRequest {
             tenant: tenant.to_string(),
             ops: ops.into_iter().map(v1::BatchOp::from).collect(),
-            write_id: Some(self.inner.write_ids.next()),
+            write_id: Some(ticket.id()),
         };
         let response = self
             .execute(RetryPolicy::Write, |channel, timeout| {
@@ -303,7 +309,8 @@ impl Client {
         Ok(members(response))
     }
 
-    /// Makes a learner a voter; `force` accepts a quorum of voters in one zone.
+    /// Makes a learner a voter; `force` accepts a voter set that loses its
+    /// quorum when one zone is lost.
     pub async fn promote(&self, node_id: u64, force: bool) -> Result<Vec<Member>, Error> {
         let request = v1::PromoteRequest { node_id, force };
         let response = self
@@ -316,13 +323,30 @@ impl Client {
     }
 
     /// Removes a voter or learner (its id must never be reused); `force`
-    /// accepts a quorum of voters in one zone.
+    /// accepts a voter set that loses its quorum when one zone is lost.
     pub async fn remove_member(&self, node_id: u64, force: bool) -> Result<Vec<Member>, Error> {
         let request = v1::RemoveMemberRequest { node_id, force };
         let response = self
             .execute(RetryPolicy::Membership, |channel, timeout| {
                 let request = self.request(request, timeout);
                 async move { ClusterClient::new(channel).remove_member(request).await }
+            })
+            .await?;
+        Ok(members(response))
+    }
+
+    /// Swaps voter `old_node_id` for member `new_node_id` (a caught-up
+    /// learner) in one joint change; returns the new membership.
+    pub async fn replace_voter(&self, old_node_id: u64, new_node_id: u64, force: bool) -> Result<Vec<Member>, Error> {
+        let request = v1::ReplaceVoterRequest {
+            old_node_id,
+            new_node_id,
+            force,
+        };
+        let response = self
+            .execute(RetryPolicy::Membership, |channel, timeout| {
+                let request = self.request(request, timeout);
+                async move { ClusterClient::new(channel).replace_voter(request).await }
             })
             .await?;
         Ok(members(response))

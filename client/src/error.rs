@@ -74,6 +74,15 @@ pub enum Error {
     /// The server failed in a way that is a bug, or answered something the SDK cannot read.
     #[error("internal error: {0}")]
     Internal(String),
+    /// An earlier attempt of this write may have applied, although the last
+    /// attempt was answered definitely: whether the write happened is unknown.
+    #[error(
+        "the write may have been applied (an earlier attempt's outcome is unknown); the last attempt failed: {last}"
+    )]
+    MaybeApplied {
+        /// How the last attempt failed.
+        last: Box<Error>,
+    },
     /// Any other gRPC status.
     #[error("{code:?}: {message}")]
     Other {
@@ -95,6 +104,15 @@ impl Error {
     /// Converts a status the server answered with; `maybe_applied` says whether an
     /// earlier attempt of the same write may have been applied.
     pub(crate) fn from_answer(status: &Status, maybe_applied: bool) -> Self {
+        let error = Self::from_status(status, maybe_applied);
+        // A definite answer to this attempt says nothing of an earlier one.
+        if maybe_applied && !error.may_have_applied() {
+            return Self::MaybeApplied { last: Box::new(error) };
+        }
+        error
+    }
+
+    fn from_status(status: &Status, maybe_applied: bool) -> Self {
         let message = status.message().to_string();
         match status.code() {
             Code::InvalidArgument => Self::InvalidArgument(message),
@@ -111,12 +129,6 @@ impl Error {
             },
             Code::PermissionDenied => Self::PermissionDenied(message),
             Code::Unauthenticated => Self::Unauthenticated(message),
-            // An overload refusal never applied anything, but an earlier attempt may have:
-            // say so rather than hide it behind a definite-sounding answer.
-            Code::ResourceExhausted if maybe_applied => Self::Unavailable {
-                message: format!("resource exhausted: {message}"),
-                maybe_applied,
-            },
             Code::ResourceExhausted => Self::ResourceExhausted(message),
             Code::DataLoss => Self::DataLoss(message),
             Code::Unavailable => Self::Unavailable { message, maybe_applied },
@@ -144,6 +156,7 @@ impl Error {
             Self::Unimplemented(_) => Code::Unimplemented,
             Self::Internal(_) => Code::Internal,
             Self::Other { code, .. } => *code,
+            Self::MaybeApplied { last } => last.code(),
         }
     }
 
@@ -155,6 +168,7 @@ impl Error {
             Self::Unavailable { maybe_applied, .. }
             | Self::Timeout { maybe_applied }
             | Self::Aborted { maybe_applied, .. } => *maybe_applied,
+            Self::MaybeApplied { .. } => true,
             _ => false,
         }
     }
@@ -264,5 +278,25 @@ mod tests {
             Error::ResourceExhausted("slow down".into())
         );
         assert!(Error::from_answer(&status, true).may_have_applied());
+    }
+
+    #[test]
+    fn a_definite_answer_after_an_unknown_outcome_still_may_have_applied() {
+        for (status, code) in [
+            (conflict_status("9"), Code::FailedPrecondition),
+            (Status::not_found("tenant deleted"), Code::NotFound),
+            (Status::permission_denied("key revoked"), Code::PermissionDenied),
+            (Status::invalid_argument("x"), Code::InvalidArgument),
+            (
+                Status::failed_precondition("request id retired"),
+                Code::FailedPrecondition,
+            ),
+        ] {
+            let error = Error::from_answer(&status, true);
+            assert!(error.may_have_applied(), "{error}");
+            assert_eq!(error.code(), code);
+            assert!(error.to_string().contains("may have been applied"), "{error}");
+            assert!(!Error::from_answer(&status, false).may_have_applied());
+        }
     }
 }

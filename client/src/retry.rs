@@ -280,7 +280,8 @@ mod tests {
         assert!(!error.may_have_applied());
         assert!(connection_lost().into_error(true).may_have_applied());
         assert!(answered(Code::Unavailable).into_error(true).may_have_applied());
-        assert!(!answered(Code::InvalidArgument).into_error(true).may_have_applied());
+        assert!(answered(Code::InvalidArgument).into_error(true).may_have_applied());
+        assert!(!answered(Code::InvalidArgument).into_error(false).may_have_applied());
     }
 
     #[test]

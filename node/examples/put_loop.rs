@@ -60,6 +60,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     write_id: Some(WriteId {
                         client_id: format!("put-loop-{writer}"),
                         request_id,
+                        first_incomplete: 0,
                     }),
                 };
                 let mut request = tonic::Request::new(request);

@@ -26,6 +26,10 @@ pub const COMMIT_SECONDS: &str = "safekeep_raft_commit_seconds";
 pub const APPLY_SECONDS: &str = "safekeep_raft_apply_seconds";
 /// Client request latency by method and status code (histogram).
 pub const REQUEST_SECONDS: &str = "safekeep_request_duration_seconds";
+/// Write results the idempotency table remembers (gauge).
+pub const IDEMPOTENCY_RESULTS: &str = "safekeep_idempotency_results";
+/// Clients whose write floor the idempotency table keeps (gauge).
+pub const IDEMPOTENCY_CLIENTS: &str = "safekeep_idempotency_clients";
 /// TLS handshakes refused, by listener (counter, label `listener`).
 pub const TLS_HANDSHAKE_FAILURES: &str = "safekeep_tls_handshake_failures_total";
 /// Certificates reloaded from disk (counter).

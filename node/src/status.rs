@@ -94,7 +94,25 @@ pub fn refusal(refusal: crate::storage::command::Refusal, tenant: &str) -> Statu
         Refusal::ApiKeyExists => Status::aborted("an API key with this id exists; issue again"),
         Refusal::ApiKeyRevoked => Status::unauthenticated("the API key is not valid"),
         Refusal::DataKeyMismatch => Status::aborted("the tenant's data keys changed concurrently; try again"),
+        Refusal::WriteIdReused => Status::invalid_argument(
+            "this write id (client_id, request_id) was already used for a write of other records; \
+             nothing was applied: give every logical write its own request id",
+        ),
     }
+}
+
+/// A write whose request id is below its client's floor: not applied now.
+pub fn retired_write(floor: u64) -> Status {
+    let mut status = Status::failed_precondition(format!(
+        "this write's request id is below {floor}, the lowest this client may still send: either the client \
+         reported it complete (write_id.first_incomplete) or its result expired. It was not applied now; an \
+         earlier attempt of it may have been. Read the record to find out, and use a new request id for a new write"
+    ));
+    status.metadata_mut().insert(
+        NOT_APPLIED_METADATA,
+        tonic::metadata::MetadataValue::from_static("true"),
+    );
+    status
 }
 
 /// The header every client response carries: who answered, who leads, the term.

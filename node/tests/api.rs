@@ -98,6 +98,7 @@ async fn compare_and_set_conflicts_return_failed_precondition_with_the_current_v
             write_id: Some(WriteId {
                 client_id: "cas".into(),
                 request_id: 5,
+                first_incomplete: 0,
             }),
         })
         .await
@@ -129,6 +130,7 @@ async fn a_batch_applies_whole_or_not_at_all_and_list_pages_through_a_tenant() {
         write_id: Some(WriteId {
             client_id: "b".into(),
             request_id: 1,
+            first_incomplete: 0,
         }),
     };
     let version = client.batch(batch).await.unwrap().into_inner().version;
@@ -149,6 +151,7 @@ async fn a_batch_applies_whole_or_not_at_all_and_list_pages_through_a_tenant() {
         write_id: Some(WriteId {
             client_id: "b".into(),
             request_id: 2,
+            first_incomplete: 0,
         }),
     };
     assert_eq!(
@@ -399,6 +402,7 @@ async fn a_malformed_command_forwarded_on_the_peer_channel_is_refused_before_the
             Command {
                 write_id: None,
                 proposed_at_ms: 0,
+                leader_clock_ms: 0,
                 tenant: "t".repeat(70_000),
                 api_key: None,
                 body: CommandBody::Write(vec![Mutation::Delete {
@@ -413,6 +417,7 @@ async fn a_malformed_command_forwarded_on_the_peer_channel_is_refused_before_the
             Command {
                 write_id: None,
                 proposed_at_ms: 0,
+                leader_clock_ms: 0,
                 tenant: TENANT.into(),
                 api_key: None,
                 body: CommandBody::Write(vec![]),

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{TestCluster, eventually, get, get_stale, put, put_acked};
-use safekeep_api::v1::{AddLearnerRequest, PromoteRequest, RemoveMemberRequest};
+use safekeep_api::v1::{AddLearnerRequest, PromoteRequest, RemoveMemberRequest, ReplaceVoterRequest};
 
 const TENANT: &str = "acme";
 
@@ -129,19 +129,35 @@ async fn a_wiped_node_is_replaced_and_the_replacement_catches_up_by_snapshot() {
             .expect("replacement holds the record");
         assert_eq!(record.into_inner().record.unwrap().value, key.as_bytes());
     }
-    // Retire the lost node; the replacement votes in its place.
-    let status = cluster
-        .cluster(leader)
-        .await
+    // Its zone would hold two of four voters, so it stays a learner; the
+    // guard also refuses to drop to two voters in two zones.
+    let mut admin = cluster.cluster(leader).await;
+    let refused = admin
         .remove_member(RemoveMemberRequest {
             node_id: lost,
             force: false,
         })
         .await
-        .expect("remove the wiped node")
+        .expect_err("two voters in two zones are refused");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused}");
+    // One joint change swaps the wiped node for its replacement.
+    let status = admin
+        .replace_voter(ReplaceVoterRequest {
+            old_node_id: lost,
+            new_node_id: 4,
+            force: false,
+        })
+        .await
+        .expect("replace the wiped node")
         .into_inner();
     let ids: Vec<u64> = status.members.iter().map(|m| m.id).collect();
     assert!(!ids.contains(&lost) && ids.contains(&4), "members now {ids:?}");
+    let voter_4 = status.members.iter().find(|m| m.id == 4).unwrap();
+    assert_eq!(
+        voter_4.role,
+        safekeep_api::v1::Role::Voter as i32,
+        "the replacement votes"
+    );
     put_acked(&mut client, put(TENANT, "after-replacement", b"v", "c3", 1000)).await;
     cluster.shutdown().await;
 }
@@ -185,8 +201,8 @@ async fn a_whole_cluster_restart_keeps_every_acknowledged_record() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_placement_guard_refuses_two_of_three_voters_in_one_zone() {
-    let mut cluster = TestCluster::start(3, |_| {}).await;
+async fn the_placement_guard_refuses_voter_sets_that_one_zone_loss_would_stop() {
+    let cluster = TestCluster::start(3, |_| {}).await;
     let leader = cluster.leader().await;
     // Node 4 lives in zone a, beside node 1.
     let (client, peer) = ("127.0.0.1:1", "127.0.0.1:2");
@@ -200,32 +216,40 @@ async fn the_placement_guard_refuses_two_of_three_voters_in_one_zone() {
         })
         .await
         .expect("add learner");
-    // Leave voters {1 (a), 2 (b)}, then promoting 4 would give zone a two of three.
-    let removed = if leader == 3 { 2 } else { 3 };
-    admin
-        .remove_member(RemoveMemberRequest {
-            node_id: removed,
-            force: false,
-        })
-        .await
-        .expect("remove a voter");
+    // a, a, b, c: no zone holds a quorum, but losing zone a leaves 2 of 4.
     let refused = admin
         .promote(PromoteRequest {
             node_id: 4,
             force: false,
         })
         .await
-        .expect_err("two of three voters in zone a is refused");
+        .expect_err("losing zone a would stop a, a, b, c");
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused}");
-    assert!(refused.message().contains("zone 'a'"), "{}", refused.message());
+    assert!(refused.message().contains("losing zone 'a'"), "{}", refused.message());
+    // Two voters in two zones: losing either stops the cluster.
+    let removed = if leader == 3 { 2 } else { 3 };
+    let refused = admin
+        .remove_member(RemoveMemberRequest {
+            node_id: removed,
+            force: false,
+        })
+        .await
+        .expect_err("two voters in two zones are refused");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused}");
+    assert!(refused.message().contains("force"), "the message says how to insist");
     let status = cluster.status(1).await;
+    let voters = status
+        .members
+        .iter()
+        .filter(|m| m.role == safekeep_api::v1::Role::Voter as i32)
+        .count();
+    assert_eq!(voters, 3, "nothing changed");
     let voter_4 = status.members.iter().find(|m| m.id == 4).unwrap();
     assert_eq!(
         voter_4.role,
         safekeep_api::v1::Role::Learner as i32,
         "node 4 stays a learner"
     );
-    cluster.stop(removed).await;
     cluster.shutdown().await;
 }
 

@@ -465,7 +465,8 @@ async fn a_node_joins_a_tls_cluster_only_once_an_operator_added_it() {
     };
     let (first, addresses) = listeners().await;
     let mut config = cluster.config_for(4, &addresses);
-    config.zone = "a".into();
+    // A fourth zone: a, b, c, d survives the loss of any one.
+    config.zone = "d".into();
     config.join = Some(cluster.addresses[&1].peer.to_string());
     config.raft.join_timeout_ms = 1_500;
 
@@ -484,7 +485,7 @@ async fn a_node_joins_a_tls_cluster_only_once_an_operator_added_it() {
     Cluster::new(cluster.channel(1).await)
         .add_learner(AddLearnerRequest {
             node_id: 4,
-            zone: "a".into(),
+            zone: "d".into(),
             peer_address: addresses.peer.to_string(),
             client_address: addresses.client.to_string(),
         })

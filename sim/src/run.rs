@@ -228,6 +228,7 @@ impl Faults<'_, '_> {
         self.crashed.remove(&lost);
         let _ = std::fs::remove_dir_all(cluster::data_dir(&self.data_root, lost));
         let HostSpec { zone, voter, .. } = self.hosts.remove(position);
+        let lost_was_voter = voter;
         let id = self.next_id;
         self.next_id += 1;
         self.replaced.insert(lost, id);
@@ -246,12 +247,19 @@ impl Faults<'_, '_> {
             let config = safekeep_client::ClientConfig::new(endpoints).with_rng_seed(operator_seed);
             let sdk = safekeep_client::Client::from_channels(config, channels)?;
             loop {
-                match sdk.remove_member(lost, false).await {
+                // A voter is swapped for its replacement in one joint change
+                // (the guard refuses every set on the way otherwise); a
+                // learner is simply removed.
+                let result = match lost_was_voter {
+                    true => sdk.replace_voter(lost, id, false).await,
+                    false => sdk.remove_member(lost, false).await,
+                };
+                match result {
                     Ok(_) => return Ok(()),
                     // An earlier attempt may have landed with its answer lost.
                     Err(_) if is_gone(&sdk, lost).await => return Ok(()),
                     Err(e) if turmoil::sim_elapsed().unwrap_or_default() > stop_at.get() + OPERATOR_GRACE => {
-                        return Err(format!("removing lost node {lost}: {e}").into());
+                        return Err(format!("replacing lost node {lost} by {id}: {e}").into());
                     }
                     Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
                 }

@@ -292,7 +292,7 @@ pub enum ClusterCommand {
     Promote {
         /// The learner's node id.
         id: u64,
-        /// Accept a voter set that puts a quorum in one zone.
+        /// Accept a voter set that loses its quorum when one zone is lost.
         #[arg(long)]
         force: bool,
     },
@@ -300,7 +300,21 @@ pub enum ClusterCommand {
     Remove {
         /// The member's node id.
         id: u64,
-        /// Accept a voter set that puts a quorum in one zone.
+        /// Accept a voter set that loses its quorum when one zone is lost.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Swap a voter for a caught-up learner in one joint change: the way to
+    /// replace a node without ever passing through a voter set that a zone
+    /// loss would stop.
+    Replace {
+        /// The voter that leaves (its id is never used again).
+        #[arg(long = "old")]
+        old: u64,
+        /// The learner that votes in its place.
+        #[arg(long = "new")]
+        new: u64,
+        /// Accept a voter set that loses its quorum when one zone is lost.
         #[arg(long)]
         force: bool,
     },

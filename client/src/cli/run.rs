@@ -274,6 +274,13 @@ async fn cluster(context: &Context, command: ClusterCommand) -> Result<(), CliEr
                 .map_err(context.failed(Target::Node(id)))?;
             print_members(context, &format!("removed node {id}"), &members)
         }
+        ClusterCommand::Replace { old, new, force } => {
+            let members = client
+                .replace_voter(old, new, force)
+                .await
+                .map_err(context.failed(Target::Node(old)))?;
+            print_members(context, &format!("node {new} replaced node {old}"), &members)
+        }
         ClusterCommand::TransferLeader { id } => {
             let header = client
                 .transfer_leader(id)

@@ -256,6 +256,13 @@ impl Cluster for FakeService {
         Err(Status::unimplemented("the fake has fixed membership"))
     }
 
+    async fn replace_voter(
+        &self,
+        _request: Request<v1::ReplaceVoterRequest>,
+    ) -> Result<Response<v1::MembershipResponse>, Status> {
+        Err(Status::unimplemented("the fake has fixed membership"))
+    }
+
     async fn transfer_leader(
         &self,
         _request: Request<v1::TransferLeaderRequest>,

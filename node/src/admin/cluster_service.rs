@@ -3,8 +3,8 @@
 
 use safekeep_api::v1::cluster_server::Cluster;
 use safekeep_api::v1::{
-    AddLearnerRequest, Member, MembershipResponse, PromoteRequest, RemoveMemberRequest, ResponseHeader, Role,
-    StatusRequest, StatusResponse, TransferLeaderRequest, TransferLeaderResponse,
+    AddLearnerRequest, Member, MembershipResponse, PromoteRequest, RemoveMemberRequest, ReplaceVoterRequest,
+    ResponseHeader, Role, StatusRequest, StatusResponse, TransferLeaderRequest, TransferLeaderResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -135,6 +135,25 @@ impl Cluster for ClusterService {
         let id = require_node_id(r.node_id)?;
         let result = self.change(MembershipChange::Remove { id, force: r.force }).await;
         self.audited(&principal, "remove-member", id, &result).await;
+        result
+    }
+
+    async fn replace_voter(
+        &self,
+        request: Request<ReplaceVoterRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
+        let principal = self.operator_only(&request).await?;
+        let r = request.into_inner();
+        let old = require_node_id(r.old_node_id)?;
+        let new = require_node_id(r.new_node_id)?;
+        let result = self
+            .change(MembershipChange::Replace {
+                old,
+                new,
+                force: r.force,
+            })
+            .await;
+        self.audited(&principal, "replace-voter", old, &result).await;
         result
     }
 

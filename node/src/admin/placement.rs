@@ -1,6 +1,9 @@
-//! The zone placement guard: a voter set in which one zone holds a quorum
-//! would lose the whole cluster with that zone, so such a membership change is
-//! refused unless the operator forces it.
+//! The zone placement guard: a voter set that cannot keep a quorum through
+//! the loss of any single zone would stop the cluster with that zone, so such
+//! a membership change is refused unless the operator forces it. That covers
+//! a quorum inside one zone (`a,a,b`), and also sets where no zone holds a
+//! quorum but one zone still holds too many (`a,a,b,c`: losing `a` leaves 2
+//! of 4), and any set spread over fewer than three zones.
 
 use std::collections::BTreeMap;
 
@@ -17,21 +20,24 @@ impl Voter {
     }
 }
 
-/// A voter set that puts a quorum in one zone.
+/// A voter set that loses its quorum when one zone is lost.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "zone '{zone}' would hold {in_zone} of {voters} voters, a quorum ({quorum}): losing that zone \
-     would stop the cluster; spread voters over more zones, or pass force to accept the risk"
+    "losing zone '{zone}' ({in_zone} of {voters} voters) would leave {left}, short of a quorum of {quorum}: \
+     the cluster would stop with that zone. Keep voters in three or more zones with no zone holding \
+     {voters} minus {quorum} or more of them (to swap one voter for another, use replace), or pass force \
+     to accept the risk"
 )]
-pub struct QuorumInOneZone {
+pub struct ZoneLossBreaksQuorum {
     pub zone: String,
     pub in_zone: usize,
     pub voters: usize,
     pub quorum: usize,
+    pub left: usize,
 }
 
 /// Checks a proposed voter set; `force` accepts any set.
-pub fn check(voters: &[Voter], force: bool) -> Result<(), QuorumInOneZone> {
+pub fn check(voters: &[Voter], force: bool) -> Result<(), ZoneLossBreaksQuorum> {
     if force || voters.is_empty() {
         return Ok(());
     }
@@ -41,11 +47,12 @@ pub fn check(voters: &[Voter], force: bool) -> Result<(), QuorumInOneZone> {
         *per_zone.entry(voter.zone.as_str()).or_default() += 1;
     }
     match per_zone.into_iter().max_by_key(|(_, count)| *count) {
-        Some((zone, in_zone)) if in_zone >= quorum => Err(QuorumInOneZone {
+        Some((zone, in_zone)) if voters.len() - in_zone < quorum => Err(ZoneLossBreaksQuorum {
             zone: zone.to_string(),
             in_zone,
             voters: voters.len(),
             quorum,
+            left: voters.len() - in_zone,
         }),
         _ => Ok(()),
     }
@@ -93,5 +100,26 @@ mod tests {
     #[test]
     fn refuses_a_single_voter() {
         assert!(check(&set(&["a"]), false).is_err());
+    }
+
+    #[test]
+    fn refuses_a_zone_whose_loss_breaks_quorum_without_holding_one() {
+        let err = check(&set(&["a", "a", "b", "c"]), false).unwrap_err();
+        assert_eq!((err.zone.as_str(), err.in_zone, err.left, err.quorum), ("a", 2, 2, 3));
+        assert!(err.to_string().contains("losing zone 'a'"), "{err}");
+    }
+
+    #[test]
+    fn refuses_voters_in_only_two_zones() {
+        assert!(check(&set(&["a", "b"]), false).is_err());
+        assert!(check(&set(&["a", "a", "b", "b"]), false).is_err());
+        assert!(check(&set(&["a", "b"]), true).is_ok());
+    }
+
+    #[test]
+    fn accepts_sets_that_survive_any_one_zone() {
+        assert!(check(&set(&["a", "b", "c", "d"]), false).is_ok());
+        assert!(check(&set(&["a", "a", "b", "c", "d"]), false).is_ok());
+        assert!(check(&set(&["a", "a", "b", "b", "c", "c", "d"]), false).is_ok());
     }
 }

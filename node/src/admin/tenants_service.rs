@@ -112,9 +112,10 @@ impl AdminService {
         change: TenancyChange,
         audited: AuditEvent,
     ) -> Result<(), Status> {
+        // The caller reads what the change made from this node's replica.
         let applied = self
             .consensus
-            .propose(tenancy_command(tenant, issuer, change, Some(audited.clone())))
+            .propose_and_apply_locally(tenancy_command(tenant, issuer, change, Some(audited.clone())))
             .await?;
         audit::log(tenant, &audited, &applied.response.audit_result());
         match applied.response {

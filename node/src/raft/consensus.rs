@@ -87,10 +87,27 @@ pub enum ReadLevel {
 /// A membership change, as forwarded to the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum MembershipChange {
-    AddLearner { id: NodeId, node: NodeInfo },
-    Promote { id: NodeId, force: bool },
-    Remove { id: NodeId, force: bool },
-    TransferLeader { id: NodeId },
+    AddLearner {
+        id: NodeId,
+        node: NodeInfo,
+    },
+    Promote {
+        id: NodeId,
+        force: bool,
+    },
+    Remove {
+        id: NodeId,
+        force: bool,
+    },
+    /// Voter `old` leaves and member `new` votes in its place, in one joint change.
+    Replace {
+        old: NodeId,
+        new: NodeId,
+        force: bool,
+    },
+    TransferLeader {
+        id: NodeId,
+    },
 }
 
 /// One member as seen by this node.
@@ -162,6 +179,8 @@ pub struct Consensus {
     limits: RoutingLimits,
     last_leader_contact: Arc<Mutex<Option<Instant>>>,
     replica: ReplicaHandles,
+    /// Origin of the monotonic clock proposals carry (`Command::leader_clock_ms`).
+    started: Instant,
 }
 
 /// What the consensus handle keeps of its own replica: a reader of records,
@@ -220,6 +239,7 @@ impl Consensus {
             limits,
             last_leader_contact: Arc::new(Mutex::new(None)),
             replica,
+            started: Instant::now(),
         }
     }
 
@@ -331,9 +351,19 @@ impl Consensus {
         Err(settle(last, uncertain))
     }
 
+    /// Commits and applies a write, then waits until this node's own replica
+    /// has applied it too, for callers that read their change back from it
+    /// (a follower learns of the commit only after the leader answered).
+    pub async fn propose_and_apply_locally(&self, command: Command) -> Result<Applied, ConsensusError> {
+        let applied = self.propose(command).await?;
+        self.wait_applied(applied.index).await?;
+        Ok(applied)
+    }
+
     /// Proposes on this node, which must be the leader.
     pub(crate) async fn propose_as_leader(&self, mut command: Command) -> Result<Applied, ConsensusError> {
         command.proposed_at_ms = millis_since_epoch(self.replica.wall_clock);
+        command.leader_clock_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let started = Instant::now();
         let result = self.raft.client_write(command).await;
         metrics::histogram!(metrics_names::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
@@ -581,6 +611,38 @@ impl Consensus {
                         .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
                         .await
                 }
+            }
+            MembershipChange::Replace { old, new, force } => {
+                if !voters.contains(&old) {
+                    // A retry of a replacement that already committed.
+                    if voters.contains(&new) && membership.get_node(&old).is_none() {
+                        return Ok(self.members());
+                    }
+                    return Err(ConsensusError::MembershipRejected(format!("node {old} is not a voter")));
+                }
+                if old == new {
+                    return Err(ConsensusError::MembershipRejected(format!(
+                        "node {old} cannot replace itself"
+                    )));
+                }
+                if membership.get_node(&new).is_none() {
+                    return Err(ConsensusError::MembershipRejected(format!(
+                        "node {new} is not a member of this cluster; add it as a learner first"
+                    )));
+                }
+                let mut after: BTreeSet<NodeId> = voters.clone();
+                after.remove(&old);
+                after.insert(new);
+                let placed: Vec<Voter> = after
+                    .iter()
+                    .map(|v| Voter::new(*v, zone_of(v).unwrap_or_default()))
+                    .collect();
+                placement::check(&placed, force).map_err(|e| ConsensusError::Placement(e.to_string()))?;
+                // Joint consensus: the old and the new voter sets both hold a
+                // quorum until the change commits; `false` drops the old voter.
+                self.raft
+                    .change_membership(ChangeMembers::ReplaceAllVoters(after), false)
+                    .await
             }
             MembershipChange::TransferLeader { id } => {
                 if !voters.contains(&id) {

@@ -197,10 +197,11 @@ impl RecordsService {
     ) -> Result<Applied, Status> {
         let write_id = match write_id {
             Some(id) => {
-                validate::client_id(&id.client_id)?;
+                validate::write_id(&id.client_id, id.request_id, id.first_incomplete)?;
                 Some(command::WriteId {
                     client_id: id.client_id,
                     request_id: id.request_id,
+                    first_incomplete: id.first_incomplete,
                 })
             }
             None => None,
@@ -212,6 +213,7 @@ impl RecordsService {
         let command = Command {
             write_id,
             proposed_at_ms: 0,
+            leader_clock_ms: 0,
             tenant: tenant.clone(),
             api_key,
             body: CommandBody::Write(mutations),
@@ -222,10 +224,7 @@ impl RecordsService {
             CommandResponse::Conflict { key, current_version } => Err(version_conflict(key, *current_version)),
             CommandResponse::Applied { .. } => Ok(applied),
             CommandResponse::Noop => Err(Status::internal("a write was applied as a no-op")),
-            CommandResponse::Forgotten => Err(Status::failed_precondition(
-                "this write's request id is older than every write this client still has remembered: \
-                 it may have been applied earlier and was not applied again; read the record to find out",
-            )),
+            CommandResponse::Retired { floor } => Err(crate::status::retired_write(*floor)),
             CommandResponse::Refused(reason) => Err(refusal(*reason, &tenant)),
         }
     }
@@ -240,34 +239,19 @@ impl RecordsService {
     }
 }
 
-/// A tenancy change of `tenant` as a command, made with the tenant's admin
-/// key `issuer` if not by an operator, audited as `audit` if given.
+/// A tenancy change of `tenant` as a command (see [`Command::tenancy`]).
 pub fn tenancy_command(
     tenant: &str,
     issuer: Option<String>,
     change: TenancyChange,
     audit: Option<AuditEvent>,
 ) -> Command {
-    Command {
-        write_id: None,
-        proposed_at_ms: 0,
-        tenant: tenant.to_string(),
-        api_key: issuer,
-        body: CommandBody::Tenancy(change),
-        audit,
-    }
+    Command::tenancy(tenant, issuer, change, audit)
 }
 
-/// An audit entry alone, as a command.
+/// An audit entry alone, as a command (see [`Command::audit_only`]).
 pub fn audit_command(tenant: &str, event: AuditEvent) -> Command {
-    Command {
-        write_id: None,
-        proposed_at_ms: 0,
-        tenant: tenant.to_string(),
-        api_key: None,
-        body: CommandBody::AuditOnly,
-        audit: Some(event),
-    }
+    Command::audit_only(tenant, event)
 }
 
 fn read_level(consistency: i32) -> Result<ReadLevel, InvalidRequest> {

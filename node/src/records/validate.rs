@@ -42,6 +42,11 @@ pub enum InvalidRequest {
     DuplicateBatchKey(String),
     #[error("write_id.client_id must not be empty")]
     EmptyClientId,
+    #[error(
+        "write_id.first_incomplete ({first_incomplete}) is above its own request_id ({request_id}): \
+         a write in flight is not complete"
+    )]
+    FirstIncompleteAboveRequest { request_id: u64, first_incomplete: u64 },
     #[error("write_id.client_id is {len} bytes; the limit is {MAX_CLIENT_ID_BYTES}")]
     ClientIdTooLong { len: usize },
     #[error("an API key id is {API_KEY_ID_LEN} lowercase hex digits")]
@@ -112,6 +117,19 @@ pub fn client_id(client_id: &str) -> Result<(), InvalidRequest> {
     Ok(())
 }
 
+/// Checks a write id: a valid client id, and a first-incomplete mark that
+/// does not claim the write itself complete.
+pub fn write_id(client: &str, request_id: u64, first_incomplete: u64) -> Result<(), InvalidRequest> {
+    client_id(client)?;
+    if first_incomplete > request_id {
+        return Err(InvalidRequest::FirstIncompleteAboveRequest {
+            request_id,
+            first_incomplete,
+        });
+    }
+    Ok(())
+}
+
 /// Checks a whole replicated command against the limits every node enforces,
 /// whatever the configured value limit: the leader re-checks what a peer
 /// forwards, so no malformed entry can reach the log.
@@ -123,7 +141,7 @@ pub fn command(command: &crate::storage::command::Command) -> Result<(), Invalid
         tenant(&command.tenant)?;
     }
     if let Some(id) = &command.write_id {
-        client_id(&id.client_id)?;
+        write_id(&id.client_id, id.request_id, id.first_incomplete)?;
     }
     if let Some(key_id) = &command.api_key {
         api_key_id(key_id)?;

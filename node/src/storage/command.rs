@@ -8,11 +8,14 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Identifies a write so a retry of it applies at most once.
+/// Identifies a write of its command's tenant so a retry of it applies at most once.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct WriteId {
     pub client_id: String,
     pub request_id: u64,
+    /// The lowest request id the client has not yet seen completed (0: not
+    /// tracked): ids below it are retired.
+    pub first_incomplete: u64,
 }
 
 /// One change to one record.
@@ -51,6 +54,10 @@ pub struct Command {
     pub write_id: Option<WriteId>,
     /// The leader's wall clock when it accepted the write (ms since the Unix epoch).
     pub proposed_at_ms: i64,
+    /// The leader's monotonic clock when it accepted the write (ms since the
+    /// leader's process started): the idempotency table's expiry time moves
+    /// by this, never by the wall clock.
+    pub leader_clock_ms: u64,
     /// The tenant the command changes.
     pub tenant: String,
     /// The API key a record write was made with: applying refuses the write
@@ -151,6 +158,35 @@ impl fmt::Debug for WrappedDataKey {
     }
 }
 
+impl Command {
+    /// A tenancy change of `tenant`, made with the tenant's admin key
+    /// `issuer` if not by an operator, audited as `audit` if given.
+    pub fn tenancy(tenant: &str, issuer: Option<String>, change: TenancyChange, audit: Option<AuditEvent>) -> Self {
+        Self {
+            write_id: None,
+            proposed_at_ms: 0,
+            leader_clock_ms: 0,
+            tenant: tenant.to_string(),
+            api_key: issuer,
+            body: CommandBody::Tenancy(change),
+            audit,
+        }
+    }
+
+    /// An audit entry alone.
+    pub fn audit_only(tenant: &str, event: AuditEvent) -> Self {
+        Self {
+            write_id: None,
+            proposed_at_ms: 0,
+            leader_clock_ms: 0,
+            tenant: tenant.to_string(),
+            api_key: None,
+            body: CommandBody::AuditOnly,
+            audit: Some(event),
+        }
+    }
+}
+
 impl fmt::Display for Command {
     // Values never appear: only the shape of the command.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -185,6 +221,8 @@ pub enum Refusal {
     ApiKeyExists,
     /// A data key version that is not the next one, or a rewrap that does not match.
     DataKeyMismatch,
+    /// The write id's result is remembered for a write of other records.
+    WriteIdReused,
 }
 
 /// The result of applying one log entry.
@@ -201,9 +239,9 @@ pub enum CommandResponse {
     Conflict { key: String, current_version: u64 },
     /// A blank or membership entry: nothing for a client.
     Noop,
-    /// The write's id is older than every result its client still has
-    /// remembered: it may have been applied long ago, so it is not applied now.
-    Forgotten,
+    /// The write's request id is below its client's floor: retired, so it is
+    /// not applied now (it may have been applied long ago).
+    Retired { floor: u64 },
     /// Nothing applied, for the reason given.
     Refused(Refusal),
 }
@@ -214,7 +252,7 @@ impl CommandResponse {
         match self {
             Self::Applied { .. } | Self::Noop => "ok".to_string(),
             Self::Conflict { .. } => "conflict".to_string(),
-            Self::Forgotten => "forgotten".to_string(),
+            Self::Retired { .. } => "retired".to_string(),
             Self::Refused(refusal) => format!("refused: {refusal:?}"),
         }
     }

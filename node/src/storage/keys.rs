@@ -5,7 +5,10 @@
 //! ```text
 //! 0x00 name                                   applied state (meta)
 //! 0x01 u16-be tenant-len  tenant  key         a record
-//! 0x02 u16-be client-len  client  u64-be id   a remembered write result
+//! 0x02 u16-be tenant-len  tenant  u16-be client-len  client  0x00
+//!                                             a client's write floor
+//! 0x02 u16-be tenant-len  tenant  u16-be client-len  client  0x01  u64-be id
+//!                                             a remembered write result
 //! 0x03 u16-be tenant-len  tenant              a tenant (state, wrapped data keys)
 //! 0x04 key-id                                 an API key (hash, tenant, role)
 //! 0x05 u64-be seq                             an audit log entry
@@ -71,19 +74,86 @@ pub fn record_key_suffix(storage_key: &[u8], tenant_prefix_len: usize) -> Result
     String::from_utf8(suffix.to_vec()).map_err(|_| KeyError::Malformed("record key is not UTF-8"))
 }
 
-/// The prefix of every remembered result of `client_id`.
-pub fn idempotency_client_prefix(client_id: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(3 + client_id.len() + 8);
+/// Byte after the client id that marks a client's write floor.
+pub const FLOOR_KIND: u8 = 0x00;
+/// Byte after the client id that marks a remembered write result.
+pub const RESULT_KIND: u8 = 0x01;
+
+/// The prefix of every idempotency entry of `tenant`.
+pub fn idempotency_tenant_prefix(tenant: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(3 + tenant.len());
     out.push(IDEMPOTENCY_TAG);
+    push_length_prefixed(&mut out, tenant);
+    out
+}
+
+fn idempotency_client_prefix(tenant: &str, client_id: &str) -> Vec<u8> {
+    let mut out = idempotency_tenant_prefix(tenant);
+    out.reserve(2 + client_id.len() + 9);
     push_length_prefixed(&mut out, client_id);
     out
 }
 
-/// The key of the remembered result of one write.
-pub fn idempotency_key(client_id: &str, request_id: u64) -> Vec<u8> {
-    let mut out = idempotency_client_prefix(client_id);
+/// The key of the write floor of one client of one tenant.
+pub fn idempotency_floor_key(tenant: &str, client_id: &str) -> Vec<u8> {
+    let mut out = idempotency_client_prefix(tenant, client_id);
+    out.push(FLOOR_KIND);
+    out
+}
+
+/// The key of the remembered result of one write of one client of one tenant.
+pub fn idempotency_result_key(tenant: &str, client_id: &str, request_id: u64) -> Vec<u8> {
+    let mut out = idempotency_client_prefix(tenant, client_id);
+    out.push(RESULT_KIND);
     out.extend_from_slice(&request_id.to_be_bytes());
     out
+}
+
+/// An idempotency key taken apart: tenant, client id, and the request id of a result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKeyParts {
+    pub tenant: String,
+    pub client_id: String,
+    /// `None` for a floor entry.
+    pub request_id: Option<u64>,
+}
+
+/// Decodes a key made by `idempotency_floor_key` or `idempotency_result_key`.
+pub fn decode_idempotency_key(key: &[u8]) -> Result<IdempotencyKeyParts, KeyError> {
+    let (tag, rest) = key.split_first().ok_or(KeyError::Malformed("empty idempotency key"))?;
+    if *tag != IDEMPOTENCY_TAG {
+        return Err(KeyError::Malformed("not an idempotency key"));
+    }
+    let (tenant, rest) = take_length_prefixed(rest)?;
+    let (client_id, rest) = take_length_prefixed(rest)?;
+    let request_id = match rest.split_first() {
+        Some((&FLOOR_KIND, [])) => None,
+        Some((&RESULT_KIND, id)) => {
+            let id: [u8; 8] = id
+                .try_into()
+                .map_err(|_| KeyError::Malformed("request id is not 8 bytes"))?;
+            Some(u64::from_be_bytes(id))
+        }
+        _ => return Err(KeyError::Malformed("unknown idempotency entry kind")),
+    };
+    Ok(IdempotencyKeyParts {
+        tenant,
+        client_id,
+        request_id,
+    })
+}
+
+fn take_length_prefixed(bytes: &[u8]) -> Result<(String, &[u8]), KeyError> {
+    let len: [u8; 2] = bytes
+        .get(..2)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(KeyError::Malformed("missing length prefix"))?;
+    let len = usize::from(u16::from_be_bytes(len));
+    let part = bytes
+        .get(2..2 + len)
+        .ok_or(KeyError::Malformed("shorter than its length prefix"))?;
+    let text = String::from_utf8(part.to_vec()).map_err(|_| KeyError::Malformed("id is not UTF-8"))?;
+    Ok((text, &bytes[2 + len..]))
 }
 
 /// The key of a tenant's own entry.
@@ -153,11 +223,27 @@ mod tests {
     #[test]
     fn kinds_of_keys_do_not_overlap() {
         assert!(meta_key("applied") < record_key("", ""));
-        assert!(record_key("zzz", "zzz") < idempotency_key("", 0));
-        assert!(idempotency_key("c", u64::MAX) < tenant_key(""));
+        assert!(record_key("zzz", "zzz") < idempotency_floor_key("", ""));
+        assert!(idempotency_result_key("t", "c", u64::MAX) < tenant_key(""));
         assert!(tenant_key("zzz") < api_key_key(""));
         assert!(api_key_key("ffff") < audit_key(0));
         assert!(audit_key(u64::MAX) < vec![END_TAG]);
+    }
+
+    #[test]
+    fn idempotency_keys_round_trip_and_keep_tenants_apart() {
+        let result = idempotency_result_key("acme", "worker-1", 7);
+        let parts = decode_idempotency_key(&result).unwrap();
+        assert_eq!(parts.tenant, "acme");
+        assert_eq!(parts.client_id, "worker-1");
+        assert_eq!(parts.request_id, Some(7));
+        let floor = decode_idempotency_key(&idempotency_floor_key("acme", "worker-1")).unwrap();
+        assert_eq!(floor.request_id, None);
+        // The same client and request id under another tenant is another key.
+        assert_ne!(result, idempotency_result_key("globex", "worker-1", 7));
+        assert!(!result.starts_with(&idempotency_tenant_prefix("acm")));
+        assert!(result.starts_with(&idempotency_tenant_prefix("acme")));
+        assert!(decode_idempotency_key(&result[..result.len() - 1]).is_err());
     }
 
     #[test]

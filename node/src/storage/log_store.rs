@@ -358,6 +358,7 @@ mod tests {
         entry.payload = EntryPayload::Normal(Command {
             write_id: None,
             proposed_at_ms: 0,
+            leader_clock_ms: 0,
             tenant: "t".into(),
             api_key: None,
             body: CommandBody::Write(vec![Mutation::Put {

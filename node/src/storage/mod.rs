@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod command;
 mod db;
+mod expiry_clock;
 mod idempotency;
 mod identity;
 mod keys;

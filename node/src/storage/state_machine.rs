@@ -1,5 +1,6 @@
 //! The replicated state machine in RocksDB: tenants' records, the
-//! idempotency table and the applied position.
+//! idempotency table (scoped to each tenant, consulted only after a write is
+//! admitted) and the applied position.
 //!
 //! Each call to `apply` writes every entry it was given in one WriteBatch:
 //! records, the remembered results, the last applied log id and membership.
@@ -14,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use futures::{Stream, TryStreamExt};
-use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
+use openraft::alias::{CommittedLeaderIdOf, LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::entry::RaftEntry;
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, StoredMembership};
@@ -22,10 +23,11 @@ use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use super::audit::{AuditAppender, AuditEntry};
-use super::command::{Command, CommandBody, CommandResponse, Mutation};
+use super::command::{Command, CommandBody, CommandResponse, Mutation, Refusal};
 use super::db::{CF_SM, Db, StoreError, cf, decode_err, io_err};
-use super::idempotency::{IdempotencyIndex, RememberedResult, Seen};
-use super::keys::{self, idempotency_key, meta_key, record_key, tenant_prefix};
+use super::expiry_clock::ExpiryClock;
+use super::idempotency::{ClientKey, IdempotencyIndex, RememberedResult, Seen};
+use super::keys::{self, idempotency_result_key, meta_key, record_key, tenant_prefix};
 use super::snapshot::{FORMAT_KEY, FORMAT_VERSION, SnapshotDir, SnapshotFile};
 use super::tenancy::{self, ApiKeyRecord, ApplyAt, Overlay, TenantRecord};
 use crate::raft::TypeConfig;
@@ -34,8 +36,10 @@ use crate::raft::TypeConfig;
 pub const APPLIED_KEY: &str = "applied";
 /// Meta key of the last applied membership.
 pub const MEMBERSHIP_KEY: &str = "membership";
-/// Meta key of the log clock (largest `proposed_at_ms` applied).
-const LOG_CLOCK_KEY: &str = "log_clock";
+/// Meta key of the idempotency table's expiry clock.
+const EXPIRY_CLOCK_KEY: &str = "expiry_clock";
+
+type LeaderExpiryClock = ExpiryClock<CommittedLeaderIdOf<TypeConfig>>;
 
 /// A record as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,7 +201,7 @@ pub struct StateMachineStore {
     snapshots: SnapshotDir,
     install_lock: Arc<RwLock<()>>,
     idempotency: IdempotencyIndex,
-    log_clock_ms: i64,
+    expiry_clock: LeaderExpiryClock,
 }
 
 impl StateMachineStore {
@@ -214,7 +218,7 @@ impl StateMachineStore {
             snapshots,
             install_lock: Arc::new(RwLock::new(())),
             idempotency: IdempotencyIndex::default(),
-            log_clock_ms: 0,
+            expiry_clock: LeaderExpiryClock::default(),
         };
         store.reload()?;
         Ok(store)
@@ -231,9 +235,9 @@ impl StateMachineStore {
     /// Reloads the in-memory parts from disk (after open or a snapshot install).
     fn reload(&mut self) -> io::Result<()> {
         self.idempotency = IdempotencyIndex::load(&self.db, cf(&self.db, CF_SM))?;
-        self.log_clock_ms = match self.get_meta(LOG_CLOCK_KEY)? {
+        self.expiry_clock = match self.get_meta(EXPIRY_CLOCK_KEY)? {
             Some(bytes) => postcard::from_bytes(&bytes).map_err(decode_err)?,
-            None => 0,
+            None => LeaderExpiryClock::default(),
         };
         Ok(())
     }
@@ -246,36 +250,15 @@ impl StateMachineStore {
     /// (records already changed earlier in the same batch).
     fn apply_command(
         &mut self,
-        index: u64,
+        log_id: &LogIdOf<TypeConfig>,
         command: Command,
         batch: &mut WriteBatch,
         pending: &mut Pending,
     ) -> io::Result<CommandResponse> {
-        self.log_clock_ms = self.log_clock_ms.max(command.proposed_at_ms);
-        if let Some(id) = &command.write_id {
-            // Decided from the in-memory index alone, so deletions still queued
-            // in this batch count exactly as they will once written.
-            match self.idempotency.seen(id) {
-                Seen::Remembered => {
-                    if let Some(first) = pending.results.get(id) {
-                        return Ok(first.clone());
-                    }
-                    let key = idempotency_key(&id.client_id, id.request_id);
-                    let bytes = self
-                        .db
-                        .get_cf(cf(&self.db, CF_SM), &key)
-                        .map_err(io_err)?
-                        .ok_or_else(|| {
-                            io::Error::new(io::ErrorKind::InvalidData, "a remembered write result is missing")
-                        })?;
-                    let remembered: RememberedResult = postcard::from_bytes(&bytes).map_err(decode_err)?;
-                    return Ok(remembered.response);
-                }
-                Seen::Forgotten => return Ok(CommandResponse::Forgotten),
-                Seen::New => {}
-            }
-        }
-
+        let index = log_id.index;
+        let now_ms = self
+            .expiry_clock
+            .observe(log_id.committed_leader_id(), command.leader_clock_ms);
         let at = ApplyAt {
             db: &self.db,
             index,
@@ -283,6 +266,8 @@ impl StateMachineStore {
         };
         let response = match &command.body {
             CommandBody::Write(mutations) => {
+                // Admitted for its tenant first: only then may its write id
+                // mean anything, and only within that tenant.
                 let refusal = tenancy::admit_write(
                     &at,
                     &mut pending.tenancy,
@@ -291,9 +276,9 @@ impl StateMachineStore {
                     command.api_key.as_deref(),
                     mutations,
                 )?;
-                match refusal {
-                    Some(refusal) => CommandResponse::Refused(refusal),
-                    None => self.apply_mutations(
+                match (refusal, &command.write_id) {
+                    (Some(refusal), _) => CommandResponse::Refused(refusal),
+                    (None, None) => self.apply_mutations(
                         index,
                         &command.tenant,
                         command.proposed_at_ms,
@@ -301,6 +286,21 @@ impl StateMachineStore {
                         batch,
                         pending,
                     )?,
+                    (None, Some(id)) => {
+                        let client = ClientKey {
+                            tenant: command.tenant.clone(),
+                            client_id: id.client_id.clone(),
+                        };
+                        let write = IdentifiedWrite {
+                            client,
+                            request_id: id.request_id,
+                            first_incomplete: id.first_incomplete,
+                            index,
+                            now_ms,
+                            proposed_at_ms: command.proposed_at_ms,
+                        };
+                        self.apply_identified_write(write, mutations, batch, pending)?
+                    }
                 }
             }
             CommandBody::AuditOnly => CommandResponse::Noop,
@@ -315,6 +315,12 @@ impl StateMachineStore {
                     change.clone(),
                     &mut deleted,
                 )?;
+                if !deleted.is_empty() {
+                    // A deleted tenant's write ids go with it.
+                    self.idempotency
+                        .forget_tenant(&command.tenant, batch, cf(&self.db, CF_SM));
+                    pending.results.retain(|(client, _), _| client.tenant != command.tenant);
+                }
                 for prefix in deleted {
                     for (key, record) in pending.records.iter_mut() {
                         if key.starts_with(&prefix) {
@@ -331,23 +337,63 @@ impl StateMachineStore {
                 .audit
                 .append(&self.db, batch, &command.tenant, command.proposed_at_ms, event, result)?;
         }
+        Ok(response)
+    }
 
-        if let Some(id) = command.write_id {
-            let remembered = RememberedResult {
-                log_index: index,
-                at_ms: self.log_clock_ms,
-                response: response.clone(),
-            };
-            let sm = cf(&self.db, CF_SM);
-            batch.put_cf(
-                sm,
-                idempotency_key(&id.client_id, id.request_id),
-                postcard::to_allocvec(&remembered).map_err(decode_err)?,
-            );
-            pending.results.insert(id.clone(), response.clone());
-            self.idempotency
-                .remember(id, self.log_clock_ms, self.log_clock_ms, batch, sm);
+    /// Applies an admitted write that carries a write id: once per id, and
+    /// never an id its client has retired.
+    fn apply_identified_write(
+        &mut self,
+        write: IdentifiedWrite,
+        mutations: &[Mutation],
+        batch: &mut WriteBatch,
+        pending: &mut Pending,
+    ) -> io::Result<CommandResponse> {
+        let sm = cf(&self.db, CF_SM);
+        self.idempotency
+            .note_write(&write.client, write.first_incomplete, write.now_ms, batch, sm);
+        let fingerprint = write_fingerprint(mutations);
+        // Decided from the in-memory index alone, so deletions still queued
+        // in this batch count exactly as they will once written.
+        match self.idempotency.seen(&write.client, write.request_id) {
+            Seen::Remembered => {
+                let pending_key = (write.client.clone(), write.request_id);
+                let remembered = match pending.results.get(&pending_key) {
+                    Some(first) => first.clone(),
+                    None => {
+                        let key =
+                            idempotency_result_key(&write.client.tenant, &write.client.client_id, write.request_id);
+                        let bytes = self.db.get_cf(sm, &key).map_err(io_err)?.ok_or_else(|| {
+                            io::Error::new(io::ErrorKind::InvalidData, "a remembered write result is missing")
+                        })?;
+                        postcard::from_bytes::<RememberedResult>(&bytes).map_err(decode_err)?
+                    }
+                };
+                if remembered.fingerprint != fingerprint {
+                    return Ok(CommandResponse::Refused(Refusal::WriteIdReused));
+                }
+                return Ok(remembered.response);
+            }
+            Seen::Retired { floor } => return Ok(CommandResponse::Retired { floor }),
+            Seen::New => {}
         }
+        let response = self.apply_mutations(
+            write.index,
+            &write.client.tenant,
+            write.proposed_at_ms,
+            mutations,
+            batch,
+            pending,
+        )?;
+        let remembered = RememberedResult {
+            log_index: write.index,
+            at_ms: write.now_ms,
+            fingerprint,
+            response: response.clone(),
+        };
+        self.idempotency
+            .remember(&write.client, write.request_id, &remembered, batch, sm)?;
+        pending.results.insert((write.client, write.request_id), remembered);
         Ok(response)
     }
 
@@ -406,11 +452,49 @@ impl StateMachineStore {
     }
 }
 
+/// A write with a write id, as the state machine applies it.
+struct IdentifiedWrite {
+    client: ClientKey,
+    request_id: u64,
+    first_incomplete: u64,
+    index: u64,
+    /// Expiry time at this entry.
+    now_ms: i64,
+    proposed_at_ms: i64,
+}
+
+/// What a write changes, as a digest: the kind, key and condition of every
+/// mutation (values are sealed with a fresh nonce on every attempt, so they
+/// cannot be compared). A retry changes the same records.
+fn write_fingerprint(mutations: &[Mutation]) -> u64 {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    for mutation in mutations {
+        let kind: u8 = match mutation {
+            Mutation::Put { .. } => 1,
+            Mutation::Delete { .. } => 2,
+        };
+        context.update(&[kind]);
+        context.update(&(mutation.key().len() as u64).to_be_bytes());
+        context.update(mutation.key().as_bytes());
+        match mutation.expected_version() {
+            Some(version) => {
+                context.update(&[1]);
+                context.update(&version.to_be_bytes());
+            }
+            None => context.update(&[0]),
+        }
+    }
+    let digest = context.finish();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest.as_ref()[..8]);
+    u64::from_be_bytes(first)
+}
+
 /// Changes made earlier in the batch being applied, not yet readable from RocksDB.
 #[derive(Default)]
 struct Pending {
     records: HashMap<Vec<u8>, Option<StoredRecord>>,
-    results: HashMap<super::command::WriteId, CommandResponse>,
+    results: HashMap<(ClientKey, u64), RememberedResult>,
     tenancy: Overlay,
     audit: AuditAppender,
 }
@@ -457,7 +541,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let log_id = entry.log_id();
             let response = match entry.payload {
                 EntryPayload::Blank => CommandResponse::Noop,
-                EntryPayload::Normal(command) => self.apply_command(log_id.index, command, &mut batch, &mut pending)?,
+                EntryPayload::Normal(command) => self.apply_command(&log_id, command, &mut batch, &mut pending)?,
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(log_id), m));
                     CommandResponse::Noop
@@ -486,11 +570,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
         batch.put_cf(
             sm,
-            meta_key(LOG_CLOCK_KEY),
-            postcard::to_allocvec(&self.log_clock_ms).map_err(decode_err)?,
+            meta_key(EXPIRY_CLOCK_KEY),
+            postcard::to_allocvec(&self.expiry_clock).map_err(decode_err)?,
         );
         self.db.write_unsynced(batch)?;
         metrics::histogram!(crate::metrics_names::APPLY_SECONDS).record(started.elapsed().as_secs_f64());
+        metrics::gauge!(crate::metrics_names::IDEMPOTENCY_RESULTS).set(self.idempotency.result_count() as f64);
+        metrics::gauge!(crate::metrics_names::IDEMPOTENCY_CLIENTS).set(self.idempotency.client_count() as f64);
         for (responder, response) in replies {
             responder.send(response);
         }

@@ -13,7 +13,7 @@ use safekeep_api::v1::cluster_client::ClusterClient;
 use safekeep_api::v1::records_client::RecordsClient;
 use safekeep_api::v1::{Consistency, GetRequest, PutRequest, StatusRequest, StatusResponse, WriteId};
 use safekeep_node::config::{InitialMember, LimitSettings, NodeConfig, RaftSettings};
-use safekeep_node::{Node, NodeListeners};
+use safekeep_node::{Node, NodeEnvironment, NodeListeners};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
@@ -104,7 +104,22 @@ impl TestCluster {
         Self::start_with(n, true, tweak).await
     }
 
+    /// Starts `n` nodes whose wall clock (and the rest of their environment) is `environment`'s.
+    #[allow(dead_code)]
+    pub async fn start_in(n: u64, environment: NodeEnvironment, tweak: impl Fn(&mut NodeConfig)) -> Self {
+        Self::start_with_environment(n, false, environment, tweak).await
+    }
+
     async fn start_with(n: u64, secure: bool, tweak: impl Fn(&mut NodeConfig)) -> Self {
+        Self::start_with_environment(n, secure, NodeEnvironment::default(), tweak).await
+    }
+
+    async fn start_with_environment(
+        n: u64,
+        secure: bool,
+        environment: NodeEnvironment,
+        tweak: impl Fn(&mut NodeConfig),
+    ) -> Self {
         let dir = TempDir::new().expect("temp dir");
         let certs = secure.then(|| dir.path().join("certs"));
         if let Some(certs) = &certs {
@@ -146,7 +161,7 @@ impl TestCluster {
             let mut config = cluster.config_for(id, &addresses[&id]);
             config.init = init.clone();
             tweak(&mut config);
-            let node = Node::start_with_listeners(config.clone(), l)
+            let node = Node::start_in(config.clone(), l, environment.clone())
                 .await
                 .expect("node starts");
             cluster.nodes.insert(id, node);
@@ -348,6 +363,7 @@ pub fn put(tenant: &str, key: &str, value: &[u8], client: &str, request_id: u64)
         write_id: Some(WriteId {
             client_id: client.into(),
             request_id,
+            first_incomplete: 0,
         }),
     }
 }
