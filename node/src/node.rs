@@ -226,6 +226,13 @@ impl Node {
         let rng_seed = environment.rng_seed.unwrap_or_else(rand::random);
         let (consensus, peer_service) = raft::start(&config, &store, &environment, tls.clone(), rng_seed).await?;
         drop(store);
+        let had_raft_state = match raft::had_raft_state(&consensus).await {
+            Ok(had) => had,
+            Err(e) => {
+                consensus.shutdown().await;
+                return Err(e.into());
+            }
+        };
         if let Some(keys) = &data_keys {
             let tenants = consensus.reader().tenants().map_err(StoreError::Io)?;
             if let Err(e) = keys.check_all(&tenants) {
@@ -328,7 +335,7 @@ impl Node {
             peer_address,
             http_address,
         };
-        if let Err(e) = raft::bootstrap(&node.consensus, &node.config).await {
+        if let Err(e) = raft::bootstrap(&node.consensus, &node.config, had_raft_state).await {
             node.shutdown().await;
             return Err(e.into());
         }

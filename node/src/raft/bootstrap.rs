@@ -44,13 +44,20 @@ pub enum BootstrapError {
     Initialize(String),
 }
 
-/// Forms or joins the cluster if this node has never been part of one.
-pub async fn bootstrap(consensus: &Consensus, config: &NodeConfig) -> Result<(), BootstrapError> {
-    let initialized = consensus
+/// Whether this node had Raft state on disk when it started. Asked before
+/// the peer channel serves: a leader that replicates to a joining node while
+/// it starts must not make it look as if it had been a member all along.
+pub async fn had_raft_state(consensus: &Consensus) -> Result<bool, BootstrapError> {
+    consensus
         .raft()
         .is_initialized()
         .await
-        .map_err(|e| BootstrapError::Initialize(e.to_string()))?;
+        .map_err(|e| BootstrapError::Initialize(e.to_string()))
+}
+
+/// Forms or joins the cluster if this node has never been part of one;
+/// `initialized` is `had_raft_state`, asked before the peer channel served.
+pub async fn bootstrap(consensus: &Consensus, config: &NodeConfig, initialized: bool) -> Result<(), BootstrapError> {
     if initialized {
         tracing::info!(node = config.id, "recovered Raft state from disk");
         return Ok(());

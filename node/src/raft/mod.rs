@@ -122,4 +122,4 @@ pub async fn start(
     Ok((consensus, peer))
 }
 
-pub use bootstrap::bootstrap;
+pub use bootstrap::{bootstrap, had_raft_state};

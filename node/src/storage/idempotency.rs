@@ -541,4 +541,55 @@ mod tests {
         assert_eq!(reloaded.seen(&acme, 1), Seen::New);
         assert_eq!(reloaded.result_count(), 1);
     }
+
+    fn resident_bytes() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib * 1024
+    }
+
+    /// Memory of the in-memory index at its total bound, as the README
+    /// reports it. Run with `cargo test --release -p safekeep-node --lib
+    /// idempotency_memory -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement: slow in debug builds"]
+    fn idempotency_memory_at_a_million_results_stays_bounded() {
+        let mut table = Table::new();
+        let sm = table.db.cf_handle("sm").unwrap();
+        let before = resident_bytes();
+        // 1,000 SDK-like clients (32 hex digits) with 1,000 results each.
+        for request_id in 1..=1_000u64 {
+            let mut batch = WriteBatch::default();
+            for client in 0..1_000u64 {
+                let client = ClientKey {
+                    tenant: "tenant-0001".into(),
+                    client_id: format!("{client:032x}"),
+                };
+                table.index.note_write(&client, 0, 1_000, &mut batch, sm);
+                let result = RememberedResult {
+                    log_index: table.next_log_index,
+                    at_ms: 1_000,
+                    fingerprint: 0,
+                    response: CommandResponse::Noop,
+                };
+                table.next_log_index += 1;
+                table
+                    .index
+                    .remember(&client, request_id, &result, &mut batch, sm)
+                    .unwrap();
+            }
+            drop(batch);
+        }
+        assert_eq!(table.index.result_count(), MAX_RESULTS_TOTAL);
+        let used = resident_bytes().saturating_sub(before);
+        println!(
+            "idempotency index: {} results, {} clients, {} MiB resident, {} bytes per result",
+            table.index.result_count(),
+            table.index.client_count(),
+            used >> 20,
+            used / MAX_RESULTS_TOTAL as u64
+        );
+        assert!(used < 256 << 20, "the index at its bound uses {used} bytes");
+    }
 }
