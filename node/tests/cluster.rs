@@ -351,3 +351,98 @@ async fn a_restarted_node_casts_no_vote_until_any_lease_it_granted_has_expired()
     assert!(restarted.elapsed() >= std::time::Duration::from_millis(LEASE_MS));
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_initializer_waits_for_every_initial_member_rather_than_form_alone() {
+    use common::{Addresses, free_listener, zone_of};
+    use safekeep_api::v1::IdentifyRequest;
+    use safekeep_api::v1::peer_client::PeerClient;
+    use safekeep_node::config::InitialMember;
+    use safekeep_node::{Node, NodeListeners};
+
+    let mut listeners = std::collections::BTreeMap::new();
+    let mut addresses = std::collections::BTreeMap::new();
+    for id in 1..=3u64 {
+        let (client, peer, http) = (free_listener().await, free_listener().await, free_listener().await);
+        addresses.insert(
+            id,
+            Addresses {
+                client: client.local_addr().unwrap(),
+                peer: peer.local_addr().unwrap(),
+                http: http.local_addr().unwrap(),
+            },
+        );
+        listeners.insert(id, NodeListeners::tcp(client, peer, http));
+    }
+    let init: Vec<InitialMember> = addresses
+        .iter()
+        .map(|(id, a)| InitialMember {
+            id: *id,
+            zone: zone_of(*id),
+            peer_address: a.peer.to_string(),
+            client_address: a.client.to_string(),
+        })
+        .collect();
+    let mut cluster = TestCluster {
+        dir: tempfile::TempDir::new().unwrap(),
+        nodes: Default::default(),
+        configs: Default::default(),
+        addresses: addresses.clone(),
+        certs: None,
+    };
+    for id in 1..=3u64 {
+        let mut config = cluster.config_for(id, &addresses[&id]);
+        config.init = init.clone();
+        cluster.configs.insert(id, config);
+    }
+
+    // Only the initializer runs: its peers' ports are closed.
+    let first = listeners.remove(&1).unwrap();
+    drop(listeners);
+    let config = cluster.configs[&1].clone();
+    let initializer = tokio::spawn(Node::start_with_listeners(config, first));
+    let peer_address = format!("http://{}", addresses[&1].peer);
+    let initialized = || async {
+        let mut peer = PeerClient::connect(peer_address.clone()).await.ok()?;
+        let answer = peer.identify(IdentifyRequest {}).await.ok()?;
+        Some(answer.into_inner().initialized)
+    };
+    eventually("the initializer's peer channel", || async {
+        initialized().await.map(|_| ())
+    })
+    .await;
+    // A second of observation: forming alone would show within milliseconds.
+    let watched = std::time::Instant::now();
+    while watched.elapsed() < std::time::Duration::from_secs(1) {
+        assert_eq!(
+            initialized().await,
+            Some(false),
+            "node 1 formed a cluster while its peers were unreachable"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // Once the others are up, it forms the cluster with them.
+    for id in [3, 2] {
+        let a = &addresses[&id];
+        let rebound = NodeListeners::tcp(
+            tokio::net::TcpListener::bind(a.client).await.expect("rebind client"),
+            tokio::net::TcpListener::bind(a.peer).await.expect("rebind peer"),
+            tokio::net::TcpListener::bind(a.http).await.expect("rebind http"),
+        );
+        let node = Node::start_with_listeners(cluster.configs[&id].clone(), rebound)
+            .await
+            .expect("a member starts");
+        cluster.nodes.insert(id, node);
+    }
+    let node = tokio::time::timeout(common::WAIT, initializer)
+        .await
+        .expect("the initializer finished starting")
+        .unwrap()
+        .expect("the initializer starts");
+    cluster.nodes.insert(1, node);
+    let leader = cluster.leader().await;
+    let mut client = cluster.records(leader).await;
+    put_acked(&mut client, put(TENANT, "formed", b"v", "init", 1)).await;
+    cluster.shutdown().await;
+}

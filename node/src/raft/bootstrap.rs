@@ -1,12 +1,13 @@
 //! Bringing a node into a cluster on its first start: the lowest-id initial
-//! member forms a new cluster, unless one already answers; a joining node asks
+//! member forms a new cluster once every other initial member has answered
+//! that it holds no Raft state (an unreachable one means wait); a joining node asks
 //! a seed to add it as a learner and then to promote it. A node that already
 //! holds Raft state never initializes again.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use safekeep_api::v1::{IdentifyRequest, RaftMessage};
+use safekeep_api::v1::{IdentifyRequest, IdentifyResponse, RaftMessage};
 
 use super::codec::{decode, encode};
 use super::consensus::{Consensus, ConsensusError, MemberView, MembershipChange};
@@ -80,14 +81,7 @@ pub async fn bootstrap(consensus: &Consensus, config: &NodeConfig, initialized: 
         );
         return Ok(());
     }
-    for member in config.init.iter().filter(|m| m.id != config.id) {
-        if peer_is_initialized(consensus, &member.peer_address).await {
-            return Err(BootstrapError::AlreadyFormed {
-                peer: member.id,
-                address: member.peer_address.clone(),
-            });
-        }
-    }
+    wait_for_every_member_uninitialized(consensus, config).await?;
     let members: BTreeMap<u64, NodeInfo> = config
         .init
         .iter()
@@ -108,13 +102,64 @@ pub async fn bootstrap(consensus: &Consensus, config: &NodeConfig, initialized: 
         .map_err(|e| BootstrapError::Initialize(e.to_string()))
 }
 
-async fn peer_is_initialized(consensus: &Consensus, address: &str) -> bool {
-    let Ok(mut client) = consensus.peers().client(address) else {
-        return false;
-    };
+/// Waits until every other initial member answers, as itself, that it holds
+/// no Raft state. A member that cannot be reached may be one that already
+/// belongs to a cluster: forming a second one then would split the members,
+/// so an unreachable member means wait, never form. One that answers that it
+/// is initialized means this node lost its data (`AlreadyFormed`).
+async fn wait_for_every_member_uninitialized(consensus: &Consensus, config: &NodeConfig) -> Result<(), BootstrapError> {
+    let mut waiting: Vec<_> = config.init.iter().filter(|m| m.id != config.id).collect();
+    let mut backoff = JOIN_INITIAL_BACKOFF;
+    loop {
+        let mut unanswered = Vec::new();
+        for member in waiting {
+            match identify(consensus, &member.peer_address).await {
+                Ok(answer) if answer.initialized => {
+                    return Err(BootstrapError::AlreadyFormed {
+                        peer: member.id,
+                        address: member.peer_address.clone(),
+                    });
+                }
+                Ok(answer) if answer.node_id == member.id => {}
+                Ok(answer) => {
+                    tracing::warn!(
+                        expected = member.id,
+                        answered = answer.node_id,
+                        address = %member.peer_address,
+                        "an initial member's address is served by another node"
+                    );
+                    unanswered.push(member);
+                }
+                Err(reason) => {
+                    tracing::debug!(member = member.id, %reason, "initial member not reachable yet");
+                    unanswered.push(member);
+                }
+            }
+        }
+        if unanswered.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<u64> = unanswered.iter().map(|m| m.id).collect();
+        tracing::info!(
+            node = config.id,
+            waiting_for = ?ids,
+            "not every initial member has answered that it is uninitialized: waiting before forming the cluster"
+        );
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(JOIN_MAX_BACKOFF);
+        waiting = unanswered;
+    }
+}
+
+async fn identify(consensus: &Consensus, address: &str) -> Result<IdentifyResponse, String> {
+    let mut client = consensus.peers().client(address).map_err(|e| e.to_string())?;
     let mut request = tonic::Request::new(IdentifyRequest {});
     request.set_timeout(BOOTSTRAP_CALL_TIMEOUT);
-    matches!(client.identify(request).await, Ok(r) if r.get_ref().initialized)
+    client
+        .identify(request)
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|status| status.to_string())
 }
 
 async fn ask_seed(consensus: &Consensus, seed: &str, change: &MembershipChange) -> Result<Vec<MemberView>, String> {
