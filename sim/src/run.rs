@@ -422,7 +422,8 @@ pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
         until: stop_at.clone(),
         seed: config.seed,
     };
-    workload::add_clients(&mut sim, config.topology, &spec, &recorder);
+    let refusals = workload::Refusals::default();
+    workload::add_clients(&mut sim, config.topology, &spec, &recorder, &refusals);
 
     let mut violations = Vec::new();
     let mut trace = Vec::new();
@@ -516,6 +517,7 @@ pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
         sampler.compare_logs(&nodes);
     }
     violations.extend(sampler.findings());
+    violations.extend(refusals.findings());
 
     let history = recorder.history();
     let end_ns = u64::try_from(stop_at.get().as_nanos()).unwrap_or(u64::MAX);

@@ -1,7 +1,10 @@
 //! The simulated clients: each a turmoil client host running the real SDK
 //! against every node, writing unique values, reading, compare-and-setting
 //! and deleting across a small key set, and recording every operation with
-//! its invoke and return times (simulated) into the shared history.
+//! its invoke and return times (simulated) into the shared history. Each
+//! host runs several tasks over one shared SDK `Client`, as applications
+//! do, so one client's writes are in flight at once and may reach the
+//! leader out of order; each task is a sequential client of the history.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,6 +26,8 @@ pub const TENANT: &str = "sim";
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(1_500);
 /// Longest the SDK retries one operation.
 const RETRY_BUDGET: Duration = Duration::from_secs(4);
+/// Tasks on each client host that share its one SDK client.
+pub const TASKS_PER_CLIENT: u64 = 2;
 /// Pause between a client's operations.
 const THINK_TIME_MS: std::ops::Range<u64> = 5..25;
 /// Longest the final reads keep trying after the workload ends.
@@ -81,7 +86,58 @@ fn complete(recorder: &Recorder, id: OpId, outcome: Outcome) {
         .expect("the recorder accepts the outcome of an open operation");
 }
 
-fn write_outcome(error: &SdkError) -> Outcome {
+/// Definite refusals of writes that no simulated client should ever get
+/// (every write is valid and authorized): a store that refuses a valid write
+/// (a write id wrongly taken for old, say) is wrong even though nothing was lost.
+#[derive(Debug, Clone, Default)]
+pub struct Refusals(Arc<std::sync::Mutex<Vec<String>>>);
+
+/// Refusals kept word for word; later ones are only counted.
+const MAX_REFUSALS_KEPT: usize = 5;
+
+impl Refusals {
+    fn note(&self, error: &SdkError) {
+        use tonic::Code;
+        // A retry's compare-and-set may lose to another client: the answer
+        // to the last attempt is what counts here.
+        let last = match error {
+            SdkError::MaybeApplied { last } => last.as_ref(),
+            other => other,
+        };
+        let unexpected = !matches!(last, SdkError::Conflict { .. })
+            && matches!(
+                last.code(),
+                Code::FailedPrecondition
+                    | Code::InvalidArgument
+                    | Code::NotFound
+                    | Code::PermissionDenied
+                    | Code::Unauthenticated
+                    | Code::Internal
+                    | Code::DataLoss
+                    | Code::Unimplemented
+            );
+        if unexpected {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).push(error.to_string());
+        }
+    }
+
+    /// One line per refusal seen, up to a bound, then their count.
+    pub fn findings(&self) -> Vec<String> {
+        let seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut findings: Vec<String> = seen
+            .iter()
+            .take(MAX_REFUSALS_KEPT)
+            .map(|e| format!("a valid write was refused: {e}"))
+            .collect();
+        if seen.len() > MAX_REFUSALS_KEPT {
+            findings.push(format!("{} valid writes were refused in all", seen.len()));
+        }
+        findings
+    }
+}
+
+fn write_outcome(error: &SdkError, refusals: &Refusals) -> Outcome {
+    refusals.note(error);
     match error {
         SdkError::Conflict { current_version } => Outcome::Conflict {
             current_version: current_version.unwrap_or(0),
@@ -92,7 +148,13 @@ fn write_outcome(error: &SdkError) -> Outcome {
 }
 
 /// Registers one client host per simulated client.
-pub fn add_clients(sim: &mut turmoil::Sim<'_>, topology: Topology, spec: &WorkloadSpec, recorder: &Recorder) {
+pub fn add_clients(
+    sim: &mut turmoil::Sim<'_>,
+    topology: Topology,
+    spec: &WorkloadSpec,
+    recorder: &Recorder,
+    refusals: &Refusals,
+) {
     // The final reads start once every client has stopped, so every
     // acknowledged write precedes them.
     let finished = Arc::new(AtomicU64::new(0));
@@ -100,6 +162,7 @@ pub fn add_clients(sim: &mut turmoil::Sim<'_>, topology: Topology, spec: &Worklo
         let spec = spec.clone();
         let recorder = recorder.clone();
         let finished = finished.clone();
+        let refusals = refusals.clone();
         let endpoints: Vec<String> = topology.hosts().iter().map(|h| client_address(h.id)).collect();
         sim.client(format!("client{client}"), async move {
             let channels = endpoints
@@ -112,7 +175,9 @@ pub fn add_clients(sim: &mut turmoil::Sim<'_>, topology: Topology, spec: &Worklo
             // Client ids and retry jitter follow the seed too.
             config.rng_seed = Some(spec.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(client));
             let sdk = Client::from_channels(config, channels)?;
-            run_client(&sdk, client, &spec, &recorder).await;
+            let tasks = (0..TASKS_PER_CLIENT)
+                .map(|task| run_client(&sdk, client * TASKS_PER_CLIENT + task, &spec, &recorder, &refusals));
+            futures::future::join_all(tasks).await;
             finished.fetch_add(1, Ordering::SeqCst);
             if client == 0 {
                 while finished.load(Ordering::SeqCst) < spec.clients {
@@ -125,7 +190,7 @@ pub fn add_clients(sim: &mut turmoil::Sim<'_>, topology: Topology, spec: &Worklo
     }
 }
 
-async fn run_client(sdk: &Client, client: u64, spec: &WorkloadSpec, recorder: &Recorder) {
+async fn run_client(sdk: &Client, client: u64, spec: &WorkloadSpec, recorder: &Recorder, refusals: &Refusals) {
     let mut rng = StdRng::seed_from_u64(spec.seed.wrapping_mul(31).wrapping_add(client));
     let mut versions: BTreeMap<String, u64> = BTreeMap::new();
     let mut written = 0u64;
@@ -166,7 +231,7 @@ async fn run_client(sdk: &Client, client: u64, spec: &WorkloadSpec, recorder: &R
                     versions.insert(key.clone(), put.version);
                     Outcome::Written { version: put.version }
                 }
-                Err(e) => write_outcome(&e),
+                Err(e) => write_outcome(&e, refusals),
             };
             complete(recorder, id, outcome);
         } else {
@@ -179,7 +244,7 @@ async fn run_client(sdk: &Client, client: u64, spec: &WorkloadSpec, recorder: &R
                         version: deleted.version,
                     }
                 }
-                Err(e) => write_outcome(&e),
+                Err(e) => write_outcome(&e, refusals),
             };
             complete(recorder, id, outcome);
         }
