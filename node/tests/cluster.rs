@@ -354,47 +354,12 @@ async fn a_restarted_node_casts_no_vote_until_any_lease_it_granted_has_expired()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_initializer_waits_for_every_initial_member_rather_than_form_alone() {
-    use common::{Addresses, free_listener, zone_of};
     use safekeep_api::v1::IdentifyRequest;
     use safekeep_api::v1::peer_client::PeerClient;
-    use safekeep_node::config::InitialMember;
     use safekeep_node::{Node, NodeListeners};
 
-    let mut listeners = std::collections::BTreeMap::new();
-    let mut addresses = std::collections::BTreeMap::new();
-    for id in 1..=3u64 {
-        let (client, peer, http) = (free_listener().await, free_listener().await, free_listener().await);
-        addresses.insert(
-            id,
-            Addresses {
-                client: client.local_addr().unwrap(),
-                peer: peer.local_addr().unwrap(),
-                http: http.local_addr().unwrap(),
-            },
-        );
-        listeners.insert(id, NodeListeners::tcp(client, peer, http));
-    }
-    let init: Vec<InitialMember> = addresses
-        .iter()
-        .map(|(id, a)| InitialMember {
-            id: *id,
-            zone: zone_of(*id),
-            peer_address: a.peer.to_string(),
-            client_address: a.client.to_string(),
-        })
-        .collect();
-    let mut cluster = TestCluster {
-        dir: tempfile::TempDir::new().unwrap(),
-        nodes: Default::default(),
-        configs: Default::default(),
-        addresses: addresses.clone(),
-        certs: None,
-    };
-    for id in 1..=3u64 {
-        let mut config = cluster.config_for(id, &addresses[&id]);
-        config.init = init.clone();
-        cluster.configs.insert(id, config);
-    }
+    let (mut cluster, mut listeners) = TestCluster::prepare(3, false, |_| {}).await;
+    let addresses = cluster.addresses.clone();
 
     // Only the initializer runs: its peers' ports are closed.
     let first = listeners.remove(&1).unwrap();

@@ -549,11 +549,9 @@ mod tests {
         kib * 1024
     }
 
-    /// Memory of the in-memory index at its total bound, as the README
-    /// reports it. Run with `cargo test --release -p safekeep-node --lib
-    /// idempotency_memory -- --ignored --nocapture`.
+    /// Memory of the in-memory index at its total bound (about 10 s in a
+    /// debug build); `-- --nocapture` prints the figure.
     #[test]
-    #[ignore = "a measurement: slow in debug builds"]
     fn idempotency_memory_at_a_million_results_stays_bounded() {
         let mut table = Table::new();
         let sm = table.db.cf_handle("sm").unwrap();

@@ -120,6 +120,25 @@ impl TestCluster {
         environment: NodeEnvironment,
         tweak: impl Fn(&mut NodeConfig),
     ) -> Self {
+        let (mut cluster, listeners) = Self::prepare(n, secure, tweak).await;
+        // Highest ids first, so the initializing node (lowest id) finds its peers up.
+        for (id, l) in listeners.into_iter().rev() {
+            let node = Node::start_in(cluster.configs[&id].clone(), l, environment.clone())
+                .await
+                .expect("node starts");
+            cluster.nodes.insert(id, node);
+        }
+        cluster
+    }
+
+    /// Everything for `n` nodes forming a new cluster (directories,
+    /// certificates, bound listeners, configs with every initial member)
+    /// with no node started yet.
+    pub async fn prepare(
+        n: u64,
+        secure: bool,
+        tweak: impl Fn(&mut NodeConfig),
+    ) -> (Self, BTreeMap<u64, NodeListeners>) {
         let dir = TempDir::new().expect("temp dir");
         let certs = secure.then(|| dir.path().join("certs"));
         if let Some(certs) = &certs {
@@ -156,18 +175,13 @@ impl TestCluster {
             addresses: addresses.clone(),
             certs,
         };
-        // Highest ids first, so the initializing node (lowest id) finds its peers up.
-        for (id, l) in listeners.into_iter().rev() {
+        for id in 1..=n {
             let mut config = cluster.config_for(id, &addresses[&id]);
             config.init = init.clone();
             tweak(&mut config);
-            let node = Node::start_in(config.clone(), l, environment.clone())
-                .await
-                .expect("node starts");
-            cluster.nodes.insert(id, node);
             cluster.configs.insert(id, config);
         }
-        cluster
+        (cluster, listeners)
     }
 
     /// A config for node `id` at `addresses`, data under the cluster's temp dir.
