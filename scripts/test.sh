@@ -16,6 +16,10 @@ cargo test --workspace
 # The AWS KMS key provider (an optional feature), against a local KMS emulator.
 cargo clippy -p safekeep-node --features aws-kms --all-targets -- -D warnings
 scripts/check-kms.sh
-# The simulation must catch a node that acknowledges log appends before
-# syncing them: the same scenarios, built with that deliberate bug.
-cargo test -p safekeep-sim --features fault-ack-before-sync --test ack_before_sync
+# The simulation must catch each deliberate bug its scenarios are about: a
+# node that acknowledges log appends before syncing them, one that lets a
+# member restarted on an emptied disk take part under its old id, and one
+# that campaigns inside a lease it granted (one test binary per bug, each
+# switching on only its own).
+cargo test -p safekeep-sim --features test-faults \
+    --test ack_before_sync --test wiped_disk_same_id --test restart_inside_lease

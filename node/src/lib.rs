@@ -6,10 +6,8 @@
 //! (consensus and the peer network), `records/` (the public API), `admin/`
 //! (membership and placement), `http` (health and metrics), `node` (wiring).
 
-#[cfg(all(feature = "fault-ack-before-sync", not(debug_assertions)))]
-compile_error!(
-    "`fault-ack-before-sync` is a deliberate durability bug for simulation tests; never build it in release"
-);
+#[cfg(all(feature = "test-faults", not(debug_assertions)))]
+compile_error!("`test-faults` compiles in deliberate bugs for simulation tests; never build it in release");
 
 pub mod admin;
 pub mod auth;
@@ -23,6 +21,7 @@ pub mod raft;
 pub mod records;
 pub mod status;
 pub mod storage;
+pub mod test_faults;
 pub mod tls;
 pub mod transport;
 

@@ -269,10 +269,8 @@ async fn wait_for_stop_signal() {
 }
 
 fn main() -> ExitCode {
-    if cfg!(feature = "fault-ack-before-sync") {
-        eprintln!(
-            "error: this build acknowledges log appends before syncing them (a simulation test fault); refusing to run"
-        );
+    if cfg!(feature = "test-faults") {
+        eprintln!("error: this build carries deliberate bugs for simulation tests; refusing to run");
         return ExitCode::FAILURE;
     }
     let cli = Cli::parse();

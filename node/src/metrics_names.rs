@@ -30,6 +30,10 @@ pub const REQUEST_SECONDS: &str = "safekeep_request_duration_seconds";
 pub const IDEMPOTENCY_RESULTS: &str = "safekeep_idempotency_results";
 /// Clients whose write floor the idempotency table keeps (gauge).
 pub const IDEMPOTENCY_CLIENTS: &str = "safekeep_idempotency_clients";
+/// Raft calls refused because an incarnation did not match, by `reason`:
+/// `this_node_replaced` (on a member whose data directory was emptied) or
+/// `sender_replaced` (on the members it calls) (counter).
+pub const PEER_INCARNATION_REFUSALS: &str = "safekeep_peer_incarnation_refusals_total";
 /// TLS handshakes refused, by listener (counter, label `listener`).
 pub const TLS_HANDSHAKE_FAILURES: &str = "safekeep_tls_handshake_failures_total";
 /// Certificates reloaded from disk (counter).

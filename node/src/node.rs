@@ -115,6 +115,11 @@ pub struct NodeEnvironment {
 /// Reads the wall clock; a plain function so the simulation can pass its own.
 pub type WallClock = fn() -> std::time::SystemTime;
 
+fn wall_clock_nanos(clock: WallClock) -> u64 {
+    let since_epoch = clock().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX)
+}
+
 impl Default for NodeEnvironment {
     fn default() -> Self {
         Self {
@@ -221,6 +226,11 @@ impl Node {
             &config.cluster_name,
             environment.log_sync,
             environment.unsynced_writes.clone(),
+            // A seeded run (the simulation) draws a new directory's
+            // incarnation from its seed and clock, so a replay matches.
+            environment
+                .rng_seed
+                .map(|seed| seed ^ wall_clock_nanos(environment.wall_clock)),
         )?;
         let store_closed = store.close_watch();
         let rng_seed = environment.rng_seed.unwrap_or_else(rand::random);

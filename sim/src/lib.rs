@@ -4,13 +4,14 @@
 //! writes.
 //!
 //! `topology` says which hosts exist and where; `scenario` draws a fault
-//! schedule from a seed; `cluster` and `workload` put nodes and clients on
-//! turmoil hosts; `invariants` samples the nodes after every step; `run` ties
+//! schedule from a seed; `cluster`, `workload` and `raw_tenants` put nodes,
+//! SDK clients and two tenants' raw gRPC clients on turmoil hosts; `invariants` samples the nodes after every step; `run` ties
 //! one run together.
 
 pub mod cluster;
 pub mod invariants;
 pub mod net;
+pub mod raw_tenants;
 pub mod run;
 pub mod scenario;
 pub mod topology;

@@ -33,7 +33,7 @@ const LEADER_WAIT: Duration = Duration::from_secs(5);
 /// Hard stop of any run, in simulated time.
 const MAX_SIM_TIME: Duration = Duration::from_secs(120);
 /// Clients and keys of the workload.
-const CLIENTS: u64 = 3;
+const CLIENTS: u64 = 4;
 const KEYS: u64 = 4;
 /// Network latency between any two hosts when healthy.
 const BASE_LATENCY_MIN: Duration = Duration::from_millis(1);
@@ -118,6 +118,7 @@ fn targets_leader(fault: &Fault) -> bool {
         Fault::Crash(target) | Fault::PowerLoss(target) | Fault::LoseDisk(target) | Fault::Isolate(target) => {
             matches!(target, Target::Leader | Target::LeaderZone)
         }
+        Fault::IsolateLaggards | Fault::IsolateForgetters => true,
         _ => false,
     }
 }
@@ -183,6 +184,22 @@ struct Faults<'s, 'a> {
     next_id: u64,
     /// When the clients stop; the operator keeps trying a while longer.
     stop_at: StopAt,
+    /// The wiped-disk scenario's plan, once its first step chose the nodes.
+    wipe: Option<WipePlan>,
+    /// The restart-inside-lease scenario's plan: the leader and the
+    /// follower to restart, once its first step chose them.
+    lease_restart: Option<(u64, u64)>,
+    /// What the fault steps themselves found wrong.
+    findings: Vec<String>,
+}
+
+/// Whom the wiped-disk scenario cuts off and wipes.
+#[derive(Debug, Clone)]
+struct WipePlan {
+    /// Followers cut off first, so they fall behind.
+    laggards: Vec<u64>,
+    /// The up-to-date follower whose data directory is emptied.
+    wiped: u64,
 }
 
 impl Faults<'_, '_> {
@@ -268,8 +285,121 @@ impl Faults<'_, '_> {
         format!("lose disk of {lost}; node {id} replaces it in zone {zone}")
     }
 
+    /// Cuts `ids` off from every other member, both directions.
+    fn isolate(&mut self, ids: &[u64]) {
+        for id in ids {
+            for other in self.hosts.iter().filter(|h| !ids.contains(&h.id)) {
+                self.sim.partition(host_name(*id), other.name());
+            }
+        }
+    }
+
+    /// The first step of the wiped-disk scenario: a minority of the
+    /// leader's followers is cut off; one other follower, not the
+    /// initializer (which would refuse to start), is to be wiped.
+    fn isolate_laggards(&mut self) -> String {
+        let Some(leader) = leader(&self.probes) else {
+            return "isolate laggards: no leader".into();
+        };
+        let voters: Vec<u64> = self.hosts.iter().filter(|h| h.voter).map(|h| h.id).collect();
+        let followers: Vec<u64> = voters.iter().copied().filter(|id| *id != leader).collect();
+        let Some(wiped) = followers.iter().copied().filter(|id| *id != 1).max() else {
+            return "isolate laggards: no follower to wipe".into();
+        };
+        let minority = (voters.len() - 1) / 2;
+        let laggards: Vec<u64> = followers.into_iter().filter(|id| *id != wiped).take(minority).collect();
+        self.isolate(&laggards);
+        let what = format!("isolate laggards {laggards:?} (leader {leader}; {wiped} is to be wiped)");
+        self.wipe = Some(WipePlan { laggards, wiped });
+        what
+    }
+
+    /// The wiped node restarts empty under its old id, on the laggards'
+    /// side of a new split: with them it would be a majority.
+    fn wipe_disk_keep_id(&mut self) -> String {
+        let Some(WipePlan { laggards, wiped }) = self.wipe.clone() else {
+            return "wipe disk: no plan".into();
+        };
+        self.apply(&Fault::HealNetwork);
+        self.crash(wiped);
+        self.crashed.remove(&wiped);
+        let _ = std::fs::remove_dir_all(cluster::data_dir(&self.data_root, wiped));
+        let mut side = laggards.clone();
+        side.push(wiped);
+        self.isolate(&side);
+        self.sim.bounce(host_name(wiped));
+        format!("wipe the disk of {wiped}, restart it under its old id; split {side:?} from the rest")
+    }
+
+    /// The wiped node must hold no Raft state: every member refused it. The
+    /// operator then replaces it as after a lost disk.
+    fn replace_wiped(&mut self) -> String {
+        let Some(WipePlan { wiped, .. }) = self.wipe.clone() else {
+            return "replace wiped: no plan".into();
+        };
+        let view = {
+            let probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+            probes.get(&wiped).map(|c| c.view())
+        };
+        match view {
+            Some(view) if view.members.is_empty() && view.applied_index == 0 => {}
+            Some(view) => self.findings.push(format!(
+                "node {wiped} restarted on an emptied data directory took part under its old id: \
+                 it knows {} members and applied up to {}",
+                view.members.len(),
+                view.applied_index
+            )),
+            None => self
+                .findings
+                .push(format!("node {wiped} did not come back after its wipe")),
+        }
+        self.lose_disk(wiped)
+    }
+
+    /// The first step of the restart-inside-lease scenario: a minority of
+    /// the leader's followers is cut off until they forget the leader; one
+    /// other follower, which keeps renewing the lease, is to restart.
+    fn isolate_forgetters(&mut self) -> String {
+        let Some(leader) = leader(&self.probes) else {
+            return "isolate forgetters: no leader".into();
+        };
+        let voters: Vec<u64> = self.hosts.iter().filter(|h| h.voter).map(|h| h.id).collect();
+        let followers: Vec<u64> = voters.iter().copied().filter(|id| *id != leader).collect();
+        let Some(restarted) = followers.iter().copied().max() else {
+            return "isolate forgetters: no follower".into();
+        };
+        let minority = (voters.len() - 1) / 2;
+        let forgetters: Vec<u64> = followers
+            .into_iter()
+            .filter(|id| *id != restarted)
+            .take(minority)
+            .collect();
+        self.isolate(&forgetters);
+        self.lease_restart = Some((leader, restarted));
+        format!("isolate forgetters {forgetters:?} (leader {leader}; {restarted} is to restart)")
+    }
+
+    /// The leader is cut off from every node while its lease lives, and the
+    /// chosen follower restarts at once beside the forgetters.
+    fn restart_inside_lease(&mut self) -> String {
+        let Some((leader, restarted)) = self.lease_restart else {
+            return "restart inside lease: no plan".into();
+        };
+        self.apply(&Fault::HealNetwork);
+        self.isolate(&[leader]);
+        self.crash(restarted);
+        self.crashed.remove(&restarted);
+        self.sim.bounce(host_name(restarted));
+        format!("isolate leader {leader} from the nodes; restart {restarted} inside its lease")
+    }
+
     fn apply(&mut self, fault: &Fault) -> String {
         match fault {
+            Fault::IsolateForgetters => self.isolate_forgetters(),
+            Fault::RestartInsideLease => self.restart_inside_lease(),
+            Fault::IsolateLaggards => self.isolate_laggards(),
+            Fault::WipeDiskKeepId => self.wipe_disk_keep_id(),
+            Fault::ReplaceWiped => self.replace_wiped(),
             Fault::Crash(target) => {
                 let ids = resolve(target, &self.hosts, &self.replaced, &self.probes);
                 for id in &ids {
@@ -297,11 +427,7 @@ impl Faults<'_, '_> {
             }
             Fault::Isolate(target) => {
                 let ids = resolve(target, &self.hosts, &self.replaced, &self.probes);
-                for id in &ids {
-                    for other in self.hosts.iter().filter(|h| !ids.contains(&h.id)) {
-                        self.sim.partition(host_name(*id), other.name());
-                    }
-                }
+                self.isolate(&ids);
                 format!("isolate {ids:?}")
             }
             Fault::PartitionOneWay { from, to } => {
@@ -347,6 +473,41 @@ impl Faults<'_, '_> {
                 }
                 "heal network".to_string()
             }
+        }
+    }
+}
+
+/// Why a simulation step failed.
+#[derive(Debug)]
+enum StepFailure {
+    /// A host or client returned an error.
+    Failed(String),
+    /// A host panicked (an assertion of openraft's over a store that broke
+    /// its promises, say): reported as a violation, not passed on.
+    Panic(String),
+}
+
+impl std::fmt::Display for StepFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepFailure::Failed(e) => write!(f, "a host or client failed: {e}"),
+            StepFailure::Panic(message) => write!(f, "a host panicked: {message}"),
+        }
+    }
+}
+
+/// One simulation step. Returns whether every client has finished.
+fn step(sim: &mut turmoil::Sim<'_>) -> Result<bool, StepFailure> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.step())) {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(e)) => Err(StepFailure::Failed(e.to_string())),
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|m| (*m).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".into());
+            Err(StepFailure::Panic(message))
         }
     }
 }
@@ -424,6 +585,7 @@ pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
     };
     let refusals = workload::Refusals::default();
     workload::add_clients(&mut sim, config.topology, &spec, &recorder, &refusals);
+    crate::raw_tenants::add_clients(&mut sim, config.topology, &spec, &recorder, &refusals);
 
     let mut violations = Vec::new();
     let mut trace = Vec::new();
@@ -440,11 +602,16 @@ pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
         data_root: data_root.path().to_path_buf(),
         next_id: FIRST_REPLACEMENT_ID,
         stop_at: stop_at.clone(),
+        wipe: None,
+        lease_restart: None,
+        findings: Vec::new(),
     };
     // How much later than scheduled the faults strike, having waited for a
     // leader to aim at; and since when the next one has been waiting.
     let mut delay = Duration::ZERO;
     let mut waiting_since: Option<Duration> = None;
+    // Set when a host panicked: the simulation cannot go on from there.
+    let mut halted = false;
     loop {
         let now = faults.sim.elapsed();
         while let Some(timed) = schedule.faults.get(next_fault).filter(|f| f.at + delay <= now) {
@@ -469,23 +636,29 @@ pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
             let nodes = probes.lock().unwrap_or_else(|p| p.into_inner());
             sampler.observe(&nodes);
         }
-        match faults.sim.step() {
+        match step(faults.sim) {
             Ok(true) => break,
             Ok(false) => {}
-            Err(e) => {
-                violations.push(format!("a host or client failed: {e}"));
+            Err(failure) => {
+                halted = matches!(failure, StepFailure::Panic(_));
+                violations.push(failure.to_string());
                 break;
             }
         }
     }
     // Every fault has healed by now: the cluster must converge.
-    for timed in &schedule.faults[next_fault..] {
-        let what = faults.apply(&timed.fault);
-        trace.push((faults.sim.elapsed(), what));
+    if !halted {
+        for timed in &schedule.faults[next_fault..] {
+            let what = faults.apply(&timed.fault);
+            trace.push((faults.sim.elapsed(), what));
+        }
     }
     let converge_from = faults.sim.elapsed();
     let members: BTreeSet<u64> = faults.hosts.iter().map(|h| h.id).collect();
     let converged = loop {
+        if halted {
+            break Err("the simulation stopped where a host panicked".to_string());
+        }
         let views = {
             let nodes = probes.lock().unwrap_or_else(|p| p.into_inner());
             sampler.observe(&nodes)
@@ -497,8 +670,8 @@ pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
         } else {
             break Ok(());
         }
-        if let Err(e) = faults.sim.step() {
-            break Err(format!("a host failed while converging: {e}"));
+        if let Err(failure) = step(faults.sim) {
+            break Err(format!("while converging, {failure}"));
         }
     };
     let replacements: Vec<(u64, bool)> = {
@@ -518,6 +691,7 @@ pub fn run(config: RunConfig) -> Result<RunReport, SimError> {
     }
     violations.extend(sampler.findings());
     violations.extend(refusals.findings());
+    violations.append(&mut faults.findings);
 
     let history = recorder.history();
     let end_ns = u64::try_from(stop_at.get().as_nanos()).unwrap_or(u64::MAX);

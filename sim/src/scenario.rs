@@ -50,13 +50,27 @@ pub enum Scenario {
     /// acknowledged but had not synced is gone, so acknowledging before a
     /// sync loses writes here.
     UnsyncedWriteLoss,
+    /// A minority of followers is cut off and falls behind; then an
+    /// up-to-date follower's data directory is emptied and it restarts under
+    /// its old id and config, on the laggards' side of a new partition. Its
+    /// empty log would vote a laggard in, a leader without writes the
+    /// cluster acknowledged: it must be refused instead. After healing, the
+    /// operator replaces it by a fresh node.
+    WipedDiskSameId,
+    /// A minority of followers is cut off long enough to forget the leader;
+    /// then the leader is cut off (clients still reach it, and it serves
+    /// lease reads until its lease runs out) and one of the followers that
+    /// renewed that lease restarts, with the forgetters on its side. Were
+    /// it to campaign at once, it would lead beside a leader still serving
+    /// lease reads.
+    RestartInsideLease,
     /// A seeded mix of the faults above, with seeded rates.
     Random,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 12] = [
+    pub const ALL: [Scenario; 14] = [
         Scenario::Calm,
         Scenario::ZonePowerLoss,
         Scenario::ZoneIsolation,
@@ -68,6 +82,8 @@ impl Scenario {
         Scenario::DiskLoss,
         Scenario::MembershipDuringPartition,
         Scenario::UnsyncedWriteLoss,
+        Scenario::WipedDiskSameId,
+        Scenario::RestartInsideLease,
         Scenario::Random,
     ];
 }
@@ -86,6 +102,8 @@ impl fmt::Display for Scenario {
             Scenario::DiskLoss => "disk-loss",
             Scenario::MembershipDuringPartition => "membership-during-partition",
             Scenario::UnsyncedWriteLoss => "unsynced-write-loss",
+            Scenario::WipedDiskSameId => "wiped-disk-same-id",
+            Scenario::RestartInsideLease => "restart-inside-lease",
             Scenario::Random => "random",
         })
     }
@@ -137,6 +155,23 @@ pub enum Fault {
     /// A host's disk is lost: it crashes, its data is wiped, and a new node
     /// with a new id joins in its zone; an operator then removes the lost id.
     LoseDisk(Target),
+    /// Cut off a minority of the leader's followers, so they fall behind;
+    /// one up-to-date follower that is not the initializer is chosen to be
+    /// wiped next.
+    IsolateLaggards,
+    /// The chosen follower's data directory is emptied and it restarts at
+    /// once with its old id and config, while the network splits into the
+    /// laggards with it and everyone else.
+    WipeDiskKeepId,
+    /// The wiped node must hold nothing under its old id; the operator
+    /// replaces it by a fresh node, as after `LoseDisk`.
+    ReplaceWiped,
+    /// Cut off a minority of the leader's followers long enough that they
+    /// forget it; one other follower is chosen to restart.
+    IsolateForgetters,
+    /// Cut the leader off from every node (clients still reach it), and
+    /// restart the chosen follower at once, on the forgetters' side.
+    RestartInsideLease,
 }
 
 /// A fault at a simulated time.
@@ -306,6 +341,21 @@ impl Schedule {
                     at += Duration::from_millis(rng.random_range(1_500..3_000));
                 }
             }
+            Scenario::WipedDiskSameId => {
+                let split = start + Duration::from_millis(rng.random_range(1_000..2_500));
+                let healed = split + Duration::from_millis(rng.random_range(3_500..6_000));
+                push(start, Fault::IsolateLaggards);
+                push(split, Fault::WipeDiskKeepId);
+                push(healed, Fault::HealNetwork);
+                push(healed, Fault::ReplaceWiped);
+            }
+            Scenario::RestartInsideLease => {
+                // Longer than the followers' memory of a leader (its lease).
+                let forgotten = start + Duration::from_millis(rng.random_range(1_500..2_500));
+                push(start, Fault::IsolateForgetters);
+                push(forgotten, Fault::RestartInsideLease);
+                push(forgotten + outage(&mut rng), Fault::HealNetwork);
+            }
             Scenario::DiskLoss => {
                 let lost = pick_lost_node(topology, &mut rng);
                 push(
@@ -429,12 +479,18 @@ mod tests {
                     for timed in &schedule.faults {
                         match &timed.fault {
                             Fault::Crash(_) | Fault::PowerLoss(_) => hosts_down = true,
-                            Fault::Isolate(_) | Fault::PartitionOneWay { .. } | Fault::Degrade { .. } => {
+                            Fault::Isolate(_)
+                            | Fault::PartitionOneWay { .. }
+                            | Fault::Degrade { .. }
+                            | Fault::IsolateLaggards
+                            | Fault::WipeDiskKeepId
+                            | Fault::IsolateForgetters
+                            | Fault::RestartInsideLease => {
                                 network_broken = true;
                             }
                             Fault::HealNetwork => network_broken = false,
                             Fault::RestartAll => hosts_down = false,
-                            Fault::LoseDisk(_) => {}
+                            Fault::LoseDisk(_) | Fault::ReplaceWiped => {}
                         }
                     }
                     let context = format!("{scenario} on {topology}, seed {seed}");

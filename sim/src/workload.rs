@@ -1,10 +1,12 @@
-//! The simulated clients: each a turmoil client host running the real SDK
-//! against every node, writing unique values, reading, compare-and-setting
-//! and deleting across a small key set, and recording every operation with
-//! its invoke and return times (simulated) into the shared history. Each
-//! host runs several tasks over one shared SDK `Client`, as applications
-//! do, so one client's writes are in flight at once and may reach the
-//! leader out of order; each task is a sequential client of the history.
+//! The simulated clients: turmoil client hosts running the real SDK,
+//! writing unique values, reading (linearizable or under the leader's
+//! lease), compare-and-setting and deleting across a small key set, and
+//! recording every operation with its invoke and return times (simulated)
+//! into the shared history. The first host knows every node and runs
+//! several tasks over one shared SDK `Client`, as applications do, so one
+//! client's writes are in flight at once and may reach the leader out of
+//! order; the others each know one node of one zone. Each task is a
+//! sequential client of the history.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,7 +28,7 @@ pub const TENANT: &str = "sim";
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(1_500);
 /// Longest the SDK retries one operation.
 const RETRY_BUDGET: Duration = Duration::from_secs(4);
-/// Tasks on each client host that share its one SDK client.
+/// Tasks on the first client host that share its one SDK client.
 pub const TASKS_PER_CLIENT: u64 = 2;
 /// Pause between a client's operations.
 const THINK_TIME_MS: std::ops::Range<u64> = 5..25;
@@ -74,13 +76,13 @@ fn now_ns() -> u64 {
 }
 
 // The recorder refuses only malformed use (a harness bug), never a store outcome.
-fn invoke(recorder: &Recorder, who: ClientId, op: Op) -> OpId {
+pub(crate) fn invoke(recorder: &Recorder, who: ClientId, op: Op) -> OpId {
     recorder
         .invoke(who, op, now_ns())
         .expect("the recorder accepts a new operation")
 }
 
-fn complete(recorder: &Recorder, id: OpId, outcome: Outcome) {
+pub(crate) fn complete(recorder: &Recorder, id: OpId, outcome: Outcome) {
     recorder
         .complete(id, outcome, now_ns())
         .expect("the recorder accepts the outcome of an open operation");
@@ -121,6 +123,15 @@ impl Refusals {
         }
     }
 
+    /// A raw client's write refused outright (each is valid).
+    pub(crate) fn note_raw(&self, tenant: &str, status: &tonic::Status) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(format!(
+            "tenant {tenant}'s raw write: {}: {}",
+            status.code(),
+            status.message()
+        ));
+    }
+
     /// One line per refusal seen, up to a bound, then their count.
     pub fn findings(&self) -> Vec<String> {
         let seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -147,6 +158,55 @@ fn write_outcome(error: &SdkError, refusals: &Refusals) -> Outcome {
     }
 }
 
+/// The nodes client host `client` is given: the first knows every node and
+/// follows the leader; each other knows one node only (the first three
+/// hosts, one per zone), as an application in one zone given its zone's
+/// address, whose requests that node forwards. So clients reach the cluster
+/// through different nodes at once, and a node that wrongly believes it
+/// leads is seen beside the one that does.
+fn client_endpoints(topology: Topology, client: u64) -> Vec<String> {
+    let hosts = topology.hosts();
+    match client {
+        0 => hosts.iter().map(|h| client_address(h.id)).collect(),
+        _ => {
+            let index = usize::try_from(client - 1).unwrap_or(0) % hosts.len();
+            vec![client_address(hosts[index].id)]
+        }
+    }
+}
+
+/// What a task does: reads, writes, compare-and-sets and deletes, or only reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Task {
+    Mixed,
+    Reader,
+}
+
+/// The tasks of client host `client`, with their history ids: the first
+/// host runs `TASKS_PER_CLIENT` mixed tasks over its one SDK client; each
+/// zone host runs a mixed task and a reader (an application's read path,
+/// which keeps reading while a write waits).
+fn tasks(client: u64) -> Vec<(u64, Task)> {
+    match client {
+        0 => (0..TASKS_PER_CLIENT).map(|id| (id, Task::Mixed)).collect(),
+        _ => {
+            let first = TASKS_PER_CLIENT + (client - 1) * 2;
+            vec![(first, Task::Mixed), (first + 1, Task::Reader)]
+        }
+    }
+}
+
+/// How client host `client` reads: the first confirms each read with a
+/// quorum; the zone clients read under the leader's lease, which must be
+/// linearizable too (a node that campaigned inside a lease it granted
+/// would break it).
+fn read_consistency(client: u64) -> Consistency {
+    match client {
+        0 => Consistency::Linearizable,
+        _ => Consistency::Lease,
+    }
+}
+
 /// Registers one client host per simulated client.
 pub fn add_clients(
     sim: &mut turmoil::Sim<'_>,
@@ -163,7 +223,7 @@ pub fn add_clients(
         let recorder = recorder.clone();
         let finished = finished.clone();
         let refusals = refusals.clone();
-        let endpoints: Vec<String> = topology.hosts().iter().map(|h| client_address(h.id)).collect();
+        let endpoints = client_endpoints(topology, client);
         sim.client(format!("client{client}"), async move {
             let channels = endpoints
                 .iter()
@@ -175,8 +235,10 @@ pub fn add_clients(
             // Client ids and retry jitter follow the seed too.
             config.rng_seed = Some(spec.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(client));
             let sdk = Client::from_channels(config, channels)?;
-            let tasks = (0..TASKS_PER_CLIENT)
-                .map(|task| run_client(&sdk, client * TASKS_PER_CLIENT + task, &spec, &recorder, &refusals));
+            let consistency = read_consistency(client);
+            let tasks = tasks(client)
+                .into_iter()
+                .map(|(id, task)| run_client(&sdk, id, task, consistency, &spec, &recorder, &refusals));
             futures::future::join_all(tasks).await;
             finished.fetch_add(1, Ordering::SeqCst);
             if client == 0 {
@@ -190,7 +252,15 @@ pub fn add_clients(
     }
 }
 
-async fn run_client(sdk: &Client, client: u64, spec: &WorkloadSpec, recorder: &Recorder, refusals: &Refusals) {
+async fn run_client(
+    sdk: &Client,
+    client: u64,
+    task: Task,
+    consistency: Consistency,
+    spec: &WorkloadSpec,
+    recorder: &Recorder,
+    refusals: &Refusals,
+) {
     let mut rng = StdRng::seed_from_u64(spec.seed.wrapping_mul(31).wrapping_add(client));
     let mut versions: BTreeMap<String, u64> = BTreeMap::new();
     let mut written = 0u64;
@@ -198,8 +268,8 @@ async fn run_client(sdk: &Client, client: u64, spec: &WorkloadSpec, recorder: &R
     while turmoil::sim_elapsed().unwrap_or_default() < spec.until.get() {
         let key = format!("k{}", rng.random_range(0..spec.keys));
         let roll = rng.random_range(0..100);
-        if roll < 35 {
-            let outcome = recorded_read(sdk, recorder, who, &key).await;
+        if roll < 35 || task == Task::Reader {
+            let outcome = recorded_read(sdk, recorder, who, &key, consistency).await;
             if let Outcome::Read { record: Some(seen) } = &outcome {
                 versions.insert(key.clone(), seen.version);
             }
@@ -252,10 +322,17 @@ async fn run_client(sdk: &Client, client: u64, spec: &WorkloadSpec, recorder: &R
     }
 }
 
-/// A linearizable read of `key`, recorded; returns what was recorded.
-async fn recorded_read(sdk: &Client, recorder: &Recorder, who: ClientId, key: &str) -> Outcome {
+/// A read of `key` (linearizable or under the lease, both checked as
+/// linearizable), recorded; returns what was recorded.
+async fn recorded_read(
+    sdk: &Client,
+    recorder: &Recorder,
+    who: ClientId,
+    key: &str,
+    consistency: Consistency,
+) -> Outcome {
     let id = invoke(recorder, who, Op::Get { key: key.to_string() });
-    let outcome = match sdk.get_with(TENANT, key, Consistency::Linearizable).await {
+    let outcome = match sdk.get_with(TENANT, key, consistency).await {
         Ok(record) => Outcome::Read {
             record: record.map(|r| Versioned {
                 value: r.value,
@@ -275,7 +352,10 @@ async fn final_reads(sdk: &Client, spec: &WorkloadSpec, recorder: &Recorder) {
     for k in 0..spec.keys {
         let key = format!("k{k}");
         while turmoil::sim_elapsed().unwrap_or_default() < deadline {
-            if matches!(recorded_read(sdk, recorder, who, &key).await, Outcome::Read { .. }) {
+            if matches!(
+                recorded_read(sdk, recorder, who, &key, Consistency::Linearizable).await,
+                Outcome::Read { .. }
+            ) {
                 break;
             }
         }

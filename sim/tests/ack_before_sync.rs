@@ -1,9 +1,10 @@
-//! Proof that the unsynced-write-loss scenario can fail: built with the
-//! node's `fault-ack-before-sync` bug (log appends acknowledged as flushed but
+//! Proof that the unsynced-write-loss scenario can fail: with the node's
+//! `AckBeforeSync` test fault on (log appends acknowledged as flushed but
 //! never synced), a cluster-wide power loss must lose acknowledged writes and
-//! the run must say so. Runs only with that feature:
-//! `cargo test -p safekeep-sim --features fault-ack-before-sync --test ack_before_sync`.
+//! the run must say so. Runs only with the test faults compiled in:
+//! `cargo test -p safekeep-sim --features test-faults --test ack_before_sync`.
 
+use safekeep_node::test_faults::{TestFault, enable};
 use safekeep_sim::{RunConfig, Scenario, Topology, run};
 
 /// Seeds tried; the bug must be caught on every one of them.
@@ -11,6 +12,7 @@ const SEEDS: &[u64] = &[1, 2];
 
 #[test]
 fn acknowledging_before_a_sync_is_caught_by_a_power_loss() {
+    enable(TestFault::AckBeforeSync);
     for seed in SEEDS {
         let config = RunConfig {
             seed: *seed,

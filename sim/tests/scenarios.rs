@@ -78,6 +78,8 @@ scenario_tests! {
     disk_loss_three_zones => Scenario::DiskLoss,
     membership_during_partition_three_zones => Scenario::MembershipDuringPartition,
     unsynced_write_loss_three_zones => Scenario::UnsyncedWriteLoss,
+    wiped_disk_same_id_three_zones => Scenario::WipedDiskSameId,
+    restart_inside_lease_three_zones => Scenario::RestartInsideLease,
     random_mix_three_zones => Scenario::Random,
 }
 
@@ -97,6 +99,12 @@ fn zone_power_loss_with_five_voters_two_two_one() {
 fn unsynced_write_loss_with_five_voters_and_with_learners() {
     check(Scenario::UnsyncedWriteLoss, Topology::FiveVoters, 1);
     check(Scenario::UnsyncedWriteLoss, Topology::ThreeByTwo, 1);
+}
+
+#[test]
+fn wiped_disk_same_id_and_restart_inside_lease_with_five_voters() {
+    check(Scenario::WipedDiskSameId, Topology::FiveVoters, 1);
+    check(Scenario::RestartInsideLease, Topology::FiveVoters, 1);
 }
 
 #[test]

@@ -9,7 +9,7 @@ use safekeep_api::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Auditor, Authenticator, Principal, audit, policy};
-use crate::raft::{Consensus, MemberView, MembershipChange, NodeInfo};
+use crate::raft::{self, Consensus, MemberView, MembershipChange, NodeInfo};
 
 /// The cluster service of one node. Status answers any authenticated caller;
 /// membership changes need an operator.
@@ -107,10 +107,23 @@ impl Cluster for ClusterService {
                 return Err(Status::invalid_argument(format!("{name} must not be empty")));
             }
         }
+        // A node already running says which data directory it serves from;
+        // one not started yet names it when it joins.
+        let incarnation = match raft::identify(&self.consensus, &r.peer_address).await {
+            Ok(answer) if answer.node_id == id => answer.incarnation,
+            Ok(answer) => {
+                return Err(Status::failed_precondition(format!(
+                    "{} is served by node {}, not node {id}",
+                    r.peer_address, answer.node_id
+                )));
+            }
+            Err(_) => 0,
+        };
         let node = NodeInfo {
             zone: r.zone,
             peer_address: r.peer_address,
             client_address: r.client_address,
+            incarnation,
         };
         let result = self.change(MembershipChange::AddLearner { id, node }).await;
         self.audited(&principal, "add-learner", id, &result).await;

@@ -81,7 +81,8 @@ pub async fn bootstrap(consensus: &Consensus, config: &NodeConfig, initialized: 
         );
         return Ok(());
     }
-    wait_for_every_member_uninitialized(consensus, config).await?;
+    let mut incarnations = wait_for_every_member_uninitialized(consensus, config).await?;
+    incarnations.insert(config.id, consensus.incarnation());
     let members: BTreeMap<u64, NodeInfo> = config
         .init
         .iter()
@@ -90,6 +91,7 @@ pub async fn bootstrap(consensus: &Consensus, config: &NodeConfig, initialized: 
                 zone: m.zone.clone(),
                 peer_address: m.peer_address.clone(),
                 client_address: m.client_address.clone(),
+                incarnation: incarnations.get(&m.id).copied().unwrap_or(0),
             };
             (m.id, node)
         })
@@ -103,12 +105,17 @@ pub async fn bootstrap(consensus: &Consensus, config: &NodeConfig, initialized: 
 }
 
 /// Waits until every other initial member answers, as itself, that it holds
-/// no Raft state. A member that cannot be reached may be one that already
-/// belongs to a cluster: forming a second one then would split the members,
-/// so an unreachable member means wait, never form. One that answers that it
-/// is initialized means this node lost its data (`AlreadyFormed`).
-async fn wait_for_every_member_uninitialized(consensus: &Consensus, config: &NodeConfig) -> Result<(), BootstrapError> {
+/// no Raft state, and returns the incarnation each answered with (recorded
+/// in the first membership). A member that cannot be reached may be one that
+/// already belongs to a cluster: forming a second one then would split the
+/// members, so an unreachable member means wait, never form. One that answers
+/// that it is initialized means this node lost its data (`AlreadyFormed`).
+async fn wait_for_every_member_uninitialized(
+    consensus: &Consensus,
+    config: &NodeConfig,
+) -> Result<BTreeMap<u64, u64>, BootstrapError> {
     let mut waiting: Vec<_> = config.init.iter().filter(|m| m.id != config.id).collect();
+    let mut incarnations = BTreeMap::new();
     let mut backoff = JOIN_INITIAL_BACKOFF;
     loop {
         let mut unanswered = Vec::new();
@@ -120,7 +127,9 @@ async fn wait_for_every_member_uninitialized(consensus: &Consensus, config: &Nod
                         address: member.peer_address.clone(),
                     });
                 }
-                Ok(answer) if answer.node_id == member.id => {}
+                Ok(answer) if answer.node_id == member.id => {
+                    incarnations.insert(member.id, answer.incarnation);
+                }
                 Ok(answer) => {
                     tracing::warn!(
                         expected = member.id,
@@ -137,7 +146,7 @@ async fn wait_for_every_member_uninitialized(consensus: &Consensus, config: &Nod
             }
         }
         if unanswered.is_empty() {
-            return Ok(());
+            return Ok(incarnations);
         }
         let ids: Vec<u64> = unanswered.iter().map(|m| m.id).collect();
         tracing::info!(
@@ -151,7 +160,8 @@ async fn wait_for_every_member_uninitialized(consensus: &Consensus, config: &Nod
     }
 }
 
-async fn identify(consensus: &Consensus, address: &str) -> Result<IdentifyResponse, String> {
+/// Asks the node at `address` who it is (its id, cluster and incarnation).
+pub async fn identify(consensus: &Consensus, address: &str) -> Result<IdentifyResponse, String> {
     let mut client = consensus.peers().client(address).map_err(|e| e.to_string())?;
     let mut request = tonic::Request::new(IdentifyRequest {});
     request.set_timeout(BOOTSTRAP_CALL_TIMEOUT);
@@ -215,6 +225,7 @@ async fn join(consensus: &Consensus, config: &NodeConfig, seed: &str) -> Result<
         zone: config.zone.clone(),
         peer_address: config.peer_address(),
         client_address: config.client_address(),
+        incarnation: consensus.incarnation(),
     };
     tracing::info!(node = config.id, seed, "joining as a learner");
     let timeout = Duration::from_millis(config.raft.join_timeout_ms);

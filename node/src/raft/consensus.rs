@@ -184,12 +184,14 @@ pub struct Consensus {
 }
 
 /// What the consensus handle keeps of its own replica: a reader of records,
-/// fingerprints of its log, and the wall clock it stamps proposals with.
+/// fingerprints of its log, the wall clock it stamps proposals with, and
+/// the incarnation of its data directory.
 #[derive(Clone)]
 pub(crate) struct ReplicaHandles {
     pub reader: RecordReader,
     pub log: LogFingerprints,
     pub wall_clock: WallClock,
+    pub incarnation: u64,
 }
 
 enum Route {
@@ -262,6 +264,23 @@ impl Consensus {
     /// This node's id.
     pub fn node_id(&self) -> NodeId {
         self.id
+    }
+
+    /// The incarnation of this node's data directory.
+    pub fn incarnation(&self) -> u64 {
+        self.replica.incarnation
+    }
+
+    /// The incarnation the membership this node knows records for `id`
+    /// (`None` when `id` is not a member; 0 when it is not known).
+    pub fn recorded_incarnation(&self, id: NodeId) -> Option<u64> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|node| node.incarnation)
     }
 
     pub(crate) fn raft(&self) -> &SafekeepRaft {
@@ -564,14 +583,29 @@ impl Consensus {
         let result = match change {
             MembershipChange::AddLearner { id, node } => {
                 if let Some(existing) = membership.get_node(&id) {
-                    if *existing == node {
-                        return Ok(self.members());
+                    if !existing.same_place(&node) {
+                        return Err(ConsensusError::MembershipRejected(format!(
+                            "node {id} is already a member ({existing}); node ids are never reused"
+                        )));
                     }
-                    return Err(ConsensusError::MembershipRejected(format!(
-                        "node {id} is already a member ({existing}); node ids are never reused"
-                    )));
+                    match (existing.incarnation, node.incarnation) {
+                        (recorded, joining) if recorded == joining || joining == 0 => return Ok(self.members()),
+                        // Added by an operator before it ran: its join names its directory.
+                        (0, _) => {
+                            let nodes = BTreeMap::from([(id, node)]);
+                            self.raft.change_membership(ChangeMembers::SetNodes(nodes), false).await
+                        }
+                        (recorded, joining) => {
+                            return Err(ConsensusError::MembershipRejected(format!(
+                                "node {id} is a member with data directory incarnation {recorded:016x}, but \
+                                 this one is {joining:016x}: its data was lost or replaced. Remove node {id} \
+                                 and add this host under a new id"
+                            )));
+                        }
+                    }
+                } else {
+                    self.raft.add_learner(id, node, false).await
                 }
-                self.raft.add_learner(id, node, false).await
             }
             MembershipChange::Promote { id, force } => {
                 if voters.contains(&id) {

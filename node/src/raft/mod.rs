@@ -7,6 +7,7 @@ mod bootstrap;
 mod channels;
 mod codec;
 mod consensus;
+mod incarnation;
 mod metrics_watch;
 mod network;
 mod server;
@@ -27,6 +28,7 @@ pub use types::{NodeId, NodeInfo, TypeConfig};
 use crate::config::NodeConfig;
 use crate::node::NodeEnvironment;
 use crate::storage::{Store, StoreError};
+use crate::test_faults::{self, TestFault};
 use crate::tls::LoadedTls;
 use tokio::sync::watch;
 
@@ -78,7 +80,7 @@ pub async fn start(
     let raft_config = Arc::new(raft_config(config)?);
     let require_peer_identity = tls.is_some();
     let channels = channels::PeerChannels::new(transport, tls);
-    let network = network::PeerNetworkFactory::new(channels.clone());
+    let network = network::PeerNetworkFactory::new(channels.clone(), store.incarnation());
     let state_machine = store.state_machine()?;
     let reader = state_machine.reader();
     // Every task openraft spawns descends from this scope and draws its
@@ -99,6 +101,7 @@ pub async fn start(
         reader,
         log: store.log_fingerprints(),
         wall_clock: environment.wall_clock,
+        incarnation: store.incarnation(),
     };
     let consensus = Consensus::new(config.id, raft, channels, limits, replica);
     metrics_watch::spawn(consensus.clone(), config);
@@ -110,16 +113,62 @@ pub async fn start(
         require_identity: require_peer_identity,
         initial_members: config.init.iter().map(|m| m.id).collect(),
     };
-    // openraft's leader lease is the longest election timeout.
+    // openraft's leader lease is the longest election timeout. A node that
+    // starts may have helped grant a lease that still lives: until it has
+    // run out, the node neither votes for another (`PeerService`) nor
+    // campaigns itself, so no new leader can be elected with its help while
+    // the old one may still serve lease reads.
     let leader_lease = Duration::from_millis(config.raft.election_max_ms);
+    let lease_may_live_until = tokio::time::Instant::now() + leader_lease;
+    if test_faults::enabled(TestFault::CampaignInsideLease) {
+        // The deliberate bug: campaign at once (once started: openraft
+        // skips an election asked for during its start-up), inside any lease
+        // this node granted.
+        let raft = consensus.raft().clone();
+        let soon = Duration::from_millis(config.raft.heartbeat_ms);
+        tokio::spawn(async move {
+            tokio::time::sleep(soon).await;
+            let _ = raft.trigger().elect(true).await;
+        });
+    } else {
+        hold_elections_until(&consensus, lease_may_live_until);
+    }
     let peer = PeerService::new(
         consensus.clone(),
         config.cluster_name.clone(),
         incoming,
         access,
-        leader_lease,
+        lease_may_live_until,
     );
     Ok((consensus, peer))
 }
 
-pub use bootstrap::{bootstrap, had_raft_state};
+/// Keeps this node from campaigning until `until`, then lets it. The task
+/// ends early if Raft shuts down first, so it never outlives a stopped node.
+fn hold_elections_until(consensus: &Consensus, until: tokio::time::Instant) {
+    use openraft::async_runtime::WatchReceiver as _;
+    let raft = consensus.raft().clone();
+    raft.runtime_config().elect(false);
+    tokio::spawn(async move {
+        let mut metrics = raft.metrics();
+        let shut_down = async {
+            loop {
+                if metrics.borrow_watched().state == openraft::ServerState::Shutdown {
+                    return;
+                }
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => {
+                raft.runtime_config().elect(true);
+                tracing::debug!("any lease this node helped grant has expired: it may campaign");
+            }
+            () = shut_down => {}
+        }
+    });
+}
+
+pub use bootstrap::{bootstrap, had_raft_state, identify};

@@ -1,6 +1,8 @@
 //! openraft's network over the peer channel: each Raft RPC is one gRPC call
-//! carrying an encoded openraft message; a snapshot is streamed from its file
-//! in bounded chunks and never held whole in memory.
+//! carrying an encoded openraft message, stamped with this node's
+//! incarnation and the one the membership records for the target; a
+//! snapshot is streamed from its file in bounded chunks and never held whole
+//! in memory.
 
 use std::future::Future;
 use std::os::unix::fs::FileExt;
@@ -21,6 +23,7 @@ use tonic::transport::Channel;
 
 use super::channels::PeerChannels;
 use super::codec::{decode, encode};
+use super::incarnation;
 use super::types::{NodeId, NodeInfo, TypeConfig};
 use crate::storage::SnapshotFile;
 
@@ -42,11 +45,13 @@ pub struct SnapshotHeader {
 #[derive(Clone)]
 pub struct PeerNetworkFactory {
     channels: PeerChannels,
+    /// This node's data directory incarnation.
+    incarnation: u64,
 }
 
 impl PeerNetworkFactory {
-    pub fn new(channels: PeerChannels) -> Self {
-        Self { channels }
+    pub fn new(channels: PeerChannels, incarnation: u64) -> Self {
+        Self { channels, incarnation }
     }
 }
 
@@ -57,6 +62,8 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetworkFactory {
         PeerNetwork {
             target,
             client: self.channels.client(&node.peer_address).map_err(|e| e.to_string()),
+            from_incarnation: self.incarnation,
+            to_incarnation: node.incarnation,
         }
     }
 }
@@ -65,6 +72,9 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetworkFactory {
 pub struct PeerNetwork {
     target: NodeId,
     client: Result<PeerClient<Channel>, String>,
+    from_incarnation: u64,
+    /// What the membership records for the target (0: not known).
+    to_incarnation: u64,
 }
 
 fn unreachable(message: impl ToString) -> RPCError<TypeConfig> {
@@ -99,6 +109,7 @@ impl PeerNetwork {
         let payload = encode(rpc).map_err(|e| RPCError::Network(NetworkError::from_string(e)))?;
         let mut request = tonic::Request::new(RaftMessage { payload });
         request.set_timeout(option.hard_ttl());
+        incarnation::stamp(request.metadata_mut(), self.from_incarnation, self.to_incarnation);
         let response = send(self.client()?, request)
             .await
             .map_err(|s| status_to_rpc_error(self.target, s))?;
@@ -162,6 +173,7 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         let mut client = self.client()?;
         let mut request = tonic::Request::new(chunks);
         request.set_timeout(SNAPSHOT_TRANSFER_TIMEOUT);
+        incarnation::stamp(request.metadata_mut(), self.from_incarnation, self.to_incarnation);
         let target = self.target;
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),

@@ -3,7 +3,6 @@
 //! follower forwards to this node as leader.
 
 use std::io::Write;
-use std::time::Duration;
 
 use futures::StreamExt;
 use openraft::alias::SnapshotOf;
@@ -16,6 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::codec::{decode, encode};
 use super::consensus::{Consensus, ConsensusError, FORWARDED_METADATA, MembershipChange};
+use super::incarnation::IncarnationGuard;
 use super::network::SnapshotHeader;
 use super::types::{NodeId, TypeConfig};
 use crate::storage::SnapshotFile;
@@ -43,6 +43,7 @@ pub struct PeerService {
     access: PeerAccess,
     /// Before this instant the node casts no vote (see `refuse_votes_while_a_lease_may_live`).
     votes_from: tokio::time::Instant,
+    incarnations: IncarnationGuard,
 }
 
 impl PeerService {
@@ -51,15 +52,24 @@ impl PeerService {
         cluster_name: String,
         incoming_snapshot_path: IncomingSnapshotPath,
         access: PeerAccess,
-        leader_lease: Duration,
+        votes_from: tokio::time::Instant,
     ) -> Self {
+        let incarnations = IncarnationGuard::new(consensus.node_id(), consensus.incarnation());
         Self {
             consensus,
             cluster_name,
             incoming_snapshot_path,
             access,
-            votes_from: tokio::time::Instant::now() + leader_lease,
+            votes_from,
+            incarnations,
         }
+    }
+
+    /// Refuses a Raft message from `sender` when either side's data
+    /// directory is not the incarnation the other expects.
+    fn same_incarnations<T>(&self, request: &Request<T>, sender: NodeId) -> Result<(), Status> {
+        self.incarnations
+            .admit(request.metadata(), sender, self.consensus.recorded_incarnation(sender))
     }
 
     /// A node that has just started may have acknowledged a leader shortly
@@ -68,6 +78,7 @@ impl PeerService {
     /// for a new leader before the lease runs out would let two leaders serve
     /// reads at once, so a started node votes only once any lease it could
     /// have helped grant has expired. (openraft does not persist lease time.)
+    /// The node does not campaign before then either (`raft::start`).
     fn refuse_votes_while_a_lease_may_live(&self) -> Result<(), Status> {
         let now = tokio::time::Instant::now();
         if now < self.votes_from {
@@ -134,8 +145,10 @@ fn reply<T: serde::Serialize>(value: &T) -> Result<Response<RaftMessage>, Status
 impl Peer for PeerService {
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let caller = self.authorize(&request)?;
-        let rpc: VoteRequest<TypeConfig> = decode(&request.into_inner().payload)?;
-        Self::speaks_for(caller, *rpc.vote.leader_id().node_id())?;
+        let rpc: VoteRequest<TypeConfig> = decode(&request.get_ref().payload)?;
+        let sender = *rpc.vote.leader_id().node_id();
+        Self::speaks_for(caller, sender)?;
+        self.same_incarnations(&request, sender)?;
         self.refuse_votes_while_a_lease_may_live()?;
         let response = self.consensus.raft().vote(rpc).await.map_err(stopped)?;
         reply(&response)
@@ -143,8 +156,10 @@ impl Peer for PeerService {
 
     async fn pre_vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let caller = self.authorize(&request)?;
-        let rpc: VoteRequest<TypeConfig> = decode(&request.into_inner().payload)?;
-        Self::speaks_for(caller, *rpc.vote.leader_id().node_id())?;
+        let rpc: VoteRequest<TypeConfig> = decode(&request.get_ref().payload)?;
+        let sender = *rpc.vote.leader_id().node_id();
+        Self::speaks_for(caller, sender)?;
+        self.same_incarnations(&request, sender)?;
         self.refuse_votes_while_a_lease_may_live()?;
         let response = self.consensus.raft().pre_vote(rpc).await.map_err(stopped)?;
         reply(&response)
@@ -152,8 +167,10 @@ impl Peer for PeerService {
 
     async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let caller = self.authorize(&request)?;
-        let rpc: AppendEntriesRequest<TypeConfig> = decode(&request.into_inner().payload)?;
-        Self::speaks_for(caller, *rpc.vote.leader_id().node_id())?;
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(&request.get_ref().payload)?;
+        let sender = *rpc.vote.leader_id().node_id();
+        Self::speaks_for(caller, sender)?;
+        self.same_incarnations(&request, sender)?;
         let response = self.consensus.raft().append_entries(rpc).await.map_err(stopped)?;
         if response.is_success() {
             self.consensus.note_leader_contact();
@@ -163,8 +180,10 @@ impl Peer for PeerService {
 
     async fn transfer_leader(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let caller = self.authorize(&request)?;
-        let rpc: TransferLeaderRequest<TypeConfig> = decode(&request.into_inner().payload)?;
-        Self::speaks_for(caller, *rpc.from_leader().leader_id().node_id())?;
+        let rpc: TransferLeaderRequest<TypeConfig> = decode(&request.get_ref().payload)?;
+        let sender = *rpc.from_leader().leader_id().node_id();
+        Self::speaks_for(caller, sender)?;
+        self.same_incarnations(&request, sender)?;
         let response = self
             .consensus
             .raft()
@@ -179,13 +198,17 @@ impl Peer for PeerService {
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<RaftMessage>, Status> {
         let caller = self.authorize(&request)?;
+        let metadata = request.metadata().clone();
         let mut chunks = request.into_inner();
         let first = chunks
             .next()
             .await
             .ok_or_else(|| Status::invalid_argument("snapshot stream is empty"))??;
         let header: SnapshotHeader = decode(&first.header)?;
-        Self::speaks_for(caller, *header.vote.leader_id().node_id())?;
+        let sender = *header.vote.leader_id().node_id();
+        Self::speaks_for(caller, sender)?;
+        self.incarnations
+            .admit(&metadata, sender, self.consensus.recorded_incarnation(sender))?;
         let path = (self.incoming_snapshot_path)();
         let mut file = std::fs::File::create(&path).map_err(|e| Status::internal(format!("snapshot file: {e}")))?;
         let mut received: u64 = 0;
@@ -276,6 +299,7 @@ impl Peer for PeerService {
             cluster_id: self.cluster_name.clone(),
             leader_id: view.leader_id.unwrap_or(0),
             initialized,
+            incarnation: self.consensus.incarnation(),
         }))
     }
 }

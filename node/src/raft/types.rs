@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::storage::command::{Command, CommandResponse};
 
-/// What every member of the cluster is known by: its zone and addresses.
+/// What every member of the cluster is known by: its zone, its addresses,
+/// and the incarnation of the data directory it joined with.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct NodeInfo {
     /// Availability zone label, used by the placement guard.
@@ -16,6 +17,18 @@ pub struct NodeInfo {
     pub peer_address: String,
     /// Address clients reach this node at.
     pub client_address: String,
+    /// The member's data directory incarnation (see `storage::identity`);
+    /// 0 when not known yet, and then not checked.
+    pub incarnation: u64,
+}
+
+impl NodeInfo {
+    /// Whether `other` names the same zone and addresses (incarnations aside).
+    pub fn same_place(&self, other: &NodeInfo) -> bool {
+        self.zone == other.zone
+            && self.peer_address == other.peer_address
+            && self.client_address == other.client_address
+    }
 }
 
 impl fmt::Display for NodeInfo {
@@ -24,7 +37,11 @@ impl fmt::Display for NodeInfo {
             f,
             "zone={} peer={} client={}",
             self.zone, self.peer_address, self.client_address
-        )
+        )?;
+        if self.incarnation != 0 {
+            write!(f, " incarnation={:016x}", self.incarnation)?;
+        }
+        Ok(())
     }
 }
 

@@ -103,12 +103,23 @@ impl std::ops::Deref for Db {
     }
 }
 
+/// A new non-zero incarnation: from the seed when given, else at random.
+fn draw_incarnation(seed: Option<u64>) -> u64 {
+    use rand::{Rng, SeedableRng};
+    let drawn = match seed {
+        Some(seed) => rand::rngs::StdRng::seed_from_u64(seed).random::<u64>(),
+        None => rand::random::<u64>(),
+    };
+    drawn.max(1)
+}
+
 /// An opened node store: hands out the log store and the state machine.
 pub struct Store {
     log_sync: LogSync,
     db: Arc<Db>,
     data_dir: PathBuf,
     fresh: bool,
+    incarnation: u64,
     closed: tokio::sync::watch::Receiver<()>,
 }
 
@@ -116,18 +127,20 @@ impl Store {
     /// Opens (or creates) the store under `data_dir` for node `node_id` of
     /// cluster `cluster_name`, refusing a directory that belongs to another.
     pub fn open(data_dir: &Path, node_id: u64, cluster_name: &str, log_sync: LogSync) -> Result<Self, StoreError> {
-        Self::open_tracked(data_dir, node_id, cluster_name, log_sync, None)
+        Self::open_tracked(data_dir, node_id, cluster_name, log_sync, None, None)
     }
 
     /// Like `open`, recording unsynced writes in `unsynced` (simulation only):
     /// after a simulated power loss, the store first rolls back to its last
-    /// synced state.
+    /// synced state. A directory without an incarnation gets one drawn from
+    /// `incarnation_seed` when given (so a simulation replays), else at random.
     pub fn open_tracked(
         data_dir: &Path,
         node_id: u64,
         cluster_name: &str,
         log_sync: LogSync,
         unsynced: Option<Arc<UnsyncedWrites>>,
+        incarnation_seed: Option<u64>,
     ) -> Result<Self, StoreError> {
         let db_path = data_dir.join(DB_DIR);
         std::fs::create_dir_all(&db_path).map_err(|source| StoreError::CreateDir {
@@ -190,13 +203,27 @@ impl Store {
                 });
             }
         };
+        let incarnation = match identity::load_incarnation(&db)? {
+            Some(incarnation) => incarnation,
+            None => {
+                let incarnation = draw_incarnation(incarnation_seed);
+                identity::save_incarnation(&db, incarnation)?;
+                incarnation
+            }
+        };
         Ok(Self {
             log_sync,
             db,
             data_dir: data_dir.to_path_buf(),
             fresh,
+            incarnation,
             closed,
         })
+    }
+
+    /// The data directory's incarnation: drawn at its first start, never 0.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
     }
 
     /// The database itself, for storage tests.

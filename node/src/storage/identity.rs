@@ -1,6 +1,10 @@
 //! The identity a data directory is stamped with on first start: which node
 //! of which cluster it belongs to. A node refuses a directory stamped for
-//! another node or cluster, so ids are never silently reused.
+//! another node or cluster, so ids are never silently reused. Each directory
+//! also gets an incarnation, a random number drawn at its first start: the
+//! cluster records it in the membership, so a member whose directory was
+//! emptied and started again under its old id is told apart from the member
+//! that held the data.
 
 use rocksdb::{DB, WriteBatch};
 use serde::{Deserialize, Serialize};
@@ -9,6 +13,8 @@ use super::db::{CF_META, Db, StoreError, cf};
 
 /// Key of the identity record in the meta column family.
 const IDENTITY_KEY: &[u8] = b"identity";
+/// Key of the incarnation in the meta column family (big-endian u64).
+const INCARNATION_KEY: &[u8] = b"incarnation";
 
 /// The node and cluster a data directory belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,5 +41,28 @@ pub(crate) fn save(db: &Db, identity: &Identity) -> Result<(), StoreError> {
     let bytes = serde_json::to_vec(identity).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let mut batch = WriteBatch::default();
     batch.put_cf(cf(db, CF_META), IDENTITY_KEY, bytes);
+    db.write_synced(batch).map_err(StoreError::Io)
+}
+
+/// Reads the directory's incarnation, if it has one.
+pub fn load_incarnation(db: &DB) -> Result<Option<u64>, StoreError> {
+    let Some(bytes) = db
+        .get_cf(cf(db, CF_META), INCARNATION_KEY)
+        .map_err(|e| StoreError::Corrupt(e.into_string()))?
+    else {
+        return Ok(None);
+    };
+    let bytes: [u8; 8] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("incarnation record of {} bytes", bytes.len())))?;
+    Ok(Some(u64::from_be_bytes(bytes)))
+}
+
+/// Stamps the directory's incarnation, synced before the node goes on.
+pub(crate) fn save_incarnation(db: &Db, incarnation: u64) -> Result<(), StoreError> {
+    assert_ne!(incarnation, 0, "0 stands for an unknown incarnation");
+    let mut batch = WriteBatch::default();
+    batch.put_cf(cf(db, CF_META), INCARNATION_KEY, incarnation.to_be_bytes());
     db.write_synced(batch).map_err(StoreError::Io)
 }

@@ -210,7 +210,7 @@ fn run_syncer(db: &Db, queue: &mpsc::Receiver<Flushed>) {
 /// `group` is flushed, in order. Both sync modes end here, so the simulation
 /// runs the same acknowledgement code as production.
 fn flush_group(db: &Db, group: Vec<Flushed>) {
-    let result = if cfg!(feature = "fault-ack-before-sync") {
+    let result = if crate::test_faults::enabled(crate::test_faults::TestFault::AckBeforeSync) {
         // A deliberate bug for the simulation to catch: the appends are
         // acknowledged as flushed, but never synced.
         Ok(())

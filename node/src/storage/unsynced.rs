@@ -194,7 +194,7 @@ mod tests {
     }
 
     fn open(dir: &std::path::Path, unsynced: &Arc<UnsyncedWrites>) -> Store {
-        Store::open_tracked(dir, 1, "t", LogSync::Inline, Some(unsynced.clone())).unwrap()
+        Store::open_tracked(dir, 1, "t", LogSync::Inline, Some(unsynced.clone()), None).unwrap()
     }
 
     #[test]
