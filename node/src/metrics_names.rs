@@ -31,8 +31,9 @@ pub const IDEMPOTENCY_RESULTS: &str = "safekeep_idempotency_results";
 /// Clients whose write floor the idempotency table keeps (gauge).
 pub const IDEMPOTENCY_CLIENTS: &str = "safekeep_idempotency_clients";
 /// Raft calls refused because an incarnation did not match, by `reason`:
-/// `this_node_replaced` (on a member whose data directory was emptied) or
-/// `sender_replaced` (on the members it calls) (counter).
+/// `this_node_replaced` (on a member whose data directory was emptied),
+/// `target_replaced` (on a node such a member refused) or `sender_replaced`
+/// (on the members a replaced node calls) (counter).
 pub const PEER_INCARNATION_REFUSALS: &str = "safekeep_peer_incarnation_refusals_total";
 /// TLS handshakes refused, by listener (counter, label `listener`).
 pub const TLS_HANDSHAKE_FAILURES: &str = "safekeep_tls_handshake_failures_total";

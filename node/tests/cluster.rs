@@ -411,3 +411,44 @@ async fn the_initializer_waits_for_every_initial_member_rather_than_form_alone()
     put_acked(&mut client, put(TENANT, "formed", b"v", "init", 1)).await;
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_learner_whose_data_directory_is_unknown_is_not_promoted() {
+    let cluster = TestCluster::start(3, |_| {}).await;
+    let leader = cluster.leader().await;
+    let mut admin = cluster.cluster(leader).await;
+    // Node 4 is added before it ever ran (nothing answers at its address),
+    // in a fourth zone, so the placement guard has nothing against it.
+    admin
+        .add_learner(AddLearnerRequest {
+            node_id: 4,
+            zone: "d".into(),
+            peer_address: "127.0.0.1:1".into(),
+            client_address: "127.0.0.1:2".into(),
+        })
+        .await
+        .expect("add learner");
+    let refused = admin
+        .promote(PromoteRequest {
+            node_id: 4,
+            force: false,
+        })
+        .await
+        .expect_err("a voter whose data directory nobody recorded");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused}");
+    assert!(
+        refused.message().contains("has not named its data directory"),
+        "{}",
+        refused.message()
+    );
+    let voters: Vec<u64> = cluster
+        .status(leader)
+        .await
+        .members
+        .iter()
+        .filter(|m| m.role() != safekeep_api::v1::Role::Learner)
+        .map(|m| m.id)
+        .collect();
+    assert!(!voters.contains(&4), "node 4 became a voter: {voters:?}");
+    cluster.shutdown().await;
+}

@@ -218,6 +218,13 @@ async fn a_member_restarted_on_an_emptied_data_directory_is_refused_and_the_clus
     .await;
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.contains("data directory was emptied"), "{logged}");
+    // The leader counts the refusals too, so an alert on the healthy nodes sees them.
+    let leader_http = configs[(leader - 1) as usize].http_listen.unwrap();
+    let series = "safekeep_peer_incarnation_refusals_total{reason=\"target_replaced\"";
+    eventually("the leader counts the wiped node's refusals", || async {
+        counter(leader_http, series).await.filter(|n| *n > 0.0)
+    })
+    .await;
 
     // The cluster keeps serving on the other two, and the wiped node took no entries.
     for i in 10..20u64 {

@@ -31,9 +31,12 @@ const FIRST_HISTORY_ID: u64 = 1_000;
 const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1_500);
 /// Longest one operation is retried.
 const RETRY_BUDGET: Duration = Duration::from_secs(4);
-/// Pause between attempts, and between operations.
+/// Pause between attempts.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// Pause between operations, drawn from this range (milliseconds).
 const THINK_TIME_MS: std::ops::Range<u64> = 10..40;
+/// Sets the raw clients' draws apart from the SDK clients'.
+const RAW_SEED_SALT: u64 = 0x7a_0c11;
 /// Longest the final reads keep trying after the workload ends.
 const FINAL_READ_DEADLINE: Duration = Duration::from_secs(20);
 
@@ -78,7 +81,7 @@ pub fn add_clients(
                 next: index,
                 // Both tenants draw the same keys and pauses: their write
                 // ids collide one for one.
-                rng: StdRng::seed_from_u64(spec.seed ^ 0x7a_0c11),
+                rng: StdRng::seed_from_u64(spec.seed ^ RAW_SEED_SALT),
             };
             client.run(who, &spec, &recorder, &refusals).await;
             Ok(())

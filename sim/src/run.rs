@@ -299,6 +299,8 @@ impl Faults<'_, '_> {
     /// initializer (which would refuse to start), is to be wiped.
     fn isolate_laggards(&mut self) -> String {
         let Some(leader) = leader(&self.probes) else {
+            self.findings
+                .push("the wiped-disk scenario found no leader to aim at: it tested nothing".into());
             return "isolate laggards: no leader".into();
         };
         let voters: Vec<u64> = self.hosts.iter().filter(|h| h.voter).map(|h| h.id).collect();
@@ -361,6 +363,8 @@ impl Faults<'_, '_> {
     /// other follower, which keeps renewing the lease, is to restart.
     fn isolate_forgetters(&mut self) -> String {
         let Some(leader) = leader(&self.probes) else {
+            self.findings
+                .push("the restart-inside-lease scenario found no leader to aim at: it tested nothing".into());
             return "isolate forgetters: no leader".into();
         };
         let voters: Vec<u64> = self.hosts.iter().filter(|h| h.voter).map(|h| h.id).collect();

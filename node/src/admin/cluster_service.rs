@@ -9,7 +9,7 @@ use safekeep_api::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Auditor, Authenticator, Principal, audit, policy};
-use crate::raft::{self, Consensus, MemberView, MembershipChange, NodeInfo};
+use crate::raft::{Consensus, MemberView, MembershipChange, NodeInfo};
 
 /// The cluster service of one node. Status answers any authenticated caller;
 /// membership changes need an operator.
@@ -109,15 +109,21 @@ impl Cluster for ClusterService {
         }
         // A node already running says which data directory it serves from;
         // one not started yet names it when it joins.
-        let incarnation = match raft::identify(&self.consensus, &r.peer_address).await {
+        let incarnation = match self.consensus.identify(&r.peer_address).await {
             Ok(answer) if answer.node_id == id => answer.incarnation,
             Ok(answer) => {
-                return Err(Status::failed_precondition(format!(
+                let refused = Err(Status::failed_precondition(format!(
                     "{} is served by node {}, not node {id}",
                     r.peer_address, answer.node_id
                 )));
+                self.audited(&principal, "add-learner", id, &refused).await;
+                return refused;
             }
-            Err(_) => 0,
+            Err(reason) => {
+                tracing::info!(node = id, address = %r.peer_address, %reason,
+                    "the node to add did not answer; it names its data directory when it joins");
+                0
+            }
         };
         let node = NodeInfo {
             zone: r.zone,

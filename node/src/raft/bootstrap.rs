@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use safekeep_api::v1::{IdentifyRequest, IdentifyResponse, RaftMessage};
+use safekeep_api::v1::RaftMessage;
 
 use super::codec::{decode, encode};
 use super::consensus::{Consensus, ConsensusError, MemberView, MembershipChange};
@@ -114,13 +114,16 @@ async fn wait_for_every_member_uninitialized(
     consensus: &Consensus,
     config: &NodeConfig,
 ) -> Result<BTreeMap<u64, u64>, BootstrapError> {
-    let mut waiting: Vec<_> = config.init.iter().filter(|m| m.id != config.id).collect();
-    let mut incarnations = BTreeMap::new();
+    // Every member is asked again each round, so the incarnations recorded
+    // are the ones all answered with together, not one a member had before
+    // its directory was made anew while others were still awaited.
+    let others: Vec<_> = config.init.iter().filter(|m| m.id != config.id).collect();
     let mut backoff = JOIN_INITIAL_BACKOFF;
     loop {
+        let mut incarnations = BTreeMap::new();
         let mut unanswered = Vec::new();
-        for member in waiting {
-            match identify(consensus, &member.peer_address).await {
+        for member in others.iter().copied() {
+            match consensus.identify(&member.peer_address).await {
                 Ok(answer) if answer.initialized => {
                     return Err(BootstrapError::AlreadyFormed {
                         peer: member.id,
@@ -156,20 +159,7 @@ async fn wait_for_every_member_uninitialized(
         );
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(JOIN_MAX_BACKOFF);
-        waiting = unanswered;
     }
-}
-
-/// Asks the node at `address` who it is (its id, cluster and incarnation).
-pub async fn identify(consensus: &Consensus, address: &str) -> Result<IdentifyResponse, String> {
-    let mut client = consensus.peers().client(address).map_err(|e| e.to_string())?;
-    let mut request = tonic::Request::new(IdentifyRequest {});
-    request.set_timeout(BOOTSTRAP_CALL_TIMEOUT);
-    client
-        .identify(request)
-        .await
-        .map(tonic::Response::into_inner)
-        .map_err(|status| status.to_string())
 }
 
 async fn ask_seed(consensus: &Consensus, seed: &str, change: &MembershipChange) -> Result<Vec<MemberView>, String> {

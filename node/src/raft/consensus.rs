@@ -24,7 +24,7 @@ use crate::metrics_names;
 use crate::node::WallClock;
 use crate::storage::command::{Command, CommandResponse};
 use crate::storage::{LogFingerprints, RecordReader};
-use safekeep_api::v1::{RaftMessage, ReadIndexRequest};
+use safekeep_api::v1::{IdentifyRequest, IdentifyResponse, RaftMessage, ReadIndexRequest};
 
 /// Most times one request is routed again after the leader it was sent to stepped down.
 /// Marks a membership change one node forwarded to the leader: the receiver
@@ -170,6 +170,9 @@ pub struct RoutingLimits {
     pub ready_max_apply_lag: u64,
 }
 
+/// Deadline of asking a peer who it is.
+const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The consensus handle shared by every service of the node.
 #[derive(Clone)]
 pub struct Consensus {
@@ -269,6 +272,50 @@ impl Consensus {
     /// The incarnation of this node's data directory.
     pub fn incarnation(&self) -> u64 {
         self.replica.incarnation
+    }
+
+    /// Asks the node at `address` who it is (its id, cluster and incarnation).
+    pub async fn identify(&self, address: &str) -> Result<IdentifyResponse, String> {
+        let mut client = self.peers.client(address).map_err(|e| e.to_string())?;
+        let mut request = tonic::Request::new(IdentifyRequest {});
+        request.set_timeout(IDENTIFY_TIMEOUT);
+        client
+            .identify(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| status.to_string())
+    }
+
+    /// On the leader, before member `id` becomes a voter: its data
+    /// directory's incarnation must be on record, so a wiped disk under its
+    /// id is refused from then on. A learner added before it ran (0 on
+    /// record) is asked now.
+    async fn record_incarnation_before_voting(&self, id: NodeId, node: &NodeInfo) -> Result<(), ConsensusError> {
+        if node.incarnation != 0 {
+            return Ok(());
+        }
+        let answer = self.identify(&node.peer_address).await.map_err(|reason| {
+            ConsensusError::MembershipRejected(format!(
+                "node {id} has not named its data directory and does not answer at {} ({reason}): \
+                 start it, then promote it",
+                node.peer_address
+            ))
+        })?;
+        if answer.node_id != id || answer.incarnation == 0 {
+            return Err(ConsensusError::MembershipRejected(format!(
+                "{} is served by node {}, not node {id}",
+                node.peer_address, answer.node_id
+            )));
+        }
+        let recorded = NodeInfo {
+            incarnation: answer.incarnation,
+            ..node.clone()
+        };
+        self.raft
+            .change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, recorded)])), false)
+            .await
+            .map_err(|e| ConsensusError::MembershipRejected(e.to_string()))?;
+        Ok(())
     }
 
     /// The incarnation the membership this node knows records for `id`
@@ -590,6 +637,13 @@ impl Consensus {
                     }
                     match (existing.incarnation, node.incarnation) {
                         (recorded, joining) if recorded == joining || joining == 0 => return Ok(self.members()),
+                        (0, _) if voters.contains(&id) => {
+                            return Err(ConsensusError::MembershipRejected(format!(
+                                "node {id} votes, but its data directory was never recorded, so a directory \
+                                 that joins under its id now cannot be told from an emptied one. Remove node \
+                                 {id} and add this host under a new id"
+                            )));
+                        }
                         // Added by an operator before it ran: its join names its directory.
                         (0, _) => {
                             let nodes = BTreeMap::from([(id, node)]);
@@ -611,7 +665,7 @@ impl Consensus {
                 if voters.contains(&id) {
                     return Ok(self.members());
                 }
-                let Some(zone) = zone_of(&id) else {
+                let Some(node) = membership.get_node(&id).cloned() else {
                     return Err(ConsensusError::MembershipRejected(format!(
                         "node {id} is not a learner of this cluster; add it first"
                     )));
@@ -620,8 +674,9 @@ impl Consensus {
                     .iter()
                     .map(|v| Voter::new(*v, zone_of(v).unwrap_or_default()))
                     .collect();
-                after.push(Voter::new(id, zone));
+                after.push(Voter::new(id, node.zone.clone()));
                 placement::check(&after, force).map_err(|e| ConsensusError::Placement(e.to_string()))?;
+                self.record_incarnation_before_voting(id, &node).await?;
                 self.raft
                     .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
                     .await
@@ -659,11 +714,11 @@ impl Consensus {
                         "node {old} cannot replace itself"
                     )));
                 }
-                if membership.get_node(&new).is_none() {
+                let Some(new_node) = membership.get_node(&new).cloned() else {
                     return Err(ConsensusError::MembershipRejected(format!(
                         "node {new} is not a member of this cluster; add it as a learner first"
                     )));
-                }
+                };
                 let mut after: BTreeSet<NodeId> = voters.clone();
                 after.remove(&old);
                 after.insert(new);
@@ -672,6 +727,9 @@ impl Consensus {
                     .map(|v| Voter::new(*v, zone_of(v).unwrap_or_default()))
                     .collect();
                 placement::check(&placed, force).map_err(|e| ConsensusError::Placement(e.to_string()))?;
+                if !voters.contains(&new) {
+                    self.record_incarnation_before_voting(new, &new_node).await?;
+                }
                 // Joint consensus: the old and the new voter sets both hold a
                 // quorum until the change commits; `false` drops the old voter.
                 self.raft

@@ -9,8 +9,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tonic::Status;
 use tonic::metadata::MetadataMap;
+use tonic::{Code, Status};
 
 use super::types::NodeId;
 use crate::metrics_names::PEER_INCARNATION_REFUSALS;
@@ -20,6 +20,8 @@ use crate::test_faults::{TestFault, enabled};
 const FROM_METADATA: &str = "x-safekeep-from-incarnation";
 /// The incarnation the sender's membership records for the target.
 const TO_METADATA: &str = "x-safekeep-to-incarnation";
+/// Marks a refusal for an incarnation, so the caller can tell it from others.
+const REFUSED_METADATA: &str = "x-safekeep-incarnation-refused";
 /// Shortest time between two log lines about refused calls (the refusals
 /// repeat with every heartbeat; the metric counts each one).
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -91,8 +93,10 @@ impl IncarnationGuard {
         };
         metrics::counter!(PEER_INCARNATION_REFUSALS, "reason" => refusal.label()).increment(1);
         let message = self.describe(refusal, sender);
-        self.log(&message);
-        Err(Status::failed_precondition(message))
+        log_at_most_every_interval(&self.last_logged, self.node_id, "peer call refused", &message);
+        let mut metadata = MetadataMap::new();
+        metadata.insert(REFUSED_METADATA, "true".parse().expect("an ASCII header value"));
+        Err(Status::with_metadata(Code::FailedPrecondition, message, metadata))
     }
 
     fn describe(&self, refusal: Refusal, sender: NodeId) -> String {
@@ -112,13 +116,41 @@ impl IncarnationGuard {
             ),
         }
     }
+}
 
-    fn log(&self, message: &str) {
-        let mut last = self.last_logged.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_INTERVAL) {
-            *last = Some(Instant::now());
-            tracing::error!(node = self.node_id, "peer call refused: {message}");
+/// Whether a peer refused a call because an incarnation did not match.
+pub fn is_refusal(status: &Status) -> bool {
+    status.metadata().contains_key(REFUSED_METADATA)
+}
+
+/// The calling side of a refusal: counted, and logged now and then.
+pub struct RefusalSeen {
+    node_id: NodeId,
+    last_logged: Mutex<Option<Instant>>,
+}
+
+impl RefusalSeen {
+    pub fn new(node_id: NodeId) -> Self {
+        Self {
+            node_id,
+            last_logged: Mutex::new(None),
         }
+    }
+
+    /// Records that `target` refused a call for its incarnation.
+    pub fn note(&self, target: NodeId, status: &Status) {
+        metrics::counter!(PEER_INCARNATION_REFUSALS, "reason" => "target_replaced").increment(1);
+        let message = format!("node {target}: {}", status.message());
+        log_at_most_every_interval(&self.last_logged, self.node_id, "peer refused a call", &message);
+    }
+}
+
+/// Logs `message` unless one was logged through `last` within `REFUSAL_LOG_INTERVAL`.
+fn log_at_most_every_interval(last: &Mutex<Option<Instant>>, node: NodeId, what: &str, message: &str) {
+    let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+    if last.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_INTERVAL) {
+        *last = Some(Instant::now());
+        tracing::error!(node, "{what}: {message}");
     }
 }
 

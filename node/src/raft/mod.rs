@@ -80,7 +80,8 @@ pub async fn start(
     let raft_config = Arc::new(raft_config(config)?);
     let require_peer_identity = tls.is_some();
     let channels = channels::PeerChannels::new(transport, tls);
-    let network = network::PeerNetworkFactory::new(channels.clone(), store.incarnation());
+    let recorded = network::RecordedIncarnations::default();
+    let network = network::PeerNetworkFactory::new(channels.clone(), config.id, store.incarnation(), recorded.clone());
     let state_machine = store.state_machine()?;
     let reader = state_machine.reader();
     // Every task openraft spawns descends from this scope and draws its
@@ -91,6 +92,17 @@ pub async fn start(
     )
     .await
     .map_err(|e| RaftStartError::Fatal(e.to_string()))?;
+    let metrics = raft.metrics();
+    let lookup = move |id: NodeId| {
+        use openraft::async_runtime::WatchReceiver as _;
+        let metrics = metrics.borrow_watched();
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map_or(0, |n| n.incarnation)
+    };
+    assert!(recorded.set(Box::new(lookup)).is_ok(), "the lookup is set once");
     let limits = RoutingLimits {
         leader_wait: Duration::from_millis(config.raft.leader_wait_ms),
         read_catch_up: Duration::from_millis(config.raft.read_catch_up_ms),
@@ -171,4 +183,4 @@ fn hold_elections_until(consensus: &Consensus, until: tokio::time::Instant) {
     });
 }
 
-pub use bootstrap::{bootstrap, had_raft_state, identify};
+pub use bootstrap::{bootstrap, had_raft_state};

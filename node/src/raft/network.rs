@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::os::unix::fs::FileExt;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use openraft::alias::{SnapshotOf, VoteOf};
@@ -23,7 +24,7 @@ use tonic::transport::Channel;
 
 use super::channels::PeerChannels;
 use super::codec::{decode, encode};
-use super::incarnation;
+use super::incarnation::{self, RefusalSeen};
 use super::types::{NodeId, NodeInfo, TypeConfig};
 use crate::storage::SnapshotFile;
 
@@ -41,17 +42,29 @@ pub struct SnapshotHeader {
     pub len: u64,
 }
 
+/// The incarnation the current membership records for a node (0: not
+/// known). Set once Raft runs; read on every call, since openraft keeps a
+/// target's client across membership changes that record its incarnation.
+pub type RecordedIncarnations = Arc<OnceLock<Box<dyn Fn(NodeId) -> u64 + Send + Sync>>>;
+
 /// Makes a network client per target node.
 #[derive(Clone)]
 pub struct PeerNetworkFactory {
     channels: PeerChannels,
     /// This node's data directory incarnation.
     incarnation: u64,
+    recorded: RecordedIncarnations,
+    refusals: Arc<RefusalSeen>,
 }
 
 impl PeerNetworkFactory {
-    pub fn new(channels: PeerChannels, incarnation: u64) -> Self {
-        Self { channels, incarnation }
+    pub fn new(channels: PeerChannels, node_id: NodeId, incarnation: u64, recorded: RecordedIncarnations) -> Self {
+        Self {
+            channels,
+            incarnation,
+            recorded,
+            refusals: Arc::new(RefusalSeen::new(node_id)),
+        }
     }
 }
 
@@ -64,6 +77,8 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetworkFactory {
             client: self.channels.client(&node.peer_address).map_err(|e| e.to_string()),
             from_incarnation: self.incarnation,
             to_incarnation: node.incarnation,
+            recorded: self.recorded.clone(),
+            refusals: self.refusals.clone(),
         }
     }
 }
@@ -73,8 +88,10 @@ pub struct PeerNetwork {
     target: NodeId,
     client: Result<PeerClient<Channel>, String>,
     from_incarnation: u64,
-    /// What the membership records for the target (0: not known).
+    /// What the membership recorded for the target when this client was made.
     to_incarnation: u64,
+    recorded: RecordedIncarnations,
+    refusals: Arc<RefusalSeen>,
 }
 
 fn unreachable(message: impl ToString) -> RPCError<TypeConfig> {
@@ -90,6 +107,24 @@ fn status_to_rpc_error(target: NodeId, status: tonic::Status) -> RPCError<TypeCo
 }
 
 impl PeerNetwork {
+    /// Stamps a call with this node's incarnation and the target's as the
+    /// membership now records it.
+    fn stamp<T>(&self, request: &mut tonic::Request<T>) {
+        let to = match self.recorded.get() {
+            Some(lookup) => lookup(self.target),
+            None => self.to_incarnation,
+        };
+        incarnation::stamp(request.metadata_mut(), self.from_incarnation, to);
+    }
+
+    /// Maps a failed call to openraft's error, counting an incarnation refusal.
+    fn failed(&self, status: tonic::Status) -> RPCError<TypeConfig> {
+        if incarnation::is_refusal(&status) {
+            self.refusals.note(self.target, &status);
+        }
+        status_to_rpc_error(self.target, status)
+    }
+
     fn client(&self) -> Result<PeerClient<Channel>, RPCError<TypeConfig>> {
         self.client.clone().map_err(unreachable)
     }
@@ -109,10 +144,8 @@ impl PeerNetwork {
         let payload = encode(rpc).map_err(|e| RPCError::Network(NetworkError::from_string(e)))?;
         let mut request = tonic::Request::new(RaftMessage { payload });
         request.set_timeout(option.hard_ttl());
-        incarnation::stamp(request.metadata_mut(), self.from_incarnation, self.to_incarnation);
-        let response = send(self.client()?, request)
-            .await
-            .map_err(|s| status_to_rpc_error(self.target, s))?;
+        self.stamp(&mut request);
+        let response = send(self.client()?, request).await.map_err(|s| self.failed(s))?;
         decode(&response.into_inner().payload).map_err(|e| RPCError::Network(NetworkError::from_string(e)))
     }
 }
@@ -173,12 +206,11 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         let mut client = self.client()?;
         let mut request = tonic::Request::new(chunks);
         request.set_timeout(SNAPSHOT_TRANSFER_TIMEOUT);
-        incarnation::stamp(request.metadata_mut(), self.from_incarnation, self.to_incarnation);
-        let target = self.target;
+        self.stamp(&mut request);
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
             response = client.install_snapshot(request) => {
-                let response = response.map_err(|s| StreamingError::from(status_to_rpc_error(target, s)))?;
+                let response = response.map_err(|s| StreamingError::from(self.failed(s)))?;
                 decode(&response.into_inner().payload)
                     .map_err(|e| StreamingError::Network(NetworkError::from_string(e)))
             }
