@@ -55,6 +55,18 @@ fn retryable(status: &tonic::Status) -> bool {
     )
 }
 
+/// One attempt, its deadline held on this side too: a node that crashed
+/// mid-call may never answer.
+async fn within_deadline<T>(
+    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<tonic::Response<T>, tonic::Status> {
+    tokio::time::timeout(ATTEMPT_TIMEOUT, call).await.unwrap_or_else(|_| {
+        Err(tonic::Status::deadline_exceeded(
+            "no answer within the attempt's deadline",
+        ))
+    })
+}
+
 /// Registers one client host per tenant.
 pub fn add_clients(
     sim: &mut turmoil::Sim<'_>,
@@ -157,16 +169,7 @@ impl RawClient {
             let mut attempt = tonic::Request::new(request.clone());
             attempt.set_timeout(ATTEMPT_TIMEOUT);
             let mut node = self.node();
-            // The deadline holds on this side too: a node that crashed
-            // mid-call may never answer.
-            let answer = tokio::time::timeout(ATTEMPT_TIMEOUT, node.put(attempt))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(tonic::Status::deadline_exceeded(
-                        "no answer within the attempt's deadline",
-                    ))
-                });
-            match answer {
+            match within_deadline(node.put(attempt)).await {
                 Ok(response) => {
                     break Outcome::Written {
                         version: response.into_inner().version,
@@ -205,14 +208,7 @@ impl RawClient {
         });
         request.set_timeout(ATTEMPT_TIMEOUT);
         let mut node = self.node();
-        let answer = tokio::time::timeout(ATTEMPT_TIMEOUT, node.get(request))
-            .await
-            .unwrap_or_else(|_| {
-                Err(tonic::Status::deadline_exceeded(
-                    "no answer within the attempt's deadline",
-                ))
-            });
-        let outcome = match answer {
+        let outcome = match within_deadline(node.get(request)).await {
             Ok(response) => Outcome::Read {
                 record: response.into_inner().record.map(|r| Versioned {
                     value: r.value,

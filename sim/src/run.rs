@@ -294,22 +294,45 @@ impl Faults<'_, '_> {
         }
     }
 
+    /// For a two-step scenario: the leader, the highest-id follower that
+    /// `eligible` admits, and a minority of the other followers. No leader
+    /// is a finding, since the scenario would then test nothing.
+    fn leader_pick_and_minority(
+        &mut self,
+        scenario: &str,
+        eligible: impl Fn(u64) -> bool,
+    ) -> Result<(u64, u64, Vec<u64>), &'static str> {
+        let Some(leader) = leader(&self.probes) else {
+            self.findings.push(format!(
+                "the {scenario} scenario found no leader to aim at: it tested nothing"
+            ));
+            return Err("no leader");
+        };
+        let voters: Vec<u64> = self.hosts.iter().filter(|h| h.voter).map(|h| h.id).collect();
+        let followers: Vec<u64> = voters.iter().copied().filter(|id| *id != leader).collect();
+        let picked = followers
+            .iter()
+            .copied()
+            .filter(|id| eligible(*id))
+            .max()
+            .ok_or("no follower to pick")?;
+        let minority = (voters.len() - 1) / 2;
+        let rest = followers
+            .into_iter()
+            .filter(|id| *id != picked)
+            .take(minority)
+            .collect();
+        Ok((leader, picked, rest))
+    }
+
     /// The first step of the wiped-disk scenario: a minority of the
     /// leader's followers is cut off; one other follower, not the
     /// initializer (which would refuse to start), is to be wiped.
     fn isolate_laggards(&mut self) -> String {
-        let Some(leader) = leader(&self.probes) else {
-            self.findings
-                .push("the wiped-disk scenario found no leader to aim at: it tested nothing".into());
-            return "isolate laggards: no leader".into();
+        let (leader, wiped, laggards) = match self.leader_pick_and_minority("wiped-disk", |id| id != 1) {
+            Ok(plan) => plan,
+            Err(what) => return format!("isolate laggards: {what}"),
         };
-        let voters: Vec<u64> = self.hosts.iter().filter(|h| h.voter).map(|h| h.id).collect();
-        let followers: Vec<u64> = voters.iter().copied().filter(|id| *id != leader).collect();
-        let Some(wiped) = followers.iter().copied().filter(|id| *id != 1).max() else {
-            return "isolate laggards: no follower to wipe".into();
-        };
-        let minority = (voters.len() - 1) / 2;
-        let laggards: Vec<u64> = followers.into_iter().filter(|id| *id != wiped).take(minority).collect();
         self.isolate(&laggards);
         let what = format!("isolate laggards {laggards:?} (leader {leader}; {wiped} is to be wiped)");
         self.wipe = Some(WipePlan { laggards, wiped });
@@ -362,22 +385,10 @@ impl Faults<'_, '_> {
     /// the leader's followers is cut off until they forget the leader; one
     /// other follower, which keeps renewing the lease, is to restart.
     fn isolate_forgetters(&mut self) -> String {
-        let Some(leader) = leader(&self.probes) else {
-            self.findings
-                .push("the restart-inside-lease scenario found no leader to aim at: it tested nothing".into());
-            return "isolate forgetters: no leader".into();
+        let (leader, restarted, forgetters) = match self.leader_pick_and_minority("restart-inside-lease", |_| true) {
+            Ok(plan) => plan,
+            Err(what) => return format!("isolate forgetters: {what}"),
         };
-        let voters: Vec<u64> = self.hosts.iter().filter(|h| h.voter).map(|h| h.id).collect();
-        let followers: Vec<u64> = voters.iter().copied().filter(|id| *id != leader).collect();
-        let Some(restarted) = followers.iter().copied().max() else {
-            return "isolate forgetters: no follower".into();
-        };
-        let minority = (voters.len() - 1) / 2;
-        let forgetters: Vec<u64> = followers
-            .into_iter()
-            .filter(|id| *id != restarted)
-            .take(minority)
-            .collect();
         self.isolate(&forgetters);
         self.lease_restart = Some((leader, restarted));
         format!("isolate forgetters {forgetters:?} (leader {leader}; {restarted} is to restart)")
