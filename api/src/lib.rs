@@ -3,9 +3,13 @@
 //! `Records` serves applications, `Cluster` and `Admin` serve operators, and
 //! `Peer` is the node-to-node channel (Raft messages and forwarded requests).
 //! `audit` holds the audit log's hash chain, shared by the node that builds it
-//! and the client that verifies it.
+//! and the client that verifies it; `wire` holds the metadata names and the
+//! "never sent" rule that node and SDK both apply; `tls` how a client dials
+//! a node over TLS.
 
 pub mod audit;
+pub mod tls;
+pub mod wire;
 
 /// Messages and services of package `safekeep.v1`.
 pub mod v1 {

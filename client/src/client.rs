@@ -372,7 +372,9 @@ impl Client {
         let mut request = Request::new(message);
         request.set_timeout(timeout);
         if let Some(key) = &self.inner.config.api_key {
-            request.metadata_mut().insert("authorization", key.bearer());
+            request
+                .metadata_mut()
+                .insert(safekeep_api::wire::AUTHORIZATION, key.bearer());
         }
         request
     }

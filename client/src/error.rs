@@ -9,9 +9,9 @@ use tonic::{Code, Status};
 
 /// ASCII metadata key a compare-and-set conflict carries: the record's current
 /// version in decimal, `0` when the record does not exist.
-pub const CURRENT_VERSION_METADATA_KEY: &str = "x-safekeep-current-version";
+pub const CURRENT_VERSION_METADATA_KEY: &str = safekeep_api::wire::CURRENT_VERSION;
 /// Metadata key the server sets to `true` on a failed write that certainly did not reach the log.
-pub const NOT_APPLIED_METADATA_KEY: &str = "x-safekeep-not-applied";
+pub const NOT_APPLIED_METADATA_KEY: &str = safekeep_api::wire::NOT_APPLIED;
 
 /// Everything that can go wrong in a safekeep request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -10,6 +10,7 @@
 
 use std::error::Error as StdError;
 
+use safekeep_api::wire;
 use tonic::{Code, Status};
 
 use crate::error::{Error, NOT_APPLIED_METADATA_KEY};
@@ -53,12 +54,12 @@ impl Failure {
     /// enforces the request's `grpc-timeout` itself and reports it as a
     /// [`tonic::TimeoutExpired`] source.
     pub(crate) fn from_status(status: Status) -> Self {
-        let Some(source) = status.source() else {
+        if status.source().is_none() {
             return Self::Answered(status);
-        };
-        if chain_has::<tonic::TimeoutExpired>(source) {
+        }
+        if wire::caused_by::<tonic::TimeoutExpired>(&status) {
             Self::TimedOut
-        } else if chain_has::<tonic::ConnectError>(source) {
+        } else if wire::never_sent(&status) {
             Self::NotSent(status)
         } else {
             Self::ConnectionLost(status)
@@ -127,17 +128,6 @@ impl Failure {
             Self::Answered(status) => Error::from_answer(&status, maybe_applied),
         }
     }
-}
-
-fn chain_has<E: StdError + 'static>(error: &(dyn StdError + 'static)) -> bool {
-    let mut next = Some(error);
-    while let Some(error) = next {
-        if error.is::<E>() {
-            return true;
-        }
-        next = error.source();
-    }
-    false
 }
 
 /// The status message followed by the innermost cause, which says what really

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::path::Path;
 
-use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+use tonic::transport::ClientTlsConfig;
 
 use crate::error::Error;
 
@@ -56,14 +56,15 @@ impl ClientTls {
 
     /// tonic's configuration for these settings.
     pub(crate) fn tonic_config(&self) -> ClientTlsConfig {
-        let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.ca_pem));
-        if let Some((cert, key)) = &self.identity {
-            config = config.identity(Identity::from_pem(cert, key));
-        }
-        if let Some(name) = &self.server_name {
-            config = config.domain_name(name.clone());
-        }
-        config
+        let tls = safekeep_api::tls::ClientTls {
+            ca_pem: &self.ca_pem,
+            identity: self
+                .identity
+                .as_ref()
+                .map(|(cert, key)| (cert.as_slice(), key.as_slice())),
+            server_name: self.server_name.as_deref(),
+        };
+        tls.config()
     }
 }
 
@@ -96,7 +97,7 @@ impl ApiKey {
 
     /// The `authorization` metadata value.
     pub(crate) fn bearer(&self) -> tonic::metadata::MetadataValue<tonic::metadata::Ascii> {
-        format!("Bearer {}", self.0)
+        safekeep_api::wire::bearer(&self.0)
             .parse()
             .expect("checked printable ASCII is a valid header value")
     }

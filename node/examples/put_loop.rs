@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use safekeep_api::v1::records_client::RecordsClient;
 use safekeep_api::v1::{PutRequest, WriteId};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Channel, Endpoint};
 
 /// Bytes of each value written.
 const VALUE_BYTES: usize = 256;
@@ -43,7 +43,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tasks.push(tokio::spawn(async move {
             let mut endpoint = Endpoint::from_shared(endpoint)?;
             if let Some(ca) = ca {
-                endpoint = endpoint.tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))?;
+                let tls = safekeep_api::tls::ClientTls {
+                    ca_pem: &ca,
+                    identity: None,
+                    server_name: None,
+                };
+                endpoint = endpoint.tls_config(tls.config())?;
             }
             let channel: Channel = endpoint.connect().await?;
             let mut client = RecordsClient::new(channel);
@@ -65,9 +70,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 };
                 let mut request = tonic::Request::new(request);
                 if let Some(key) = &api_key {
-                    request
-                        .metadata_mut()
-                        .insert("authorization", format!("Bearer {key}").parse().expect("an ASCII key"));
+                    request.metadata_mut().insert(
+                        safekeep_api::wire::AUTHORIZATION,
+                        safekeep_api::wire::bearer(key).parse().expect("an ASCII key"),
+                    );
                 }
                 let started = Instant::now();
                 match client.put(request).await {

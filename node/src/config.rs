@@ -27,6 +27,9 @@ pub const DEFAULT_JOIN_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 1 << 20;
 /// Default cluster name stamped into data directories.
 pub const DEFAULT_CLUSTER_NAME: &str = "safekeep";
+/// The zone labels a local cluster, the tests and the simulation spread
+/// their nodes over, round-robin from node 1.
+pub const LOCAL_ZONES: [&str; 3] = ["a", "b", "c"];
 /// Default interval between checks of the TLS files for rotated certificates.
 pub const DEFAULT_TLS_RELOAD_MS: u64 = 10_000;
 /// Shortest interval between checks of the TLS files.
@@ -299,7 +302,42 @@ fn default_cluster_name() -> String {
     DEFAULT_CLUSTER_NAME.to_string()
 }
 
+/// Where a node listens: its client API, its peer channel and its plain
+/// HTTP endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenAddresses {
+    pub client: SocketAddr,
+    pub peer: SocketAddr,
+    pub http: SocketAddr,
+}
+
 impl NodeConfig {
+    /// A node with every optional setting at its default: no initial members
+    /// and no join address, no TLS and `insecure_dev` off (so it will not
+    /// start until TLS or `insecure_dev` is set), encryption from the
+    /// environment, and the default Raft settings and limits.
+    pub fn new(id: u64, zone: impl Into<String>, data_dir: impl Into<PathBuf>, listen: ListenAddresses) -> Self {
+        Self {
+            id,
+            zone: zone.into(),
+            data_dir: data_dir.into(),
+            cluster_name: default_cluster_name(),
+            client_listen: listen.client,
+            peer_listen: listen.peer,
+            http_listen: listen.http,
+            client_advertise: None,
+            peer_advertise: None,
+            init: Vec::new(),
+            join: None,
+            learner: false,
+            tls: None,
+            insecure_dev: false,
+            encryption: EncryptionSettings::default(),
+            raft: RaftSettings::default(),
+            limits: LimitSettings::default(),
+        }
+    }
+
     /// Reads a config file.
     pub fn from_file(path: &Path) -> Result<PartialConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -393,13 +431,13 @@ impl NodeConfig {
             });
         }
         if self.limits.max_value_bytes == 0
-            || self.limits.max_value_bytes > crate::records::limits::MAX_VALUE_BYTES_CEILING
+            || self.limits.max_value_bytes > crate::model::limits::MAX_VALUE_BYTES_CEILING
         {
             return Err(ConfigError::Invalid {
                 name: "limits.max_value_bytes",
                 reason: format!(
                     "must be between 1 and {}",
-                    crate::records::limits::MAX_VALUE_BYTES_CEILING
+                    crate::model::limits::MAX_VALUE_BYTES_CEILING
                 ),
             });
         }
@@ -439,14 +477,17 @@ pub struct PartialConfig {
 impl PartialConfig {
     /// Completes the config, failing on the first missing setting.
     pub fn finish(self) -> Result<NodeConfig, ConfigError> {
+        let id = self.id.ok_or(ConfigError::Missing("id"))?;
+        let zone = self.zone.ok_or(ConfigError::Missing("zone"))?;
+        let data_dir = self.data_dir.ok_or(ConfigError::Missing("data_dir"))?;
+        let listen = ListenAddresses {
+            client: self.client_listen.ok_or(ConfigError::Missing("client_listen"))?,
+            peer: self.peer_listen.ok_or(ConfigError::Missing("peer_listen"))?,
+            http: self.http_listen.ok_or(ConfigError::Missing("http_listen"))?,
+        };
+        let base = NodeConfig::new(id, zone, data_dir, listen);
         let config = NodeConfig {
-            id: self.id.ok_or(ConfigError::Missing("id"))?,
-            zone: self.zone.ok_or(ConfigError::Missing("zone"))?,
-            data_dir: self.data_dir.ok_or(ConfigError::Missing("data_dir"))?,
             cluster_name: self.cluster_name.unwrap_or_else(default_cluster_name),
-            client_listen: self.client_listen.ok_or(ConfigError::Missing("client_listen"))?,
-            peer_listen: self.peer_listen.ok_or(ConfigError::Missing("peer_listen"))?,
-            http_listen: self.http_listen.ok_or(ConfigError::Missing("http_listen"))?,
             client_advertise: self.client_advertise,
             peer_advertise: self.peer_advertise,
             init: self.init,
@@ -457,6 +498,7 @@ impl PartialConfig {
             encryption: self.encryption,
             raft: self.raft,
             limits: self.limits,
+            ..base
         };
         config.validate()?;
         Ok(config)

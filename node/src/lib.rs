@@ -2,9 +2,11 @@
 //! spread over availability zones, serving customer records over gRPC; any
 //! node answers any request.
 //!
-//! Layout: `storage/` (log store, state machine, snapshots), `raft/`
-//! (consensus and the peer network), `records/` (the public API), `admin/`
-//! (membership and placement), `http` (health and metrics), `node` (wiring).
+//! Layers, each importing only from those below it (the workspace's
+//! `layers` test holds them): `model/`, `identity`, `metrics_names`; then
+//! `config`, `transport`; `storage/` and `tls/`; `environment`; `crypto/`;
+//! `raft/`; `status`; `auth/`; `records/` and `admin/`; `http`, `serve`,
+//! `node` (wiring); `local_cluster/`.
 
 #[cfg(all(feature = "test-faults", not(debug_assertions)))]
 compile_error!("`test-faults` compiles in deliberate bugs for simulation tests; never build it in release");
@@ -13,12 +15,16 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod crypto;
+pub mod environment;
 pub mod http;
+pub mod identity;
 pub mod local_cluster;
 pub mod metrics_names;
+pub mod model;
 mod node;
 pub mod raft;
 pub mod records;
+mod serve;
 pub mod status;
 pub mod storage;
 pub mod test_faults;
@@ -26,4 +32,5 @@ pub mod tls;
 pub mod transport;
 
 pub use config::{InitialMember, NodeConfig};
-pub use node::{Node, NodeEnvironment, NodeListeners, StartError};
+pub use environment::NodeEnvironment;
+pub use node::{Node, NodeListeners, StartError};

@@ -8,28 +8,20 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use safekeep_api::v1::cluster_server::ClusterServer;
-use safekeep_api::v1::peer_server::PeerServer;
-use safekeep_api::v1::records_server::RecordsServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::admin::{AdminService, ClusterService};
-use crate::auth::{Auditor, Authenticator, TenantRateLimiter};
+use crate::auth::{Auditor, Authenticator};
 use crate::config::{ConfigError, NodeConfig};
 use crate::crypto::{CryptoError, DataKeys};
+use crate::environment::{NodeEnvironment, wall_clock_nanos};
 use crate::raft::{self, BootstrapError, Consensus, RaftStartError};
-use crate::records::RecordsGuard;
-use crate::records::RecordsService;
-use crate::records::limits::MAX_REQUEST_BYTES;
-use crate::storage::{LogSync, Store, StoreCloseWatch, StoreError, UnsyncedWrites};
+use crate::serve;
+use crate::storage::{Store, StoreCloseWatch, StoreError};
 use crate::tls::{Listener, TlsError, tls_incoming};
-use crate::transport::{Incoming, TcpTransport, Transport, tcp_incoming};
-use safekeep_api::v1::admin_server::AdminServer;
+use crate::transport::{Incoming, tcp_incoming};
 
-/// Largest message on the peer channel.
-const MAX_PEER_MESSAGE_BYTES: usize = 64 << 20;
 /// Longest wait for the store to close after the node stops.
 const STORE_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often shutdown checks whether the store closed.
@@ -98,40 +90,6 @@ impl NodeListeners {
     }
 }
 
-/// How a node reaches the outside world: its transport, how its log syncs,
-/// and, under simulation, its random seed and a record of unsynced writes.
-#[derive(Clone)]
-pub struct NodeEnvironment {
-    pub transport: Arc<dyn Transport>,
-    pub log_sync: LogSync,
-    /// Seed of openraft's random draws (election timeouts); random when absent.
-    pub rng_seed: Option<u64>,
-    /// Records unsynced writes so a simulated power loss can drop them.
-    pub unsynced_writes: Option<Arc<UnsyncedWrites>>,
-    /// The wall clock stamped on proposals: the system's, or simulated time.
-    pub wall_clock: WallClock,
-}
-
-/// Reads the wall clock; a plain function so the simulation can pass its own.
-pub type WallClock = fn() -> std::time::SystemTime;
-
-fn wall_clock_nanos(clock: WallClock) -> u64 {
-    let since_epoch = clock().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX)
-}
-
-impl Default for NodeEnvironment {
-    fn default() -> Self {
-        Self {
-            transport: Arc::new(TcpTransport),
-            log_sync: LogSync::GroupCommit,
-            rng_seed: None,
-            unsynced_writes: None,
-            wall_clock: std::time::SystemTime::now,
-        }
-    }
-}
-
 /// A running node.
 pub struct Node {
     config: NodeConfig,
@@ -177,10 +135,6 @@ fn audit_certificate_reloads(
     })
 }
 
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
-}
-
 impl Node {
     /// Binds the configured addresses and starts the node.
     pub async fn start(config: NodeConfig) -> Result<Self, StartError> {
@@ -209,7 +163,7 @@ impl Node {
         let insecure = config.insecure_dev;
         let data_keys = match insecure {
             true => None,
-            false => Some(Arc::new(DataKeys::new(crate::crypto::master::load_provider(
+            false => Some(Arc::new(DataKeys::new(crate::crypto::load_provider(
                 &config.encryption,
             )?))),
         };
@@ -263,76 +217,23 @@ impl Node {
             ),
             None => (listeners.client, listeners.peer),
         };
-        let mut servers = Vec::new();
-
-        let peer_server = tonic::transport::Server::builder()
-            .add_service(
-                PeerServer::new(peer_service)
-                    .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES),
-            )
-            .serve_with_incoming_shutdown(peer_incoming, stopped(stop_rx.clone()));
-        servers.push(tokio::spawn(async move {
-            if let Err(e) = peer_server.await {
-                tracing::error!(error = %e, "peer server stopped");
-            }
-        }));
-
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(safekeep_api::CLIENT_FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| StartError::Service("reflection", e.to_string()))?;
-        let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        health_reporter.set_serving::<RecordsServer<RecordsService>>().await;
-        health_reporter.set_serving::<ClusterServer<ClusterService>>().await;
-        health_reporter.set_serving::<AdminServer<AdminService>>().await;
+        let mut servers = vec![serve::peer(peer_service, peer_incoming, stop_rx.clone())];
         let auditor = Auditor::new(consensus.clone());
         if let Some(tls) = &tls {
             servers.push(audit_certificate_reloads(config.id, tls.clone(), auditor.clone()));
         }
-        let guard = RecordsGuard {
-            authenticator: authenticator.clone(),
-            limiter: TenantRateLimiter::new(config.limits.tenant_requests_per_second, config.limits.tenant_burst),
-            data_keys: data_keys.clone(),
-            auditor: auditor.clone(),
-        };
-        let records = RecordsService::new(
-            consensus.clone(),
-            consensus.reader().clone(),
-            config.limits.max_value_bytes,
-            guard,
+        let services = serve::ClientServices::assemble(&config, &consensus, authenticator, auditor, data_keys);
+        servers.push(
+            serve::clients(services, client_incoming, stop_rx.clone())
+                .await
+                .map_err(|e| StartError::Service("reflection", e))?,
         );
-        let cluster = ClusterService::new(consensus.clone(), config.zone.clone(), authenticator.clone(), auditor);
-        let admin = AdminService::new(consensus.clone(), consensus.reader().clone(), authenticator, data_keys);
-        let client_server = tonic::transport::Server::builder()
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(
-                RecordsServer::new(records)
-                    .max_decoding_message_size(MAX_REQUEST_BYTES)
-                    .max_encoding_message_size(MAX_REQUEST_BYTES),
-            )
-            .add_service(ClusterServer::new(cluster))
-            .add_service(AdminServer::new(admin))
-            .serve_with_incoming_shutdown(client_incoming, stopped(stop_rx.clone()));
-        servers.push(tokio::spawn(async move {
-            if let Err(e) = client_server.await {
-                tracing::error!(error = %e, "client server stopped");
-            }
-        }));
-
         if let Some(http_listener) = listeners.http {
-            let router = crate::http::router(consensus.clone(), insecure);
-            let http_stop = stopped(stop_rx);
-            servers.push(tokio::spawn(async move {
-                if let Err(e) = axum::serve(http_listener, router)
-                    .with_graceful_shutdown(http_stop)
-                    .await
-                {
-                    tracing::error!(error = %e, "HTTP server stopped");
-                }
-            }));
+            servers.push(serve::http(
+                http_listener,
+                crate::http::router(consensus.clone(), insecure),
+                stop_rx,
+            ));
         }
 
         let node = Self {

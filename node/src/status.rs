@@ -2,13 +2,10 @@
 
 use tonic::{Code, Status};
 
+use crate::model::validate::InvalidRequest;
 use crate::raft::ConsensusError;
-use crate::records::validate::InvalidRequest;
 
-/// Metadata key carrying a record's current version on a compare-and-set conflict.
-pub const CURRENT_VERSION_METADATA: &str = "x-safekeep-current-version";
-/// Metadata key set (to `true`) when a failed write certainly did not reach the log.
-pub const NOT_APPLIED_METADATA: &str = "x-safekeep-not-applied";
+use safekeep_api::wire::{CURRENT_VERSION as CURRENT_VERSION_METADATA, NOT_APPLIED as NOT_APPLIED_METADATA};
 
 impl From<ConsensusError> for Status {
     fn from(e: ConsensusError) -> Self {
@@ -85,8 +82,8 @@ impl From<crate::crypto::CryptoError> for Status {
 }
 
 /// Why the state machine refused a command, as a status.
-pub fn refusal(refusal: crate::storage::command::Refusal, tenant: &str) -> Status {
-    use crate::storage::command::Refusal;
+pub fn refusal(refusal: crate::model::command::Refusal, tenant: &str) -> Status {
+    use crate::model::command::Refusal;
     match refusal {
         Refusal::TenantExists => Status::already_exists(format!("tenant {tenant:?} already exists")),
         Refusal::NoSuchTenant => Status::not_found(format!("tenant {tenant:?} does not exist")),

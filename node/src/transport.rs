@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tonic::transport::server::Connected;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::tls::CertPrincipal;
+use crate::identity::CertPrincipal;
 
 /// Any byte stream a server can speak gRPC over.
 pub trait Connection: AsyncRead + AsyncWrite + Send + Unpin + 'static {}

@@ -64,7 +64,7 @@ async fn compare_and_set_conflicts_return_failed_precondition_with_the_current_v
         .expect_err("must-not-exist on an existing record");
     assert_eq!(exists.code(), Code::FailedPrecondition);
     assert_eq!(
-        exists.metadata().get("x-safekeep-current-version").unwrap(),
+        exists.metadata().get(safekeep_api::wire::CURRENT_VERSION).unwrap(),
         v1.to_string().as_str()
     );
 
@@ -73,7 +73,7 @@ async fn compare_and_set_conflicts_return_failed_precondition_with_the_current_v
     let conflict = client.put(stale).await.expect_err("wrong expected version");
     assert_eq!(conflict.code(), Code::FailedPrecondition);
     assert_eq!(
-        conflict.metadata().get("x-safekeep-current-version").unwrap(),
+        conflict.metadata().get(safekeep_api::wire::CURRENT_VERSION).unwrap(),
         v1.to_string().as_str()
     );
 
@@ -355,24 +355,17 @@ async fn joining_through_an_unreachable_seed_fails_with_a_clear_error_in_bounded
     let any = "127.0.0.1:0".parse().unwrap();
     let mut raft = test_raft_settings();
     raft.join_timeout_ms = 1_500;
+    let listen = safekeep_node::config::ListenAddresses {
+        client: any,
+        peer: any,
+        http: any,
+    };
     let config = safekeep_node::NodeConfig {
-        id: 5,
-        zone: "a".into(),
-        data_dir: dir.path().join("n5"),
         cluster_name: "test".into(),
-        client_listen: any,
-        peer_listen: any,
-        http_listen: any,
-        client_advertise: None,
-        peer_advertise: None,
-        init: vec![],
         join: Some(seed.to_string()),
-        learner: false,
-        tls: None,
         insecure_dev: true,
-        encryption: Default::default(),
         raft,
-        limits: LimitSettings::default(),
+        ..safekeep_node::NodeConfig::new(5, "a", dir.path().join("n5"), listen)
     };
     let started = std::time::Instant::now();
     let err = Node::start(config).await.err().expect("join to a dead seed fails");
@@ -388,7 +381,7 @@ async fn joining_through_an_unreachable_seed_fails_with_a_clear_error_in_bounded
 async fn a_malformed_command_forwarded_on_the_peer_channel_is_refused_before_the_log() {
     use safekeep_api::v1::RaftMessage;
     use safekeep_api::v1::peer_client::PeerClient;
-    use safekeep_node::storage::command::{Command, CommandBody, Mutation};
+    use safekeep_node::model::command::{Command, CommandBody, Mutation};
 
     let cluster = TestCluster::start(3, |_| {}).await;
     let leader = cluster.leader().await;

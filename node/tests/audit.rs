@@ -58,7 +58,7 @@ async fn staff_access_and_admin_actions_are_audited_and_tampering_is_detected() 
         consistency: 0,
     });
     read.metadata_mut()
-        .insert("x-safekeep-reason", "ticket 4711".parse().unwrap());
+        .insert(safekeep_api::wire::REASON, "ticket 4711".parse().unwrap());
     staff.get(read).await.unwrap();
 
     // An operator reaching for record data is refused, and that is audited too.

@@ -20,7 +20,7 @@ use safekeep_api::v1::{ApiKeyRole, RewrapDataKeysRequest, RotateDataKeyRequest};
 use safekeep_node::config::EncryptionSettings;
 use safekeep_node::crypto::kms::{KMS_CALL_TIMEOUT, KMS_WAIT_MARGIN};
 use safekeep_node::crypto::{CryptoError, DataKeys, KeyProvider, KmsKeyProvider};
-use safekeep_node::storage::command::WrappedDataKey;
+use safekeep_node::model::command::WrappedDataKey;
 use safekeep_node::{Node, NodeListeners};
 use tokio::net::TcpListener;
 

@@ -225,8 +225,10 @@ async fn wrong_malformed_oversize_and_revoked_keys_are_refused_on_every_node() {
     let mut huge = tonic::Request::new(put("acme", "k", b"huge", "meta", 1));
     let padding = "x".repeat(64 << 10);
     huge.metadata_mut().insert("x-padding", padding.parse().unwrap());
-    huge.metadata_mut()
-        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    huge.metadata_mut().insert(
+        safekeep_api::wire::AUTHORIZATION,
+        safekeep_api::wire::bearer(&key).parse().unwrap(),
+    );
     assert!(bare.put(huge).await.is_err(), "64 KiB of metadata is refused");
 
     // Revoked through node 1: refused by every node from then on.
@@ -266,15 +268,16 @@ async fn operators_never_read_records_and_support_reads_need_a_reason() {
     assert_eq!(no_reason.code(), Code::PermissionDenied);
     assert!(no_reason.message().contains("reason"), "{no_reason:?}");
     let mut with_reason = tonic::Request::new(get("acme", "k"));
-    with_reason
-        .metadata_mut()
-        .insert("x-safekeep-reason", "ticket 4711: customer asked".parse().unwrap());
+    with_reason.metadata_mut().insert(
+        safekeep_api::wire::REASON,
+        "ticket 4711: customer asked".parse().unwrap(),
+    );
     let record = staff.get(with_reason).await.unwrap().into_inner().record.unwrap();
     assert_eq!(record.value, b"customer data");
     let mut write_attempt = tonic::Request::new(put("acme", "k", b"support edit", "support", 1));
     write_attempt
         .metadata_mut()
-        .insert("x-safekeep-reason", "fixing".parse().unwrap());
+        .insert(safekeep_api::wire::REASON, "fixing".parse().unwrap());
     assert_eq!(
         staff.put(write_attempt).await.unwrap_err().code(),
         Code::PermissionDenied

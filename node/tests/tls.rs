@@ -16,13 +16,13 @@ use safekeep_api::v1::peer_client::PeerClient;
 use safekeep_api::v1::records_client::RecordsClient;
 use safekeep_api::v1::{IdentifyRequest, RaftMessage, ReadIndexRequest, StatusRequest};
 use safekeep_client::{ApiKey, Client, ClientConfig, ClientTls, Error as SdkError};
-use safekeep_node::config::NodeConfig;
+use safekeep_node::config::{ListenAddresses, NodeConfig};
 use safekeep_node::local_cluster::node_tls;
 use safekeep_node::tls::certs::{CertAuthority, LeafSpec, Validity, write_leaf};
 use safekeep_node::tls::{CertPrincipal, PEER_SERVER_NAME};
 use safekeep_node::{InitialMember, Node};
 use tonic::Code;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Channel, Endpoint};
 
 const LOOPBACK_HOSTS: [&str; 2] = ["localhost", "127.0.0.1"];
 
@@ -147,16 +147,19 @@ async fn a_tls_cluster_serves_through_every_node_and_refuses_plaintext_and_stran
 }
 
 async fn peer_client(address: &str, certs: &Path, identity: (&Path, &Path)) -> Result<PeerClient<Channel>, String> {
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(std::fs::read(certs.join("ca.pem")).unwrap()))
-        .identity(Identity::from_pem(
-            std::fs::read(identity.0).unwrap(),
-            std::fs::read(identity.1).unwrap(),
-        ))
-        .domain_name(PEER_SERVER_NAME);
+    let (ca, cert, key) = (
+        std::fs::read(certs.join("ca.pem")).unwrap(),
+        std::fs::read(identity.0).unwrap(),
+        std::fs::read(identity.1).unwrap(),
+    );
+    let tls = safekeep_api::tls::ClientTls {
+        ca_pem: &ca,
+        identity: Some((&cert, &key)),
+        server_name: Some(PEER_SERVER_NAME),
+    };
     let channel = Endpoint::from_shared(format!("https://{address}"))
         .unwrap()
-        .tls_config(tls)
+        .tls_config(tls.config())
         .unwrap()
         .connect_timeout(Duration::from_secs(5))
         .connect()
@@ -255,32 +258,26 @@ async fn the_peer_channel_admits_only_member_nodes() {
 /// A single-node TLS config on free loopback ports, certificates in `certs`.
 fn single_node_config(dir: &Path, certs: &Path) -> NodeConfig {
     let any = "127.0.0.1:0".parse().unwrap();
+    let listen = ListenAddresses {
+        client: any,
+        peer: any,
+        http: any,
+    };
     NodeConfig {
-        id: 1,
-        zone: "a".into(),
-        data_dir: dir.join("data"),
         cluster_name: "test".into(),
-        client_listen: any,
-        peer_listen: any,
-        http_listen: any,
-        client_advertise: None,
-        peer_advertise: None,
         init: vec![InitialMember {
             id: 1,
             zone: "a".into(),
             peer_address: "127.0.0.1:1".into(),
             client_address: "127.0.0.1:1".into(),
         }],
-        join: None,
-        learner: false,
         tls: Some(node_tls(certs, 1)),
-        insecure_dev: false,
         encryption: safekeep_node::config::EncryptionSettings {
             master_key_file: Some(certs.join("master.keys")),
             ..Default::default()
         },
         raft: common::test_raft_settings(),
-        limits: Default::default(),
+        ..NodeConfig::new(1, "a", dir.join("data"), listen)
     }
 }
 

@@ -103,7 +103,9 @@ async fn ids_below_first_incomplete_are_refused_and_a_reused_id_never_swallows_a
         .expect_err("a retry of a write the client reported complete");
     assert_eq!(late.code(), Code::FailedPrecondition, "{late}");
     assert_eq!(
-        late.metadata().get("x-safekeep-not-applied").map(|v| v.as_bytes()),
+        late.metadata()
+            .get(safekeep_api::wire::NOT_APPLIED)
+            .map(|v| v.as_bytes()),
         Some(&b"true"[..])
     );
     assert_eq!(

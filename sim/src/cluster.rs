@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use safekeep_node::config::{InitialMember, LimitSettings, NodeConfig, RaftSettings};
+use safekeep_node::config::{InitialMember, ListenAddresses, NodeConfig, RaftSettings};
 use safekeep_node::raft::{BootstrapError, Consensus};
 use safekeep_node::storage::{LogSync, UnsyncedWrites};
 use safekeep_node::{Node, NodeEnvironment, NodeListeners, StartError};
@@ -88,14 +88,13 @@ pub fn node_config(spec: &HostSpec, topology: Topology, data_root: &Path) -> Nod
             client_address: client_address(h.id),
         })
         .collect();
+    let listen = ListenAddresses {
+        client: any(CLIENT_PORT),
+        peer: any(PEER_PORT),
+        http: any(0),
+    };
     NodeConfig {
-        id: spec.id,
-        zone: spec.zone.to_string(),
-        data_dir: data_dir(data_root, spec.id),
         cluster_name: "sim".into(),
-        client_listen: any(CLIENT_PORT),
-        peer_listen: any(PEER_PORT),
-        http_listen: any(0),
         client_advertise: Some(client_address(spec.id)),
         peer_advertise: Some(format!("{}:{PEER_PORT}", spec.name())),
         init: if spec.voter { init } else { Vec::new() },
@@ -103,11 +102,9 @@ pub fn node_config(spec: &HostSpec, topology: Topology, data_root: &Path) -> Nod
         join: (!spec.voter).then(|| format!("{}:{PEER_PORT}", host_name(1))),
         learner: !spec.voter,
         // The simulated network carries plaintext; TLS is tested on real sockets.
-        tls: None,
         insecure_dev: true,
-        encryption: Default::default(),
         raft: sim_raft_settings(),
-        limits: LimitSettings::default(),
+        ..NodeConfig::new(spec.id, spec.zone, data_dir(data_root, spec.id), listen)
     }
 }
 

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// Zones of every topology.
-pub const ZONES: [&str; 3] = ["a", "b", "c"];
+pub use safekeep_node::config::LOCAL_ZONES as ZONES;
 
 /// A cluster shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

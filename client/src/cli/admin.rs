@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::args::{ApiKeyCommand, AuditCommand, TenantCommand};
-use super::run::{Context, to_json};
+use super::context::{Context, to_json};
 use super::{CliError, Target};
 use safekeep_client::{ApiKeyInfo, AuditEntryInfo, TenantInfo};
 

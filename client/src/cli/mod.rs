@@ -5,6 +5,7 @@
 
 mod admin;
 pub mod args;
+mod context;
 pub mod output;
 pub mod run;
 

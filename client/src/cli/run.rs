@@ -1,15 +1,16 @@
 //! Runs one parsed command against the cluster through the SDK and prints
 //! its result; every failure comes back as a [`CliError`] for `main` to report.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
 use safekeep_client::config::DEFAULT_RETRY_BUDGET;
 use safekeep_client::{ApiKey, Client, ClientConfig, ClientTls, Consistency, Error};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::args::{Cli, ClusterCommand, Command, ListArgs};
+use super::context::{Context, emit, to_json};
 use super::output;
 use super::{CliError, Target};
 
@@ -17,47 +18,6 @@ use super::{CliError, Target};
 pub const MAX_VALUE_FILE_BYTES: u64 = 4 * 1024 * 1024;
 /// Most pages `list --all` follows before giving up.
 pub const MAX_LIST_PAGES: usize = 10_000;
-
-/// Everything a command needs: the client and the global options.
-pub(super) struct Context {
-    pub(super) client: Client,
-    tenant: Option<String>,
-    json: bool,
-    timeout_ms: u64,
-}
-
-impl Context {
-    pub(super) fn tenant(&self) -> Result<&str, CliError> {
-        match self.tenant.as_deref() {
-            Some(tenant) if !tenant.is_empty() => Ok(tenant),
-            _ => Err(CliError::Usage(
-                "--tenant (or SAFEKEEP_TENANT) is required for record commands".into(),
-            )),
-        }
-    }
-
-    pub(super) fn failed(&self, target: Target) -> impl FnOnce(Error) -> CliError {
-        let timeout_ms = self.timeout_ms;
-        move |error| CliError::Request {
-            error,
-            target,
-            timeout_ms,
-        }
-    }
-
-    /// Prints `text` for humans or `value` as one line of JSON.
-    pub(super) fn json(&self) -> bool {
-        self.json
-    }
-
-    pub(super) fn print(&self, text: impl FnOnce() -> String, value: impl FnOnce() -> Value) -> Result<(), CliError> {
-        if self.json {
-            emit(value().to_string().as_bytes(), true)
-        } else {
-            emit(text().as_bytes(), true)
-        }
-    }
-}
 
 /// Connects and runs the command.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
@@ -306,11 +266,6 @@ fn print_members(context: &Context, summary: &str, members: &[safekeep_client::M
     )
 }
 
-pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Value {
-    // These types hold only strings, numbers and booleans, which always serialize.
-    serde_json::to_value(value).unwrap_or(Value::Null)
-}
-
 fn record_target(tenant: &str, key: &str) -> Target {
     Target::Record {
         tenant: tenant.to_string(),
@@ -347,16 +302,6 @@ fn read_bounded(reader: impl Read, what: &str) -> Result<Vec<u8>, CliError> {
         )));
     }
     Ok(value)
-}
-
-/// Writes to standard output, optionally ending the line, and flushes.
-fn emit(bytes: &[u8], newline: bool) -> Result<(), CliError> {
-    let mut stdout = std::io::stdout().lock();
-    let result = stdout
-        .write_all(bytes)
-        .and_then(|()| if newline { stdout.write_all(b"\n") } else { Ok(()) })
-        .and_then(|()| stdout.flush());
-    result.map_err(|error| CliError::Io(format!("cannot write to standard output: {error}")))
 }
 
 #[cfg(test)]

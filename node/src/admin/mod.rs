@@ -1,9 +1,8 @@
-//! Cluster administration: membership changes, the zone placement guard, the
-//! `Cluster` service operators use, and the `Admin` service for tenants and
-//! their API keys.
+//! Cluster administration: the `Cluster` service operators use for
+//! membership changes (checked against the zone placement guard in
+//! `raft::placement`), and the `Admin` service for tenants and their API keys.
 
 mod cluster_service;
-pub mod placement;
 mod tenants_service;
 
 pub use cluster_service::ClusterService;

@@ -17,14 +17,13 @@ use tonic::{Request, Response, Status};
 use crate::auth::policy::{self, MAX_REASON_BYTES};
 use crate::auth::{ApiKeyToken, Authenticator, Principal, audit};
 use crate::crypto::DataKeys;
+use crate::model::command::{ApiKeyRole, AuditEvent, Command, CommandResponse, TenancyChange};
+use crate::model::limits::{DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE};
+use crate::model::validate;
 use crate::raft::{Consensus, ReadLevel};
-use crate::records::limits::{DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE};
-use crate::records::service::tenancy_command;
-use crate::records::validate;
 use crate::status::{refusal, storage_read};
 use crate::storage::RecordReader;
 use crate::storage::audit::AuditEntry;
-use crate::storage::command::{ApiKeyRole, AuditEvent, CommandResponse, TenancyChange};
 use crate::storage::tenancy::{ApiKeyRecord, TenantRecord};
 
 /// The admin service of one node.
@@ -115,7 +114,7 @@ impl AdminService {
         // The caller reads what the change made from this node's replica.
         let applied = self
             .consensus
-            .propose_and_apply_locally(tenancy_command(tenant, issuer, change, Some(audited.clone())))
+            .propose_and_apply_locally(Command::tenancy(tenant, issuer, change, Some(audited.clone())))
             .await?;
         audit::log(tenant, &audited, &applied.response.audit_result());
         match applied.response {

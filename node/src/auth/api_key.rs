@@ -52,7 +52,7 @@ impl ApiKeyToken {
     pub fn parse(text: &str) -> Option<Self> {
         let rest = text.strip_prefix(API_KEY_PREFIX)?;
         let (id, secret) = rest.split_once('_')?;
-        crate::records::validate::api_key_id(id).ok()?;
+        crate::model::validate::api_key_id(id).ok()?;
         let secret = hex::decode(secret).ok().filter(|s| s.len() == SECRET_BYTES)?;
         Some(Self {
             key_id: id.to_string(),

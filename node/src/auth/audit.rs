@@ -8,9 +8,8 @@ use std::fmt::Display;
 
 use tonic::Status;
 
+use crate::model::command::{AuditEvent, Command};
 use crate::raft::Consensus;
-use crate::records::service::audit_command;
-use crate::storage::command::AuditEvent;
 
 /// Tracing target of audit entries.
 pub const AUDIT_TARGET: &str = "safekeep::audit";
@@ -55,7 +54,7 @@ impl Auditor {
     pub async fn record(&self, tenant: &str, event: AuditEvent) -> Result<(), Status> {
         let result = event.result.clone().unwrap_or_else(|| "ok".to_string());
         log(tenant, &event, &result);
-        self.consensus.propose(audit_command(tenant, event)).await?;
+        self.consensus.propose(Command::audit_only(tenant, event)).await?;
         Ok(())
     }
 

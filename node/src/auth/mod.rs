@@ -16,6 +16,6 @@ pub use principal::{Authenticator, Principal};
 pub use rate_limit::TenantRateLimiter;
 
 /// Metadata header carrying `Bearer <API key>`.
-pub const AUTHORIZATION_HEADER: &str = "authorization";
+pub use safekeep_api::wire::AUTHORIZATION as AUTHORIZATION_HEADER;
 /// Metadata header carrying a support read's stated reason.
-pub const REASON_HEADER: &str = "x-safekeep-reason";
+pub use safekeep_api::wire::REASON as REASON_HEADER;

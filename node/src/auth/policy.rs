@@ -82,7 +82,7 @@ pub fn operator(principal: &Principal) -> Result<(), Status> {
 
 /// Operators, or the tenant's own admin key: the tenant's API keys.
 pub fn tenant_admin(principal: &Principal, tenant: &str) -> Result<(), Status> {
-    use crate::storage::command::ApiKeyRole;
+    use crate::model::command::ApiKeyRole;
     match principal {
         Principal::Operator(_) | Principal::Dev => Ok(()),
         Principal::Tenant {
@@ -99,7 +99,7 @@ pub fn tenant_admin(principal: &Principal, tenant: &str) -> Result<(), Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::command::ApiKeyRole;
+    use crate::model::command::ApiKeyRole;
 
     fn key(tenant: &str, role: ApiKeyRole) -> Principal {
         Principal::Tenant {

@@ -9,11 +9,11 @@ use tonic::{Request, Status};
 
 use super::AUTHORIZATION_HEADER;
 use super::ApiKeyToken;
+use crate::identity::CertPrincipal;
+use crate::model::command::ApiKeyRole;
 use crate::raft::{Consensus, ReadLevel};
 use crate::status::storage_read;
 use crate::storage::RecordReader;
-use crate::storage::command::ApiKeyRole;
-use crate::tls::CertPrincipal;
 use crate::transport::ConnectionIdentity;
 
 /// Who made a request.
@@ -79,7 +79,7 @@ impl Authenticator {
             let token = header
                 .to_str()
                 .ok()
-                .and_then(|value| value.strip_prefix("Bearer "))
+                .and_then(safekeep_api::wire::bearer_key)
                 .and_then(|value| ApiKeyToken::parse(value.trim()))
                 .ok_or_else(|| Status::unauthenticated("the authorization header must be 'Bearer <API key>'"))?;
             return self.api_key(&token).await;

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use ring::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 
-use super::master::{KEY_BYTES, KeyProvider};
 use super::{CryptoError, envelope};
-use crate::storage::command::WrappedDataKey;
+use super::{KEY_BYTES, KeyProvider};
+use crate::model::command::WrappedDataKey;
 use crate::storage::tenancy::TenantRecord;
 
 /// Most values sealed under one data key before a new one is made: well

@@ -40,10 +40,10 @@ use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 
 use super::CryptoError;
-use super::master::{KEY_BYTES, KeyProvider};
+use super::{KEY_BYTES, KeyProvider};
 use crate::config::EncryptionSettings;
-use crate::records::limits::MAX_WRAPPED_KEY_BYTES;
-use crate::storage::command::WrappedDataKey;
+use crate::model::command::WrappedDataKey;
+use crate::model::limits::MAX_WRAPPED_KEY_BYTES;
 
 /// Longest one KMS operation may take, all retries included (the SDK's operation timeout).
 pub const KMS_CALL_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,7 +1,6 @@
-//! Master keys wrap and unwrap tenants' data keys. `KeyProvider` is the seam
-//! for a cloud KMS (`kms.rs` holds the AWS one); `MasterKeyFile` keeps keys in
-//! a local file (or one key in an environment variable) for development and
-//! self-managed deployments. `load_provider` picks the one a node's settings name.
+//! Master keys kept by the node itself: `MasterKeyFile` holds keys read from
+//! a local file (or one key in an environment variable), for development and
+//! self-managed deployments, and wraps data keys with them.
 //!
 //! File format: one key per line, `ID HEX` with 64 hex digits (256 bits);
 //! `#` starts a comment. The first key wraps new data keys; the others still
@@ -14,24 +13,13 @@ use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::CryptoError;
-use crate::storage::command::WrappedDataKey;
+use super::{KEY_BYTES, KeyProvider};
+use crate::model::command::WrappedDataKey;
 
-/// Bytes of a data key or master key: AES-256.
-pub const KEY_BYTES: usize = 32;
 /// Longest master key id.
 pub const MAX_MASTER_KEY_ID_LEN: usize = 64;
 /// Domain separation of wrapped data keys.
 const WRAP_CONTEXT: &[u8] = b"safekeep/data-key/v1";
-
-/// Wraps and unwraps data keys with master keys it never reveals.
-pub trait KeyProvider: Send + Sync + 'static {
-    /// Id of the master key new data keys are wrapped with.
-    fn current_key_id(&self) -> &str;
-    /// Wraps `data_key` (version `version` of `tenant`) with the current master key.
-    fn wrap(&self, tenant: &str, version: u32, data_key: &[u8; KEY_BYTES]) -> Result<WrappedDataKey, CryptoError>;
-    /// Unwraps a data key of `tenant`.
-    fn unwrap(&self, tenant: &str, wrapped: &WrappedDataKey) -> Result<[u8; KEY_BYTES], CryptoError>;
-}
 
 /// Master keys read from a file or an environment variable.
 pub struct MasterKeyFile {
@@ -40,7 +28,7 @@ pub struct MasterKeyFile {
     random: SystemRandom,
 }
 
-fn bad(path: &str, reason: impl Into<String>) -> CryptoError {
+pub(super) fn bad(path: &str, reason: impl Into<String>) -> CryptoError {
     CryptoError::MasterKeyFile {
         path: path.to_string(),
         reason: reason.into(),
@@ -140,81 +128,6 @@ impl MasterKeyFile {
         .and_then(|()| file.sync_all())
         .map_err(|e| bad(&shown, e.to_string()))
     }
-}
-
-/// Where a node's master keys come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum MasterKeySource {
-    File,
-    Environment,
-    Kms,
-}
-
-/// Picks the one source the settings and `SAFEKEEP_MASTER_KEY` (`from_env`,
-/// set when non-empty) name; two or more is an error, none is `NoMasterKey`.
-fn master_key_source(
-    settings: &crate::config::EncryptionSettings,
-    from_env: bool,
-) -> Result<MasterKeySource, CryptoError> {
-    use crate::config::MASTER_KEY_ENV;
-    let named = [
-        (
-            settings.master_key_file.is_some(),
-            MasterKeySource::File,
-            "encryption.master_key_file",
-        ),
-        (from_env, MasterKeySource::Environment, MASTER_KEY_ENV),
-        (
-            settings.kms_key_id.is_some(),
-            MasterKeySource::Kms,
-            "encryption.kms_key_id",
-        ),
-    ];
-    let set: Vec<_> = named.iter().filter(|(set, _, _)| *set).collect();
-    match set.as_slice() {
-        [] => Err(CryptoError::NoMasterKey),
-        [(_, source, _)] => Ok(*source),
-        several => Err(CryptoError::ConflictingMasterKeys(
-            several
-                .iter()
-                .map(|(_, _, name)| *name)
-                .collect::<Vec<_>>()
-                .join(" and "),
-        )),
-    }
-}
-
-/// The key provider a node's settings name: a key file, the environment
-/// variable, or an AWS KMS key; exactly one of them.
-pub fn load_provider(
-    settings: &crate::config::EncryptionSettings,
-) -> Result<std::sync::Arc<dyn KeyProvider>, CryptoError> {
-    use crate::config::MASTER_KEY_ENV;
-    let from_env = std::env::var_os(MASTER_KEY_ENV).filter(|value| !value.is_empty());
-    match master_key_source(settings, from_env.is_some())? {
-        MasterKeySource::File => {
-            let path = settings.master_key_file.as_deref().ok_or(CryptoError::NoMasterKey)?;
-            Ok(std::sync::Arc::new(MasterKeyFile::load(path)?))
-        }
-        MasterKeySource::Environment => {
-            let source = format!("${MASTER_KEY_ENV}");
-            let text = from_env
-                .and_then(|value| value.into_string().ok())
-                .ok_or_else(|| bad(&source, "not valid UTF-8"))?;
-            Ok(std::sync::Arc::new(MasterKeyFile::parse(&text, &source)?))
-        }
-        MasterKeySource::Kms => kms_provider(settings),
-    }
-}
-
-#[cfg(feature = "aws-kms")]
-fn kms_provider(settings: &crate::config::EncryptionSettings) -> Result<std::sync::Arc<dyn KeyProvider>, CryptoError> {
-    Ok(std::sync::Arc::new(super::kms::KmsKeyProvider::connect(settings)?))
-}
-
-#[cfg(not(feature = "aws-kms"))]
-fn kms_provider(_settings: &crate::config::EncryptionSettings) -> Result<std::sync::Arc<dyn KeyProvider>, CryptoError> {
-    Err(CryptoError::KmsNotBuilt)
 }
 
 fn wrap_aad(tenant: &str, version: u32, master_key_id: &str) -> Vec<u8> {
@@ -319,42 +232,6 @@ mod tests {
             missing.unwrap("acme", &wrapped),
             Err(CryptoError::UnknownMasterKey(_))
         ));
-    }
-
-    #[test]
-    fn exactly_one_source_of_master_keys_is_chosen() {
-        use crate::config::EncryptionSettings;
-        let file = EncryptionSettings {
-            master_key_file: Some("master.keys".into()),
-            ..EncryptionSettings::default()
-        };
-        let kms = EncryptionSettings {
-            kms_key_id: Some("alias/safekeep".into()),
-            ..EncryptionSettings::default()
-        };
-        let none = EncryptionSettings::default();
-        assert_eq!(master_key_source(&file, false).unwrap(), MasterKeySource::File);
-        assert_eq!(master_key_source(&kms, false).unwrap(), MasterKeySource::Kms);
-        assert_eq!(master_key_source(&none, true).unwrap(), MasterKeySource::Environment);
-        assert!(matches!(master_key_source(&none, false), Err(CryptoError::NoMasterKey)));
-        for (settings, conflict) in [
-            (&file, "encryption.master_key_file and SAFEKEEP_MASTER_KEY"),
-            (&kms, "SAFEKEEP_MASTER_KEY and encryption.kms_key_id"),
-        ] {
-            let err = master_key_source(settings, true).unwrap_err();
-            assert!(err.to_string().contains(conflict), "{err}");
-        }
-    }
-
-    #[cfg(not(feature = "aws-kms"))]
-    #[test]
-    fn a_kms_key_needs_the_aws_kms_feature() {
-        let kms = crate::config::EncryptionSettings {
-            kms_key_id: Some("alias/safekeep".into()),
-            ..Default::default()
-        };
-        let err = kms_provider(&kms).err().expect("refused");
-        assert!(matches!(err, CryptoError::KmsNotBuilt), "{err}");
     }
 
     #[test]

@@ -9,11 +9,28 @@ pub mod envelope;
 #[cfg(feature = "aws-kms")]
 pub mod kms;
 pub mod master;
+pub mod provider;
+
+use crate::model::command::WrappedDataKey;
 
 pub use data_keys::DataKeys;
 #[cfg(feature = "aws-kms")]
 pub use kms::KmsKeyProvider;
-pub use master::{KeyProvider, MasterKeyFile};
+pub use master::MasterKeyFile;
+pub use provider::load_provider;
+
+/// Bytes of a data key or master key: AES-256.
+pub const KEY_BYTES: usize = 32;
+
+/// Wraps and unwraps data keys with master keys it never reveals.
+pub trait KeyProvider: Send + Sync + 'static {
+    /// Id of the master key new data keys are wrapped with.
+    fn current_key_id(&self) -> &str;
+    /// Wraps `data_key` (version `version` of `tenant`) with the current master key.
+    fn wrap(&self, tenant: &str, version: u32, data_key: &[u8; KEY_BYTES]) -> Result<WrappedDataKey, CryptoError>;
+    /// Unwraps a data key of `tenant`.
+    fn unwrap(&self, tenant: &str, wrapped: &WrappedDataKey) -> Result<[u8; KEY_BYTES], CryptoError>;
+}
 
 /// Why sealing, opening, wrapping or unwrapping failed.
 #[derive(Debug, thiserror::Error)]

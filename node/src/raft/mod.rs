@@ -10,6 +10,7 @@ mod consensus;
 mod incarnation;
 mod metrics_watch;
 mod network;
+pub mod placement;
 mod server;
 mod types;
 
@@ -26,7 +27,7 @@ pub use server::PeerService;
 pub use types::{NodeId, NodeInfo, TypeConfig};
 
 use crate::config::NodeConfig;
-use crate::node::NodeEnvironment;
+use crate::environment::NodeEnvironment;
 use crate::storage::{Store, StoreError};
 use crate::test_faults::{self, TestFault};
 use crate::tls::LoadedTls;

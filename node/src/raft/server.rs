@@ -18,8 +18,8 @@ use super::consensus::{Consensus, ConsensusError, FORWARDED_METADATA, Membership
 use super::incarnation::IncarnationGuard;
 use super::network::SnapshotHeader;
 use super::types::{NodeId, TypeConfig};
+use crate::identity::CertPrincipal;
 use crate::storage::SnapshotFile;
-use crate::tls::CertPrincipal;
 use crate::transport::ConnectionIdentity;
 use openraft::vote::RaftLeaderId;
 
@@ -250,7 +250,7 @@ impl Peer for PeerService {
     async fn propose(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         self.authorize(&request)?;
         let command = decode(&request.into_inner().payload)?;
-        crate::records::validate::command(&command)?;
+        crate::model::validate::command(&command)?;
         let result = self.consensus.propose_as_leader(command).await;
         reply(&result)
     }

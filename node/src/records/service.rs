@@ -15,18 +15,16 @@ use safekeep_api::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::limits::DEFAULT_LIST_PAGE;
-use super::validate::{self, InvalidRequest};
 use crate::auth::policy::{self, Allowed};
 use crate::auth::{Auditor, Authenticator, Principal, REASON_HEADER, RecordAccess, TenantRateLimiter, audit};
 use crate::crypto::DataKeys;
 use crate::crypto::data_keys::MAX_SEALS_PER_DATA_KEY;
 use crate::metrics_names;
+use crate::model::command::{self, Command, CommandBody, CommandResponse, Mutation, Refusal, TenancyChange};
+use crate::model::limits::DEFAULT_LIST_PAGE;
+use crate::model::validate::{self, InvalidRequest};
 use crate::raft::{Applied, Consensus, ReadLevel};
 use crate::status::{refusal, storage_read, version_conflict};
-use crate::storage::command::{
-    self, AuditEvent, Command, CommandBody, CommandResponse, Mutation, Refusal, TenancyChange,
-};
 use crate::storage::tenancy::TenantRecord;
 use crate::storage::{RecordReader, StoredRecord};
 
@@ -168,7 +166,7 @@ impl RecordsService {
         }
         let version = record.current_data_key().map_or(1, |k| k.version + 1);
         let data_key = keys.new_data_key(tenant, version)?;
-        let command = tenancy_command(tenant, None, TenancyChange::AddDataKey { data_key }, None);
+        let command = Command::tenancy(tenant, None, TenancyChange::AddDataKey { data_key }, None);
         let applied = self.consensus.propose(command).await?;
         match applied.response {
             CommandResponse::Applied { .. } | CommandResponse::Refused(Refusal::DataKeyMismatch) => {}
@@ -237,21 +235,6 @@ impl RecordsService {
         }
         Ok(())
     }
-}
-
-/// A tenancy change of `tenant` as a command (see [`Command::tenancy`]).
-pub fn tenancy_command(
-    tenant: &str,
-    issuer: Option<String>,
-    change: TenancyChange,
-    audit: Option<AuditEvent>,
-) -> Command {
-    Command::tenancy(tenant, issuer, change, audit)
-}
-
-/// An audit entry alone, as a command (see [`Command::audit_only`]).
-pub fn audit_command(tenant: &str, event: AuditEvent) -> Command {
-    Command::audit_only(tenant, event)
 }
 
 fn read_level(consistency: i32) -> Result<ReadLevel, InvalidRequest> {
@@ -359,7 +342,7 @@ impl RecordsService {
         let level = read_level(body.consistency)?;
         let limit = match body.limit {
             0 => DEFAULT_LIST_PAGE,
-            n if n > super::limits::MAX_LIST_PAGE => return Err(InvalidRequest::PageTooLarge(n).into()),
+            n if n > crate::model::limits::MAX_LIST_PAGE => return Err(InvalidRequest::PageTooLarge(n).into()),
             n => n,
         };
         let after = validate::parse_page_token(&body.page_token)?;
@@ -391,7 +374,7 @@ impl RecordsService {
         if request.ops.is_empty() {
             return Err(InvalidRequest::EmptyBatch.into());
         }
-        if request.ops.len() > super::limits::MAX_BATCH_OPS {
+        if request.ops.len() > crate::model::limits::MAX_BATCH_OPS {
             return Err(InvalidRequest::BatchTooLong(request.ops.len()).into());
         }
         self.refresh_data_key(&request.tenant, &mut admitted).await?;
@@ -426,7 +409,7 @@ impl RecordsService {
             }
             mutations.push(mutation);
         }
-        if bytes > super::limits::MAX_BATCH_BYTES {
+        if bytes > crate::model::limits::MAX_BATCH_BYTES {
             return Err(InvalidRequest::BatchTooLarge(bytes).into());
         }
         let applied = self

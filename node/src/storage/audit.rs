@@ -9,9 +9,9 @@ use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 use safekeep_api::audit::{AuditFields, GENESIS_HASH, chain_hash};
 use serde::{Deserialize, Serialize};
 
-use super::command::AuditEvent;
-use super::db::{CF_SM, cf, decode_err, io_err};
+use super::columns::{CF_SM, cf, decode_err, io_err};
 use super::keys::{AUDIT_TAG, audit_key, meta_key};
+use crate::model::command::AuditEvent;
 
 /// Meta key of the audit log's head.
 const AUDIT_HEAD_KEY: &str = "audit_head";

@@ -6,8 +6,8 @@ use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::{ErrorSubject, ErrorVerb};
 use tempfile::TempDir;
 
+use super::types::TypeConfig;
 use super::{LogStore, LogSync, StateMachineStore, Store};
-use crate::raft::TypeConfig;
 
 struct RocksStoreBuilder(LogSync);
 

@@ -6,102 +6,20 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rocksdb::{ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
+use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 
+use super::columns::{CF_LOG, CF_META, CF_SM};
+use super::error::StoreError;
+use super::handle::Db;
 use super::identity::{self, Identity};
 use super::log_store::{LogStore, LogSync};
 use super::state_machine::StateMachineStore;
 use super::unsynced::{self, UnsyncedWrites};
 
-/// Column family for the vote, committed index, purge point and identity.
-pub(crate) const CF_META: &str = "meta";
-/// Column family for log entries, keyed by big-endian index.
-pub(crate) const CF_LOG: &str = "log";
-/// Column family for the state machine: records, idempotency table, applied state.
-pub(crate) const CF_SM: &str = "sm";
-
 /// Subdirectory of the data dir that holds RocksDB's files.
 const DB_DIR: &str = "db";
 /// Subdirectory of the data dir that holds snapshot files.
 const SNAPSHOT_DIR: &str = "snapshots";
-
-/// Why the node's storage could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot create data directory {path}: {source}")]
-    CreateDir { path: PathBuf, source: std::io::Error },
-    #[error("cannot open RocksDB at {path}: {source}")]
-    Open { path: PathBuf, source: rocksdb::Error },
-    #[error("storage I/O failed: {0}")]
-    Io(#[from] std::io::Error),
-    #[error(
-        "data directory {path} belongs to node {found_id} of cluster '{found_cluster}', \
-         but this node is {expected_id} of cluster '{expected_cluster}'; \
-         node ids are never reused: give this node an empty data directory"
-    )]
-    WrongIdentity {
-        path: PathBuf,
-        found_id: u64,
-        found_cluster: String,
-        expected_id: u64,
-        expected_cluster: String,
-    },
-    #[error("corrupt storage metadata: {0}")]
-    Corrupt(String),
-}
-
-/// The database, with a signal that fires only once it is fully closed
-/// (fields drop in order: RocksDB first, then the signal).
-///
-/// Writes go through `write_unsynced` or `write_synced` (or `sync_wal`), so
-/// that a simulated host can tell which writes a power loss would drop
-/// (`UnsyncedWrites`). The one exception is a snapshot install's wipe and
-/// ingest, which sit between two synced writes and are redone at open if
-/// interrupted, so no power loss can split them from those writes.
-pub(crate) struct Db {
-    db: DB,
-    unsynced: Option<Arc<UnsyncedWrites>>,
-    families: Vec<(u32, &'static str)>,
-    _closed: tokio::sync::watch::Sender<()>,
-}
-
-impl Db {
-    /// Writes `batch` without a sync: durable only once a later sync covers it.
-    pub(crate) fn write_unsynced(&self, batch: WriteBatch) -> std::io::Result<()> {
-        match &self.unsynced {
-            Some(unsynced) => unsynced.write(&self.db, &self.families, batch),
-            None => self.db.write(batch).map_err(io_err),
-        }
-    }
-
-    /// Writes `batch` and syncs the write-ahead log, which makes it and every
-    /// earlier write durable before this returns.
-    pub(crate) fn write_synced(&self, batch: WriteBatch) -> std::io::Result<()> {
-        let mut options = WriteOptions::default();
-        options.set_sync(true);
-        self.synced(|| self.db.write_opt(batch, &options).map_err(io_err))
-    }
-
-    /// Syncs the write-ahead log: every write so far is durable.
-    pub(crate) fn sync_wal(&self) -> std::io::Result<()> {
-        self.synced(|| self.db.flush_wal(true).map_err(io_err))
-    }
-
-    fn synced(&self, sync: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
-        match &self.unsynced {
-            Some(unsynced) => unsynced.sync(sync),
-            None => sync(),
-        }
-    }
-}
-
-impl std::ops::Deref for Db {
-    type Target = DB;
-
-    fn deref(&self) -> &DB {
-        &self.db
-    }
-}
 
 /// A new non-zero incarnation: from the seed when given, else at random.
 fn draw_incarnation(seed: Option<u64>) -> u64 {
@@ -271,21 +189,4 @@ impl StoreCloseWatch {
     pub fn is_closed(&self) -> bool {
         self.0.has_changed().is_err()
     }
-}
-
-/// Maps a RocksDB error into the I/O error openraft's storage traits carry.
-pub(crate) fn io_err(e: rocksdb::Error) -> std::io::Error {
-    std::io::Error::other(e.into_string())
-}
-
-/// Maps an encoding error into an I/O error of kind `InvalidData`.
-pub(crate) fn decode_err(e: postcard::Error) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, e)
-}
-
-/// Looks up a column family that `Store::open` always creates.
-pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
-    // Every family is created by `Store::open`; a missing one is a programming error.
-    db.cf_handle(name)
-        .unwrap_or_else(|| panic!("column family {name} is created at open"))
 }

@@ -33,12 +33,12 @@ use std::sync::Arc;
 use rocksdb::{ColumnFamily, DB, Direction, IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use super::command::CommandResponse;
-use super::db::{decode_err, io_err};
+use super::columns::{decode_err, io_err};
 use super::keys::{
     IDEMPOTENCY_TAG, decode_idempotency_key, idempotency_floor_key, idempotency_result_key, idempotency_tenant_prefix,
     prefix_end,
 };
+use crate::model::command::CommandResponse;
 
 /// How long a write's result is remembered, in expiry time. Must exceed the
 /// longest time a client keeps retrying one write.

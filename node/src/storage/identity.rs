@@ -9,7 +9,9 @@
 use rocksdb::{DB, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use super::db::{CF_META, Db, StoreError, cf};
+use super::columns::{CF_META, cf};
+use super::error::StoreError;
+use super::handle::Db;
 
 /// Key of the identity record in the meta column family.
 const IDENTITY_KEY: &[u8] = b"identity";

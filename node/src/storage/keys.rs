@@ -14,6 +14,11 @@
 //! 0x05 u64-be seq                             an audit log entry
 //! ```
 
+/// Meta key of the last applied log id.
+pub const APPLIED_KEY: &str = "applied";
+/// Meta key of the last applied membership.
+pub const MEMBERSHIP_KEY: &str = "membership";
+
 /// First byte of state machine metadata keys.
 pub const META_TAG: u8 = 0x00;
 /// First byte of record keys.

@@ -21,8 +21,9 @@ use rocksdb::{Direction, IteratorMode, WriteBatch};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::db::{CF_LOG, CF_META, Db, cf, decode_err, io_err};
-use crate::raft::TypeConfig;
+use super::columns::{CF_LOG, CF_META, cf, decode_err, io_err};
+use super::handle::Db;
+use super::types::TypeConfig;
 
 const VOTE_KEY: &[u8] = b"vote";
 const COMMITTED_KEY: &[u8] = b"committed";
@@ -350,7 +351,7 @@ mod tests {
     use openraft::{Entry, EntryPayload};
 
     use super::*;
-    use crate::storage::command::{Command, CommandBody, Mutation};
+    use crate::model::command::{Command, CommandBody, Mutation};
     use crate::storage::{LogSync, Store};
 
     fn big_entry(index: u64) -> EntryOf<TypeConfig> {

@@ -6,24 +6,30 @@
 //! Together with `raft/`, this is the only place that names openraft types.
 
 pub mod audit;
-pub mod command;
+mod columns;
 mod db;
+mod error;
 mod expiry_clock;
+mod handle;
 mod idempotency;
 mod identity;
 mod keys;
 mod log_store;
+mod reader;
 mod snapshot;
 mod state_machine;
 pub mod tenancy;
+pub(crate) mod types;
 mod unsynced;
 
 #[cfg(test)]
 mod conformance_tests;
 
-pub use db::{Store, StoreCloseWatch, StoreError};
+pub use db::{Store, StoreCloseWatch};
+pub use error::StoreError;
 pub use keys::KeyError;
 pub use log_store::{EntryFingerprint, LogFingerprints, LogStore, LogSync};
+pub use reader::{ListPage, RecordReader, ReplicaDigest, StoredRecord};
 pub use snapshot::{SnapshotDir, SnapshotFile};
-pub use state_machine::{ListPage, RecordReader, ReplicaDigest, StateMachineStore, StoredRecord};
+pub use state_machine::StateMachineStore;
 pub use unsynced::UnsyncedWrites;

@@ -16,9 +16,10 @@ use openraft::alias::SnapshotMetaOf;
 use rocksdb::{DB, IngestExternalFileOptions, IteratorMode, Options, SstFileWriter, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use super::db::{CF_META, CF_SM, Db, cf, decode_err, io_err};
+use super::columns::{CF_META, CF_SM, cf, decode_err, io_err};
+use super::handle::Db;
 use super::keys::{END_TAG, META_TAG, meta_key};
-use crate::raft::TypeConfig;
+use super::types::TypeConfig;
 
 /// Meta key naming the current snapshot file and its metadata.
 const CURRENT_KEY: &[u8] = b"snapshot_current";
@@ -246,11 +247,11 @@ impl SnapshotDir {
 
 /// Reads the applied log id and membership through `get`, as a snapshot's metadata.
 pub fn read_meta_at(get: impl Fn(&[u8]) -> io::Result<Option<Vec<u8>>>) -> io::Result<SnapshotMetaOf<TypeConfig>> {
-    let last_log_id = match get(&meta_key(super::state_machine::APPLIED_KEY))? {
+    let last_log_id = match get(&meta_key(super::keys::APPLIED_KEY))? {
         Some(bytes) => postcard::from_bytes(&bytes).map_err(decode_err)?,
         None => None,
     };
-    let last_membership = match get(&meta_key(super::state_machine::MEMBERSHIP_KEY))? {
+    let last_membership = match get(&meta_key(super::keys::MEMBERSHIP_KEY))? {
         Some(bytes) => postcard::from_bytes(&bytes).map_err(decode_err)?,
         None => Default::default(),
     };

@@ -10,9 +10,9 @@ use std::io;
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use super::command::{ApiKeyRole, CommandResponse, Mutation, Refusal, TenancyChange, WrappedDataKey};
-use super::db::{CF_SM, cf, decode_err, io_err};
+use super::columns::{CF_SM, cf, decode_err, io_err};
 use super::keys::{API_KEY_TAG, TENANT_TAG, api_key_key, prefix_end, tenant_key, tenant_of_key, tenant_prefix};
+use crate::model::command::{ApiKeyRole, CommandResponse, Mutation, Refusal, TenancyChange, WrappedDataKey};
 
 /// A tenant as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

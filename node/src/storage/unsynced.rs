@@ -19,7 +19,7 @@ use std::sync::Mutex;
 
 use rocksdb::{DB, WriteBatch, WriteBatchIteratorCf};
 
-use super::db::{CF_LOG, CF_META, CF_SM, cf, io_err};
+use super::columns::{CF_LOG, CF_META, CF_SM, cf, io_err};
 
 /// The column families a write may touch, which the undo names by RocksDB id.
 const FAMILIES: [&str; 3] = [CF_META, CF_LOG, CF_SM];

@@ -14,8 +14,8 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::identity::{CertPrincipal, principal_of};
 use super::reload::LoadedTls;
+use crate::identity::{CertPrincipal, principal_of};
 use crate::metrics_names::TLS_HANDSHAKE_FAILURES;
 use crate::transport::{Accepted, Incoming};
 

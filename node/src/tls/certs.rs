@@ -13,7 +13,7 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-use super::identity::{CertPrincipal, PEER_SERVER_NAME};
+use crate::identity::{CertPrincipal, PEER_SERVER_NAME};
 
 /// Default lifetime of development certificates.
 pub const DEFAULT_VALIDITY_DAYS: u32 = 365;
@@ -337,7 +337,7 @@ pub fn write_dev_bundle(dir: &Path, spec: &DevBundleSpec) -> Result<Vec<PathBuf>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tls::identity::principal_of;
+    use crate::identity::principal_of;
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
 

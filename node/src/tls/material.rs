@@ -16,11 +16,11 @@ use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use time::OffsetDateTime;
-use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+use tonic::transport::ClientTlsConfig;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::identity::{CertPrincipal, PEER_SERVER_NAME, principal_of};
 use crate::config::TlsSettings;
+use crate::identity::{CertPrincipal, PEER_SERVER_NAME, principal_of};
 
 /// ALPN protocol of gRPC.
 const ALPN_H2: &[u8] = b"h2";
@@ -210,10 +210,12 @@ impl TlsMaterial {
     /// How this node dials its peers: trusting only the cluster CA, expecting
     /// a node certificate, presenting its own.
     pub fn peer_client(&self) -> ClientTlsConfig {
-        ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(&self.ca_pem))
-            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
-            .domain_name(PEER_SERVER_NAME)
+        let tls = safekeep_api::tls::ClientTls {
+            ca_pem: &self.ca_pem,
+            identity: Some((&self.cert_pem, &self.key_pem)),
+            server_name: Some(PEER_SERVER_NAME),
+        };
+        tls.config()
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use safekeep_api::v1::cluster_client::ClusterClient;
 use safekeep_api::v1::records_client::RecordsClient;
 use safekeep_api::v1::{Consistency, GetRequest, PutRequest, StatusRequest, StatusResponse, WriteId};
-use safekeep_node::config::{InitialMember, LimitSettings, NodeConfig, RaftSettings};
+use safekeep_node::config::{InitialMember, ListenAddresses, NodeConfig, RaftSettings};
 use safekeep_node::{Node, NodeEnvironment, NodeListeners};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -52,7 +52,8 @@ where
 
 /// The zone of node `id` in a round-robin a, b, c layout.
 pub fn zone_of(id: u64) -> String {
-    ["a", "b", "c"][((id - 1) % 3) as usize].to_string()
+    let zones = safekeep_node::config::LOCAL_ZONES;
+    zones[((id - 1) % zones.len() as u64) as usize].to_string()
 }
 
 pub async fn free_listener() -> TcpListener {
@@ -186,19 +187,13 @@ impl TestCluster {
 
     /// A config for node `id` at `addresses`, data under the cluster's temp dir.
     pub fn config_for(&self, id: u64, addresses: &Addresses) -> NodeConfig {
+        let listen = ListenAddresses {
+            client: addresses.client,
+            peer: addresses.peer,
+            http: addresses.http,
+        };
         NodeConfig {
-            id,
-            zone: zone_of(id),
-            data_dir: self.dir.path().join(format!("node-{id}")),
             cluster_name: "test".into(),
-            client_listen: addresses.client,
-            peer_listen: addresses.peer,
-            http_listen: addresses.http,
-            client_advertise: None,
-            peer_advertise: None,
-            init: Vec::new(),
-            join: None,
-            learner: false,
             tls: self
                 .certs
                 .as_ref()
@@ -209,7 +204,7 @@ impl TestCluster {
                 ..Default::default()
             },
             raft: test_raft_settings(),
-            limits: LimitSettings::default(),
+            ..NodeConfig::new(id, zone_of(id), self.dir.path().join(format!("node-{id}")), listen)
         }
     }
 
@@ -461,16 +456,19 @@ impl TlsFiles {
 /// A TLS channel to a client API at `address` (`host:port`), connected now.
 #[allow(dead_code)]
 pub async fn tls_channel(address: &str, files: &TlsFiles) -> Result<Channel, tonic::transport::Error> {
-    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
-    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(std::fs::read(&files.ca).unwrap()));
-    if let Some((cert, key)) = &files.identity {
-        tls = tls.identity(Identity::from_pem(
-            std::fs::read(cert).unwrap(),
-            std::fs::read(key).unwrap(),
-        ));
-    }
+    use tonic::transport::Endpoint;
+    let ca = std::fs::read(&files.ca).unwrap();
+    let identity = files
+        .identity
+        .as_ref()
+        .map(|(cert, key)| (std::fs::read(cert).unwrap(), std::fs::read(key).unwrap()));
+    let tls = safekeep_api::tls::ClientTls {
+        ca_pem: &ca,
+        identity: identity.as_ref().map(|(cert, key)| (cert.as_slice(), key.as_slice())),
+        server_name: None,
+    };
     Endpoint::from_shared(format!("https://{address}"))?
-        .tls_config(tls)?
+        .tls_config(tls.config())?
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await
@@ -480,9 +478,10 @@ pub async fn tls_channel(address: &str, files: &TlsFiles) -> Result<Channel, ton
 #[allow(dead_code)]
 pub fn keyed<T>(message: T, key: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    request.metadata_mut().insert(
+        safekeep_api::wire::AUTHORIZATION,
+        safekeep_api::wire::bearer(key).parse().unwrap(),
+    );
     request
 }
 

@@ -133,8 +133,8 @@ pub fn write_id(client: &str, request_id: u64, first_incomplete: u64) -> Result<
 /// Checks a whole replicated command against the limits every node enforces,
 /// whatever the configured value limit: the leader re-checks what a peer
 /// forwards, so no malformed entry can reach the log.
-pub fn command(command: &crate::storage::command::Command) -> Result<(), InvalidRequest> {
-    use crate::storage::command::CommandBody;
+pub fn command(command: &super::command::Command) -> Result<(), InvalidRequest> {
+    use super::command::CommandBody;
     // Cluster-wide audit entries (membership, certificates) name no tenant.
     let cluster_wide = matches!(command.body, CommandBody::AuditOnly) && command.tenant.is_empty();
     if !cluster_wide {
@@ -157,7 +157,7 @@ pub fn command(command: &crate::storage::command::Command) -> Result<(), Invalid
     }
 }
 
-fn audit_event(event: &crate::storage::command::AuditEvent) -> Result<(), InvalidRequest> {
+fn audit_event(event: &super::command::AuditEvent) -> Result<(), InvalidRequest> {
     let fields = [
         event.actor.as_str(),
         event.action.as_str(),
@@ -189,8 +189,8 @@ pub fn api_key_label(label: &str) -> Result<(), InvalidRequest> {
     Ok(())
 }
 
-fn tenancy_change(change: &crate::storage::command::TenancyChange) -> Result<(), InvalidRequest> {
-    use crate::storage::command::{TenancyChange, WrappedDataKey};
+fn tenancy_change(change: &super::command::TenancyChange) -> Result<(), InvalidRequest> {
+    use super::command::{TenancyChange, WrappedDataKey};
     let data_key = |key: &WrappedDataKey| {
         let fits = key.wrapped.len() <= MAX_WRAPPED_KEY_BYTES && key.master_key_id.len() <= MAX_LABEL_BYTES;
         if fits && key.version > 0 {
@@ -216,7 +216,7 @@ fn tenancy_change(change: &crate::storage::command::TenancyChange) -> Result<(),
     }
 }
 
-fn write_mutations(mutations: &[crate::storage::command::Mutation]) -> Result<(), InvalidRequest> {
+fn write_mutations(mutations: &[super::command::Mutation]) -> Result<(), InvalidRequest> {
     if mutations.is_empty() {
         return Err(InvalidRequest::EmptyBatch);
     }
@@ -227,7 +227,7 @@ fn write_mutations(mutations: &[crate::storage::command::Mutation]) -> Result<()
     for mutation in mutations {
         key(mutation.key())?;
         bytes += mutation.key().len();
-        if let crate::storage::command::Mutation::Put { value: v, .. } = mutation {
+        if let super::command::Mutation::Put { value: v, .. } = mutation {
             // Values arrive sealed: allow for the envelope around the largest plaintext.
             value(v, super::limits::MAX_VALUE_BYTES_CEILING + MAX_SEALING_OVERHEAD)?;
             bytes += v.len();

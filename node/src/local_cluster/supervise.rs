@@ -1,11 +1,8 @@
-//! `safekeep-node local-cluster`: a development cluster of node processes on
-//! loopback, one per zone `a`, `b`, `c` (round-robin). It writes each node's
-//! config, starts the processes, waits until a leader serves, records
-//! `cluster.json`, and stops every node cleanly on Ctrl-C. Run again on the
-//! same directory, it restarts the nodes from their data. TLS is on unless
-//! asked otherwise: a development CA and certificates live in `DIR/certs`.
+//! Runs a planned local cluster: writes each node's config, starts one
+//! process per node with its log, waits until a leader serves, creates the
+//! local tenant and its admin key, records `cluster.json`, and stops every
+//! node cleanly on Ctrl-C or when one exits.
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -15,92 +12,25 @@ use safekeep_api::v1::cluster_client::ClusterClient;
 use serde::Serialize;
 use tokio::process::{Child, Command};
 
-use crate::config::{DEFAULT_TLS_RELOAD_MS, InitialMember, PartialConfig, RaftSettings, TlsSettings};
-use crate::tls::CertPrincipal;
-use crate::tls::certs::{CA_CERT_FILE, CertError, DEFAULT_VALIDITY_DAYS, DevBundleSpec, leaf_files, write_dev_bundle};
+use super::plan::{
+    LOCAL_OPERATOR, Security, certs_dir, http_port, issue_local_certs, loopback, node_config, node_tls, plan,
+};
+use super::{LocalClusterError, io_err};
+use crate::identity::CertPrincipal;
+use crate::tls::certs::{CA_CERT_FILE, leaf_files};
 
-/// Zones nodes are spread over, round-robin.
-pub const ZONES: [&str; 3] = ["a", "b", "c"];
-/// Most nodes a local cluster may have.
-pub const MAX_LOCAL_NODES: usize = 9;
-/// Client ports are `base + id`, peer ports `base + 100 + id`, HTTP ports `base + 200 + id`.
-pub const DEFAULT_BASE_PORT: u16 = 7100;
 /// How long the cluster may take to elect a leader.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often readiness is polled.
 const READY_POLL: Duration = Duration::from_millis(200);
 /// How long nodes get to stop after SIGTERM before they are killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
-/// Hosts the local node certificates are valid for.
-const LOCAL_HOSTS: [&str; 2] = ["localhost", "127.0.0.1"];
-/// The operator whose client certificate the local cluster issues.
-pub const LOCAL_OPERATOR: &str = "admin";
 /// The tenant a new local cluster creates, with an admin API key.
 pub const LOCAL_TENANT: &str = "acme";
 /// File (in the cluster directory) holding the local master key.
 const MASTER_KEY_FILE: &str = "master.keys";
 /// File (in the cluster directory) holding the local tenant's admin API key.
 const API_KEY_FILE: &str = "acme.api-key";
-
-/// Whether the local cluster runs with TLS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Security {
-    /// TLS on the client API and mutual TLS between nodes, certificates in `DIR/certs`.
-    Tls,
-    /// Plaintext, unauthenticated: `--insecure-dev`.
-    InsecureDev,
-}
-
-/// Where a local cluster keeps its development certificates.
-pub fn certs_dir(dir: &Path) -> PathBuf {
-    dir.join("certs")
-}
-
-/// The TLS settings of local node `id` whose certificates are in `certs`.
-pub fn node_tls(certs: &Path, id: u64) -> TlsSettings {
-    let (cert, key) = leaf_files(certs, &CertPrincipal::Node(id));
-    TlsSettings {
-        cert,
-        key,
-        ca: certs.join(CA_CERT_FILE),
-        client_ca: None,
-        reload_interval_ms: DEFAULT_TLS_RELOAD_MS,
-    }
-}
-
-/// Issues (or renews) the local cluster's certificates: the CA is kept across runs.
-pub fn issue_local_certs(certs: &Path, members: &[InitialMember]) -> Result<(), CertError> {
-    let spec = DevBundleSpec {
-        nodes: members.iter().map(|m| m.id).collect(),
-        hosts: LOCAL_HOSTS.iter().map(|h| h.to_string()).collect(),
-        clients: vec![CertPrincipal::Operator(LOCAL_OPERATOR.to_string())],
-        validity_days: DEFAULT_VALIDITY_DAYS,
-    };
-    write_dev_bundle(certs, &spec).map(|_| ())
-}
-
-/// Why the local cluster could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum LocalClusterError {
-    #[error("--nodes must be between 1 and {MAX_LOCAL_NODES}, not {0}")]
-    NodeCount(usize),
-    #[error("port range starting at {0} overflows")]
-    Ports(u16),
-    #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot write node config: {0}")]
-    Encode(String),
-    #[error("node {id} exited during start-up with {status}; see {log}")]
-    NodeExited { id: u64, status: String, log: PathBuf },
-    #[error("no leader within {0:?}; see the node logs under {1}")]
-    NotReady(Duration, PathBuf),
-    #[error("cannot make the development certificates: {0}")]
-    Certs(#[from] CertError),
-}
 
 /// One node of the local cluster, as written to `cluster.json`.
 #[derive(Debug, Clone, Serialize)]
@@ -113,67 +43,6 @@ pub struct LocalNode {
     pub http_address: String,
     pub data_dir: PathBuf,
     pub log: PathBuf,
-}
-
-fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LocalClusterError {
-    let path = path.to_path_buf();
-    move |source| LocalClusterError::Io { what, path, source }
-}
-
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
-}
-
-/// Plans the nodes: ids 1..=n, zones round-robin, ports from `base_port`.
-pub fn plan(nodes: usize, base_port: u16) -> Result<Vec<InitialMember>, LocalClusterError> {
-    if nodes == 0 || nodes > MAX_LOCAL_NODES {
-        return Err(LocalClusterError::NodeCount(nodes));
-    }
-    if base_port.checked_add(200 + MAX_LOCAL_NODES as u16).is_none() {
-        return Err(LocalClusterError::Ports(base_port));
-    }
-    Ok((1..=nodes as u16)
-        .map(|i| InitialMember {
-            id: u64::from(i),
-            zone: ZONES[usize::from(i - 1) % ZONES.len()].to_string(),
-            peer_address: loopback(base_port + 100 + i).to_string(),
-            client_address: loopback(base_port + i).to_string(),
-        })
-        .collect())
-}
-
-fn http_port(base_port: u16, id: u64) -> u16 {
-    base_port + 200 + id as u16
-}
-
-/// The config of one planned node, its data under `node_dir`; plaintext
-/// (`insecure_dev`) when `tls` is `None`.
-pub fn node_config(
-    member: &InitialMember,
-    members: &[InitialMember],
-    node_dir: &Path,
-    base_port: u16,
-    tls: Option<TlsSettings>,
-) -> PartialConfig {
-    PartialConfig {
-        id: Some(member.id),
-        zone: Some(member.zone.clone()),
-        data_dir: Some(node_dir.join("data")),
-        cluster_name: None,
-        client_listen: member.client_address.parse().ok(),
-        peer_listen: member.peer_address.parse().ok(),
-        http_listen: Some(loopback(http_port(base_port, member.id))),
-        client_advertise: None,
-        peer_advertise: None,
-        init: members.to_vec(),
-        join: None,
-        learner: false,
-        insecure_dev: tls.is_none(),
-        tls,
-        encryption: Default::default(),
-        raft: RaftSettings::default(),
-        limits: Default::default(),
-    }
 }
 
 /// Runs the local cluster until Ctrl-C.
@@ -370,15 +239,15 @@ impl ClientCredentials {
     }
 
     fn tls_config(&self) -> Option<tonic::transport::ClientTlsConfig> {
-        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
         let ca = std::fs::read(&self.ca).ok()?;
         let cert = std::fs::read(&self.cert).ok()?;
         let key = std::fs::read(&self.key).ok()?;
-        Some(
-            ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(ca))
-                .identity(Identity::from_pem(cert, key)),
-        )
+        let tls = safekeep_api::tls::ClientTls {
+            ca_pem: &ca,
+            identity: Some((&cert, &key)),
+            server_name: None,
+        };
+        Some(tls.config())
     }
 }
 
