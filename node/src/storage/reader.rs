@@ -41,6 +41,13 @@ pub struct RecordReader {
     pub(super) install_lock: Arc<RwLock<()>>,
 }
 
+/// A summary of every record a replica holds, to compare replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaDigest {
+    pub records: u64,
+    pub hash: u64,
+}
+
 impl RecordReader {
     /// The current value of one record of one tenant.
     pub fn get(&self, tenant: &str, key: &str) -> io::Result<Option<StoredRecord>> {
@@ -85,9 +92,7 @@ impl RecordReader {
         }
         Ok(page)
     }
-}
 
-impl RecordReader {
     fn guard(&self) -> io::Result<std::sync::RwLockReadGuard<'_, ()>> {
         self.install_lock
             .read()
@@ -123,16 +128,7 @@ impl RecordReader {
         let _guard = self.guard()?;
         tenancy::read_api_keys(&self.db, tenant)
     }
-}
 
-/// A summary of every record a replica holds, to compare replicas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReplicaDigest {
-    pub records: u64,
-    pub hash: u64,
-}
-
-impl RecordReader {
     /// Hashes every record (tenant, key, value, version) in key order.
     pub fn digest(&self) -> io::Result<ReplicaDigest> {
         use std::hash::{DefaultHasher, Hasher};
