@@ -92,32 +92,36 @@ fn a_sideways_import_between_sibling_folders_is_found() {
     );
 }
 
-#[test]
-fn files_that_import_one_another_are_a_cycle_even_within_one_folder() {
-    let found = violations(
+/// Checks a crate whose `storage/` folder holds `db.rs` and `log.rs`.
+fn storage_violations(storage_mod: &str, db: &str, log: &str) -> Vec<Violation> {
+    violations(
         &[
             ("lib.rs", ROOT),
             ("model/mod.rs", ""),
-            ("storage/mod.rs", "mod db;\nmod log;\n"),
-            (
-                "storage/db.rs",
-                "use super::log::Log;\npub struct Db(pub Log);\npub fn cf() {}\n",
-            ),
-            (
-                "storage/log.rs",
-                "pub struct Log;\nimpl Log { pub fn open() { super::db::cf() } }\n",
-            ),
+            ("storage/mod.rs", storage_mod),
+            ("storage/db.rs", db),
+            ("storage/log.rs", log),
             ("tls/mod.rs", ""),
             ("service.rs", ""),
         ],
         &layers(),
+    )
+}
+
+fn db_and_log_in_a_cycle() -> Vec<Violation> {
+    vec![Violation::Cycle {
+        files: vec!["storage/db.rs".into(), "storage/log.rs".into()],
+    }]
+}
+
+#[test]
+fn files_that_import_one_another_are_a_cycle_even_within_one_folder() {
+    let found = storage_violations(
+        "mod db;\nmod log;\n",
+        "use super::log::Log;\npub struct Db(pub Log);\npub fn cf() {}\n",
+        "pub struct Log;\nimpl Log { pub fn open() { super::db::cf() } }\n",
     );
-    assert_eq!(
-        found,
-        vec![Violation::Cycle {
-            files: vec!["storage/db.rs".into(), "storage/log.rs".into()],
-        }]
-    );
+    assert_eq!(found, db_and_log_in_a_cycle());
 }
 
 #[test]
@@ -190,30 +194,12 @@ fn imports_through_super_an_alias_an_earlier_import_or_a_function_are_all_seen()
 
 #[test]
 fn a_glob_re_export_is_followed_to_the_file_that_defines_the_item() {
-    let found = violations(
-        &[
-            ("lib.rs", ROOT),
-            ("model/mod.rs", ""),
-            ("storage/mod.rs", "mod db;\nmod log;\npub use log::*;\n"),
-            (
-                "storage/db.rs",
-                "pub fn sync() {}\npub fn append(_: crate::storage::Log) {}\n",
-            ),
-            (
-                "storage/log.rs",
-                "pub struct Log;\npub fn flush() { super::db::sync() }\n",
-            ),
-            ("tls/mod.rs", ""),
-            ("service.rs", ""),
-        ],
-        &layers(),
-    );
     // `crate::storage::Log` is log.rs's, not the facade's: db.rs and log.rs
     // import one another.
-    assert_eq!(
-        found,
-        vec![Violation::Cycle {
-            files: vec!["storage/db.rs".into(), "storage/log.rs".into()],
-        }]
+    let found = storage_violations(
+        "mod db;\nmod log;\npub use log::*;\n",
+        "pub fn sync() {}\npub fn append(_: crate::storage::Log) {}\n",
+        "pub struct Log;\npub fn flush() { super::db::sync() }\n",
     );
+    assert_eq!(found, db_and_log_in_a_cycle());
 }
