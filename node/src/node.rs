@@ -20,7 +20,7 @@ use crate::raft::{self, BootstrapError, Consensus, RaftStartError};
 use crate::serve;
 use crate::storage::{Store, StoreCloseWatch, StoreError};
 use crate::tls::{Listener, TlsError, tls_incoming};
-use crate::transport::{Incoming, tcp_incoming};
+use crate::transport::{self, Incoming, tcp_incoming};
 
 /// Longest wait for the store to close after the node stops.
 const STORE_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -217,6 +217,8 @@ impl Node {
             ),
             None => (listeners.client, listeners.peer),
         };
+        let client_incoming = transport::close_on_stop(client_incoming, stop_rx.clone());
+        let peer_incoming = transport::close_on_stop(peer_incoming, stop_rx.clone());
         let mut servers = vec![serve::peer(peer_service, peer_incoming, stop_rx.clone())];
         let auditor = Auditor::new(consensus.clone());
         if let Some(tls) = &tls {

@@ -1,8 +1,10 @@
 //! How bytes move between nodes and clients: tokio TCP in production, and in
 //! simulation whatever the harness supplies (turmoil's network) through the
 //! same trait. Servers take a stream of accepted connections; clients take a
-//! gRPC endpoint and get a lazily connected channel.
+//! gRPC endpoint and get a lazily connected channel. A stopping node closes
+//! the connections it accepted (`close_on_stop`).
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -10,6 +12,7 @@ use std::task::{Context, Poll};
 use futures::{Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tonic::transport::server::Connected;
 use tonic::transport::{Channel, Endpoint};
 
@@ -35,10 +38,15 @@ impl ConnectionIdentity {
     }
 }
 
+/// Resolves once the node is stopping.
+type StopSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// An accepted connection of any transport.
 pub struct Accepted {
     connection: Box<dyn Connection>,
     identity: ConnectionIdentity,
+    /// Once this resolves, every read and write fails (see `close_on_stop`).
+    stop: Option<StopSignal>,
 }
 
 impl Accepted {
@@ -52,8 +60,39 @@ impl Accepted {
         Self {
             connection: Box::new(connection),
             identity: ConnectionIdentity(principal),
+            stop: None,
         }
     }
+
+    /// An error once the node is stopping, so the connection closes.
+    fn poll_stopped(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.stop.as_mut().map(|stop| stop.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the node is stopping",
+            ))),
+            _ => Poll::Pending,
+        }
+    }
+}
+
+/// The connections of `incoming`, each closed once `stop` turns true. A
+/// stopped server accepts no more, but a peer may keep a connection open for
+/// good (a leader's replication stream); each one holds the services, and
+/// through them the store, so shutdown closes them too.
+pub fn close_on_stop(incoming: Incoming, stop: watch::Receiver<bool>) -> Incoming {
+    incoming
+        .map(move |accepted| {
+            accepted.map(|mut accepted| {
+                let mut stop = stop.clone();
+                accepted.stop = Some(Box::pin(async move {
+                    // A dropped sender also means the node is gone.
+                    let _ = stop.wait_for(|stopping| *stopping).await;
+                }));
+                accepted
+            })
+        })
+        .boxed()
 }
 
 impl Connected for Accepted {
@@ -66,12 +105,18 @@ impl Connected for Accepted {
 
 impl AsyncRead for Accepted {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if let Poll::Ready(stopped) = self.poll_stopped(cx) {
+            return Poll::Ready(stopped);
+        }
         Pin::new(&mut *self.connection).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for Accepted {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if let Poll::Ready(Err(stopped)) = self.poll_stopped(cx) {
+            return Poll::Ready(Err(stopped));
+        }
         Pin::new(&mut *self.connection).poll_write(cx, buf)
     }
 

@@ -1,11 +1,14 @@
 //! A three-node cluster in three zones: replication through every node, a
 //! leader crash with no acknowledged write lost, restart from disk, a wiped
 //! node replaced through a snapshot, a whole-cluster restart, the zone
-//! placement guard, and readiness as a load balancer sees it.
+//! placement guard, readiness as a load balancer sees it, and membership
+//! changes acknowledged only once committed.
 
 mod common;
 
-use common::{TestCluster, eventually, get, get_stale, put, put_acked};
+use std::time::Duration;
+
+use common::{TestCluster, WAIT, eventually, get, get_stale, put, put_acked};
 use safekeep_api::v1::{AddLearnerRequest, PromoteRequest, RemoveMemberRequest, ReplaceVoterRequest};
 
 const TENANT: &str = "acme";
@@ -450,5 +453,104 @@ async fn a_learner_whose_data_directory_is_unknown_is_not_promoted() {
         .map(|m| m.id)
         .collect();
     assert!(!voters.contains(&4), "node 4 became a voter: {voters:?}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retried_add_learner_is_not_acknowledged_before_the_entry_that_adds_it_commits() {
+    let mut cluster = TestCluster::start(3, |_| {}).await;
+    let leader = cluster.leader().await;
+    let mut admin = cluster.cluster(leader).await;
+    // With both followers down, the entry that adds node 4 cannot commit.
+    for follower in (1..=3).filter(|id| *id != leader) {
+        cluster.stop(follower).await;
+    }
+    let add = || {
+        let mut request = tonic::Request::new(AddLearnerRequest {
+            node_id: 4,
+            zone: "d".into(),
+            peer_address: "127.0.0.1:1".into(),
+            client_address: "127.0.0.1:2".into(),
+        });
+        request.set_timeout(Duration::from_secs(2));
+        request
+    };
+    let first = admin
+        .add_learner(add())
+        .await
+        .expect_err("no quorum to commit the change");
+    // The client's own deadline ends the call (tonic reports it as cancelled).
+    assert!(
+        matches!(first.code(), tonic::Code::DeadlineExceeded | tonic::Code::Cancelled),
+        "{first}"
+    );
+    // The leader's membership now names node 4, but only in an uncommitted
+    // entry: a retry must not be told the change is done.
+    let mut retry = add();
+    retry.set_timeout(WAIT);
+    let retried = admin.add_learner(retry).await;
+    assert!(
+        retried.is_err(),
+        "a retry was acknowledged while the change had not committed: {retried:?}"
+    );
+    // Once a quorum is back, the entry commits and the retry succeeds.
+    for follower in (1..=3).filter(|id| *id != leader) {
+        cluster.restart(follower).await;
+    }
+    eventually("the retried add-learner acknowledged", || {
+        let mut admin = admin.clone();
+        async move { admin.add_learner(add()).await.ok() }
+    })
+    .await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_whose_join_timed_out_after_it_received_raft_state_joins_again_at_start() {
+    let mut cluster = TestCluster::start(3, |_| {}).await;
+    let leader = cluster.leader().await;
+    for follower in (1..=3).filter(|id| *id != leader) {
+        cluster.stop(follower).await;
+    }
+    // Node 4 joins through the leader, which replicates the entry that adds
+    // it, but cannot commit it: the join times out.
+    let (listeners, addresses) = common::bound_listeners().await;
+    let mut config = cluster.config_for(4, &addresses);
+    config.zone = "d".into();
+    config.join = Some(cluster.addresses[&leader].peer.to_string());
+    config.raft.join_timeout_ms = 3_000;
+    let failed = safekeep_node::Node::start_with_listeners(config.clone(), listeners).await;
+    assert!(
+        matches!(
+            failed,
+            Err(safekeep_node::StartError::Bootstrap(
+                safekeep_node::raft::BootstrapError::JoinFailed { .. }
+            ))
+        ),
+        "the join had no quorum to commit it: {:?}",
+        failed.err()
+    );
+    let db = common::open_stopped_db(&config.data_dir);
+    let entries = db
+        .iterator_cf(db.cf_handle("log").unwrap(), rocksdb::IteratorMode::Start)
+        .count();
+    drop(db);
+    assert!(entries > 0, "node 4 holds no Raft log, so this test proves nothing");
+
+    for follower in (1..=3).filter(|id| *id != leader) {
+        cluster.restart(follower).await;
+    }
+    cluster.configs.insert(4, config);
+    cluster.addresses.insert(4, addresses);
+    cluster.restart(4).await;
+    eventually("node 4 promoted to voter", || async {
+        let status = cluster.status(leader).await;
+        status
+            .members
+            .iter()
+            .any(|m| m.id == 4 && m.role() != safekeep_api::v1::Role::Learner)
+            .then_some(())
+    })
+    .await;
     cluster.shutdown().await;
 }

@@ -447,19 +447,7 @@ async fn a_node_joins_a_tls_cluster_only_once_an_operator_added_it() {
 
     let cluster = TestCluster::start_secure(3, |_| {}).await;
     cluster.leader().await;
-    let listeners = || async {
-        let (client, peer, http) = (
-            common::free_listener().await,
-            common::free_listener().await,
-            common::free_listener().await,
-        );
-        let addresses = common::Addresses {
-            client: client.local_addr().unwrap(),
-            peer: peer.local_addr().unwrap(),
-            http: http.local_addr().unwrap(),
-        };
-        (NodeListeners::tcp(client, peer, http), addresses)
-    };
+    let listeners = common::bound_listeners;
     let (first, addresses) = listeners().await;
     let mut config = cluster.config_for(4, &addresses);
     // A fourth zone: a, b, c, d survives the loss of any one.

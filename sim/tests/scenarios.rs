@@ -17,6 +17,14 @@ const SEEDS: &[u64] = &[1, 2, 3];
 /// quorum away (39).
 const SWARM_REGRESSION_SEEDS: &[u64] = &[17, 39, 112, 124];
 
+/// Swarm seeds on five voters that once failed, each for a node bug since
+/// fixed: a leader that acknowledged a retried join from its uncommitted
+/// membership, and a node whose join was never acknowledged that skipped the
+/// join at its next start because it held Raft state (150); a node whose
+/// failed start left its store open, held by connections a peer kept, so
+/// starting it again could not open it (153).
+const FIVE_VOTER_SWARM_REGRESSION_SEEDS: &[u64] = &[150, 153];
+
 fn check(scenario: Scenario, topology: Topology, seed: u64) {
     let config = RunConfig {
         seed,
@@ -87,6 +95,13 @@ scenario_tests! {
 fn swarm_seeds_that_once_failed() {
     for seed in SWARM_REGRESSION_SEEDS {
         check(Scenario::Random, Topology::ThreeByOne, *seed);
+    }
+}
+
+#[test]
+fn five_voter_swarm_seeds_that_once_failed() {
+    for seed in FIVE_VOTER_SWARM_REGRESSION_SEEDS {
+        check(Scenario::Random, Topology::FiveVoters, *seed);
     }
 }
 

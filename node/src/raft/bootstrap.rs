@@ -1,8 +1,10 @@
 //! Bringing a node into a cluster on its first start: the lowest-id initial
 //! member forms a new cluster once every other initial member has answered
 //! that it holds no Raft state (an unreachable one means wait); a joining node asks
-//! a seed to add it as a learner and then to promote it. A node that already
-//! holds Raft state never initializes again.
+//! a seed to add it as a learner and then to promote it, and joins again at
+//! every start until the cluster has acknowledged that (Raft state alone does
+//! not prove membership: the entry that added it may never have committed).
+//! A node that already holds Raft state never initializes again.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use super::codec::{decode, encode};
 use super::consensus::{Consensus, ConsensusError, MemberView, MembershipChange};
 use super::types::NodeInfo;
 use crate::config::NodeConfig;
+use crate::storage::StoreError;
 
 /// First wait between join attempts; doubles up to `JOIN_MAX_BACKOFF`.
 const JOIN_INITIAL_BACKOFF: Duration = Duration::from_millis(100);
@@ -43,6 +46,8 @@ pub enum BootstrapError {
     Refused(String),
     #[error("initializing the cluster failed: {0}")]
     Initialize(String),
+    #[error("recording the acknowledged join in the data directory failed: {0}")]
+    RecordJoin(StoreError),
 }
 
 /// Whether this node had Raft state on disk when it started. Asked before
@@ -59,12 +64,24 @@ pub async fn had_raft_state(consensus: &Consensus) -> Result<bool, BootstrapErro
 /// Forms or joins the cluster if this node has never been part of one;
 /// `initialized` is `had_raft_state`, asked before the peer channel served.
 pub async fn bootstrap(consensus: &Consensus, config: &NodeConfig, initialized: bool) -> Result<(), BootstrapError> {
+    if let Some(seed) = &config.join {
+        let record = consensus.join_record();
+        if record.is_acknowledged().map_err(BootstrapError::RecordJoin)? {
+            tracing::info!(node = config.id, "recovered Raft state from disk");
+            return Ok(());
+        }
+        if initialized {
+            tracing::warn!(
+                node = config.id,
+                "holds Raft state, but its join was never acknowledged: joining again"
+            );
+        }
+        join(consensus, config, seed).await?;
+        return record.mark_acknowledged().map_err(BootstrapError::RecordJoin);
+    }
     if initialized {
         tracing::info!(node = config.id, "recovered Raft state from disk");
         return Ok(());
-    }
-    if let Some(seed) = &config.join {
-        return join(consensus, config, seed).await;
     }
     let Some(lowest) = config.init.iter().map(|m| m.id).min() else {
         tracing::info!(

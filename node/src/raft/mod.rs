@@ -115,6 +115,7 @@ pub async fn start(
         log: store.log_fingerprints(),
         wall_clock: environment.wall_clock,
         incarnation: store.incarnation(),
+        join: store.join_record(),
     };
     let consensus = Consensus::new(config.id, raft, channels, limits, replica);
     metrics_watch::spawn(consensus.clone(), config);

@@ -160,6 +160,11 @@ impl Store {
         StoreCloseWatch(self.closed.clone())
     }
 
+    /// The mark that the cluster acknowledged this directory's join.
+    pub fn join_record(&self) -> identity::JoinRecord {
+        identity::JoinRecord::new(self.db.clone())
+    }
+
     /// The Raft log and vote store.
     pub fn log_store(&self) -> LogStore {
         LogStore::new(self.db.clone(), self.log_sync)

@@ -4,7 +4,11 @@
 //! also gets an incarnation, a random number drawn at its first start: the
 //! cluster records it in the membership, so a member whose directory was
 //! emptied and started again under its old id is told apart from the member
-//! that held the data.
+//! that held the data. A directory that joins a running cluster is marked
+//! once the cluster has acknowledged the join (`JoinRecord`), so a node that
+//! received Raft state before that acknowledgement joins again at start.
+
+use std::sync::Arc;
 
 use rocksdb::{DB, WriteBatch};
 use serde::{Deserialize, Serialize};
@@ -17,6 +21,8 @@ use super::handle::Db;
 const IDENTITY_KEY: &[u8] = b"identity";
 /// Key of the incarnation in the meta column family (big-endian u64).
 const INCARNATION_KEY: &[u8] = b"incarnation";
+/// Key of the mark that the cluster acknowledged this directory's join.
+const JOINED_KEY: &[u8] = b"joined";
 
 /// The node and cluster a data directory belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,4 +73,34 @@ pub(crate) fn save_incarnation(db: &Db, incarnation: u64) -> Result<(), StoreErr
     let mut batch = WriteBatch::default();
     batch.put_cf(cf(db, CF_META), INCARNATION_KEY, incarnation.to_be_bytes());
     db.write_synced(batch).map_err(StoreError::Io)
+}
+
+/// Whether the cluster has acknowledged the join of this data directory.
+/// Raft state alone does not tell: a leader may replicate to a joining node
+/// an entry that adds it and then crash before the entry commits, so the
+/// node holds a log but was never a member.
+#[derive(Clone)]
+pub struct JoinRecord {
+    db: Arc<Db>,
+}
+
+impl JoinRecord {
+    pub(super) fn new(db: Arc<Db>) -> Self {
+        Self { db }
+    }
+
+    /// True once `mark_acknowledged` has run on this directory.
+    pub fn is_acknowledged(&self) -> Result<bool, StoreError> {
+        self.db
+            .get_cf(cf(&self.db, CF_META), JOINED_KEY)
+            .map(|value| value.is_some())
+            .map_err(|e| StoreError::Corrupt(e.into_string()))
+    }
+
+    /// Marks the join acknowledged, synced before the node goes on.
+    pub fn mark_acknowledged(&self) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf(&self.db, CF_META), JOINED_KEY, [1u8]);
+        self.db.write_synced(batch).map_err(StoreError::Io)
+    }
 }

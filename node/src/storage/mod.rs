@@ -27,6 +27,7 @@ mod conformance_tests;
 
 pub use db::{Store, StoreCloseWatch};
 pub use error::StoreError;
+pub use identity::JoinRecord;
 pub use keys::KeyError;
 pub use log_store::{EntryFingerprint, LogFingerprints, LogStore, LogSync};
 pub use reader::{ListPage, RecordReader, ReplicaDigest, StoredRecord};

@@ -50,6 +50,17 @@ where
     }
 }
 
+/// Listeners for a new node's client, peer and HTTP ports, and their addresses.
+pub async fn bound_listeners() -> (NodeListeners, Addresses) {
+    let (client, peer, http) = (free_listener().await, free_listener().await, free_listener().await);
+    let addresses = Addresses {
+        client: client.local_addr().unwrap(),
+        peer: peer.local_addr().unwrap(),
+        http: http.local_addr().unwrap(),
+    };
+    (NodeListeners::tcp(client, peer, http), addresses)
+}
+
 /// The zone of node `id` in a round-robin a, b, c layout.
 pub fn zone_of(id: u64) -> String {
     let zones = safekeep_node::config::LOCAL_ZONES;
@@ -210,17 +221,12 @@ impl TestCluster {
 
     /// Adds node `id` in `zone` that joins through `seed`'s peer address.
     pub async fn join(&mut self, id: u64, zone: &str, seed: u64, tweak: impl Fn(&mut NodeConfig)) {
-        let (client, peer, http) = (free_listener().await, free_listener().await, free_listener().await);
-        let addresses = Addresses {
-            client: client.local_addr().unwrap(),
-            peer: peer.local_addr().unwrap(),
-            http: http.local_addr().unwrap(),
-        };
+        let (listeners, addresses) = bound_listeners().await;
         let mut config = self.config_for(id, &addresses);
         config.zone = zone.to_string();
         config.join = Some(self.addresses[&seed].peer.to_string());
         tweak(&mut config);
-        let node = Node::start_with_listeners(config.clone(), NodeListeners::tcp(client, peer, http))
+        let node = Node::start_with_listeners(config.clone(), listeners)
             .await
             .expect("joining node starts");
         self.nodes.insert(id, node);

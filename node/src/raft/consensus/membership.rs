@@ -9,14 +9,17 @@ use tokio::time::Instant;
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{ChangeMembers, ServerState};
+use openraft::{ChangeMembers, RaftMetrics, ServerState};
 
 use super::types::{ConsensusError, MemberView, MembershipChange};
 use super::{Consensus, FORWARDED_METADATA, LEADER_POLL_INTERVAL, MAX_ROUTE_ATTEMPTS, Route};
 use crate::raft::codec::{decode, encode};
 use crate::raft::placement::{self, Voter};
-use crate::storage::types::{NodeId, NodeInfo};
+use crate::storage::types::{NodeId, NodeInfo, TypeConfig};
 use safekeep_api::v1::{IdentifyRequest, IdentifyResponse};
+
+/// The node's Raft metrics, as openraft publishes them.
+type Metrics = RaftMetrics<TypeConfig>;
 
 /// Deadline of asking a peer who it is.
 const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -118,6 +121,46 @@ impl Consensus {
         }
     }
 
+    /// On the leader, the answer to a change that is already in effect (a
+    /// retry): the members, but only once the membership entry that made it
+    /// so has committed. openraft's membership is the effective one, which
+    /// may still be uncommitted; answering from it would acknowledge a change
+    /// a crash of this leader can still undo. Waits like a leader election;
+    /// an entry still uncommitted then, or replaced meanwhile, is reported as
+    /// busy, which callers retry.
+    async fn members_once_committed(&self, seen: &Metrics) -> Result<Vec<MemberView>, ConsensusError> {
+        let entry = *seen.membership_config.log_id();
+        let committed = |metrics: &Metrics| {
+            metrics.state == ServerState::Leader
+                && *metrics.membership_config.log_id() == entry
+                && metrics.last_applied.map(|l| l.index) >= entry.map(|l| l.index)
+        };
+        if committed(seen) {
+            return Ok(self.members());
+        }
+        // The wait's own verdict is re-checked below, so its error adds nothing.
+        let _ = self
+            .raft
+            .wait(Some(self.limits.leader_wait))
+            .metrics(
+                |m| committed(m) || *m.membership_config.log_id() != entry,
+                "membership entry committed",
+            )
+            .await;
+        let now = self.raft.metrics().borrow_watched().clone();
+        if committed(&now) {
+            return Ok(self.members());
+        }
+        if now.state != ServerState::Leader {
+            return Err(ConsensusError::NotLeader {
+                leader: now.current_leader,
+            });
+        }
+        Err(ConsensusError::MembershipBusy(format!(
+            "the membership entry at {entry:?} that already holds this change has not committed yet; retry"
+        )))
+    }
+
     /// On the leader: checks the placement guard and applies a membership change.
     pub(in crate::raft) async fn change_membership_as_leader(
         &self,
@@ -141,7 +184,9 @@ impl Consensus {
                         )));
                     }
                     match (existing.incarnation, node.incarnation) {
-                        (recorded, joining) if recorded == joining || joining == 0 => return Ok(self.members()),
+                        (recorded, joining) if recorded == joining || joining == 0 => {
+                            return self.members_once_committed(&metrics).await;
+                        }
                         (0, _) if voters.contains(&id) => {
                             return Err(ConsensusError::MembershipRejected(format!(
                                 "node {id} votes, but its data directory was never recorded, so a directory \
@@ -168,7 +213,7 @@ impl Consensus {
             }
             MembershipChange::Promote { id, force } => {
                 if voters.contains(&id) {
-                    return Ok(self.members());
+                    return self.members_once_committed(&metrics).await;
                 }
                 let Some(node) = membership.get_node(&id).cloned() else {
                     return Err(ConsensusError::MembershipRejected(format!(
@@ -210,7 +255,7 @@ impl Consensus {
                 if !voters.contains(&old) {
                     // A retry of a replacement that already committed.
                     if voters.contains(&new) && membership.get_node(&old).is_none() {
-                        return Ok(self.members());
+                        return self.members_once_committed(&metrics).await;
                     }
                     return Err(ConsensusError::MembershipRejected(format!("node {old} is not a voter")));
                 }

@@ -31,7 +31,7 @@ use openraft::async_runtime::WatchReceiver;
 use super::channels::PeerChannels;
 use super::types::{NodeId, NodeInfo, SafekeepRaft};
 use crate::environment::WallClock;
-use crate::storage::{LogFingerprints, RecordReader};
+use crate::storage::{JoinRecord, LogFingerprints, RecordReader};
 
 /// Marks a membership change one node forwarded to the leader: the receiver
 /// applies it as leader or refuses, and never forwards it again.
@@ -58,13 +58,14 @@ pub struct Consensus {
 
 /// What the consensus handle keeps of its own replica: a reader of records,
 /// fingerprints of its log, the wall clock it stamps proposals with, and
-/// the incarnation of its data directory.
+/// the incarnation of its data directory and whether its join was acknowledged.
 #[derive(Clone)]
 pub(super) struct ReplicaHandles {
     pub reader: RecordReader,
     pub log: LogFingerprints,
     pub wall_clock: WallClock,
     pub incarnation: u64,
+    pub join: JoinRecord,
 }
 
 enum Route {
@@ -115,6 +116,11 @@ impl Consensus {
     /// The incarnation of this node's data directory.
     pub fn incarnation(&self) -> u64 {
         self.replica.incarnation
+    }
+
+    /// The mark that the cluster acknowledged this node's join.
+    pub(in crate::raft) fn join_record(&self) -> &JoinRecord {
+        &self.replica.join
     }
 
     pub(super) fn raft(&self) -> &SafekeepRaft {
