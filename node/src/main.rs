@@ -27,6 +27,7 @@ enum Command {
     /// Run one node. Settings come from --config, then flags, then environment variables.
     Run(Box<RunArgs>),
     /// Start a local development cluster: one node process per zone on loopback, TLS on.
+    /// A node that exits is reported and restarted while the others keep serving.
     LocalCluster(LocalClusterArgs),
     /// Create development certificates: a cluster CA (reused if DIR already has one),
     /// node certificates and client certificates, for TLS and mutual TLS.
@@ -156,6 +157,11 @@ struct LocalClusterArgs {
     /// Serve plaintext without certificates (development only; logged and reported as insecure).
     #[arg(long)]
     insecure_dev: bool,
+    /// Start a node that exited again after this many seconds (as systemd's RestartSec).
+    /// Without it, a node that exits stays down until this process gets SIGHUP
+    /// (`kill -HUP PID`); the other nodes keep serving either way.
+    #[arg(long, value_name = "SECONDS")]
+    restart_after: Option<u64>,
 }
 
 impl RunArgs {
@@ -294,9 +300,16 @@ fn main() -> ExitCode {
                 } else {
                     local_cluster::Security::Tls
                 };
-                local_cluster::run(&args.dir, args.nodes, args.base_port, &exe, security)
-                    .await
-                    .map_err(|e| e.to_string())
+                local_cluster::run(local_cluster::RunOptions {
+                    dir: args.dir,
+                    nodes: args.nodes,
+                    base_port: args.base_port,
+                    exe,
+                    security,
+                    restart_after: args.restart_after.map(std::time::Duration::from_secs),
+                })
+                .await
+                .map_err(|e| e.to_string())
             }
             Command::Certs(args) => make_certs(args),
             Command::MasterKey(args) => safekeep_node::crypto::MasterKeyFile::generate(&args.out, &args.id)

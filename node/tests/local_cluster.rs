@@ -1,6 +1,7 @@
 //! The README's main command as a user runs it: `safekeep-node local-cluster`
 //! starts three node processes in zones a, b, c, writes cluster.json, serves
-//! through every node, and stops every node on Ctrl-C.
+//! through every node, keeps serving and restarts a node that is killed, and
+//! stops every node on Ctrl-C.
 
 mod common;
 
@@ -130,4 +131,190 @@ fn flags_override_the_config_file_and_a_foreign_data_dir_stops_the_process() {
         stderr.contains("belongs to node 1") && stderr.contains("this node is 7"),
         "unexpected message: {stderr}"
     );
+}
+
+/// A running `safekeep-node local-cluster` and every line it has printed.
+struct Runner {
+    child: tokio::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    dir: tempfile::TempDir,
+}
+
+impl Runner {
+    async fn start(extra: &[&str]) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let dir = tempfile::TempDir::new().unwrap();
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_safekeep-node"))
+            .args(["local-cluster", "--dir"])
+            .arg(dir.path())
+            .args(["--base-port", &free_base_port().to_string()])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start local-cluster");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let sink = lines.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stdout.next_line().await {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self { child, lines, dir }
+    }
+
+    /// `cluster.json` once it is written.
+    async fn manifest(&self) -> serde_json::Value {
+        let path = self.dir.path().join("cluster.json");
+        eventually("cluster.json", || async {
+            serde_json::from_str(&std::fs::read_to_string(&path).ok()?).ok()
+        })
+        .await
+    }
+
+    async fn printed(&self, what: &str) {
+        eventually(what, || async {
+            self.lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains(what))
+                .then_some(())
+        })
+        .await;
+    }
+
+    fn credentials(manifest: &serde_json::Value) -> TlsFiles {
+        let path = |field: &str| std::path::PathBuf::from(manifest["tls"][field].as_str().unwrap());
+        TlsFiles {
+            ca: path("ca"),
+            identity: Some((path("cert"), path("key"))),
+        }
+    }
+
+    fn api_key(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("acme.api-key"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id().unwrap() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap();
+    }
+
+    /// Ctrl-C, and the runner exits cleanly.
+    async fn stop(mut self) {
+        self.signal(nix::sys::signal::Signal::SIGINT);
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("local-cluster stops within 30 s")
+            .unwrap();
+        assert!(status.success(), "local-cluster exit status {status}");
+    }
+}
+
+/// Node `id`'s entry in `cluster.json`.
+fn entry(manifest: &serde_json::Value, id: u64) -> &serde_json::Value {
+    let nodes = manifest["nodes"].as_array().expect("cluster.json lists nodes");
+    nodes
+        .iter()
+        .find(|n| n["id"] == id)
+        .expect("cluster.json names the node")
+}
+
+fn pid_of(manifest: &serde_json::Value, id: u64) -> i32 {
+    entry(manifest, id)["pid"].as_i64().unwrap() as i32
+}
+
+fn address_of(manifest: &serde_json::Value, id: u64) -> String {
+    entry(manifest, id)["client_address"].as_str().unwrap().to_string()
+}
+
+/// Puts `key` through `address` until it is acknowledged (one write id, so
+/// every retry is the same write).
+async fn put_until_acknowledged(address: &str, credentials: &TlsFiles, api_key: &str, key: &str, request_id: u64) {
+    eventually(&format!("{key} acknowledged through {address}"), || async {
+        let mut client = RecordsClient::new(tls_channel(address, credentials).await.ok()?);
+        client
+            .put(keyed(put("acme", key, key.as_bytes(), "lc-kill", request_id), api_key))
+            .await
+            .ok()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_leaves_the_others_serving_and_the_node_comes_back() {
+    let runner = Runner::start(&["--restart-after", "1"]).await;
+    let manifest = runner.manifest().await;
+    let credentials = Runner::credentials(&manifest);
+    let api_key = runner.api_key();
+    let leader = eventually("a leader", || async {
+        let channel = tls_channel(&address_of(&manifest, 1), &credentials).await.ok()?;
+        let status = safekeep_api::v1::cluster_client::ClusterClient::new(channel)
+            .status(safekeep_api::v1::StatusRequest {})
+            .await
+            .ok()?;
+        let leader = status.into_inner().header?.leader_id;
+        (leader != 0).then_some(leader)
+    })
+    .await;
+    let survivor = (1..=3).find(|id| *id != leader).unwrap();
+    put_until_acknowledged(&address_of(&manifest, survivor), &credentials, &api_key, "before", 1).await;
+
+    let old_pid = pid_of(&manifest, leader);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(old_pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    runner.printed(&format!("node {leader} exited")).await;
+    // The others elect a leader and keep taking writes.
+    put_until_acknowledged(&address_of(&manifest, survivor), &credentials, &api_key, "after", 2).await;
+
+    // It is started again, cluster.json names its new pid, and it has caught up.
+    runner.printed(&format!("node {leader} restarted")).await;
+    let manifest = runner.manifest().await;
+    let new_pid = pid_of(&manifest, leader);
+    assert_ne!(new_pid, old_pid, "cluster.json still names the killed process");
+    assert!(
+        std::path::Path::new(&format!("/proc/{new_pid}")).exists(),
+        "pid {new_pid} is not running"
+    );
+    let restarted = address_of(&manifest, leader);
+    eventually("the restarted node serves the write made while it was down", || async {
+        let mut client = RecordsClient::new(tls_channel(&restarted, &credentials).await.ok()?);
+        let record = client
+            .get(keyed(get("acme", "after"), &api_key))
+            .await
+            .ok()?
+            .into_inner()
+            .record?;
+        (record.value == b"after").then_some(())
+    })
+    .await;
+    runner.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_exited_stays_down_until_sighup_restarts_it() {
+    let runner = Runner::start(&["--nodes", "1"]).await;
+    let manifest = runner.manifest().await;
+    let old_pid = pid_of(&manifest, 1);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(old_pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    runner.printed("node 1 exited").await;
+    runner.printed("restart it with: kill -HUP").await;
+    assert_eq!(
+        pid_of(&runner.manifest().await, 1),
+        old_pid,
+        "restarted without being asked"
+    );
+
+    runner.signal(nix::sys::signal::Signal::SIGHUP);
+    runner.printed("node 1 restarted").await;
+    let manifest = runner.manifest().await;
+    assert_ne!(pid_of(&manifest, 1), old_pid);
+    let credentials = Runner::credentials(&manifest);
+    put_until_acknowledged(&address_of(&manifest, 1), &credentials, &runner.api_key(), "back", 1).await;
+    runner.stop().await;
 }

@@ -1,13 +1,14 @@
 //! `safekeep-node local-cluster`: a development cluster of node processes on
 //! loopback, one per zone `a`, `b`, `c` (round-robin). It writes each node's
 //! config, starts the processes, waits until a leader serves, records
-//! `cluster.json`, and stops every node cleanly on Ctrl-C. Run again on the
+//! `cluster.json`, restarts a node that exits while the others serve, and
+//! stops every node cleanly on Ctrl-C. Run again on the
 //! same directory, it restarts the nodes from their data. TLS is on unless
 //! asked otherwise: a development CA and certificates live in `DIR/certs`.
 //!
 //! `plan` decides what the cluster is (ids, zones, ports, configs,
-//! certificates); `supervise` starts the processes, waits for a leader, and
-//! stops them.
+//! certificates); `supervise` starts the processes, waits for a leader,
+//! restarts the ones that exit, and stops them.
 
 mod plan;
 mod supervise;
@@ -21,7 +22,7 @@ pub use plan::{
     DEFAULT_BASE_PORT, LOCAL_OPERATOR, MAX_LOCAL_NODES, Security, ZONES, certs_dir, issue_local_certs, node_config,
     node_tls, plan,
 };
-pub use supervise::{ClientCredentials, LOCAL_TENANT, LocalNode, run};
+pub use supervise::{ClientCredentials, LOCAL_TENANT, LocalNode, RunOptions, run};
 
 /// Why the local cluster could not run.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,9 @@
 //! Runs a planned local cluster: writes each node's config, starts one
 //! process per node with its log, waits until a leader serves, creates the
-//! local tenant and its admin key, records `cluster.json`, and stops every
-//! node cleanly on Ctrl-C or when one exits.
+//! local tenant and its admin key, records `cluster.json`, and then keeps
+//! the cluster serving: a node that exits is reported and started again
+//! (after a delay, or on SIGHUP) while the others serve, and `cluster.json`
+//! follows its new pid. Ctrl-C stops every node cleanly.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -45,19 +47,48 @@ pub struct LocalNode {
     pub log: PathBuf,
 }
 
-/// Runs the local cluster until Ctrl-C.
-pub async fn run(
-    dir: &Path,
-    nodes: usize,
-    base_port: u16,
-    exe: &Path,
-    security: Security,
-) -> Result<(), LocalClusterError> {
+/// How a local cluster is run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Directory for the nodes' data, configs, logs and `cluster.json`.
+    pub dir: PathBuf,
+    pub nodes: usize,
+    pub base_port: u16,
+    /// The `safekeep-node` program each node runs.
+    pub exe: PathBuf,
+    pub security: Security,
+    /// Restart a node this long after it exits; `None` waits for SIGHUP.
+    pub restart_after: Option<Duration>,
+}
+
+/// One node process the runner keeps: what it is, how to start it, and the
+/// running process (`None` while it is down).
+struct Supervised {
+    node: LocalNode,
+    config_path: PathBuf,
+    child: Option<Child>,
+    /// When a node that is down is due to be started again.
+    restart_at: Option<tokio::time::Instant>,
+}
+
+/// Runs the local cluster until Ctrl-C. A node that exits once the cluster
+/// is up is reported and started again (after `restart_after`, or on
+/// SIGHUP); the others keep serving.
+pub async fn run(options: RunOptions) -> Result<(), LocalClusterError> {
+    let RunOptions {
+        dir,
+        nodes,
+        base_port,
+        exe,
+        security,
+        restart_after,
+    } = options;
     let members = plan(nodes, base_port)?;
     // Listen for Ctrl-C before any node starts, so an early one still stops them all.
     let mut interrupt = stop_signals()?;
-    std::fs::create_dir_all(dir).map_err(io_err("cannot create", dir))?;
-    let dir = dir.canonicalize().map_err(io_err("cannot resolve", dir))?;
+    let mut hangup = restart_signal()?;
+    std::fs::create_dir_all(&dir).map_err(io_err("cannot create", &dir))?;
+    let dir = dir.canonicalize().map_err(io_err("cannot resolve", &dir))?;
     let certs = certs_dir(&dir);
     let master_keys = dir.join(MASTER_KEY_FILE);
     let access = match security {
@@ -71,7 +102,7 @@ pub async fn run(
         }
         Security::InsecureDev => None,
     };
-    let mut children: Vec<(LocalNode, Child)> = Vec::new();
+    let mut children: Vec<Supervised> = Vec::new();
     for member in &members {
         let node_dir = dir.join(format!("node-{}", member.id));
         std::fs::create_dir_all(&node_dir).map_err(io_err("cannot create", &node_dir))?;
@@ -84,29 +115,7 @@ pub async fn run(
         let text = toml::to_string(&config).map_err(|e| LocalClusterError::Encode(e.to_string()))?;
         std::fs::write(&config_path, text).map_err(io_err("cannot write", &config_path))?;
         let log_path = node_dir.join("node.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io_err("cannot open", &log_path))?;
-        let log_err = log.try_clone().map_err(io_err("cannot open", &log_path))?;
-        let mut command = Command::new(exe);
-        command
-            .arg("run")
-            .arg("--config")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .kill_on_drop(true);
-        // SAFETY: the closure only makes one async-signal-safe system call.
-        unsafe {
-            // If this runner dies without stopping them, the nodes stop too.
-            command.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM).map_err(std::io::Error::from)
-            });
-        }
-        let child = command.spawn().map_err(io_err("cannot start", exe))?;
+        let child = spawn_node(&exe, &config_path, &log_path)?;
         let node = LocalNode {
             id: member.id,
             zone: member.zone.clone(),
@@ -117,7 +126,12 @@ pub async fn run(
             data_dir: node_dir.join("data"),
             log: log_path,
         };
-        children.push((node, child));
+        children.push(Supervised {
+            node,
+            config_path,
+            child: Some(child),
+            restart_at: None,
+        });
     }
 
     let ready = tokio::select! {
@@ -130,16 +144,17 @@ pub async fn run(
     };
     let outcome = match ready {
         Ok(true) => {
-            let manifest = dir.join("cluster.json");
-            let nodes_json: Vec<&LocalNode> = children.iter().map(|(n, _)| n).collect();
-            let text = serde_json::to_string_pretty(&serde_json::json!({ "nodes": nodes_json, "tls": access }))
-                .map_err(|e| LocalClusterError::Encode(e.to_string()))?;
-            std::fs::write(&manifest, text).map_err(io_err("cannot write", &manifest))?;
+            let manifest = write_manifest(&dir, &children, access.as_ref())?;
             print_welcome(&children, &manifest, access.as_ref(), api_key.as_deref());
-            tokio::select! {
-                _ = interrupt.recv() => Ok(()),
-                exited = first_exit(&mut children) => Err(exited),
-            }
+            keep_serving(
+                &mut children,
+                &exe,
+                restart_after,
+                &mut interrupt,
+                &mut hangup,
+                |children| write_manifest(&dir, children, access.as_ref()).map(drop),
+            )
+            .await
         }
         Ok(false) => Ok(()),
         Err(e) => Err(e),
@@ -155,12 +170,151 @@ pub async fn run(
     }
 }
 
+/// Starts one node process: `exe run --config CONFIG`, its output appended to `log_path`.
+fn spawn_node(exe: &Path, config_path: &Path, log_path: &Path) -> Result<Child, LocalClusterError> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .map_err(io_err("cannot open", log_path))?;
+    let log_err = log.try_clone().map_err(io_err("cannot open", log_path))?;
+    let mut command = Command::new(exe);
+    command
+        .arg("run")
+        .arg("--config")
+        .arg(config_path)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .kill_on_drop(true);
+    // SAFETY: the closure only makes one async-signal-safe system call.
+    unsafe {
+        // If this runner dies without stopping them, the nodes stop too.
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM).map_err(std::io::Error::from)
+        });
+    }
+    command.spawn().map_err(io_err("cannot start", exe))
+}
+
+/// Writes `cluster.json`: every node (with its current pid) and the TLS files.
+fn write_manifest(
+    dir: &Path,
+    children: &[Supervised],
+    access: Option<&ClientCredentials>,
+) -> Result<PathBuf, LocalClusterError> {
+    let manifest = dir.join("cluster.json");
+    let nodes_json: Vec<&LocalNode> = children.iter().map(|c| &c.node).collect();
+    let text = serde_json::to_string_pretty(&serde_json::json!({ "nodes": nodes_json, "tls": access }))
+        .map_err(|e| LocalClusterError::Encode(e.to_string()))?;
+    // Written aside and renamed, so a reader never sees half a file.
+    let partial = dir.join("cluster.json.partial");
+    std::fs::write(&partial, text).map_err(io_err("cannot write", &partial))?;
+    std::fs::rename(&partial, &manifest).map_err(io_err("cannot write", &manifest))?;
+    Ok(manifest)
+}
+
+/// Serves until Ctrl-C: reports every node that exits, starts it again
+/// when due (or on SIGHUP), and records each new pid through `record`.
+async fn keep_serving(
+    children: &mut [Supervised],
+    exe: &Path,
+    restart_after: Option<Duration>,
+    interrupt: &mut tokio::sync::mpsc::Receiver<()>,
+    hangup: &mut tokio::sync::mpsc::Receiver<()>,
+    record: impl Fn(&[Supervised]) -> Result<(), LocalClusterError>,
+) -> Result<(), LocalClusterError> {
+    let runner = std::process::id();
+    loop {
+        let next_restart = children.iter().filter_map(|c| c.restart_at).min();
+        tokio::select! {
+            _ = interrupt.recv() => return Ok(()),
+            (index, status) = next_exit(children) => {
+                let down = &mut children[index];
+                down.child = None;
+                down.restart_at = restart_after.map(|delay| tokio::time::Instant::now() + delay);
+                let plan = match restart_after {
+                    Some(delay) => format!("restarting it in {delay:?}"),
+                    None => format!("restart it with: kill -HUP {runner}"),
+                };
+                println!(
+                    "node {} exited ({status}); the other nodes keep serving; {plan}; log {}",
+                    down.node.id,
+                    down.node.log.display()
+                );
+            }
+            _ = hangup.recv() => {
+                for down in children.iter_mut().filter(|c| c.child.is_none()) {
+                    down.restart_at = Some(tokio::time::Instant::now());
+                }
+            }
+            () = sleep_until(next_restart) => {}
+        }
+        let now = tokio::time::Instant::now();
+        let mut restarted = false;
+        for due in children.iter_mut().filter(|c| c.restart_at.is_some_and(|at| at <= now)) {
+            due.restart_at = None;
+            match spawn_node(exe, &due.config_path, &due.node.log) {
+                Ok(child) => {
+                    due.node.pid = child.id().unwrap_or(0);
+                    due.child = Some(child);
+                    restarted = true;
+                    println!("node {} restarted (pid {})", due.node.id, due.node.pid);
+                }
+                Err(e) => println!("node {} could not be restarted: {e}", due.node.id),
+            }
+        }
+        if restarted {
+            record(children)?;
+        }
+    }
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The index and exit status of the next running node to exit (never, while none runs).
+async fn next_exit(children: &mut [Supervised]) -> (usize, String) {
+    let waits: Vec<_> = children
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(index, c)| c.child.as_mut().map(|child| (index, child)))
+        .map(|(index, child)| {
+            Box::pin(async move {
+                let status = child.wait().await;
+                (index, status.map_or_else(|e| e.to_string(), |s| s.to_string()))
+            })
+        })
+        .collect();
+    if waits.is_empty() {
+        return std::future::pending().await;
+    }
+    futures::future::select_all(waits).await.0
+}
+
+/// SIGHUP, the request to start every node that is down.
+fn restart_signal() -> Result<tokio::sync::mpsc::Receiver<()>, LocalClusterError> {
+    signal_stream(&[tokio::signal::unix::SignalKind::hangup()])
+}
+
 /// Ctrl-C or SIGTERM, merged into one stream.
 fn stop_signals() -> Result<tokio::sync::mpsc::Receiver<()>, LocalClusterError> {
-    use tokio::signal::unix::{SignalKind, signal};
+    use tokio::signal::unix::SignalKind;
+    signal_stream(&[SignalKind::interrupt(), SignalKind::terminate()])
+}
+
+/// The signals `kinds`, merged into one stream.
+fn signal_stream(
+    kinds: &[tokio::signal::unix::SignalKind],
+) -> Result<tokio::sync::mpsc::Receiver<()>, LocalClusterError> {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
-    for kind in [SignalKind::interrupt(), SignalKind::terminate()] {
-        let mut stream = signal(kind).map_err(|source| LocalClusterError::Io {
+    for kind in kinds {
+        let mut stream = tokio::signal::unix::signal(*kind).map_err(|source| LocalClusterError::Io {
             what: "cannot listen for signals",
             path: PathBuf::new(),
             source,
@@ -175,29 +329,15 @@ fn stop_signals() -> Result<tokio::sync::mpsc::Receiver<()>, LocalClusterError> 
     Ok(rx)
 }
 
-async fn first_exit(children: &mut [(LocalNode, Child)]) -> LocalClusterError {
-    let waits = children.iter_mut().map(|(node, child)| {
-        Box::pin(async move {
-            let status = child.wait().await;
-            LocalClusterError::NodeExited {
-                id: node.id,
-                status: status.map_or_else(|e| e.to_string(), |s| s.to_string()),
-                log: node.log.clone(),
-            }
-        })
-    });
-    futures::future::select_all(waits).await.0
-}
-
 async fn wait_ready(
-    children: &mut [(LocalNode, Child)],
+    children: &mut [Supervised],
     dir: &Path,
     access: Option<&ClientCredentials>,
 ) -> Result<(), LocalClusterError> {
     let started = Instant::now();
     loop {
-        for (node, child) in children.iter_mut() {
-            if let Ok(Some(status)) = child.try_wait() {
+        for Supervised { node, child, .. } in children.iter_mut() {
+            if let Some(Ok(Some(status))) = child.as_mut().map(Child::try_wait) {
                 return Err(LocalClusterError::NodeExited {
                     id: node.id,
                     status: status.to_string(),
@@ -206,8 +346,8 @@ async fn wait_ready(
             }
         }
         let mut all_see_leader = true;
-        for (node, _) in children.iter() {
-            all_see_leader &= sees_leader(&node.client_address, access).await;
+        for supervised in children.iter() {
+            all_see_leader &= sees_leader(&supervised.node.client_address, access).await;
         }
         if all_see_leader {
             return Ok(());
@@ -275,14 +415,15 @@ async fn connect(client_address: &str, access: Option<&ClientCredentials>) -> Op
     endpoint.ok()?.connect().await.ok()
 }
 
-async fn stop_all(children: &mut [(LocalNode, Child)]) {
-    for (_, child) in children.iter() {
+async fn stop_all(children: &mut [Supervised]) {
+    for child in children.iter().filter_map(|c| c.child.as_ref()) {
         if let Some(pid) = child.id() {
             let pid = nix::unistd::Pid::from_raw(pid as i32);
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         }
     }
-    for (node, child) in children.iter_mut() {
+    for Supervised { node, child, .. } in children.iter_mut() {
+        let Some(child) = child else { continue };
         match tokio::time::timeout(STOP_TIMEOUT, child.wait()).await {
             Ok(_) => {}
             Err(_) => {
@@ -297,7 +438,7 @@ async fn stop_all(children: &mut [(LocalNode, Child)]) {
 /// kept in the cluster directory (owner-readable only) for later runs.
 async fn local_api_key(
     dir: &Path,
-    children: &[(LocalNode, Child)],
+    children: &[Supervised],
     access: &ClientCredentials,
 ) -> Result<PathBuf, LocalClusterError> {
     use safekeep_api::v1::admin_client::AdminClient;
@@ -307,7 +448,7 @@ async fn local_api_key(
         return Ok(path);
     }
     let failed = |e: String| LocalClusterError::Encode(format!("cannot set up tenant '{LOCAL_TENANT}': {e}"));
-    let channel = connect(&children[0].0.client_address, Some(access))
+    let channel = connect(&children[0].node.client_address, Some(access))
         .await
         .ok_or_else(|| failed("cannot connect".into()))?;
     let mut admin = AdminClient::new(channel);
@@ -342,19 +483,14 @@ async fn local_api_key(
     Ok(path)
 }
 
-fn print_welcome(
-    children: &[(LocalNode, Child)],
-    manifest: &Path,
-    access: Option<&ClientCredentials>,
-    api_key: Option<&Path>,
-) {
-    let zones: Vec<&str> = children.iter().map(|(n, _)| n.zone.as_str()).collect();
+fn print_welcome(children: &[Supervised], manifest: &Path, access: Option<&ClientCredentials>, api_key: Option<&Path>) {
+    let zones: Vec<&str> = children.iter().map(|c| c.node.zone.as_str()).collect();
     println!(
         "safekeep local cluster is up: {} nodes in zones {}",
         children.len(),
         zones.join(", ")
     );
-    for (node, _) in children {
+    for Supervised { node, .. } in children {
         println!(
             "  node {}  zone {}  client {}  http http://{}  pid {}  log {}",
             node.id,
@@ -365,7 +501,7 @@ fn print_welcome(
             node.log.display()
         );
     }
-    let endpoints: Vec<&str> = children.iter().map(|(n, _)| n.client_address.as_str()).collect();
+    let endpoints: Vec<&str> = children.iter().map(|c| c.node.client_address.as_str()).collect();
     println!("cluster manifest: {}", manifest.display());
     println!();
     match access {
@@ -394,7 +530,10 @@ fn print_welcome(
     println!("  safekeep --tenant acme put customers/1 '{{\"name\":\"Ada\"}}'");
     println!("  safekeep --tenant acme get customers/1");
     println!("  safekeep cluster status");
-    println!("  curl http://{}/readyz", children[0].0.http_address);
+    println!("  curl http://{}/readyz", children[0].node.http_address);
     println!();
-    println!("Press Ctrl-C to stop every node.");
+    println!(
+        "A node that exits is reported and started again (now: kill -HUP {}). Press Ctrl-C to stop every node.",
+        std::process::id()
+    );
 }
