@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what building safekeep needs on a Debian machine: clang and
-# libclang for RocksDB's bindings, and a C++ compiler. Runs as root without
-# prompts; does nothing when everything is already there.
+# Installs what building and testing safekeep needs on a Debian machine:
+# clang and libclang for RocksDB's bindings, a C++ compiler, and the tools
+# the chaos drills use. Runs as root without prompts; does nothing when
+# everything is already there.
 set -euo pipefail
 
 need=()
@@ -9,6 +10,11 @@ command -v clang >/dev/null 2>&1 || need+=(clang)
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v make >/dev/null 2>&1 || need+=(make)
+# The chaos drills: namespaces and links (iproute2), rules (nftables), and a
+# font for the timeline plot's labels.
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

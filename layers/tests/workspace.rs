@@ -85,3 +85,18 @@ fn the_simulation_imports_only_downward() {
     assert_layered("sim", "lib.rs", &sim);
     assert_layered("sim", "main.rs", &Layers::new(&[&["main.rs"]]));
 }
+
+#[test]
+fn the_chaos_drills_import_only_downward() {
+    let chaos = Layers::new(&[
+        &["netns.rs"],
+        &["cluster.rs"],
+        &["faults.rs", "workload.rs"],
+        &["measure.rs"],
+        &["report.rs"],
+        &["drill.rs"],
+        &["lib.rs"],
+    ]);
+    assert_layered("chaos", "lib.rs", &chaos);
+    assert_layered("chaos", "main.rs", &Layers::new(&[&["main.rs"]]));
+}

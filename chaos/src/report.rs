@@ -1,0 +1,198 @@
+//! What a drill hands the SRE: `report.json` for machines, `report.md` for
+//! people (the verdict, the SLO figures and the phases), and
+//! `timeline.png`, the workload's successes and failures over time with
+//! the fault and the heal marked.
+
+use std::path::{Path, PathBuf};
+
+use plotters::prelude::*;
+use serde::Serialize;
+
+use crate::faults::FaultKind;
+use crate::measure::{Bucket, Figures, Phases};
+
+/// Size of the timeline plot, pixels.
+const PLOT_SIZE: (u32, u32) = (1200, 500);
+/// Fonts the plot's labels may use, first found wins.
+const FONT_FILES: [&str; 2] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+];
+
+/// The history checks' verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryVerdict {
+    pub operations: usize,
+    pub linearizable: bool,
+    pub lost_writes: usize,
+    /// One line per violation found, as the checker words it.
+    pub findings: Vec<String>,
+}
+
+/// The whole drill.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillReport {
+    pub fault: FaultKind,
+    pub zone: String,
+    pub nodes: Vec<u64>,
+    /// How the fault was made.
+    pub mechanism: String,
+    pub phases: Phases,
+    pub figures: Figures,
+    pub history: HistoryVerdict,
+    /// The longest write gap the drill accepts, seconds.
+    pub write_gap_slo_s: f64,
+    pub passed: bool,
+    pub timeline: Vec<Bucket>,
+}
+
+/// Why the report could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot write {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    #[error("cannot encode the report: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("cannot draw {0}: {1}")]
+    Plot(PathBuf, String),
+}
+
+impl DrillReport {
+    /// Writes `report.json`, `report.md` and `timeline.png` into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+        std::fs::create_dir_all(dir).map_err(|e| ReportError::Io(dir.to_path_buf(), e))?;
+        let json = dir.join("report.json");
+        std::fs::write(&json, serde_json::to_vec_pretty(self)?).map_err(|e| ReportError::Io(json.clone(), e))?;
+        let markdown = dir.join("report.md");
+        std::fs::write(&markdown, self.markdown()).map_err(|e| ReportError::Io(markdown.clone(), e))?;
+        let plot = dir.join("timeline.png");
+        self.plot(&plot)?;
+        Ok(vec![json, markdown, plot])
+    }
+
+    /// The report as Markdown.
+    pub fn markdown(&self) -> String {
+        let seconds = |s: Option<f64>| s.map_or_else(|| "never".to_string(), |s| format!("{s:.2} s"));
+        let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
+        let f = &self.figures;
+        let mut out = format!(
+            "# Drill: {} of zone {} (nodes {:?})\n\n**Verdict: {}**\n\nFault: {}.\n\n",
+            self.fault,
+            self.zone,
+            self.nodes,
+            if self.passed { "PASS" } else { "FAIL" },
+            self.mechanism
+        );
+        out += &format!(
+            "| figure | value |\n|---|---|\n| longest write gap | {:.2} s (SLO {:.1} s) |\n| failover (first write after the fault) | {} |\n| recovery (throughput back after the heal) | {} |\n| operations checked | {} |\n| linearizable | {} |\n| lost acknowledged writes | {} |\n\n",
+            f.longest_write_gap_s,
+            self.write_gap_slo_s,
+            seconds(f.failover_s),
+            seconds(f.recovery_s),
+            self.history.operations,
+            if self.history.linearizable { "yes" } else { "NO" },
+            self.history.lost_writes
+        );
+        out += "| phase | writes/s | reads/s | failed | write p50 ms | write p99 ms |\n|---|---|---|---|---|---|\n";
+        for (name, p) in [("before", &f.before), ("during", &f.during), ("after", &f.after)] {
+            out += &format!(
+                "| {name} | {:.1} | {:.1} | {} | {} | {} |\n",
+                p.writes_per_s,
+                p.reads_per_s,
+                p.failed,
+                ms(p.write_p50_ms),
+                ms(p.write_p99_ms)
+            );
+        }
+        out += &format!(
+            "\nFault at {:.1} s, healed at {:.1} s, ended at {:.1} s. Timeline: `timeline.png`.\n",
+            self.phases.fault_ms / 1000.0,
+            self.phases.heal_ms / 1000.0,
+            self.phases.end_ms / 1000.0
+        );
+        for finding in &self.history.findings {
+            out += &format!("\n- {finding}");
+        }
+        out
+    }
+
+    fn plot(&self, path: &Path) -> Result<(), ReportError> {
+        let failed = |e: String| ReportError::Plot(path.to_path_buf(), e);
+        register_font().map_err(failed)?;
+        let root = BitMapBackend::new(path, PLOT_SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| failed(e.to_string()))?;
+        let end_s = self.phases.end_ms / 1000.0;
+        let top = self
+            .timeline
+            .iter()
+            .map(|b| b.writes_per_s.max(b.reads_per_s).max(b.failed_per_s))
+            .fold(1.0, f64::max)
+            * 1.1;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("{} of zone {}: operations per second", self.fault, self.zone),
+                ("sans-serif", 22),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..end_s, 0.0..top)
+            .map_err(|e| failed(e.to_string()))?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds since the drill began")
+            .y_desc("operations/s")
+            .draw()
+            .map_err(|e| failed(e.to_string()))?;
+        let series = |pick: fn(&Bucket) -> f64| {
+            self.timeline
+                .iter()
+                .map(move |b| (b.start_ms / 1000.0, pick(b)))
+                .collect::<Vec<_>>()
+        };
+        for (name, color, pick) in [
+            ("writes ok", BLUE, (|b: &Bucket| b.writes_per_s) as fn(&Bucket) -> f64),
+            ("reads ok", GREEN, |b: &Bucket| b.reads_per_s),
+            ("failed", RED, |b: &Bucket| b.failed_per_s),
+        ] {
+            chart
+                .draw_series(LineSeries::new(series(pick), color.stroke_width(2)))
+                .map_err(|e| failed(e.to_string()))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        }
+        for (name, at_ms) in [("fault", self.phases.fault_ms), ("heal", self.phases.heal_ms)] {
+            let x = at_ms / 1000.0;
+            chart
+                .draw_series(LineSeries::new(vec![(x, 0.0), (x, top)], BLACK.stroke_width(1)))
+                .map_err(|e| failed(e.to_string()))?;
+            chart
+                .draw_series(std::iter::once(Text::new(name, (x, top * 0.97), ("sans-serif", 16))))
+                .map_err(|e| failed(e.to_string()))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| failed(e.to_string()))?;
+        root.present().map_err(|e| failed(e.to_string()))
+    }
+}
+
+/// Registers the plot's font once per process.
+fn register_font() -> Result<(), String> {
+    static REGISTERED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    REGISTERED
+        .get_or_init(|| {
+            let bytes = FONT_FILES
+                .iter()
+                .find_map(|path| std::fs::read(path).ok())
+                .ok_or_else(|| {
+                    format!("no font for the plot's labels at {FONT_FILES:?} (install fonts-dejavu-core)")
+                })?;
+            plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(bytes.into_boxed_slice()))
+                .map_err(|_| "the plot's font is unreadable".to_string())
+        })
+        .clone()
+}

@@ -1,0 +1,106 @@
+//! The drills as an SRE runs them, shortened: `safekeep-chaos drill` on a
+//! real three-zone cluster for a zone power loss and a zone isolation. Each
+//! must keep the history linearizable with no acknowledged write lost, fail
+//! over, write its report and plot, and leave no namespace behind.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The node program the drills start, built if this test run has not yet.
+fn node_binary() -> PathBuf {
+    let chaos = PathBuf::from(env!("CARGO_BIN_EXE_safekeep-chaos"));
+    let node = chaos.with_file_name("safekeep-node");
+    if !node.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "safekeep-node", "--bin", "safekeep-node"])
+            .status()
+            .expect("run cargo");
+        assert!(status.success(), "building safekeep-node failed");
+    }
+    node
+}
+
+fn leftover_namespaces() -> Vec<String> {
+    let output = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| l.starts_with(safekeep_chaos::netns::PREFIX))
+        .map(str::to_string)
+        .collect()
+}
+
+fn drill(fault: &str, out: &Path) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_safekeep-chaos"))
+        .args([
+            "drill",
+            fault,
+            "--warmup",
+            "3",
+            "--outage",
+            "6",
+            "--recovery",
+            "6",
+            "--out",
+        ])
+        .arg(out)
+        .arg("--node-binary")
+        .arg(node_binary())
+        .output()
+        .expect("run safekeep-chaos");
+    let report_path = out.join(fault).join("report.json");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap_or_else(|e| {
+        panic!(
+            "no {} ({e}); stderr: {}",
+            report_path.display(),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    }))
+    .expect("report.json parses");
+    assert!(
+        output.status.success(),
+        "{fault} drill failed: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        std::fs::read_to_string(out.join(fault).join("report.md")).unwrap_or_default()
+    );
+    for file in ["report.md", "timeline.png"] {
+        let path = out.join(fault).join(file);
+        assert!(
+            std::fs::metadata(&path).is_ok_and(|m| m.len() > 0),
+            "{} missing",
+            path.display()
+        );
+    }
+    assert!(
+        leftover_namespaces().is_empty(),
+        "left behind: {:?}",
+        leftover_namespaces()
+    );
+    report
+}
+
+#[test]
+fn a_zone_power_loss_and_a_zone_isolation_keep_every_acknowledged_write_and_fail_over() {
+    let out = tempfile::TempDir::new().unwrap();
+    for fault in ["zone-power-loss", "zone-isolation"] {
+        let report = drill(fault, out.path());
+        let history = &report["history"];
+        assert_eq!(history["linearizable"], true, "{fault}: {history}");
+        assert_eq!(history["lost_writes"], 0, "{fault}: {history}");
+        assert!(
+            history["operations"].as_u64().unwrap() > 100,
+            "{fault}: the workload ran: {history}"
+        );
+        let figures = &report["figures"];
+        let failover = figures["failover_s"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{fault}: no write after the fault"));
+        assert!(failover < 5.0, "{fault}: failover took {failover} s");
+        assert!(
+            figures["before"]["writes_per_s"].as_f64().unwrap() > 0.0,
+            "{fault}: {figures}"
+        );
+    }
+}
