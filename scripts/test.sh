@@ -3,7 +3,8 @@
 # systemd, alert rules, dashboard), formatting, lints, and the whole test
 # suite (unit tests, openraft's storage conformance suite, multi-node cluster
 # tests on loopback with real RocksDB, the CLI against a test server, the
-# turmoil simulations, and the KMS key provider against a local emulator).
+# turmoil simulations, chaos drills on real processes in network namespaces,
+# and the KMS key provider against a local emulator).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh

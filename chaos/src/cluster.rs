@@ -19,7 +19,8 @@ use safekeep_node::identity::CertPrincipal;
 use safekeep_node::tls::certs::{CA_CERT_FILE, DevBundleSpec, leaf_files, write_dev_bundle};
 use tokio::process::{Child, Command};
 
-use crate::netns;
+use crate::disks::LoopDisk;
+use crate::netns::{self, NetError};
 
 /// Client port of every node (each has an address of its own).
 const CLIENT_PORT: u16 = 7001;
@@ -55,6 +56,8 @@ pub enum ClusterError {
     Encode(String),
     #[error("the SDK failed: {0}")]
     Client(#[from] safekeep_client::Error),
+    #[error("cannot set up a node's data filesystem: {0}")]
+    Disk(#[from] NetError),
     #[error("no leader within {0:?}; see the node logs under {1}")]
     NoLeader(Duration, PathBuf),
 }
@@ -88,15 +91,25 @@ impl DrillNode {
 /// The running cluster and what clients need to reach it.
 pub struct DrillCluster {
     pub dir: PathBuf,
+    /// Dropped before `disks`: the processes go before their filesystems.
     pub nodes: BTreeMap<u64, DrillNode>,
+    /// Each node's loop-mounted data filesystem, when the drill stalls disks.
+    disks: BTreeMap<u64, LoopDisk>,
     exe: PathBuf,
     tls: ClientTls,
 }
 
 impl DrillCluster {
-    /// Lays out `nodes_per_zone` nodes in each zone under `dir` and starts
-    /// them; returns once they agree on a leader.
-    pub async fn start(dir: &Path, zones: &[String], nodes_per_zone: usize, exe: &Path) -> Result<Self, ClusterError> {
+    /// Lays out `nodes_per_zone` nodes in each zone under `dir` (each data
+    /// directory on a loop-mounted filesystem of its own with `loop_disks`)
+    /// and starts them; returns once they agree on a leader.
+    pub async fn start(
+        dir: &Path,
+        zones: &[String],
+        nodes_per_zone: usize,
+        exe: &Path,
+        loop_disks: bool,
+    ) -> Result<Self, ClusterError> {
         std::fs::create_dir_all(dir).map_err(io_err("cannot create", dir))?;
         let certs = dir.join("certs");
         let mut members = Vec::new();
@@ -128,9 +141,14 @@ impl DrillCluster {
                 .map_err(|e| ClusterError::Secrets(e.to_string()))?;
         }
         let mut nodes = BTreeMap::new();
+        let mut disks = BTreeMap::new();
         for member in &members {
             let node_dir = dir.join(format!("node-{}", member.id));
             std::fs::create_dir_all(&node_dir).map_err(io_err("cannot create", &node_dir))?;
+            if loop_disks {
+                let disk = LoopDisk::create(&node_dir.join("disk.img"), &node_dir.join("data"))?;
+                disks.insert(member.id, disk);
+            }
             let address = |port: u16| {
                 let ip: std::net::IpAddr = member
                     .client_address
@@ -177,6 +195,7 @@ impl DrillCluster {
         let mut cluster = Self {
             dir: dir.to_path_buf(),
             nodes,
+            disks,
             exe: exe.to_path_buf(),
             tls,
         };
@@ -254,6 +273,19 @@ impl DrillCluster {
         for id in ids {
             self.stop(id).await;
         }
+    }
+
+    /// Stalls (`frozen`) or releases node `id`'s data filesystem.
+    pub fn stall_disk(&self, id: u64, frozen: bool) -> Result<(), ClusterError> {
+        let Some(disk) = self.disks.get(&id) else {
+            return Ok(());
+        };
+        if frozen {
+            disk.freeze()?
+        } else {
+            disk.thaw()?
+        }
+        Ok(())
     }
 
     /// The ids of the nodes in `zone`.

@@ -11,6 +11,7 @@ use safekeep_history::{ClientId, Op, Outcome, check_all};
 use tokio::time::Instant;
 
 use crate::cluster::{ClusterError, DrillCluster, TENANTS};
+use crate::disks;
 use crate::faults::{self, FaultError, FaultKind};
 use crate::measure::{self, Phases};
 use crate::netns::{NetError, ZoneNetwork};
@@ -75,6 +76,7 @@ pub async fn run(options: &DrillOptions, phase: impl Fn(&str)) -> Result<DrillRe
     let dir = options.out.join("cluster");
     // Every drill starts from a new cluster; this folder is the drill's own.
     if dir.exists() {
+        disks::release_under(&dir);
         std::fs::remove_dir_all(&dir).map_err(|source| DrillError::Io {
             what: "cannot remove the previous drill's cluster",
             path: dir.clone(),
@@ -82,7 +84,14 @@ pub async fn run(options: &DrillOptions, phase: impl Fn(&str)) -> Result<DrillRe
         })?;
     }
     phase("starting the cluster");
-    let mut cluster = DrillCluster::start(&dir, network.zones(), options.nodes_per_zone, &options.node_binary).await?;
+    let mut cluster = DrillCluster::start(
+        &dir,
+        network.zones(),
+        options.nodes_per_zone,
+        &options.node_binary,
+        options.fault == FaultKind::DiskStall,
+    )
+    .await?;
     let keys = cluster.tenant_keys().await?;
 
     let mut tasks = Vec::new();

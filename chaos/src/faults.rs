@@ -2,7 +2,8 @@
 //! zone's processes (power loss), nftables rules in the zone's namespace
 //! that drop its traffic both ways (isolation) or one way (asymmetric
 //! partition), SIGSTOP and SIGCONT (a frozen host or stalled disk), `tc
-//! netem` delay and loss (a slow zone), and restarts one node at a time.
+//! netem` delay and loss (a slow zone), restarts one node at a time, and
+//! `fsfreeze` of the zone's data filesystems (a stalled disk).
 //! Every fault is undone by `heal`, and the network faults also vanish with
 //! the namespace when the drill cleans up.
 
@@ -50,11 +51,13 @@ pub enum FaultKind {
     LeaderZoneLoss,
     /// Restart every node, one at a time, waiting for a leader after each.
     RollingRestart,
+    /// fsfreeze the zone's data filesystems (loop-mounted ext4): every write stalls until the heal.
+    DiskStall,
 }
 
 impl FaultKind {
     /// Every fault, in the order `drill all` runs them.
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 8] = [
         FaultKind::ZonePowerLoss,
         FaultKind::ZoneIsolation,
         FaultKind::AsymmetricPartition,
@@ -62,6 +65,7 @@ impl FaultKind {
         FaultKind::SlowZone,
         FaultKind::LeaderZoneLoss,
         FaultKind::RollingRestart,
+        FaultKind::DiskStall,
     ];
 
     /// True for the faults that act on the network (and so need namespaces).
@@ -143,6 +147,12 @@ pub async fn inject(cluster: &mut DrillCluster, kind: FaultKind, zone: &str) -> 
             "SIGSTOP of every node in the zone; SIGCONT at the heal".to_string()
         }
         FaultKind::SlowZone => slow_down(&ns)?,
+        FaultKind::DiskStall => {
+            for id in &nodes {
+                cluster.stall_disk(*id, true)?;
+            }
+            "fsfreeze of the zone's loop-mounted ext4 data filesystems; thawed at the heal".to_string()
+        }
         FaultKind::RollingRestart => {
             let ids: Vec<u64> = cluster.nodes.keys().copied().collect();
             for id in ids {
@@ -224,6 +234,11 @@ pub async fn heal(cluster: &mut DrillCluster, injected: &Injected) -> Result<(),
             netns::run_in(&ns, "tc", &["qdisc", "del", "dev", ZONE_INTERFACE, "root"])?;
             // Present only where netem was missing.
             let _ = netns::run_in(&ns, "nft", &["delete", "table", "inet", NFT_TABLE]);
+        }
+        FaultKind::DiskStall => {
+            for id in &injected.nodes {
+                cluster.stall_disk(*id, false)?;
+            }
         }
         FaultKind::RollingRestart => {}
     }

@@ -90,6 +90,7 @@ fn the_simulation_imports_only_downward() {
 fn the_chaos_drills_import_only_downward() {
     let chaos = Layers::new(&[
         &["netns.rs"],
+        &["disks.rs"],
         &["cluster.rs"],
         &["faults.rs", "workload.rs"],
         &["measure.rs"],
