@@ -88,6 +88,47 @@ impl DrillNode {
     }
 }
 
+/// Writes the config of `member` (TLS, encryption at rest, data under
+/// `dir/node-ID`), as `adjust` completes it (initial members or a seed).
+fn prepare_node(
+    dir: &Path,
+    certs: &Path,
+    member: &InitialMember,
+    adjust: impl FnOnce(&mut NodeConfig),
+) -> Result<DrillNode, ClusterError> {
+    let node_dir = dir.join(format!("node-{}", member.id));
+    std::fs::create_dir_all(&node_dir).map_err(io_err("cannot create", &node_dir))?;
+    let ip: std::net::IpAddr = member
+        .client_address
+        .split(':')
+        .next()
+        .and_then(|ip| ip.parse().ok())
+        .expect("a planned address");
+    let listen = ListenAddresses {
+        client: SocketAddr::new(ip, CLIENT_PORT),
+        peer: SocketAddr::new(ip, PEER_PORT),
+        http: SocketAddr::new(ip, HTTP_PORT),
+    };
+    let mut config = NodeConfig {
+        cluster_name: "chaos-drill".into(),
+        tls: Some(safekeep_node::local_cluster::node_tls(certs, member.id)),
+        ..NodeConfig::new(member.id, member.zone.clone(), node_dir.join("data"), listen)
+    };
+    config.encryption.master_key_file = Some(certs.join("master.keys"));
+    adjust(&mut config);
+    let config_path = node_dir.join("node.toml");
+    let text = toml::to_string(&config).map_err(|e| ClusterError::Encode(e.to_string()))?;
+    std::fs::write(&config_path, text).map_err(io_err("cannot write", &config_path))?;
+    Ok(DrillNode {
+        id: member.id,
+        zone: member.zone.clone(),
+        client_address: listen.client,
+        config_path,
+        log: node_dir.join("node.log"),
+        child: None,
+    })
+}
+
 /// The running cluster and what clients need to reach it.
 pub struct DrillCluster {
     pub dir: PathBuf,
@@ -97,6 +138,9 @@ pub struct DrillCluster {
     disks: BTreeMap<u64, LoopDisk>,
     exe: PathBuf,
     tls: ClientTls,
+    certs: PathBuf,
+    zones: Vec<String>,
+    nodes_per_zone: usize,
 }
 
 impl DrillCluster {
@@ -125,11 +169,21 @@ impl DrillCluster {
                 });
             }
         }
+        // Each zone keeps one spare address and id, for a node that replaces a lost one.
+        let spares = (0..zones.len()).map(|index| {
+            let id = (nodes_per_zone * zones.len() + index + 1) as u64;
+            (id, netns::node_address(index, nodes_per_zone))
+        });
         let spec = DevBundleSpec {
-            nodes: members.iter().map(|m| m.id).collect(),
+            nodes: members
+                .iter()
+                .map(|m| m.id)
+                .chain(spares.clone().map(|(id, _)| id))
+                .collect(),
             hosts: members
                 .iter()
                 .map(|m| m.client_address.split(':').next().unwrap_or_default().to_string())
+                .chain(spares.map(|(_, ip)| ip.to_string()))
                 .collect(),
             clients: vec![CertPrincipal::Operator(DRILL_OPERATOR.to_string())],
             validity_days: CERT_VALIDITY_DAYS,
@@ -149,41 +203,8 @@ impl DrillCluster {
                 let disk = LoopDisk::create(&node_dir.join("disk.img"), &node_dir.join("data"))?;
                 disks.insert(member.id, disk);
             }
-            let address = |port: u16| {
-                let ip: std::net::IpAddr = member
-                    .client_address
-                    .split(':')
-                    .next()
-                    .and_then(|ip| ip.parse().ok())
-                    .expect("a planned address");
-                SocketAddr::new(ip, port)
-            };
-            let listen = ListenAddresses {
-                client: address(CLIENT_PORT),
-                peer: address(PEER_PORT),
-                http: address(HTTP_PORT),
-            };
-            let mut config = NodeConfig {
-                cluster_name: "chaos-drill".into(),
-                init: members.clone(),
-                tls: Some(safekeep_node::local_cluster::node_tls(&certs, member.id)),
-                ..NodeConfig::new(member.id, member.zone.clone(), node_dir.join("data"), listen)
-            };
-            config.encryption.master_key_file = Some(master_keys.clone());
-            let config_path = node_dir.join("node.toml");
-            let text = toml::to_string(&config).map_err(|e| ClusterError::Encode(e.to_string()))?;
-            std::fs::write(&config_path, text).map_err(io_err("cannot write", &config_path))?;
-            nodes.insert(
-                member.id,
-                DrillNode {
-                    id: member.id,
-                    zone: member.zone.clone(),
-                    client_address: address(CLIENT_PORT),
-                    config_path,
-                    log: node_dir.join("node.log"),
-                    child: None,
-                },
-            );
+            let node = prepare_node(dir, &certs, member, |config| config.init = members.clone())?;
+            nodes.insert(member.id, node);
         }
         let (cert, key) = leaf_files(&certs, &CertPrincipal::Operator(DRILL_OPERATOR.to_string()));
         let read = |path: &Path| std::fs::read(path).map_err(io_err("cannot read", path));
@@ -198,6 +219,9 @@ impl DrillCluster {
             disks,
             exe: exe.to_path_buf(),
             tls,
+            certs,
+            zones: zones.to_vec(),
+            nodes_per_zone,
         };
         // Highest ids first, so the initializing node (lowest id) finds its peers up.
         let ids: Vec<u64> = cluster.nodes.keys().rev().copied().collect();
@@ -206,6 +230,41 @@ impl DrillCluster {
         }
         cluster.wait_for_leader(FORM_TIMEOUT).await?;
         Ok(cluster)
+    }
+
+    /// Node `lost`'s disk is gone: its process is killed and its data
+    /// directory deleted. The operator adds a node with a new id, on its
+    /// zone's spare address, as a learner; it starts, joins through `seed`
+    /// and catches up. Returns the new id.
+    pub async fn replace_lost_disk(&mut self, lost: u64, seed: u64) -> Result<u64, ClusterError> {
+        self.kill(lost).await;
+        let node = self.nodes.remove(&lost).expect("a node of the drill");
+        let data = node.config_path.with_file_name("data");
+        std::fs::remove_dir_all(&data).map_err(io_err("cannot delete", &data))?;
+        let index = self
+            .zones
+            .iter()
+            .position(|z| *z == node.zone)
+            .expect("a zone of the drill");
+        let id = (self.nodes_per_zone * self.zones.len() + index + 1) as u64;
+        let ip = netns::node_address(index, self.nodes_per_zone);
+        let member = InitialMember {
+            id,
+            zone: node.zone.clone(),
+            peer_address: SocketAddr::from((ip, PEER_PORT)).to_string(),
+            client_address: SocketAddr::from((ip, CLIENT_PORT)).to_string(),
+        };
+        let seed_address = SocketAddr::new(self.nodes[&seed].client_address.ip(), PEER_PORT).to_string();
+        let node = prepare_node(&self.dir, &self.certs, &member, |config| {
+            config.join = Some(seed_address.clone())
+        })?;
+        let admin = self.client(self.endpoints(), None).await?;
+        admin
+            .add_learner(id, &member.zone, &member.peer_address, &member.client_address)
+            .await?;
+        self.nodes.insert(id, node);
+        self.start_node(id)?;
+        Ok(id)
     }
 
     /// Starts node `id` from its data, inside its zone's namespace.

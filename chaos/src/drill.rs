@@ -72,7 +72,8 @@ pub async fn run(options: &DrillOptions, phase: impl Fn(&str)) -> Result<DrillRe
         return Err(DrillError::UnknownZone(options.zone.clone()));
     }
     phase("laying out the zones");
-    let network = ZoneNetwork::create(&ZONES, options.nodes_per_zone)?;
+    // One spare address per zone, for a node that replaces a lost one.
+    let network = ZoneNetwork::create(&ZONES, options.nodes_per_zone + 1)?;
     let dir = options.out.join("cluster");
     // Every drill starts from a new cluster; this folder is the drill's own.
     if dir.exists() {

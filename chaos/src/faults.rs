@@ -3,7 +3,8 @@
 //! that drop its traffic both ways (isolation) or one way (asymmetric
 //! partition), SIGSTOP and SIGCONT (a frozen host or stalled disk), `tc
 //! netem` delay and loss (a slow zone), restarts one node at a time, and
-//! `fsfreeze` of the zone's data filesystems (a stalled disk).
+//! `fsfreeze` of the zone's data filesystems (a stalled disk), and a lost
+//! disk whose node is replaced by one with a new id.
 //! Every fault is undone by `heal`, and the network faults also vanish with
 //! the namespace when the drill cleans up.
 
@@ -30,6 +31,8 @@ const SLOW_ZONE_RATE: &str = "2mbit";
 const SLOW_ZONE_QUEUE_LATENCY: &str = "300ms";
 /// Percent of packets dropped in that case (nftables `numgen random`).
 const SLOW_ZONE_LOSS_PERCENT: u32 = 5;
+/// How long a replacement node has to join and take the lost one's vote.
+const REPLACE_WAIT: Duration = Duration::from_secs(60);
 /// How long a rolling restart waits for a leader after each node.
 const ROLLING_LEADER_WAIT: Duration = Duration::from_secs(30);
 
@@ -51,13 +54,15 @@ pub enum FaultKind {
     LeaderZoneLoss,
     /// Restart every node, one at a time, waiting for a leader after each.
     RollingRestart,
+    /// A node of the zone loses its disk; a node with a new id joins in its zone and replaces it.
+    NodeReplacement,
     /// fsfreeze the zone's data filesystems (loop-mounted ext4): every write stalls until the heal.
     DiskStall,
 }
 
 impl FaultKind {
     /// Every fault, in the order `drill all` runs them.
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::ZonePowerLoss,
         FaultKind::ZoneIsolation,
         FaultKind::AsymmetricPartition,
@@ -66,6 +71,7 @@ impl FaultKind {
         FaultKind::LeaderZoneLoss,
         FaultKind::RollingRestart,
         FaultKind::DiskStall,
+        FaultKind::NodeReplacement,
     ];
 
     /// True for the faults that act on the network (and so need namespaces).
@@ -97,6 +103,8 @@ pub enum FaultError {
     Net(#[from] NetError),
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    #[error("node {1} could not replace node {0} within the wait: {2}")]
+    Replace(u64, u64, String),
 }
 
 /// A fault in force: what was done, to undo at heal.
@@ -147,6 +155,29 @@ pub async fn inject(cluster: &mut DrillCluster, kind: FaultKind, zone: &str) -> 
             "SIGSTOP of every node in the zone; SIGCONT at the heal".to_string()
         }
         FaultKind::SlowZone => slow_down(&ns)?,
+        FaultKind::NodeReplacement => {
+            let lost = nodes[0];
+            let seed = *cluster.nodes.keys().find(|id| **id != lost).expect("another node");
+            let new = cluster.replace_lost_disk(lost, seed).await?;
+            let admin = cluster.client(cluster.endpoints(), None).await?;
+            let deadline = tokio::time::Instant::now() + REPLACE_WAIT;
+            // The new node must have joined (as a learner) before it can take the lost one's vote.
+            while let Err(e) = admin.replace_voter(lost, new, false).await {
+                if tokio::time::Instant::now() > deadline {
+                    return Err(FaultError::Replace(lost, new, e.to_string()));
+                }
+                tokio::time::sleep(crate::cluster::POLL).await;
+            }
+            return Ok(Injected {
+                kind,
+                zone,
+                nodes: vec![lost, new],
+                mechanism: format!(
+                    "node {lost} killed and its data directory deleted; node {new} joined in its zone and replaced \
+                     it as a voter (one joint change)"
+                ),
+            });
+        }
         FaultKind::DiskStall => {
             for id in &nodes {
                 cluster.stall_disk(*id, true)?;
@@ -240,7 +271,7 @@ pub async fn heal(cluster: &mut DrillCluster, injected: &Injected) -> Result<(),
                 cluster.stall_disk(*id, false)?;
             }
         }
-        FaultKind::RollingRestart => {}
+        FaultKind::RollingRestart | FaultKind::NodeReplacement => {}
     }
     Ok(())
 }
