@@ -1,8 +1,9 @@
 //! The drills as an SRE runs them, shortened: `safekeep-chaos drill` on a
-//! real three-zone cluster for a zone power loss, a zone isolation and a
-//! stalled disk (fsfreeze of loop-mounted data filesystems). Each must keep
-//! the history linearizable with no acknowledged write lost, fail over,
-//! write its report and plot, and leave no namespace or mount behind.
+//! real three-zone cluster for a zone power loss, a zone isolation, a
+//! stalled disk (fsfreeze of loop-mounted data filesystems) and a node
+//! replaced after its disk was lost. Each must keep the history
+//! linearizable with no acknowledged write lost, fail over, write its report
+//! and plot, and leave no namespace or mount behind.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -83,9 +84,9 @@ fn drill(fault: &str, out: &Path) -> serde_json::Value {
 }
 
 #[test]
-fn a_zone_power_loss_an_isolation_and_a_disk_stall_keep_every_acknowledged_write_and_fail_over() {
+fn power_loss_isolation_disk_stall_and_replacement_keep_every_acknowledged_write_and_fail_over() {
     let out = tempfile::TempDir::new().unwrap();
-    for fault in ["zone-power-loss", "zone-isolation", "disk-stall"] {
+    for fault in ["zone-power-loss", "zone-isolation", "disk-stall", "node-replacement"] {
         let report = drill(fault, out.path());
         let history = &report["history"];
         assert_eq!(history["linearizable"], true, "{fault}: {history}");
