@@ -38,13 +38,28 @@ pub enum NetError {
 
 /// Runs `program args`, failing with its stderr.
 pub fn run(program: &str, args: &[&str]) -> Result<(), NetError> {
-    let output = Command::new(program)
+    run_with_input(program, args, "")
+}
+
+/// Runs `program args` with `input` on its stdin, failing with its stderr.
+fn run_with_input(program: &str, args: &[&str], input: &str) -> Result<(), NetError> {
+    use std::io::Write;
+    let missing = |source| NetError::Missing {
+        program: program.to_string(),
+        source,
+    };
+    let mut child = Command::new(program)
         .args(args)
-        .output()
-        .map_err(|source| NetError::Missing {
-            program: program.to_string(),
-            source,
-        })?;
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(missing)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A program that reads nothing may close its stdin first; its exit status tells.
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let output = child.wait_with_output().map_err(missing)?;
     if output.status.success() {
         Ok(())
     } else {
@@ -64,31 +79,7 @@ pub fn run_in(namespace: &str, program: &str, args: &[&str]) -> Result<(), NetEr
 
 /// Runs `nft -f -` inside `namespace` with `script` on stdin.
 pub fn nft_in(namespace: &str, script: &str) -> Result<(), NetError> {
-    use std::io::Write;
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", namespace, "nft", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|source| NetError::Missing {
-            program: "ip".into(),
-            source,
-        })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(script.as_bytes());
-    }
-    let output = child.wait_with_output().map_err(|source| NetError::Missing {
-        program: "nft".into(),
-        source,
-    })?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(NetError::Command {
-            command: format!("nft -f - in {namespace}"),
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        })
-    }
+    run_with_input("ip", &["netns", "exec", namespace, "nft", "-f", "-"], script)
 }
 
 /// The namespace of zone `zone`.
