@@ -19,8 +19,10 @@ command -v nft >/dev/null 2>&1 || need+=(nftables)
 # (etcd-client) is there to look at the etcd cluster by hand.
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
-# The benchmark's etcd client crate compiles etcd's protos with protoc.
+# The benchmark's etcd client crate compiles etcd's protos with protoc,
+# which needs protobuf's own well-known types (libprotobuf-dev) beside it.
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+[ -e /usr/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
