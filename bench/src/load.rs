@@ -1,0 +1,293 @@
+//! The load generator: `clients` workers share `connections` client
+//! connections and send one workload's operations, for a warm-up and then a
+//! measured window.
+//!
+//! - Closed loop (no `rate`): each worker sends its next operation as soon as
+//!   the previous one is answered, so `clients` operations are in flight.
+//! - Open loop (`rate`): operation `i` is due at `start + i / rate`; a
+//!   worker takes the next due operation, waits for its time, and its latency
+//!   is counted from that intended time, so a stall that delays later sends
+//!   shows in their latency instead of hiding (no coordinated omission).
+//!   `clients` then caps how many operations are in flight.
+//!
+//! Only operations intended to start inside the measured window count. The
+//! servers' CPU time is sampled at the window's start and end.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::measure::{Latencies, total_cpu_ticks};
+use crate::targets::{CasOutcome, Connection, OpError};
+use crate::workloads::{Op, Workload, cas_key};
+
+/// How long workers get to finish their last operations after the window.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the progress counter is published.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// One run's load.
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    pub workload: Workload,
+    pub clients: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// Open loop at this many operations per second; `None`: closed loop.
+    pub rate: Option<u64>,
+    pub value_size: usize,
+    /// Size of the populated key set (read workloads).
+    pub keys: usize,
+    /// A number no other run of the session uses (keeps written keys apart).
+    pub run: u64,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone)]
+pub struct LoadOutcome {
+    /// Successful operations intended inside the measured window.
+    pub ops: u64,
+    /// Failed ones (a missing key and a compare-and-set conflict count too).
+    pub errors: u64,
+    /// The first error seen, to tell what went wrong.
+    pub first_error: Option<String>,
+    pub latencies: Latencies,
+    /// The measured window.
+    pub measured: Duration,
+    /// CPU clock ticks the servers spent during the window.
+    pub server_cpu_ticks: u64,
+}
+
+/// What one worker counted.
+#[derive(Debug, Default)]
+struct Tally {
+    ops: u64,
+    errors: u64,
+    first_error: Option<String>,
+    latencies: Latencies,
+}
+
+impl Tally {
+    fn fail(&mut self, error: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(error);
+    }
+}
+
+/// The instants every worker shares.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: Instant,
+    measure_from: Instant,
+    end: Instant,
+}
+
+/// A worker's fixed inputs.
+struct Worker<C> {
+    index: usize,
+    conn: C,
+    spec: Arc<LoadSpec>,
+    value: Arc<Vec<u8>>,
+    window: Window,
+    /// The next open-loop ticket.
+    tickets: Arc<AtomicU64>,
+    /// Operations finished so far, for the progress line.
+    done: Arc<AtomicU64>,
+    /// With `cas`: the version this worker last saw of its key.
+    cas_version: Option<u64>,
+}
+
+/// Runs `spec` over `conns`; `server_pids` are sampled for CPU time, and
+/// `progress` is told how many operations have finished.
+pub async fn drive<C: Connection>(
+    conns: &[C],
+    spec: &LoadSpec,
+    server_pids: &[u32],
+    progress: impl Fn(u64) + Send + 'static,
+) -> LoadOutcome {
+    assert!(
+        !conns.is_empty() && spec.clients > 0,
+        "a run needs connections and clients"
+    );
+    assert!(conns.len() <= spec.clients, "more connections than clients");
+    let spec = Arc::new(spec.clone());
+    let mut value = vec![0u8; spec.value_size];
+    StdRng::from_os_rng().fill_bytes(&mut value);
+    let value = Arc::new(value);
+
+    // The cas workload's keys exist before the clock starts.
+    let mut cas_versions: Vec<Option<u64>> = vec![None; spec.clients];
+    let mut setup_errors = Tally::default();
+    if spec.workload == Workload::Cas {
+        let run = spec.run;
+        let puts = (0..spec.clients).map(|w| {
+            let conn = conns[w % conns.len()].clone();
+            let value = value.as_ref().clone();
+            async move { conn.put(cas_key(run, w), value).await }
+        });
+        for (w, result) in futures::future::join_all(puts).await.into_iter().enumerate() {
+            match result {
+                Ok(version) => cas_versions[w] = Some(version),
+                Err(OpError(e)) => setup_errors.fail(format!("creating the cas key: {e}")),
+            }
+        }
+    }
+
+    let start = Instant::now();
+    let window = Window {
+        start,
+        measure_from: start + spec.warmup,
+        end: start + spec.warmup + spec.duration,
+    };
+    let tickets = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut workers = JoinSet::new();
+    for (index, cas_version) in cas_versions.into_iter().enumerate() {
+        let worker = Worker {
+            index,
+            conn: conns[index % conns.len()].clone(),
+            spec: spec.clone(),
+            value: value.clone(),
+            window,
+            tickets: tickets.clone(),
+            done: done.clone(),
+            cas_version,
+        };
+        workers.spawn(worker.run());
+    }
+    let ticker = tokio::spawn({
+        let done = done.clone();
+        async move {
+            let mut interval = tokio::time::interval(PROGRESS_INTERVAL);
+            loop {
+                interval.tick().await;
+                progress(done.load(Ordering::Relaxed));
+            }
+        }
+    });
+    let pids = server_pids.to_vec();
+    let cpu = tokio::spawn(async move {
+        tokio::time::sleep_until(window.measure_from).await;
+        let before = total_cpu_ticks(&pids);
+        tokio::time::sleep_until(window.end).await;
+        total_cpu_ticks(&pids).saturating_sub(before)
+    });
+
+    let mut total = setup_errors;
+    let drained = tokio::time::timeout_at(window.end + DRAIN_TIMEOUT, async {
+        while let Some(joined) = workers.join_next().await {
+            match joined {
+                Ok(tally) => {
+                    total.ops += tally.ops;
+                    total.errors += tally.errors;
+                    if total.first_error.is_none() {
+                        total.first_error = tally.first_error;
+                    }
+                    total.latencies.merge(&tally.latencies);
+                }
+                Err(e) => total.fail(format!("a worker failed: {e}")),
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        let stuck = workers.len() as u64;
+        workers.abort_all();
+        total.errors += stuck;
+        total.first_error.get_or_insert(format!(
+            "{stuck} workers were still waiting {DRAIN_TIMEOUT:?} after the end"
+        ));
+    }
+    ticker.abort();
+    let server_cpu_ticks = cpu.await.unwrap_or(0);
+    LoadOutcome {
+        ops: total.ops,
+        errors: total.errors,
+        first_error: total.first_error,
+        latencies: total.latencies,
+        measured: spec.duration,
+        server_cpu_ticks,
+    }
+}
+
+impl<C: Connection> Worker<C> {
+    async fn run(mut self) -> Tally {
+        let mut tally = Tally::default();
+        let mut rng = StdRng::from_os_rng();
+        let spec = self.spec.clone();
+        let window = self.window;
+        for seq in 0u64.. {
+            let intended = match spec.rate {
+                Some(rate) => {
+                    let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
+                    let due = window.start + Duration::from_secs_f64(ticket as f64 / rate as f64);
+                    if due >= window.end {
+                        break;
+                    }
+                    tokio::time::sleep_until(due).await;
+                    due
+                }
+                None => Instant::now(),
+            };
+            if intended >= window.end {
+                break;
+            }
+            let op = spec.workload.next_op(&mut rng, spec.run, self.index, seq, spec.keys);
+            let result = self.execute(op).await;
+            let latency = intended.elapsed();
+            self.done.fetch_add(1, Ordering::Relaxed);
+            if intended < window.measure_from {
+                continue;
+            }
+            match result {
+                Ok(()) => {
+                    tally.ops += 1;
+                    tally.latencies.record(latency);
+                }
+                Err(error) => tally.fail(error),
+            }
+        }
+        tally
+    }
+
+    async fn execute(&mut self, op: Op) -> Result<(), String> {
+        let value = self.value.as_ref().clone();
+        match op {
+            Op::Put { key } => self.conn.put(key, value).await.map(drop).map_err(|e| e.0),
+            Op::Read { key, freshness } => match self.conn.get(key.clone(), freshness).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(format!("{key} is missing although it was written before the run")),
+                Err(e) => Err(e.0),
+            },
+            Op::CompareAndSet { key } => {
+                let Some(expected) = self.cas_version else {
+                    // The key was never created (its put failed): create it now.
+                    self.cas_version = Some(self.conn.put(key, value).await.map_err(|e| e.0)?);
+                    return Err("the cas key had to be created during the run".into());
+                };
+                match self.conn.put_if_version(key.clone(), value.clone(), expected).await {
+                    Ok(CasOutcome::Applied { version }) => {
+                        assert!(version > expected, "a compare-and-set moved {key} back to {version}");
+                        self.cas_version = Some(version);
+                        Ok(())
+                    }
+                    Ok(CasOutcome::Conflict) => {
+                        // Only this worker writes its key: learn its version again.
+                        self.cas_version = self.conn.put(key.clone(), value).await.ok();
+                        Err(format!("{key} was not at version {expected}"))
+                    }
+                    Err(e) => {
+                        // The write may have applied: learn the version again.
+                        self.cas_version = None;
+                        Err(e.0)
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! The `safekeep-bench` binary: `compare` runs safekeep and etcd side by
+//! side, `run` one of them; both print a table, write `bench.json`,
+//! `bench.md` and `bench.png`, and with `--json` print the report as JSON.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use safekeep_bench::procs::find_program;
+use safekeep_bench::session::write_outputs;
+use safekeep_bench::{BenchError, Ports, Programs, Security, SessionOptions, Settings, TargetKind, Workload};
+
+/// Benchmarks safekeep side by side with etcd: both as three-member clusters
+/// on loopback, fsync on, TLS on (unless --plaintext), driven through their
+/// own client libraries.
+#[derive(Parser)]
+#[command(name = "safekeep-bench", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the workload on safekeep and on etcd, alternating round by round, and
+    /// print each figure's median with the safekeep/etcd ratio.
+    Compare(BenchArgs),
+    /// Run the workload on one system.
+    Run {
+        /// The system to measure.
+        #[arg(long, value_enum)]
+        target: TargetKind,
+        #[command(flatten)]
+        args: BenchArgs,
+    },
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// What each operation is.
+    #[arg(long, value_enum, default_value_t = Workload::Put)]
+    workload: Workload,
+    /// Clients in flight, comma-separated: one run per count and round.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
+    clients: Vec<usize>,
+    /// Runs per system and client count; each figure is the median over them.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Measured seconds of each run.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of load before the measurement starts.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Bytes of each written value.
+    #[arg(long, default_value_t = 1024)]
+    value_size: usize,
+    /// Client connections (SDK clients, etcd clients) per run [default: the client count, at most 8].
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Open loop: send this many operations per second and count latency from
+    /// each one's intended send time (--clients then caps those in flight).
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Keys written before get, get-stale and mixed runs.
+    #[arg(long, default_value_t = 10_000)]
+    keys: usize,
+    /// The plaintext reference pair: safekeep --insecure-dev, etcd over http.
+    #[arg(long)]
+    plaintext: bool,
+    /// Print the report as JSON on stdout (the table goes to stderr).
+    #[arg(long)]
+    json: bool,
+    /// Directory for bench.json, bench.md and bench.png.
+    #[arg(long, default_value = "bench-results")]
+    out: PathBuf,
+    /// Work directory for the clusters' data, configs and logs (empty or new) [default: a temporary one].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Keep the work directory after the session.
+    #[arg(long)]
+    keep: bool,
+    /// First of the loopback ports the clusters use (400 ports from it).
+    #[arg(long, default_value_t = 17_100)]
+    base_port: u16,
+    /// The safekeep-node program [default: beside this program, else on PATH].
+    #[arg(long)]
+    node_binary: Option<PathBuf>,
+    /// The etcd program.
+    #[arg(long, default_value = "etcd")]
+    etcd_binary: PathBuf,
+}
+
+fn seconds(flag: &str, value: f64) -> Result<Duration, BenchError> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| BenchError::BadOption(format!("{flag} must be a number of seconds ≥ 0")))
+}
+
+/// The node program: the flag, else the one built beside this program, else `PATH`.
+fn node_program(flag: Option<&Path>) -> Result<PathBuf, BenchError> {
+    let hint = "build it with `cargo build -p safekeep-node --bin safekeep-node`, or pass --node-binary";
+    if let Some(path) = flag {
+        return find_program(path, hint);
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .map(|exe| exe.with_file_name("safekeep-node"))
+        .filter(|path| path.is_file());
+    match beside {
+        Some(path) => Ok(path),
+        None => find_program(Path::new("safekeep-node"), hint),
+    }
+}
+
+fn options(targets: Vec<TargetKind>, args: BenchArgs) -> Result<(SessionOptions, bool, PathBuf), BenchError> {
+    let settings = Settings {
+        workload: args.workload,
+        clients: args.clients,
+        rounds: args.rounds,
+        duration: seconds("--duration", args.duration)?,
+        warmup: seconds("--warmup", args.warmup)?,
+        value_size: args.value_size,
+        connections: args.connections,
+        rate: args.rate,
+        keys: args.keys,
+        security: if args.plaintext {
+            Security::Plaintext
+        } else {
+            Security::Tls
+        },
+        ports: Ports { base: args.base_port },
+    };
+    settings.validate()?;
+    let etcd = if targets.contains(&TargetKind::Etcd) {
+        Some(find_program(
+            &args.etcd_binary,
+            "install etcd-server: run scripts/install-deps.sh",
+        )?)
+    } else {
+        None
+    };
+    let programs = Programs {
+        node: node_program(args.node_binary.as_deref())?,
+        etcd,
+    };
+    let options = SessionOptions {
+        settings,
+        targets,
+        dir: args.dir,
+        keep: args.keep,
+        programs,
+    };
+    Ok((options, args.json, args.out))
+}
+
+async fn bench(command: Command) -> Result<(), BenchError> {
+    let (targets, args) = match command {
+        Command::Compare(args) => (vec![TargetKind::Safekeep, TargetKind::Etcd], args),
+        Command::Run { target, args } => (vec![target], args),
+    };
+    let (options, json, out) = options(targets, args)?;
+    let report = safekeep_bench::run(&options).await?;
+    let written = write_outputs(&report, &out)?;
+    if json {
+        eprintln!("{}", report.table());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("a report always serializes")
+        );
+    } else {
+        println!("{}", report.table());
+    }
+    for path in written {
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(bench(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

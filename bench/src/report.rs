@@ -1,0 +1,383 @@
+//! What a session reports: the figures of every run, their medians per
+//! system and client count, the safekeep/etcd ratios, and the machine they
+//! were taken on; as a Markdown table for people and JSON for machines.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::load::LoadOutcome;
+use crate::settings::{Security, Settings};
+use crate::targets::TargetKind;
+
+/// Bytes in a MiB.
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// The figures of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunFigures {
+    pub target: TargetKind,
+    pub clients: usize,
+    pub connections: usize,
+    /// 1-based.
+    pub round: usize,
+    pub ops: u64,
+    pub ops_per_s: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    /// Server CPU seconds (all members) per 1,000 successful operations; `None` without operations.
+    pub cpu_s_per_1k_ops: Option<f64>,
+    /// Resident memory of all members at the end of the run.
+    pub server_rss_mib: f64,
+}
+
+impl RunFigures {
+    /// The figures of `outcome`; `rss_bytes` was read after it, `ticks_per_s` converts CPU ticks.
+    pub fn new(
+        target: TargetKind,
+        (clients, connections, round): (usize, usize, usize),
+        outcome: &LoadOutcome,
+        rss_bytes: u64,
+        ticks_per_s: u64,
+    ) -> Self {
+        assert!(ticks_per_s > 0 && round > 0, "ticks per second and rounds start at 1");
+        let seconds = outcome.measured.as_secs_f64();
+        let cpu_s = outcome.server_cpu_ticks as f64 / ticks_per_s as f64;
+        let l = &outcome.latencies;
+        Self {
+            target,
+            clients,
+            connections,
+            round,
+            ops: outcome.ops,
+            ops_per_s: if seconds > 0.0 {
+                outcome.ops as f64 / seconds
+            } else {
+                0.0
+            },
+            p50_ms: l.quantile_ms(0.5),
+            p90_ms: l.quantile_ms(0.9),
+            p99_ms: l.quantile_ms(0.99),
+            p999_ms: l.quantile_ms(0.999),
+            errors: outcome.errors,
+            first_error: outcome.first_error.clone(),
+            cpu_s_per_1k_ops: (outcome.ops > 0).then(|| cpu_s * 1_000.0 / outcome.ops as f64),
+            server_rss_mib: rss_bytes as f64 / MIB,
+        }
+    }
+}
+
+/// Medians over the rounds of one system at one client count.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub target: TargetKind,
+    pub clients: usize,
+    pub rounds: usize,
+    pub ops_per_s: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    /// Summed over the rounds, not a median: no error hides.
+    pub errors: u64,
+    pub cpu_s_per_1k_ops: Option<f64>,
+    pub server_rss_mib: f64,
+}
+
+/// safekeep's figure divided by etcd's, at one client count.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ratio {
+    pub clients: usize,
+    /// Above 1: safekeep serves more.
+    pub ops_per_s: Option<f64>,
+    /// Below 1: safekeep answers faster.
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// Below 1: safekeep spends less CPU per operation.
+    pub cpu_s_per_1k_ops: Option<f64>,
+    pub server_rss_mib: Option<f64>,
+}
+
+/// The machine the figures come from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cpus: usize,
+    pub memory_mib: u64,
+    pub kernel: String,
+}
+
+impl Machine {
+    /// This machine, as `/proc` describes it.
+    pub fn this() -> Self {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory_kib: u64 = meminfo
+            .lines()
+            .find_map(|line| line.strip_prefix("MemTotal:"))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        Self {
+            cpus: std::thread::available_parallelism().map_or(0, usize::from),
+            memory_mib: memory_kib / 1024,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map_or_else(|_| "unknown".into(), |s| s.trim().to_string()),
+        }
+    }
+}
+
+/// Everything a session found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub settings: Settings,
+    pub machine: Machine,
+    /// How each system was set up.
+    pub setups: BTreeMap<TargetKind, String>,
+    pub runs: Vec<RunFigures>,
+    pub summaries: Vec<Summary>,
+    /// Present for client counts where both systems ran.
+    pub ratios: Vec<Ratio>,
+}
+
+/// The median of `values` (the mean of the middle two for an even count); `None` when empty.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if sorted.is_empty() {
+        return None;
+    }
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    Some(if sorted.len() % 2 == 1 {
+        sorted[mid]
+    } else {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    })
+}
+
+fn summarize(target: TargetKind, clients: usize, runs: &[&RunFigures]) -> Summary {
+    assert!(!runs.is_empty(), "a summary needs runs");
+    let med = |f: fn(&RunFigures) -> f64| median(&runs.iter().map(|r| f(r)).collect::<Vec<_>>()).unwrap_or(0.0);
+    let cpu: Vec<f64> = runs.iter().filter_map(|r| r.cpu_s_per_1k_ops).collect();
+    Summary {
+        target,
+        clients,
+        rounds: runs.len(),
+        ops_per_s: med(|r| r.ops_per_s),
+        p50_ms: med(|r| r.p50_ms),
+        p90_ms: med(|r| r.p90_ms),
+        p99_ms: med(|r| r.p99_ms),
+        p999_ms: med(|r| r.p999_ms),
+        errors: runs.iter().map(|r| r.errors).sum(),
+        cpu_s_per_1k_ops: median(&cpu),
+        server_rss_mib: med(|r| r.server_rss_mib),
+    }
+}
+
+fn divide(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+impl Report {
+    /// Summaries and ratios of `runs`.
+    pub fn new(settings: Settings, setups: BTreeMap<TargetKind, String>, runs: Vec<RunFigures>) -> Self {
+        let mut groups: BTreeMap<(usize, TargetKind), Vec<&RunFigures>> = BTreeMap::new();
+        for run in &runs {
+            groups.entry((run.clients, run.target)).or_default().push(run);
+        }
+        let summaries: Vec<Summary> = groups
+            .iter()
+            .map(|((clients, target), runs)| summarize(*target, *clients, runs))
+            .collect();
+        let find = |target, clients| summaries.iter().find(|s| s.target == target && s.clients == clients);
+        let ratios = settings
+            .clients
+            .iter()
+            .filter_map(|&clients| {
+                let (s, e) = (find(TargetKind::Safekeep, clients)?, find(TargetKind::Etcd, clients)?);
+                Some(Ratio {
+                    clients,
+                    ops_per_s: divide(Some(s.ops_per_s), Some(e.ops_per_s)),
+                    p50_ms: divide(Some(s.p50_ms), Some(e.p50_ms)),
+                    p99_ms: divide(Some(s.p99_ms), Some(e.p99_ms)),
+                    cpu_s_per_1k_ops: divide(s.cpu_s_per_1k_ops, e.cpu_s_per_1k_ops),
+                    server_rss_mib: divide(Some(s.server_rss_mib), Some(e.server_rss_mib)),
+                })
+            })
+            .collect();
+        Self {
+            settings,
+            machine: Machine::this(),
+            setups,
+            runs,
+            summaries,
+            ratios,
+        }
+    }
+
+    /// The medians and ratios as a Markdown table, with a line saying what ran.
+    pub fn table(&self) -> String {
+        let s = &self.settings;
+        let mode = match s.rate {
+            Some(rate) => format!("open loop at {rate} ops/s"),
+            None => "closed loop".into(),
+        };
+        let security = match s.security {
+            Security::Tls => "TLS",
+            Security::Plaintext => "plaintext",
+        };
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "workload {}, {} B values, {security}, {mode}, median of {} round(s) of {} s after {} s of warm-up",
+            s.workload,
+            s.value_size,
+            s.rounds,
+            s.duration.as_secs_f64(),
+            s.warmup.as_secs_f64()
+        );
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "| clients | system | ops/s | p50 ms | p90 ms | p99 ms | p99.9 ms | errors | server CPU s / 1k ops | server RSS MiB |"
+        );
+        let _ = writeln!(out, "|---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for &clients in &s.clients {
+            for summary in self.summaries.iter().filter(|x| x.clients == clients) {
+                let _ = writeln!(
+                    out,
+                    "| {clients} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.0} |",
+                    summary.target,
+                    summary.ops_per_s,
+                    summary.p50_ms,
+                    summary.p90_ms,
+                    summary.p99_ms,
+                    summary.p999_ms,
+                    summary.errors,
+                    summary.cpu_s_per_1k_ops.map_or("-".into(), |v| format!("{v:.3}")),
+                    summary.server_rss_mib
+                );
+            }
+            if let Some(ratio) = self.ratios.iter().find(|r| r.clients == clients) {
+                let x = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}x"));
+                let _ = writeln!(
+                    out,
+                    "| {clients} | **safekeep/etcd** | **{}** | {} | | {} | | | {} | {} |",
+                    x(ratio.ops_per_s),
+                    x(ratio.p50_ms),
+                    x(ratio.p99_ms),
+                    x(ratio.cpu_s_per_1k_ops),
+                    x(ratio.server_rss_mib)
+                );
+            }
+        }
+        for (target, setup) in &self.setups {
+            let _ = writeln!(out, "\n{target}: {setup}");
+        }
+        let errors: Vec<&RunFigures> = self.runs.iter().filter(|r| r.first_error.is_some()).collect();
+        for run in errors {
+            let _ = writeln!(
+                out,
+                "\n{} at {} clients, round {}: {} errors, first: {}",
+                run.target,
+                run.clients,
+                run.round,
+                run.errors,
+                run.first_error.as_deref().unwrap_or("")
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::Latencies;
+    use crate::settings::Ports;
+    use crate::workloads::Workload;
+    use std::time::Duration;
+
+    fn outcome(ops: u64, latency_ms: u64, cpu_ticks: u64) -> LoadOutcome {
+        let mut latencies = Latencies::new();
+        for _ in 0..ops {
+            latencies.record(Duration::from_millis(latency_ms));
+        }
+        LoadOutcome {
+            ops,
+            errors: 0,
+            first_error: None,
+            latencies,
+            measured: Duration::from_secs(10),
+            server_cpu_ticks: cpu_ticks,
+        }
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            workload: Workload::Put,
+            clients: vec![4],
+            rounds: 3,
+            duration: Duration::from_secs(10),
+            warmup: Duration::from_secs(1),
+            value_size: 1024,
+            connections: None,
+            rate: None,
+            keys: 1,
+            security: Security::Tls,
+            ports: Ports { base: 17_100 },
+        }
+    }
+
+    #[test]
+    fn medians_take_the_middle_and_ignore_nothing_finite() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn the_ratio_is_safekeep_over_etcd_of_the_medians() {
+        let mut runs = Vec::new();
+        for (round, (sk_ops, etcd_ops)) in [(2_000, 1_000), (4_000, 1_000), (3_000, 2_000)].into_iter().enumerate() {
+            let sk = outcome(sk_ops, 2, 100);
+            let etcd = outcome(etcd_ops, 4, 200);
+            runs.push(RunFigures::new(
+                TargetKind::Safekeep,
+                (4, 4, round + 1),
+                &sk,
+                100 << 20,
+                100,
+            ));
+            runs.push(RunFigures::new(
+                TargetKind::Etcd,
+                (4, 4, round + 1),
+                &etcd,
+                50 << 20,
+                100,
+            ));
+        }
+        let report = Report::new(settings(), BTreeMap::new(), runs);
+        let ratio = &report.ratios[0];
+        // Medians: safekeep 300 ops/s, etcd 100 ops/s.
+        assert!((ratio.ops_per_s.unwrap() - 3.0).abs() < 1e-9, "{ratio:?}");
+        assert!((ratio.p99_ms.unwrap() - 0.5).abs() < 0.01, "{ratio:?}");
+        assert!((ratio.server_rss_mib.unwrap() - 2.0).abs() < 1e-9);
+        let table = report.table();
+        assert!(table.contains("safekeep/etcd") && table.contains("3.00x"), "{table}");
+    }
+
+    #[test]
+    fn a_run_without_operations_has_no_cpu_per_operation() {
+        let figures = RunFigures::new(TargetKind::Etcd, (1, 1, 1), &outcome(0, 1, 50), 0, 100);
+        assert_eq!(figures.cpu_s_per_1k_ops, None);
+        assert_eq!(figures.ops_per_s, 0.0);
+        let figures = RunFigures::new(TargetKind::Etcd, (1, 1, 1), &outcome(1_000, 1, 50), 0, 100);
+        assert!((figures.cpu_s_per_1k_ops.unwrap() - 0.5).abs() < 1e-9);
+    }
+}

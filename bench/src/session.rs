@@ -1,0 +1,292 @@
+//! One benchmark session: a fresh work directory, the development
+//! certificates, the clusters, the keys read workloads need, then every run,
+//! alternating the systems (safekeep, etcd, safekeep, etcd, ...) so that
+//! noise on the machine hits both, and finally the report. The clusters are
+//! stopped and the work directory removed (unless kept) whether the session
+//! ends, fails or is interrupted.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::error::{BenchError, io_err};
+use crate::load::{LoadSpec, drive};
+use crate::measure::{clock_ticks_per_second, total_rss_bytes};
+use crate::plot;
+use crate::report::{Report, RunFigures};
+use crate::settings::{Security, Settings};
+use crate::targets::certs::DevCerts;
+use crate::targets::etcd::EtcdCluster;
+use crate::targets::safekeep::SafekeepCluster;
+use crate::targets::{Cluster, Connection, Programs, SetupContext, TargetKind};
+use crate::workloads::populated_key;
+
+/// Workers that write the key set before a read workload.
+const POPULATE_WORKERS: usize = 64;
+/// Connections they share.
+const POPULATE_CONNECTIONS: usize = 8;
+/// How often the progress line is redrawn.
+const PROGRESS_REFRESH: Duration = Duration::from_millis(200);
+
+/// What to run and where.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    pub settings: Settings,
+    /// The systems to measure, in the order each round runs them.
+    pub targets: Vec<TargetKind>,
+    /// Work directory; `None`: a new temporary one.
+    pub dir: Option<PathBuf>,
+    /// Keep the work directory (data, configs, logs) after the session.
+    pub keep: bool,
+    pub programs: Programs,
+}
+
+/// The session's work directory, removed at the end unless kept.
+struct WorkDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl WorkDir {
+    fn create(dir: Option<&Path>, keep: bool) -> Result<Self, BenchError> {
+        let path = match dir {
+            Some(dir) => {
+                let empty = std::fs::read_dir(dir).map_or(true, |mut entries| entries.next().is_none());
+                if !empty {
+                    return Err(BenchError::BadOption(format!(
+                        "--dir {} is not empty: the clusters need fresh directories",
+                        dir.display()
+                    )));
+                }
+                std::fs::create_dir_all(dir).map_err(io_err("cannot create", dir))?;
+                dir.canonicalize().map_err(io_err("cannot resolve", dir))?
+            }
+            None => tempfile::Builder::new()
+                .prefix("safekeep-bench-")
+                .tempdir()
+                .map_err(io_err("cannot create a temporary directory in", &std::env::temp_dir()))?
+                .keep(),
+        };
+        Ok(Self { path, keep })
+    }
+
+    fn finish(self) {
+        if self.keep {
+            eprintln!("data, configs and logs kept in {}", self.path.display());
+        } else if let Err(e) = std::fs::remove_dir_all(&self.path) {
+            eprintln!("cannot remove {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// The clusters a session runs.
+#[derive(Default)]
+struct Clusters {
+    safekeep: Option<SafekeepCluster>,
+    etcd: Option<EtcdCluster>,
+}
+
+impl Clusters {
+    async fn stop(self) {
+        if let Some(cluster) = self.safekeep {
+            cluster.stop().await;
+        }
+        if let Some(cluster) = self.etcd {
+            cluster.stop().await;
+        }
+    }
+}
+
+/// Runs the session; the clusters are stopped and the directory removed on every path out.
+pub async fn run(options: &SessionOptions) -> Result<Report, BenchError> {
+    options.settings.validate()?;
+    if options.targets.is_empty() {
+        return Err(BenchError::BadOption("no target to measure".into()));
+    }
+    let workdir = WorkDir::create(options.dir.as_deref(), options.keep)?;
+    let mut clusters = Clusters::default();
+    let result = tokio::select! {
+        result = session(options, &workdir.path, &mut clusters) => result,
+        () = interrupted() => Err(BenchError::Interrupted),
+    };
+    clusters.stop().await;
+    workdir.finish();
+    result
+}
+
+/// Ctrl-C or SIGTERM.
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn session(options: &SessionOptions, dir: &Path, clusters: &mut Clusters) -> Result<Report, BenchError> {
+    let settings = &options.settings;
+    let certs = match settings.security {
+        Security::Tls => Some(DevCerts::make(&options.programs.node, &dir.join("ca")).await?),
+        Security::Plaintext => None,
+    };
+    let context = |name: &str| SetupContext {
+        dir: dir.join(name),
+        settings: settings.clone(),
+        programs: options.programs.clone(),
+        certs: certs.clone(),
+    };
+    let mut setups = BTreeMap::new();
+    for target in &options.targets {
+        eprintln!("starting {target} ...");
+        match target {
+            TargetKind::Safekeep => {
+                let cluster = clusters
+                    .safekeep
+                    .insert(SafekeepCluster::start(&context("safekeep")).await?);
+                setups.insert(*target, cluster.describe());
+            }
+            TargetKind::Etcd => {
+                let cluster = clusters.etcd.insert(EtcdCluster::start(&context("etcd")).await?);
+                setups.insert(*target, cluster.describe());
+            }
+        }
+    }
+    if settings.workload.reads_populated_keys() {
+        if let Some(cluster) = &clusters.safekeep {
+            populate(cluster, settings).await?;
+        }
+        if let Some(cluster) = &clusters.etcd {
+            populate(cluster, settings).await?;
+        }
+    }
+    let ticks_per_s = clock_ticks_per_second();
+    let mut runs = Vec::new();
+    let mut run_number = 0;
+    for &clients in &settings.clients {
+        for round in 1..=settings.rounds {
+            for target in &options.targets {
+                run_number += 1;
+                let slot = (clients, round, run_number);
+                let figures = match target {
+                    TargetKind::Safekeep => {
+                        let cluster = clusters.safekeep.as_mut().expect("started above");
+                        run_one(cluster, settings, slot, ticks_per_s).await?
+                    }
+                    TargetKind::Etcd => {
+                        let cluster = clusters.etcd.as_mut().expect("started above");
+                        run_one(cluster, settings, slot, ticks_per_s).await?
+                    }
+                };
+                runs.push(figures);
+            }
+        }
+    }
+    Ok(Report::new(settings.clone(), setups, runs))
+}
+
+/// Writes the key set read workloads read, before any run.
+async fn populate<C: Cluster>(cluster: &C, settings: &Settings) -> Result<(), BenchError> {
+    eprintln!(
+        "writing {} keys of {} B into {} ...",
+        settings.keys,
+        settings.value_size,
+        cluster.kind()
+    );
+    let mut conns = Vec::new();
+    for _ in 0..POPULATE_CONNECTIONS {
+        conns.push(cluster.connect().await?);
+    }
+    let value = vec![b'v'; settings.value_size];
+    let workers = (0..POPULATE_WORKERS).map(|w| {
+        let conn = conns[w % conns.len()].clone();
+        let value = value.clone();
+        let keys = settings.keys;
+        async move {
+            for index in (w..keys).step_by(POPULATE_WORKERS) {
+                conn.put(populated_key(index), value.clone()).await?;
+            }
+            Ok(())
+        }
+    });
+    let results: Vec<Result<(), crate::targets::OpError>> = futures::future::join_all(workers).await;
+    if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+        return Err(BenchError::Setup {
+            target: cluster.kind().name(),
+            detail: format!("writing the key set failed: {e}"),
+        });
+    }
+    Ok(())
+}
+
+/// One run of one system: fresh connections, the load, and its figures.
+async fn run_one<C: Cluster>(
+    cluster: &mut C,
+    settings: &Settings,
+    (clients, round, run_number): (usize, usize, usize),
+    ticks_per_s: u64,
+) -> Result<RunFigures, BenchError> {
+    cluster.check_running()?;
+    let target = cluster.kind();
+    let connections = settings.connections_for(clients);
+    let mut conns = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        conns.push(cluster.connect().await?);
+    }
+    let spec = LoadSpec {
+        workload: settings.workload,
+        clients,
+        warmup: settings.warmup,
+        duration: settings.duration,
+        rate: settings.rate,
+        value_size: settings.value_size,
+        keys: settings.keys,
+        run: run_number as u64,
+    };
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {pos} ops, {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_message(format!(
+        "{target} {} with {clients} clients over {connections} connections, round {round}/{}:",
+        settings.workload, settings.rounds
+    ));
+    bar.enable_steady_tick(PROGRESS_REFRESH);
+    let pids = cluster.server_pids();
+    let outcome = drive(&conns, &spec, &pids, {
+        let bar = bar.clone();
+        move |done| bar.set_position(done)
+    })
+    .await;
+    bar.finish_and_clear();
+    let rss = total_rss_bytes(&pids);
+    cluster.check_running()?;
+    let figures = RunFigures::new(target, (clients, connections, round), &outcome, rss, ticks_per_s);
+    eprintln!(
+        "{target:>8} {:>4} clients round {round}: {:>8.0} ops/s  p50 {:.2} ms  p99 {:.2} ms  errors {}",
+        clients, figures.ops_per_s, figures.p50_ms, figures.p99_ms, figures.errors
+    );
+    Ok(figures)
+}
+
+/// Writes `bench.json`, `bench.md` and `bench.png` into `out`; returns their paths.
+pub fn write_outputs(report: &Report, out: &Path) -> Result<Vec<PathBuf>, BenchError> {
+    std::fs::create_dir_all(out).map_err(io_err("cannot create", out))?;
+    let json_path = out.join("bench.json");
+    let json = serde_json::to_string_pretty(report).expect("a report always serializes");
+    std::fs::write(&json_path, json).map_err(io_err("cannot write", &json_path))?;
+    let md_path = out.join("bench.md");
+    std::fs::write(&md_path, report.table()).map_err(io_err("cannot write", &md_path))?;
+    let png_path = out.join("bench.png");
+    plot::draw(report, &png_path)?;
+    Ok(vec![json_path, md_path, png_path])
+}
