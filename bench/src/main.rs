@@ -140,10 +140,14 @@ fn options(targets: Vec<TargetKind>, args: BenchArgs) -> Result<(SessionOptions,
     } else {
         None
     };
-    let programs = Programs {
-        node: node_program(args.node_binary.as_deref())?,
-        etcd,
+    // The node program makes the certificates too: needed unless only etcd runs in plaintext.
+    let needs_node = targets.contains(&TargetKind::Safekeep) || settings.security == Security::Tls;
+    let node = if needs_node {
+        Some(node_program(args.node_binary.as_deref())?)
+    } else {
+        None
     };
+    let programs = Programs { node, etcd };
     let options = SessionOptions {
         settings,
         targets,

@@ -1,6 +1,7 @@
 //! `bench.png`: throughput and p99 latency against the client count, one
 //! line per system, side by side, from a session's medians. The x axis is
-//! logarithmic, as client counts grow by factors (1, 16, 64, 256).
+//! logarithmic (base 2, labelled at powers of two), as client counts grow by
+//! factors (1, 16, 64, 256).
 
 use std::path::Path;
 
@@ -67,9 +68,9 @@ fn panel(
     value: fn(&Summary) -> f64,
 ) -> Result<(), String> {
     let clients = &report.settings.clients;
-    let lowest = *clients.iter().min().ok_or("no client counts")? as f64;
-    let highest = *clients.iter().max().ok_or("no client counts")? as f64;
-    let x_range = (lowest / 2.0)..(highest * 2.0);
+    let lowest = (*clients.iter().min().ok_or("no client counts")? as f64).log2();
+    let highest = (*clients.iter().max().ok_or("no client counts")? as f64).log2();
+    let x_range = (lowest.floor() - 0.5)..(highest.ceil() + 0.5);
     let top = report.summaries.iter().map(value).fold(0.0, f64::max);
     let y_range = 0.0..(if top > 0.0 { top * 1.15 } else { 1.0 });
     let mut chart = ChartBuilder::on(area)
@@ -77,13 +78,20 @@ fn panel(
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(70)
-        .build_cartesian_2d(x_range.log_scale(), y_range)
+        .build_cartesian_2d(x_range, y_range)
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
+        .light_line_style(WHITE)
         .x_desc("clients in flight")
         .y_desc(y_label)
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_label_formatter(&|x| {
+            if (x - x.round()).abs() < 0.01 {
+                format!("{:.0}", x.round().exp2())
+            } else {
+                String::new()
+            }
+        })
         .draw()
         .map_err(|e| e.to_string())?;
     for target in [TargetKind::Safekeep, TargetKind::Etcd] {
@@ -91,7 +99,7 @@ fn panel(
             .summaries
             .iter()
             .filter(|s| s.target == target)
-            .map(|s| (s.clients as f64, value(s)))
+            .map(|s| ((s.clients as f64).log2(), value(s)))
             .collect();
         if points.is_empty() {
             continue;

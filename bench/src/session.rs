@@ -135,7 +135,7 @@ async fn interrupted() {
 async fn session(options: &SessionOptions, dir: &Path, clusters: &mut Clusters) -> Result<Report, BenchError> {
     let settings = &options.settings;
     let certs = match settings.security {
-        Security::Tls => Some(DevCerts::make(&options.programs.node, &dir.join("ca")).await?),
+        Security::Tls => Some(DevCerts::make(options.programs.node()?, &dir.join("ca")).await?),
         Security::Plaintext => None,
     };
     let context = |name: &str| SetupContext {

@@ -95,9 +95,19 @@ pub trait Cluster: Send {
 #[derive(Debug, Clone)]
 pub struct Programs {
     /// `safekeep-node`: the local cluster, and the development certificates.
-    pub node: PathBuf,
+    pub node: Option<PathBuf>,
     /// `etcd` from the etcd-server package.
     pub etcd: Option<PathBuf>,
+}
+
+impl Programs {
+    /// `safekeep-node`, which safekeep's cluster and the certificates need.
+    pub fn node(&self) -> Result<&PathBuf, BenchError> {
+        self.node.as_ref().ok_or_else(|| BenchError::MissingProgram {
+            program: "safekeep-node".into(),
+            hint: "build it with `cargo build -p safekeep-node --bin safekeep-node`, or pass --node-binary".into(),
+        })
+    }
 }
 
 /// What every cluster's setup needs: its directory, the session's settings,

@@ -94,7 +94,7 @@ impl SafekeepCluster {
             _ => unreachable!("certificates are made exactly when TLS is on"),
         }
         let log = dir.join("local-cluster.log");
-        let mut supervisor = ServerProcess::spawn("safekeep local-cluster", &ctx.programs.node, &args, &log)?;
+        let mut supervisor = ServerProcess::spawn("safekeep local-cluster", ctx.programs.node()?, &args, &log)?;
         let manifest_path = dir.join("cluster.json");
         let manifest = poll_until(
             READY_TIMEOUT,
