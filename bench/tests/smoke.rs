@@ -15,17 +15,22 @@ const POLL: Duration = Duration::from_millis(200);
 /// Ports far from the default, so a benchmark running by hand does not collide.
 const BASE_PORT: &str = "27100";
 
-/// The node program the benchmark starts, built if this test run has not yet.
+/// The node program the benchmark starts, built from this tree (a no-op
+/// when the test command has built it already).
 fn node_binary() -> PathBuf {
     let bench = PathBuf::from(env!("CARGO_BIN_EXE_safekeep-bench"));
+    let release = bench
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|dir| dir == "release");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "-p", "safekeep-node", "--bin", "safekeep-node"])
+        .args(release.then_some("--release"))
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "building safekeep-node failed");
     let node = bench.with_file_name("safekeep-node");
-    if !node.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "safekeep-node", "--bin", "safekeep-node"])
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "building safekeep-node failed");
-    }
+    assert!(node.is_file(), "{} was not built", node.display());
     node
 }
 
@@ -33,9 +38,9 @@ fn etcd_installed() -> bool {
     std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("etcd").is_file()))
 }
 
-fn compare(out: &Path, work: &Path) -> (serde_json::Value, String) {
-    let stdout_path = out.join("stdout.json");
-    let stderr_path = out.join("stderr.txt");
+fn compare(scratch: &Path, out: &Path, work: &Path) -> (serde_json::Value, String) {
+    let stdout_path = scratch.join("stdout.json");
+    let stderr_path = scratch.join("stderr.txt");
     let mut child = Command::new(env!("CARGO_BIN_EXE_safekeep-bench"))
         .args(["compare", "--workload", "put", "--clients", "4", "--rounds", "1"])
         .args(["--duration", "2", "--warmup", "1", "--json", "--base-port", BASE_PORT])
@@ -82,7 +87,7 @@ fn compare_measures_both_systems_and_reports_the_ratio_json_and_plot() {
     let scratch = tempfile::TempDir::new().unwrap();
     let out = scratch.path().join("out");
     let work = scratch.path().join("work");
-    let (report, stderr) = compare(&out, &work);
+    let (report, stderr) = compare(scratch.path(), &out, &work);
 
     let summaries = report["summaries"].as_array().expect("summaries");
     for target in ["safekeep", "etcd"] {
