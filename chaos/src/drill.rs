@@ -4,6 +4,7 @@
 //! history, measure, and write the report. Every process, rule and
 //! namespace goes away when the drill ends, fails, or is dropped (Ctrl-C).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use safekeep_history::{ClientId, Op, Outcome, check_all};
 use tokio::time::Instant;
 
 use crate::cluster::{self, ClusterError, DrillCluster, TENANTS};
+use crate::converge::{self, CONVERGE_DEADLINE, Divergence, Held};
 use crate::disks;
 use crate::existing::{ExistingCluster, ExistingError, ExistingOptions};
 use crate::faults::{FaultError, FaultKind};
@@ -256,10 +258,23 @@ pub async fn run(options: &DrillOptions, show: impl Fn(Progress)) -> Result<Dril
     let observed = monitor.finish().await;
 
     phase("reading every key back");
+    let mut finals = BTreeMap::new();
     for tenant in TENANTS {
         let reader = target.client(target.endpoints(), Some(&keys[tenant])).await?;
-        final_reads(&reader, tenant, &key_prefix, &recording).await;
+        finals.extend(final_reads(&reader, tenant, &key_prefix, &recording).await);
     }
+    phase("checking every replica");
+    let mut checks = Vec::new();
+    let finals = &finals;
+    for (id, address) in target.node_endpoints() {
+        let mut clients = BTreeMap::new();
+        for tenant in TENANTS {
+            let client = target.client(vec![address.clone()], Some(&keys[tenant])).await?;
+            clients.insert(tenant.to_string(), client);
+        }
+        checks.push(async move { converge::check_node(id, &clients, finals, CONVERGE_DEADLINE).await });
+    }
+    let divergences: Vec<Divergence> = futures::future::join_all(checks).await.into_iter().flatten().collect();
     target.finish().await;
     drop(target);
     drop(network);
@@ -268,11 +283,13 @@ pub async fn run(options: &DrillOptions, show: impl Fn(Progress)) -> Result<Dril
     let checked = check_all(&recording.recorder.history());
     let mut findings: Vec<String> = checked.linearizability.violations().map(|v| v.to_string()).collect();
     findings.extend(checked.lost_writes.lost.iter().map(|l| l.to_string()));
+    findings.extend(divergences.iter().map(|d| d.to_string()));
     findings.truncate(MAX_FINDINGS);
     let history = HistoryVerdict {
         operations: checked.operations,
         linearizable: checked.linearizability.is_ok(),
         lost_writes: checked.lost_writes.lost.len(),
+        replicas_agree: divergences.is_empty(),
         findings,
     };
     let samples = recording.samples();
@@ -284,7 +301,8 @@ pub async fn run(options: &DrillOptions, show: impl Fn(Progress)) -> Result<Dril
     let mut figures = measure::figures(&samples, phases);
     figures.catch_up_s = catch_up_s(&observed, &to_catch_up, heal_ms);
     figures.leader_changes = observed.leader_changes.clone();
-    let passed = checked.is_ok() && figures.longest_write_gap_s <= options.write_gap_slo.as_secs_f64();
+    let passed =
+        checked.is_ok() && history.replicas_agree && figures.longest_write_gap_s <= options.write_gap_slo.as_secs_f64();
     let report = DrillReport {
         fault: options.fault,
         isolation,
@@ -328,8 +346,15 @@ fn catch_up_s(observed: &Observations, nodes: &[u64], heal_ms: f64) -> Option<f6
 }
 
 /// One successful linearizable read of every key of `tenant`, recorded:
-/// what the cluster finally holds, against which lost writes are judged.
-async fn final_reads(client: &safekeep_client::Client, tenant: &str, key_prefix: &str, recording: &Recording) {
+/// what the cluster finally holds, against which lost writes are judged
+/// and every replica is compared. Returns what each read found.
+async fn final_reads(
+    client: &safekeep_client::Client,
+    tenant: &str,
+    key_prefix: &str,
+    recording: &Recording,
+) -> Vec<((String, String), Held)> {
+    let mut found = Vec::new();
     let who = ClientId(u64::MAX);
     for k in 0..workload::KEYS {
         let key = format!("{key_prefix}k{k}");
@@ -343,7 +368,7 @@ async fn final_reads(client: &safekeep_client::Client, tenant: &str, key_prefix:
                 },
                 invoked,
             ) else {
-                return;
+                return found;
             };
             let outcome = match client.get(tenant, &key).await {
                 Ok(record) => Outcome::Read {
@@ -354,11 +379,16 @@ async fn final_reads(client: &safekeep_client::Client, tenant: &str, key_prefix:
                 },
                 Err(_) => Outcome::Fail,
             };
-            let done = matches!(outcome, Outcome::Read { .. });
+            let held = match &outcome {
+                Outcome::Read { record } => Some(record.as_ref().map(|r| (r.value.clone(), r.version))),
+                _ => None,
+            };
             let _ = recording.recorder.complete(id, outcome, recording.now_ns());
-            if done {
+            if let Some(held) = held {
+                found.push(((tenant.to_string(), key), held));
                 break;
             }
         }
     }
+    found
 }

@@ -9,10 +9,12 @@
 //!
 //! Layers, lowest first: `netns` (zones as namespaces) and `disks` (data
 //! filesystems to stall), `cluster` (the node processes), `faults`,
-//! `workload`, `monitor` (the cluster watched) and `existing` (a cluster
-//! elsewhere), `target` (either cluster), `measure`, `report`, `drill`.
+//! `workload`, `monitor` (the cluster watched), `converge` (replicas
+//! compared) and `existing` (a cluster elsewhere), `target` (either
+//! cluster), `measure`, `report`, `drill`.
 
 pub mod cluster;
+pub mod converge;
 pub mod disks;
 pub mod drill;
 pub mod existing;

@@ -30,6 +30,8 @@ pub struct HistoryVerdict {
     pub operations: usize,
     pub linearizable: bool,
     pub lost_writes: usize,
+    /// After recovery every node's own replica held what the cluster holds.
+    pub replicas_agree: bool,
     /// One line per violation found, as the checker words it.
     pub findings: Vec<String>,
 }
@@ -96,7 +98,7 @@ impl DrillReport {
             }
         );
         out += &format!(
-            "| figure | value |\n|---|---|\n| longest write gap | {:.2} s (SLO {:.1} s) |\n| failover (first write after the fault) | {} |\n| recovery (throughput back after the heal) | {} |\n| catch-up (restored nodes hold what was committed at the heal) | {} |\n| leader changes | {} |\n| operations checked | {} |\n| linearizable | {} |\n| lost acknowledged writes | {} |\n\n",
+            "| figure | value |\n|---|---|\n| longest write gap | {:.2} s (SLO {:.1} s) |\n| failover (first write after the fault) | {} |\n| recovery (throughput back after the heal) | {} |\n| catch-up (restored nodes hold what was committed at the heal) | {} |\n| leader changes | {} |\n| operations checked | {} |\n| linearizable | {} |\n| lost acknowledged writes | {} |\n| every replica holds the same data | {} |\n\n",
             f.longest_write_gap_s,
             self.write_gap_slo_s,
             seconds(f.failover_s),
@@ -105,7 +107,8 @@ impl DrillReport {
             f.leader_changes.len().saturating_sub(1),
             self.history.operations,
             if self.history.linearizable { "yes" } else { "NO" },
-            self.history.lost_writes
+            self.history.lost_writes,
+            if self.history.replicas_agree { "yes" } else { "NO" }
         );
         out += "| phase | writes/s | reads/s | failed | availability | write p50 ms | write p99 ms |\n|---|---|---|---|---|---|---|\n";
         for (name, p) in [("before", &f.before), ("during", &f.during), ("after", &f.after)] {

@@ -56,6 +56,18 @@ impl Target {
         }
     }
 
+    /// Each node's id (or label) and endpoint, for reads of its own replica.
+    pub fn node_endpoints(&self) -> Vec<(u64, String)> {
+        match self {
+            Target::Local(cluster) => cluster
+                .nodes
+                .values()
+                .map(|n| (n.id, n.client_address.to_string()))
+                .collect(),
+            Target::Existing(cluster) => (1..).zip(cluster.endpoints()).collect(),
+        }
+    }
+
     /// What the watch asks, each on its own: an id (or label) and an endpoint.
     pub fn watch_targets(&self) -> Vec<(u64, String)> {
         match self {

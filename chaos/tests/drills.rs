@@ -79,6 +79,7 @@ fn power_loss_isolation_disk_stall_and_replacement_keep_every_acknowledged_write
         let history = &report["history"];
         assert_eq!(history["linearizable"], true, "{fault}: {history}");
         assert_eq!(history["lost_writes"], 0, "{fault}: {history}");
+        assert_eq!(history["replicas_agree"], true, "{fault}: {history}");
         assert!(
             history["operations"].as_u64().unwrap() > 100,
             "{fault}: the workload ran: {history}"

@@ -3,7 +3,8 @@
 //! plays the cluster elsewhere, the fault comes from the hooks (SIGKILL of
 //! one node, then SIGHUP so local-cluster restarts it), and the same
 //! workload, checker, watch and report run through `--endpoints` with the
-//! operator's certificate.
+//! operator's certificate. The replica check the drill ends with is then
+//! shown to fail on the same cluster, against a record it holds newer.
 
 mod common;
 
@@ -112,4 +113,44 @@ fn a_drill_against_a_running_cluster_takes_its_fault_from_the_hooks() {
     assert_eq!(report["history"]["lost_writes"], 0, "{}", report["history"]);
     assert!(report["history"]["operations"].as_u64().unwrap() > 100);
     assert!(report["figures"]["failover_s"].is_f64(), "{}", report["figures"]);
+    assert_eq!(report["history"]["replicas_agree"], true, "{}", report["history"]);
+
+    let api_key = std::fs::read_to_string(manifest_path.with_file_name("acme.api-key")).expect("the quick start's key");
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(the_replica_check_can_fail(&endpoints, &tls("ca"), api_key.trim()));
+}
+
+/// The replica check reports a node that holds other than what it is told
+/// the cluster holds, and passes once told the truth.
+async fn the_replica_check_can_fail(endpoints: &[&str], ca: &str, api_key: &str) {
+    use safekeep_chaos::converge::check_node;
+    use safekeep_client::{ApiKey, Client, ClientConfig, ClientTls};
+    let connect = |endpoints: Vec<String>| async move {
+        let mut config = ClientConfig::new(endpoints);
+        config.tls = Some(ClientTls {
+            ca_pem: std::fs::read(ca).unwrap(),
+            identity: None,
+            server_name: None,
+        });
+        config.api_key = Some(ApiKey::new(api_key).unwrap());
+        Client::connect(config).await.unwrap()
+    };
+    let writer = connect(endpoints.iter().map(|e| e.to_string()).collect()).await;
+    let first = writer.put("acme", "converge-probe", b"first".to_vec()).await.unwrap();
+    let second = writer.put("acme", "converge-probe", b"second".to_vec()).await.unwrap();
+    let clients = [("acme".to_string(), connect(vec![endpoints[2].to_string()]).await)].into();
+    let told = |value: &[u8], version: u64| {
+        [(
+            ("acme".to_string(), "converge-probe".to_string()),
+            Some((value.to_vec(), version)),
+        )]
+        .into()
+    };
+    let wrong = check_node(3, &clients, &told(b"first", first.version), Duration::from_secs(1))
+        .await
+        .expect("a node holding a newer record diverges from a cluster said to hold the older");
+    assert!(wrong.to_string().contains("second"), "{wrong}");
+    let right = check_node(3, &clients, &told(b"second", second.version), Duration::from_secs(20)).await;
+    assert_eq!(right, None, "node 3 comes to hold what the cluster holds");
 }

@@ -82,6 +82,7 @@ fn without_root_a_zone_freeze_runs_on_loopback_and_a_network_fault_is_refused_wi
     assert_eq!(report["isolation"], "loopback");
     assert_eq!(report["history"]["linearizable"], true, "{}", report["history"]);
     assert_eq!(report["history"]["lost_writes"], 0, "{}", report["history"]);
+    assert_eq!(report["history"]["replicas_agree"], true, "{}", report["history"]);
     let figures = &report["figures"];
     assert!(figures["failover_s"].is_f64(), "writes resumed: {figures}");
     assert!(

@@ -92,7 +92,7 @@ fn the_chaos_drills_import_only_downward() {
         &["netns.rs"],
         &["disks.rs"],
         &["cluster.rs"],
-        &["faults.rs", "workload.rs", "monitor.rs", "existing.rs"],
+        &["faults.rs", "workload.rs", "monitor.rs", "converge.rs", "existing.rs"],
         &["target.rs"],
         &["measure.rs"],
         &["report.rs"],
