@@ -38,6 +38,10 @@ const CERT_VALIDITY_DAYS: u32 = 2;
 const FORM_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the drill polls the cluster while it waits.
 pub const POLL: Duration = Duration::from_millis(100);
+/// Deadline of one attempt of a drill's request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Total time the SDK retries one of the drill's requests.
+const RETRY_BUDGET: Duration = Duration::from_secs(5);
 /// How long a node gets to stop after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -127,6 +131,24 @@ fn prepare_node(
         log: node_dir.join("node.log"),
         child: None,
     })
+}
+
+/// An SDK client as every part of a drill uses one: over `endpoints`, with
+/// `tls` (none: plaintext), as the client certificate's holder or with
+/// `api_key`, and the drill's deadlines.
+pub async fn drill_client(
+    endpoints: Vec<String>,
+    tls: Option<ClientTls>,
+    api_key: Option<&str>,
+) -> Result<Client, safekeep_client::Error> {
+    let mut config = ClientConfig::new(endpoints);
+    config.tls = tls;
+    if let Some(key) = api_key {
+        config.api_key = Some(ApiKey::new(key)?);
+    }
+    config.request_timeout = REQUEST_TIMEOUT;
+    config.retry_budget = RETRY_BUDGET;
+    Client::connect(config).await
 }
 
 /// The running cluster and what clients need to reach it.
@@ -418,14 +440,7 @@ impl DrillCluster {
 
     /// An SDK client over `endpoints`, as the drill's operator or with `api_key`.
     pub async fn client(&self, endpoints: Vec<String>, api_key: Option<&str>) -> Result<Client, ClusterError> {
-        let mut config = ClientConfig::new(endpoints);
-        config.tls = Some(self.tls.clone());
-        if let Some(key) = api_key {
-            config.api_key = Some(ApiKey::new(key)?);
-        }
-        config.request_timeout = Duration::from_secs(2);
-        config.retry_budget = Duration::from_secs(5);
-        Ok(Client::connect(config).await?)
+        Ok(drill_client(endpoints, Some(self.tls.clone()), api_key).await?)
     }
 
     /// The leader the cluster agrees on now, asked of any node that answers.

@@ -15,7 +15,7 @@ use crate::cluster::{self, ClusterError, DrillCluster, TENANTS};
 use crate::converge::{self, CONVERGE_DEADLINE, Divergence, Held};
 use crate::disks;
 use crate::existing::{ExistingCluster, ExistingError, ExistingOptions};
-use crate::faults::{FaultError, FaultKind};
+use crate::faults::FaultKind;
 use crate::measure::{self, Phases};
 use crate::monitor::{Monitor, Observations};
 use crate::netns::{Isolation, NetError, ZoneNetwork};
@@ -78,8 +78,6 @@ pub enum DrillError {
     Net(#[from] NetError),
     #[error(transparent)]
     Cluster(#[from] ClusterError),
-    #[error(transparent)]
-    Fault(#[from] FaultError),
     #[error(transparent)]
     Report(#[from] ReportError),
     #[error("{what} {path}: {source}")]

@@ -9,15 +9,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use safekeep_client::{ApiKey, ApiKeyRole, Client, ClientConfig, ClientTls};
+use safekeep_client::{ApiKeyRole, Client, ClientTls};
 use tokio::io::AsyncBufReadExt;
 
-use crate::cluster::TENANTS;
+use crate::cluster::{TENANTS, drill_client};
 
-/// Deadline of one attempt of a workload request against the cluster.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-/// Total time the SDK retries one request.
-const RETRY_BUDGET: Duration = Duration::from_secs(5);
 /// Longest a fault hook may run.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -92,14 +88,7 @@ impl ExistingCluster {
 
     /// An SDK client over `endpoints`, as the operator or with `api_key`.
     pub async fn client(&self, endpoints: Vec<String>, api_key: Option<&str>) -> Result<Client, ExistingError> {
-        let mut config = ClientConfig::new(endpoints);
-        config.tls = self.tls.clone();
-        if let Some(key) = api_key {
-            config.api_key = Some(ApiKey::new(key)?);
-        }
-        config.request_timeout = REQUEST_TIMEOUT;
-        config.retry_budget = RETRY_BUDGET;
-        Ok(Client::connect(config).await?)
+        Ok(drill_client(endpoints, self.tls.clone(), api_key).await?)
     }
 
     /// Makes the drill's tenants where missing, and issues each a key for this run.

@@ -85,17 +85,7 @@ fn a_drill_against_a_running_cluster_takes_its_fault_from_the_hooks() {
         .output()
         .expect("run safekeep-chaos");
     let dir = report_dir.join("zone-power-loss");
-    let report: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dir.join("report.json"))
-            .unwrap_or_else(|e| panic!("no report ({e}): {}", String::from_utf8_lossy(&output.stderr))),
-    )
-    .expect("report.json parses");
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        std::fs::read_to_string(dir.join("report.md")).unwrap_or_default()
-    );
+    let report = common::passed_report(&dir, &output);
     assert!(
         report["isolation"].is_null(),
         "a cluster elsewhere: {}",

@@ -68,17 +68,7 @@ fn without_root_a_zone_freeze_runs_on_loopback_and_a_network_fault_is_refused_wi
         out.path(),
     );
     let dir = out.path().join("report/zone-freeze");
-    let report: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dir.join("report.json"))
-            .unwrap_or_else(|e| panic!("no report ({e}): {}", String::from_utf8_lossy(&output.stderr))),
-    )
-    .expect("report.json parses");
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        std::fs::read_to_string(dir.join("report.md")).unwrap_or_default()
-    );
+    let report = common::passed_report(&dir, &output);
     assert_eq!(report["isolation"], "loopback");
     assert_eq!(report["history"]["linearizable"], true, "{}", report["history"]);
     assert_eq!(report["history"]["lost_writes"], 0, "{}", report["history"]);
