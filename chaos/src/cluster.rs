@@ -20,7 +20,7 @@ use safekeep_node::tls::certs::{CA_CERT_FILE, DevBundleSpec, leaf_files, write_d
 use tokio::process::{Child, Command};
 
 use crate::disks::LoopDisk;
-use crate::netns::{self, NetError};
+use crate::netns::{self, Isolation, NetError};
 
 /// Client port of every node (each has an address of its own).
 const CLIENT_PORT: u16 = 7001;
@@ -38,6 +38,10 @@ const CERT_VALIDITY_DAYS: u32 = 2;
 const FORM_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the drill polls the cluster while it waits.
 pub const POLL: Duration = Duration::from_millis(100);
+/// Deadline of one attempt of a drill's request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Total time the SDK retries one of the drill's requests.
+const RETRY_BUDGET: Duration = Duration::from_secs(5);
 /// How long a node gets to stop after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -129,6 +133,24 @@ fn prepare_node(
     })
 }
 
+/// An SDK client as every part of a drill uses one: over `endpoints`, with
+/// `tls` (none: plaintext), as the client certificate's holder or with
+/// `api_key`, and the drill's deadlines.
+pub async fn drill_client(
+    endpoints: Vec<String>,
+    tls: Option<ClientTls>,
+    api_key: Option<&str>,
+) -> Result<Client, safekeep_client::Error> {
+    let mut config = ClientConfig::new(endpoints);
+    config.tls = tls;
+    if let Some(key) = api_key {
+        config.api_key = Some(ApiKey::new(key)?);
+    }
+    config.request_timeout = REQUEST_TIMEOUT;
+    config.retry_budget = RETRY_BUDGET;
+    Client::connect(config).await
+}
+
 /// The running cluster and what clients need to reach it.
 pub struct DrillCluster {
     pub dir: PathBuf,
@@ -139,52 +161,94 @@ pub struct DrillCluster {
     exe: PathBuf,
     tls: ClientTls,
     certs: PathBuf,
+    layout: Layout,
+}
+
+/// Where each node of a drill lives: node `id` (from 1) in zone
+/// `(id - 1) % zones`, and one spare id and address per zone for a node
+/// that replaces a lost one.
+#[derive(Debug, Clone)]
+struct Layout {
     zones: Vec<String>,
-    nodes_per_zone: usize,
+    nodes: usize,
+    isolation: Isolation,
+}
+
+impl Layout {
+    fn at(&self, id: u64, zone: usize, slot: usize) -> InitialMember {
+        let ip = self.isolation.node_address(zone, slot);
+        InitialMember {
+            id,
+            zone: self.zones[zone].clone(),
+            peer_address: SocketAddr::from((ip, PEER_PORT)).to_string(),
+            client_address: SocketAddr::from((ip, CLIENT_PORT)).to_string(),
+        }
+    }
+
+    /// Initial member `id`.
+    fn member(&self, id: u64) -> InitialMember {
+        assert!(
+            id >= 1 && id as usize <= self.nodes,
+            "node {id} is not an initial member"
+        );
+        let index = id as usize - 1;
+        self.at(id, index % self.zones.len(), index / self.zones.len())
+    }
+
+    /// Nodes of zone `zone` at the start.
+    fn zone_size(&self, zone: usize) -> usize {
+        (self.nodes + self.zones.len() - 1 - zone) / self.zones.len()
+    }
+
+    /// The spare of zone `zone`: a new id and the zone's next free address.
+    fn spare(&self, zone: usize) -> InitialMember {
+        self.at((self.nodes + zone + 1) as u64, zone, self.zone_size(zone))
+    }
+
+    /// Most addresses any zone needs, its spare included.
+    fn addresses_per_zone(&self) -> usize {
+        self.zone_size(0) + 1
+    }
+}
+
+/// Addresses each zone's namespace needs for `nodes` nodes over `zones`
+/// zones, spare included.
+pub fn addresses_per_zone(zones: usize, nodes: usize) -> usize {
+    Layout {
+        zones: vec![String::new(); zones],
+        nodes,
+        isolation: Isolation::Namespaces,
+    }
+    .addresses_per_zone()
 }
 
 impl DrillCluster {
-    /// Lays out `nodes_per_zone` nodes in each zone under `dir` (each data
-    /// directory on a loop-mounted filesystem of its own with `loop_disks`)
-    /// and starts them; returns once they agree on a leader.
+    /// Lays out `nodes` nodes round-robin over `zones` under `dir` (each
+    /// data directory on a loop-mounted filesystem of its own with
+    /// `loop_disks`) and starts them, each in its zone's namespace or on a
+    /// loopback address of its own as `isolation` says; returns once they
+    /// agree on a leader.
     pub async fn start(
         dir: &Path,
         zones: &[String],
-        nodes_per_zone: usize,
+        nodes: usize,
+        isolation: Isolation,
         exe: &Path,
         loop_disks: bool,
     ) -> Result<Self, ClusterError> {
         std::fs::create_dir_all(dir).map_err(io_err("cannot create", dir))?;
         let certs = dir.join("certs");
-        let mut members = Vec::new();
-        for k in 0..nodes_per_zone {
-            for (index, zone) in zones.iter().enumerate() {
-                let id = (k * zones.len() + index + 1) as u64;
-                let ip = netns::node_address(index, k);
-                members.push(InitialMember {
-                    id,
-                    zone: zone.clone(),
-                    peer_address: SocketAddr::from((ip, PEER_PORT)).to_string(),
-                    client_address: SocketAddr::from((ip, CLIENT_PORT)).to_string(),
-                });
-            }
-        }
-        // Each zone keeps one spare address and id, for a node that replaces a lost one.
-        let spares = (0..zones.len()).map(|index| {
-            let id = (nodes_per_zone * zones.len() + index + 1) as u64;
-            (id, netns::node_address(index, nodes_per_zone))
-        });
+        let layout = Layout {
+            zones: zones.to_vec(),
+            nodes,
+            isolation,
+        };
+        let members: Vec<InitialMember> = (1..=nodes as u64).map(|id| layout.member(id)).collect();
+        let spares: Vec<InitialMember> = (0..zones.len()).map(|zone| layout.spare(zone)).collect();
+        let host = |m: &InitialMember| m.client_address.split(':').next().unwrap_or_default().to_string();
         let spec = DevBundleSpec {
-            nodes: members
-                .iter()
-                .map(|m| m.id)
-                .chain(spares.clone().map(|(id, _)| id))
-                .collect(),
-            hosts: members
-                .iter()
-                .map(|m| m.client_address.split(':').next().unwrap_or_default().to_string())
-                .chain(spares.map(|(_, ip)| ip.to_string()))
-                .collect(),
+            nodes: members.iter().chain(&spares).map(|m| m.id).collect(),
+            hosts: members.iter().chain(&spares).map(host).collect(),
             clients: vec![CertPrincipal::Operator(DRILL_OPERATOR.to_string())],
             validity_days: CERT_VALIDITY_DAYS,
         };
@@ -220,8 +284,7 @@ impl DrillCluster {
             exe: exe.to_path_buf(),
             tls,
             certs,
-            zones: zones.to_vec(),
-            nodes_per_zone,
+            layout,
         };
         // Highest ids first, so the initializing node (lowest id) finds its peers up.
         let ids: Vec<u64> = cluster.nodes.keys().rev().copied().collect();
@@ -241,19 +304,14 @@ impl DrillCluster {
         let node = self.nodes.remove(&lost).expect("a node of the drill");
         let data = node.config_path.with_file_name("data");
         std::fs::remove_dir_all(&data).map_err(io_err("cannot delete", &data))?;
-        let index = self
+        let zone = self
+            .layout
             .zones
             .iter()
             .position(|z| *z == node.zone)
             .expect("a zone of the drill");
-        let id = (self.nodes_per_zone * self.zones.len() + index + 1) as u64;
-        let ip = netns::node_address(index, self.nodes_per_zone);
-        let member = InitialMember {
-            id,
-            zone: node.zone.clone(),
-            peer_address: SocketAddr::from((ip, PEER_PORT)).to_string(),
-            client_address: SocketAddr::from((ip, CLIENT_PORT)).to_string(),
-        };
+        let member = self.layout.spare(zone);
+        let id = member.id;
         let seed_address = SocketAddr::new(self.nodes[&seed].client_address.ip(), PEER_PORT).to_string();
         let node = prepare_node(&self.dir, &self.certs, &member, |config| {
             config.join = Some(seed_address.clone())
@@ -267,7 +325,7 @@ impl DrillCluster {
         Ok(id)
     }
 
-    /// Starts node `id` from its data, inside its zone's namespace.
+    /// Starts node `id` from its data, inside its zone's namespace (or on its loopback address).
     pub fn start_node(&mut self, id: u64) -> Result<(), ClusterError> {
         let node = self.nodes.get_mut(&id).expect("a node of the drill");
         let log = std::fs::OpenOptions::new()
@@ -276,10 +334,17 @@ impl DrillCluster {
             .open(&node.log)
             .map_err(io_err("cannot open", &node.log))?;
         let log_err = log.try_clone().map_err(io_err("cannot open", &node.log))?;
-        let mut command = Command::new("ip");
+        let mut command = match self.layout.isolation {
+            Isolation::Namespaces => {
+                let mut command = Command::new("ip");
+                command
+                    .args(["netns", "exec", &netns::namespace(&node.zone)])
+                    .arg(&self.exe);
+                command
+            }
+            Isolation::Loopback => Command::new(&self.exe),
+        };
         command
-            .args(["netns", "exec", &netns::namespace(&node.zone)])
-            .arg(&self.exe)
             .arg("run")
             .arg("--config")
             .arg(&node.config_path)
@@ -347,9 +412,25 @@ impl DrillCluster {
         Ok(())
     }
 
+    /// The zones, in the order they were laid out.
+    pub fn zones(&self) -> &[String] {
+        &self.layout.zones
+    }
+
     /// The ids of the nodes in `zone`.
     pub fn zone_members(&self, zone: &str) -> Vec<u64> {
         self.nodes.values().filter(|n| n.zone == zone).map(|n| n.id).collect()
+    }
+
+    /// Every node's id and client address, and each zone's spare, for a
+    /// watch that must also see a node that replaces a lost one.
+    pub fn watch_targets(&self) -> Vec<(u64, String)> {
+        let spares = (0..self.layout.zones.len()).map(|zone| self.layout.spare(zone));
+        self.nodes
+            .values()
+            .map(|n| (n.id, n.client_address.to_string()))
+            .chain(spares.map(|m| (m.id, m.client_address)))
+            .collect()
     }
 
     /// Every node's client address, for an SDK that follows the leader.
@@ -359,14 +440,7 @@ impl DrillCluster {
 
     /// An SDK client over `endpoints`, as the drill's operator or with `api_key`.
     pub async fn client(&self, endpoints: Vec<String>, api_key: Option<&str>) -> Result<Client, ClusterError> {
-        let mut config = ClientConfig::new(endpoints);
-        config.tls = Some(self.tls.clone());
-        if let Some(key) = api_key {
-            config.api_key = Some(ApiKey::new(key)?);
-        }
-        config.request_timeout = Duration::from_secs(2);
-        config.retry_budget = Duration::from_secs(5);
-        Ok(Client::connect(config).await?)
+        Ok(drill_client(endpoints, Some(self.tls.clone()), api_key).await?)
     }
 
     /// The leader the cluster agrees on now, asked of any node that answers.

@@ -78,6 +78,22 @@ impl FaultKind {
     pub fn needs_network(self) -> bool {
         matches!(self, Self::ZoneIsolation | Self::AsymmetricPartition | Self::SlowZone)
     }
+
+    /// What the fault needs that only root may make (network namespaces,
+    /// nftables rules, queueing disciplines, loop devices), if anything:
+    /// the others are signals to processes and run on loopback too.
+    pub fn needs_root(self) -> Option<&'static str> {
+        match self {
+            Self::ZoneIsolation | Self::AsymmetricPartition => Some("network namespaces and nftables rules"),
+            Self::SlowZone => Some("network namespaces and tc queueing disciplines"),
+            Self::DiskStall => Some("loop-mounted filesystems and fsfreeze"),
+            Self::ZonePowerLoss
+            | Self::ZoneFreeze
+            | Self::LeaderZoneLoss
+            | Self::RollingRestart
+            | Self::NodeReplacement => None,
+        }
+    }
 }
 
 impl fmt::Display for FaultKind {

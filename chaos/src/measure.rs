@@ -1,10 +1,13 @@
 //! SLO figures from a drill's timeline: how long writes stopped, how fast
 //! the first write succeeded after the fault (failover), how long after the
 //! heal throughput was back to its level before the fault (recovery), and
-//! per phase the throughput, errors and tail latency.
+//! per phase the throughput, availability, errors and tail latency. The
+//! watch adds how long restored nodes took to catch up and every leader
+//! change.
 
 use serde::Serialize;
 
+use crate::monitor::LeaderChange;
 use crate::workload::{Sample, SampleKind};
 
 /// Width of one timeline bucket.
@@ -28,6 +31,8 @@ pub struct PhaseFigures {
     pub writes_per_s: f64,
     pub reads_per_s: f64,
     pub failed: usize,
+    /// Share of the operations that completed in the phase that succeeded, percent.
+    pub availability_pct: Option<f64>,
     pub write_p50_ms: Option<f64>,
     pub write_p99_ms: Option<f64>,
 }
@@ -41,6 +46,11 @@ pub struct Figures {
     pub failover_s: Option<f64>,
     /// From the heal until write throughput held at 80% of its pre-fault level.
     pub recovery_s: Option<f64>,
+    /// From the heal until every node the fault hit had applied what the
+    /// leader had committed when the heal began.
+    pub catch_up_s: Option<f64>,
+    /// Every leader the watch saw, with when it first saw it.
+    pub leader_changes: Vec<LeaderChange>,
     pub before: PhaseFigures,
     pub during: PhaseFigures,
     pub after: PhaseFigures,
@@ -53,6 +63,8 @@ pub struct Bucket {
     pub writes_per_s: f64,
     pub reads_per_s: f64,
     pub failed_per_s: f64,
+    /// Of the writes that succeeded in the bucket.
+    pub write_p99_ms: Option<f64>,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
@@ -76,10 +88,12 @@ fn phase(samples: &[Sample], from_ms: f64, to_ms: f64) -> PhaseFigures {
         .map(|s| s.end_ms - s.start_ms)
         .collect();
     latencies.sort_by(f64::total_cmp);
+    let failed = inside.iter().filter(|s| !s.ok).count();
     PhaseFigures {
         writes_per_s: ok(SampleKind::Write) / seconds,
         reads_per_s: ok(SampleKind::Read) / seconds,
-        failed: inside.iter().filter(|s| !s.ok).count(),
+        failed,
+        availability_pct: (!inside.is_empty()).then(|| 100.0 * (inside.len() - failed) as f64 / inside.len() as f64),
         write_p50_ms: percentile(&latencies, 50.0),
         write_p99_ms: percentile(&latencies, 99.0),
     }
@@ -95,16 +109,25 @@ pub fn buckets(samples: &[Sample], end_ms: f64) -> Vec<Bucket> {
             writes_per_s: 0.0,
             reads_per_s: 0.0,
             failed_per_s: 0.0,
+            write_p99_ms: None,
         })
         .collect();
+    let mut latencies: Vec<Vec<f64>> = vec![Vec::new(); count];
     for sample in samples {
         let index = ((sample.end_ms / BUCKET_MS) as usize).min(count - 1);
         let bucket = &mut out[index];
         match (sample.ok, sample.kind) {
             (false, _) => bucket.failed_per_s += per_s,
-            (true, SampleKind::Write) => bucket.writes_per_s += per_s,
+            (true, SampleKind::Write) => {
+                bucket.writes_per_s += per_s;
+                latencies[index].push(sample.end_ms - sample.start_ms);
+            }
             (true, SampleKind::Read) => bucket.reads_per_s += per_s,
         }
+    }
+    for (bucket, mut latencies) in out.iter_mut().zip(latencies) {
+        latencies.sort_by(f64::total_cmp);
+        bucket.write_p99_ms = percentile(&latencies, 99.0);
     }
     out
 }
@@ -140,6 +163,8 @@ pub fn figures(samples: &[Sample], phases: Phases) -> Figures {
         longest_write_gap_s: gap_ms / 1000.0,
         failover_s,
         recovery_s,
+        catch_up_s: None,
+        leader_changes: Vec::new(),
         during: phase(samples, phases.fault_ms, phases.heal_ms),
         after: phase(samples, phases.heal_ms, phases.end_ms),
         before,
@@ -178,6 +203,13 @@ mod tests {
         assert!((figures.failover_s.unwrap() - 1.3).abs() < 1e-9, "{figures:?}");
         assert_eq!(figures.during.failed, 0, "the failure ended after the heal");
         assert_eq!(figures.after.failed, 1);
+        assert_eq!(figures.before.availability_pct, Some(100.0));
+        assert_eq!(
+            figures.during.availability_pct, None,
+            "nothing completed while the fault held"
+        );
+        let after = figures.after.availability_pct.unwrap();
+        assert!((after - 100.0 * 20.0 / 21.0).abs() < 1e-9, "{after}");
     }
 
     #[test]

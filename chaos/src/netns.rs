@@ -87,13 +87,38 @@ pub fn namespace(zone: &str) -> String {
     format!("{PREFIX}zone-{zone}")
 }
 
-/// The address of the `k`th node (0-based) of the `index`th zone (0-based).
-pub fn node_address(index: usize, k: usize) -> Ipv4Addr {
-    assert!(
-        index < MAX_ZONES && k < MAX_NODES_PER_ZONE,
-        "zone {index} node {k} out of range"
-    );
-    Ipv4Addr::new(10, 77, index as u8 + 1, 10 + k as u8)
+/// How a drill lays its zones out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// One network namespace per zone (needs root): every fault is possible.
+    Namespaces,
+    /// Every node on a loopback address of its own in the host's namespace
+    /// (no root): only faults made with signals to processes.
+    Loopback,
+}
+
+impl Isolation {
+    /// The address of the `k`th node (0-based) of the `index`th zone
+    /// (0-based): `10.77.<index+1>.<10+k>` in a namespace, or
+    /// `127.77.<index+1>.<10+k>` on loopback (Linux routes all of
+    /// `127.0.0.0/8` to the loopback interface, so no set-up is needed).
+    pub fn node_address(self, index: usize, k: usize) -> Ipv4Addr {
+        assert!(
+            index < MAX_ZONES && k < MAX_NODES_PER_ZONE,
+            "zone {index} node {k} out of range"
+        );
+        let first = match self {
+            Isolation::Namespaces => 10,
+            Isolation::Loopback => 127,
+        };
+        Ipv4Addr::new(first, 77, index as u8 + 1, 10 + k as u8)
+    }
+}
+
+/// Whether this process may make namespaces, rules and loop devices.
+pub fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
 }
 
 /// The zones' namespaces and the bridge between them; removed on drop.
@@ -106,7 +131,7 @@ impl ZoneNetwork {
     /// Makes one namespace per zone, each with `nodes_per_zone` addresses,
     /// after removing what an earlier run left behind.
     pub fn create(zones: &[&str], nodes_per_zone: usize) -> Result<Self, NetError> {
-        if !nix::unistd::Uid::effective().is_root() {
+        if !is_root() {
             return Err(NetError::NotRoot);
         }
         if zones.len() > MAX_ZONES || nodes_per_zone > MAX_NODES_PER_ZONE {
@@ -140,7 +165,7 @@ impl ZoneNetwork {
             )?;
             run("ip", &["link", "set", &host_side, "master", BRIDGE, "up"])?;
             for k in 0..nodes_per_zone {
-                let address = format!("{}/16", node_address(index, k));
+                let address = format!("{}/16", Isolation::Namespaces.node_address(index, k));
                 run("ip", &["-n", &ns, "addr", "add", &address, "dev", ZONE_INTERFACE])?;
             }
             run("ip", &["-n", &ns, "link", "set", ZONE_INTERFACE, "up"])?;

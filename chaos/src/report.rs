@@ -1,7 +1,8 @@
 //! What a drill hands the SRE: `report.json` for machines, `report.md` for
 //! people (the verdict, the SLO figures and the phases), and
-//! `timeline.png`, the workload's successes and failures over time with
-//! the fault and the heal marked.
+//! `timeline.png`: the workload's successes and failures per second and
+//! the write p99 over time, the fault window shaded, and every leader
+//! change marked.
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +11,7 @@ use serde::Serialize;
 
 use crate::faults::FaultKind;
 use crate::measure::{Bucket, Figures, Phases};
+use crate::netns::Isolation;
 
 /// Size of the timeline plot, pixels.
 const PLOT_SIZE: (u32, u32) = (1200, 500);
@@ -19,12 +21,17 @@ const FONT_FILES: [&str; 2] = [
     "/usr/share/fonts/dejavu/DejaVuSans.ttf",
 ];
 
+/// Where a failed drill keeps its whole history, beside the report.
+pub const HISTORY_FILE: &str = "history.json";
+
 /// The history checks' verdict.
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryVerdict {
     pub operations: usize,
     pub linearizable: bool,
     pub lost_writes: usize,
+    /// After recovery every node's own replica held what the cluster holds.
+    pub replicas_agree: bool,
     /// One line per violation found, as the checker words it.
     pub findings: Vec<String>,
 }
@@ -33,6 +40,8 @@ pub struct HistoryVerdict {
 #[derive(Debug, Clone, Serialize)]
 pub struct DrillReport {
     pub fault: FaultKind,
+    /// How the zones were laid out; none for a cluster that runs elsewhere.
+    pub isolation: Option<Isolation>,
     pub zone: String,
     pub nodes: Vec<u64>,
     /// How the fault was made.
@@ -76,30 +85,39 @@ impl DrillReport {
         let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
         let f = &self.figures;
         let mut out = format!(
-            "# Drill: {} of zone {} (nodes {:?})\n\n**Verdict: {}**\n\nFault: {}.\n\n",
+            "# Drill: {} of zone {} (nodes {:?})\n\n**Verdict: {}**\n\nFault: {}.\n\nZones: {}.\n\n",
             self.fault,
             self.zone,
             self.nodes,
             if self.passed { "PASS" } else { "FAIL" },
-            self.mechanism
+            self.mechanism,
+            match self.isolation {
+                Some(Isolation::Namespaces) => "one network namespace per zone",
+                Some(Isolation::Loopback) => "loopback addresses, one per node (no root: process faults only)",
+                None => "a cluster that runs elsewhere, reached through its endpoints",
+            }
         );
         out += &format!(
-            "| figure | value |\n|---|---|\n| longest write gap | {:.2} s (SLO {:.1} s) |\n| failover (first write after the fault) | {} |\n| recovery (throughput back after the heal) | {} |\n| operations checked | {} |\n| linearizable | {} |\n| lost acknowledged writes | {} |\n\n",
+            "| figure | value |\n|---|---|\n| longest write gap | {:.2} s (SLO {:.1} s) |\n| failover (first write after the fault) | {} |\n| recovery (throughput back after the heal) | {} |\n| catch-up (restored nodes hold what was committed at the heal) | {} |\n| leader changes | {} |\n| operations checked | {} |\n| linearizable | {} |\n| lost acknowledged writes | {} |\n| every replica holds the same data | {} |\n\n",
             f.longest_write_gap_s,
             self.write_gap_slo_s,
             seconds(f.failover_s),
             seconds(f.recovery_s),
+            seconds(f.catch_up_s),
+            f.leader_changes.len().saturating_sub(1),
             self.history.operations,
             if self.history.linearizable { "yes" } else { "NO" },
-            self.history.lost_writes
+            self.history.lost_writes,
+            if self.history.replicas_agree { "yes" } else { "NO" }
         );
-        out += "| phase | writes/s | reads/s | failed | write p50 ms | write p99 ms |\n|---|---|---|---|---|---|\n";
+        out += "| phase | writes/s | reads/s | failed | availability | write p50 ms | write p99 ms |\n|---|---|---|---|---|---|---|\n";
         for (name, p) in [("before", &f.before), ("during", &f.during), ("after", &f.after)] {
             out += &format!(
-                "| {name} | {:.1} | {:.1} | {} | {} | {} |\n",
+                "| {name} | {:.1} | {:.1} | {} | {} | {} | {} |\n",
                 p.writes_per_s,
                 p.reads_per_s,
                 p.failed,
+                p.availability_pct.map_or_else(|| "-".into(), |a| format!("{a:.1}%")),
                 ms(p.write_p50_ms),
                 ms(p.write_p99_ms)
             );
@@ -110,6 +128,29 @@ impl DrillReport {
             self.phases.heal_ms / 1000.0,
             self.phases.end_ms / 1000.0
         );
+        if !f.leader_changes.is_empty() {
+            out += "\nLeaders seen: ";
+            let seen: Vec<String> = f
+                .leader_changes
+                .iter()
+                .map(|c| {
+                    format!(
+                        "node {} (term {}) at {:.1} s",
+                        c.leader,
+                        c.term,
+                        c.at_ms as f64 / 1000.0
+                    )
+                })
+                .collect();
+            out += &seen.join(", ");
+            out += ".\n";
+        }
+        if !self.passed {
+            out += &format!(
+                "\nThe whole history is kept in `{}`, the node logs in `cluster/node-*/node.log`.\n",
+                HISTORY_FILE
+            );
+        }
         for finding in &self.history.findings {
             out += &format!("\n- {finding}");
         }
@@ -128,22 +169,43 @@ impl DrillReport {
             .map(|b| b.writes_per_s.max(b.reads_per_s).max(b.failed_per_s))
             .fold(1.0, f64::max)
             * 1.1;
+        let p99_top = self.timeline.iter().filter_map(|b| b.write_p99_ms).fold(1.0, f64::max) * 1.1;
         let mut chart = ChartBuilder::on(&root)
             .caption(
-                format!("{} of zone {}: operations per second", self.fault, self.zone),
+                format!(
+                    "{} of zone {}: operations per second and write p99",
+                    self.fault, self.zone
+                ),
                 ("sans-serif", 22),
             )
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(60)
+            .right_y_label_area_size(60)
             .build_cartesian_2d(0.0..end_s, 0.0..top)
-            .map_err(|e| failed(e.to_string()))?;
+            .map_err(|e| failed(e.to_string()))?
+            .set_secondary_coord(0.0..end_s, 0.0..p99_top);
         chart
             .configure_mesh()
             .x_desc("seconds since the drill began")
             .y_desc("operations/s")
             .draw()
             .map_err(|e| failed(e.to_string()))?;
+        chart
+            .configure_secondary_axes()
+            .y_desc("write p99, ms")
+            .draw()
+            .map_err(|e| failed(e.to_string()))?;
+        // The fault window, shaded.
+        let (fault_s, heal_s) = (self.phases.fault_ms / 1000.0, self.phases.heal_ms / 1000.0);
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(fault_s, 0.0), (heal_s, top)],
+                RED.mix(0.12).filled(),
+            )))
+            .map_err(|e| failed(e.to_string()))?
+            .label("fault held")
+            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 20, y + 5)], RED.mix(0.12).filled()));
         let series = |pick: fn(&Bucket) -> f64| {
             self.timeline
                 .iter()
@@ -161,8 +223,37 @@ impl DrillReport {
                 .label(name)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
         }
-        for (name, at_ms) in [("fault", self.phases.fault_ms), ("heal", self.phases.heal_ms)] {
-            let x = at_ms / 1000.0;
+        let p99_color = RGBColor(230, 140, 0);
+        let p99: Vec<(f64, f64)> = self
+            .timeline
+            .iter()
+            .filter_map(|b| b.write_p99_ms.map(|ms| (b.start_ms / 1000.0, ms)))
+            .collect();
+        chart
+            .draw_secondary_series(p99.into_iter().map(|at| Circle::new(at, 3, p99_color.filled())))
+            .map_err(|e| failed(e.to_string()))?
+            .label("write p99 (right axis)")
+            .legend(move |(x, y)| Circle::new((x + 10, y), 3, p99_color.filled()));
+        let leader_color = RGBColor(120, 60, 160);
+        for change in &self.figures.leader_changes {
+            let x = change.at_ms as f64 / 1000.0;
+            chart
+                .draw_series(DashedLineSeries::new(
+                    vec![(x, 0.0), (x, top)],
+                    4,
+                    4,
+                    leader_color.stroke_width(1),
+                ))
+                .map_err(|e| failed(e.to_string()))?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!("leader {}", change.leader),
+                    (x, top * 0.9),
+                    ("sans-serif", 14).into_font().color(&leader_color),
+                )))
+                .map_err(|e| failed(e.to_string()))?;
+        }
+        for (name, x) in [("fault", fault_s), ("heal", heal_s)] {
             chart
                 .draw_series(LineSeries::new(vec![(x, 0.0), (x, top)], BLACK.stroke_width(1)))
                 .map_err(|e| failed(e.to_string()))?;

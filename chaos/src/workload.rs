@@ -6,6 +6,7 @@
 //! verdict, and every outcome with its time for the timeline.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,7 +45,15 @@ pub struct Sample {
 pub struct Recording {
     pub recorder: Recorder,
     samples: Arc<Mutex<Vec<Sample>>>,
+    counts: Arc<Counts>,
     origin: Instant,
+}
+
+/// Operations completed so far, for the live display.
+#[derive(Default)]
+struct Counts {
+    ok: AtomicU64,
+    failed: AtomicU64,
 }
 
 impl Recording {
@@ -52,6 +61,7 @@ impl Recording {
         Self {
             recorder: Recorder::new(),
             samples: Arc::default(),
+            counts: Arc::default(),
             origin,
         }
     }
@@ -68,7 +78,17 @@ impl Recording {
             end_ms: ms(self.now_ns()),
             ok,
         };
+        let count = if ok { &self.counts.ok } else { &self.counts.failed };
+        count.fetch_add(1, Ordering::Relaxed);
         self.samples.lock().unwrap_or_else(|p| p.into_inner()).push(sample);
+    }
+
+    /// Operations that succeeded and that failed, so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.counts.ok.load(Ordering::Relaxed),
+            self.counts.failed.load(Ordering::Relaxed),
+        )
     }
 
     /// Every sample so far, in order of completion.
@@ -81,7 +101,11 @@ impl Recording {
 pub struct Task {
     pub client: Client,
     pub tenant: String,
+    /// Put before every key, so one run's keys are its own.
+    pub key_prefix: String,
     pub id: u64,
+    /// The drill's seed: with the task's id, it picks the task's keys and operations.
+    pub seed: u64,
 }
 
 /// Runs `tasks` until `stop` turns true.
@@ -95,12 +119,12 @@ pub async fn run(tasks: Vec<Task>, recording: Recording, stop: watch::Receiver<b
 }
 
 async fn run_task(task: Task, recording: Recording, stop: watch::Receiver<bool>) {
-    let mut rng = StdRng::seed_from_u64(task.id);
+    let mut rng = StdRng::seed_from_u64(task.seed.rotate_left(32) ^ task.id);
     let mut versions: BTreeMap<String, u64> = BTreeMap::new();
     let mut written = 0u64;
     let who = ClientId(task.id);
     while !*stop.borrow() {
-        let key = format!("k{}", rng.random_range(0..KEYS));
+        let key = format!("{}k{}", task.key_prefix, rng.random_range(0..KEYS));
         let history_key = format!("{}/{key}", task.tenant);
         let roll = rng.random_range(0..100);
         let started = recording.now_ns();

@@ -5,22 +5,10 @@
 //! linearizable with no acknowledged write lost, fail over, write its report
 //! and plot, and leave no namespace or mount behind.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-/// The node program the drills start, built if this test run has not yet.
-fn node_binary() -> PathBuf {
-    let chaos = PathBuf::from(env!("CARGO_BIN_EXE_safekeep-chaos"));
-    let node = chaos.with_file_name("safekeep-node");
-    if !node.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "safekeep-node", "--bin", "safekeep-node"])
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "building safekeep-node failed");
-    }
-    node
-}
+use std::path::Path;
+use std::process::Command;
 
 fn leftover_namespaces() -> Vec<String> {
     let output = Command::new("ip")
@@ -39,17 +27,17 @@ fn drill(fault: &str, out: &Path) -> serde_json::Value {
         .args([
             "drill",
             fault,
-            "--warmup",
+            "--steady",
             "3",
             "--outage",
             "6",
             "--recovery",
             "6",
-            "--out",
+            "--report",
         ])
         .arg(out)
         .arg("--node-binary")
-        .arg(node_binary())
+        .arg(common::node_binary())
         .output()
         .expect("run safekeep-chaos");
     let report_path = out.join(fault).join("report.json");
@@ -91,6 +79,7 @@ fn power_loss_isolation_disk_stall_and_replacement_keep_every_acknowledged_write
         let history = &report["history"];
         assert_eq!(history["linearizable"], true, "{fault}: {history}");
         assert_eq!(history["lost_writes"], 0, "{fault}: {history}");
+        assert_eq!(history["replicas_agree"], true, "{fault}: {history}");
         assert!(
             history["operations"].as_u64().unwrap() > 100,
             "{fault}: the workload ran: {history}"
@@ -103,6 +92,18 @@ fn power_loss_isolation_disk_stall_and_replacement_keep_every_acknowledged_write
         assert!(
             figures["before"]["writes_per_s"].as_f64().unwrap() > 0.0,
             "{fault}: {figures}"
+        );
+        assert!(
+            figures["before"]["availability_pct"].is_f64() && figures["after"]["availability_pct"].is_f64(),
+            "{fault}: availability per phase: {figures}"
+        );
+        assert!(
+            figures["catch_up_s"].is_f64(),
+            "{fault}: the nodes the fault hit caught up: {figures}"
+        );
+        assert!(
+            !figures["leader_changes"].as_array().unwrap().is_empty(),
+            "{fault}: the leader is on the timeline: {figures}"
         );
     }
 }

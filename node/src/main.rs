@@ -279,6 +279,11 @@ fn main() -> ExitCode {
         eprintln!("error: this build carries deliberate bugs for simulation tests; refusing to run");
         return ExitCode::FAILURE;
     }
+    run_cli()
+}
+
+/// Parses the command line and runs what it asks for.
+pub(crate) fn run_cli() -> ExitCode {
     let cli = Cli::parse();
     let filter =
         tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

@@ -16,6 +16,10 @@ impl Consensus {
         if level == ReadLevel::Stale {
             return Ok(());
         }
+        if crate::test_faults::enabled(crate::test_faults::TestFault::ReadsWithoutBarrier) {
+            // The deliberate bug: answer from this replica as it is.
+            return Ok(());
+        }
         let lease = level == ReadLevel::Lease;
         for _ in 0..MAX_ROUTE_ATTEMPTS {
             let read_index = match self.route().await? {
