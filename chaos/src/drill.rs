@@ -235,6 +235,7 @@ pub async fn run(options: &DrillOptions, show: impl Fn(Progress)) -> Result<Dril
     phase("fault");
     let fault_ms = ms(Instant::now());
     let injected = target.inject(options.fault, &options.zone).await?;
+    let injected_ms = ms(Instant::now());
     if !target.outage_marked_by_hand() {
         hold(options.outage, "fault held", &recording, &show).await;
     }
@@ -293,6 +294,7 @@ pub async fn run(options: &DrillOptions, show: impl Fn(Progress)) -> Result<Dril
     let samples = recording.samples();
     let phases = Phases {
         fault_ms,
+        injected_ms,
         heal_ms,
         end_ms,
     };

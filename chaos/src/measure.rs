@@ -1,5 +1,6 @@
 //! SLO figures from a drill's timeline: how long writes stopped, how fast
-//! the first write succeeded after the fault (failover), how long after the
+//! the first write sent once the fault was in place succeeded, counted from
+//! the start of the injection (failover), how long after the
 //! heal throughput was back to its level before the fault (recovery), and
 //! per phase the throughput, availability, errors and tail latency. The
 //! watch adds how long restored nodes took to catch up and every leader
@@ -20,7 +21,12 @@ const RECOVERED_BUCKETS: usize = 4;
 /// When each phase began, in ms since the drill began.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Phases {
+    /// The injection began.
     pub fault_ms: f64,
+    /// The injection finished: the fault is surely in place. Writes sent
+    /// before it may still have slipped through (a firewall rule takes a
+    /// few milliseconds to load), so failover counts only writes sent after.
+    pub injected_ms: f64,
     pub heal_ms: f64,
     pub end_ms: f64,
 }
@@ -148,7 +154,7 @@ pub fn figures(samples: &[Sample], phases: Phases) -> Figures {
     }
     let failover_s = samples
         .iter()
-        .filter(|s| s.ok && s.kind == SampleKind::Write && s.start_ms >= phases.fault_ms)
+        .filter(|s| s.ok && s.kind == SampleKind::Write && s.start_ms >= phases.injected_ms)
         .map(|s| s.end_ms)
         .min_by(f64::total_cmp)
         .map(|end| (end - phases.fault_ms) / 1000.0);
@@ -195,6 +201,7 @@ mod tests {
         samples.extend((0..20).map(|i| write(3200.0 + i as f64 * 50.0, 3300.0 + i as f64 * 50.0, true)));
         let phases = Phases {
             fault_ms: 2000.0,
+            injected_ms: 2000.0,
             heal_ms: 2500.0,
             end_ms: 4300.0,
         };
@@ -217,6 +224,7 @@ mod tests {
         let samples = vec![write(0.0, 10.0, true), write(1000.0, 1010.0, true)];
         let phases = Phases {
             fault_ms: 1500.0,
+            injected_ms: 1500.0,
             heal_ms: 2000.0,
             end_ms: 5000.0,
         };
@@ -224,5 +232,23 @@ mod tests {
         assert_eq!(figures.failover_s, None);
         assert_eq!(figures.recovery_s, None);
         assert!((figures.longest_write_gap_s - 3.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_write_that_slipped_through_while_the_fault_was_being_injected_is_no_failover() {
+        let mut samples = vec![write(0.0, 10.0, true)];
+        // Injection from 1 s to 1.04 s; a write sent at 1.01 s beat the rule.
+        samples.push(write(1010.0, 1015.0, true));
+        samples.push(write(1050.0, 3000.0, false));
+        samples.push(write(3000.0, 3200.0, true));
+        let phases = Phases {
+            fault_ms: 1000.0,
+            injected_ms: 1040.0,
+            heal_ms: 4000.0,
+            end_ms: 5000.0,
+        };
+        let figures = figures(&samples, phases);
+        assert!((figures.failover_s.unwrap() - 2.2).abs() < 1e-9, "{figures:?}");
+        assert!((figures.longest_write_gap_s - 2.185).abs() < 1e-9, "{figures:?}");
     }
 }

@@ -2,7 +2,7 @@
 //! retries across the configured endpoints.
 //!
 //! Every call runs through [`Client::execute`]: one attempt per endpoint
-//! pick, each under its own deadline, retried per the call's
+//! pick (the leader's endpoint first for writes, when known), each under its own deadline, retried per the call's
 //! [`RetryPolicy`] with full-jitter backoff until `max_attempts` or the retry
 //! budget runs out. Writes take one `WriteId` before the first attempt and
 //! send it on every attempt.
@@ -393,7 +393,9 @@ impl Client {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let index = inner.endpoints.pick(previous);
+            let index = self
+                .leader_endpoint(policy, previous)
+                .unwrap_or_else(|| inner.endpoints.pick(previous));
             let attempt_timeout = inner
                 .config
                 .request_timeout
@@ -405,6 +407,7 @@ impl Client {
                     inner.endpoints.mark_healthy(index);
                     let response = response.into_inner();
                     if let Some(header) = response.header() {
+                        inner.endpoints.note_answered_as(index, header.node_id);
                         self.note_header(header);
                     }
                     return Ok(response);
@@ -436,6 +439,16 @@ impl Client {
             }
             tokio::time::sleep(delay).await;
         }
+    }
+
+    /// For a request that changes state: the endpoint known to answer as the
+    /// leader the latest response named, so no node has to forward it.
+    fn leader_endpoint(&self, policy: RetryPolicy, avoid: Option<usize>) -> Option<usize> {
+        if !policy.is_write() {
+            return None;
+        }
+        let leader = lock(&self.inner.leader_hint).as_ref()?.leader_id;
+        self.inner.endpoints.leader(leader, avoid)
     }
 
     fn note_header(&self, header: &v1::ResponseHeader) {

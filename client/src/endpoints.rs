@@ -2,10 +2,13 @@
 //! [`Channel`] per endpoint, and choosing the endpoint for each attempt.
 //!
 //! Connecting happens in [`open_channel`] and nowhere else: TLS is decided
-//! there. Endpoints are picked round robin; an endpoint
-//! that failed recently is skipped while a healthy one remains, and a retry
-//! never goes back to the endpoint its previous attempt just failed on unless
-//! it is the only one.
+//! there. Requests that change state go to the endpoint that answered as
+//! the current leader, when one did and it has not failed recently, so the
+//! cluster does not forward them; everything else, and those when no endpoint
+//! is known to be the leader, is picked round robin. An endpoint that failed
+//! recently is skipped while a healthy one remains, and a retry never goes
+//! back to the endpoint its previous attempt just failed on unless it is the
+//! only one.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -102,6 +105,8 @@ struct Slot {
 pub(crate) struct EndpointSet {
     slots: Vec<Slot>,
     picker: Picker,
+    /// Per endpoint: the node id its latest answer came from; 0 until one came.
+    answered_as: Vec<AtomicU64>,
 }
 
 impl EndpointSet {
@@ -118,8 +123,7 @@ impl EndpointSet {
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
-        let picker = Picker::new(slots.len());
-        Ok(Self { slots, picker })
+        Ok(Self::from_slots(slots))
     }
 
     /// Uses channels the caller built (one per configured endpoint, in order),
@@ -141,13 +145,43 @@ impl EndpointSet {
                 channel,
             })
             .collect();
+        Ok(Self::from_slots(slots))
+    }
+
+    fn from_slots(slots: Vec<Slot>) -> Self {
         let picker = Picker::new(slots.len());
-        Ok(Self { slots, picker })
+        let answered_as = (0..slots.len()).map(|_| AtomicU64::new(0)).collect();
+        Self {
+            slots,
+            picker,
+            answered_as,
+        }
     }
 
     /// The index of the endpoint for the next attempt, never `avoid` unless it is the only one.
     pub(crate) fn pick(&self, avoid: Option<usize>) -> usize {
         self.picker.pick(avoid, Instant::now())
+    }
+
+    /// The endpoint whose latest answer came from node `leader`, unless it is
+    /// `avoid` or failed recently; `None` sends the caller to [`Self::pick`].
+    pub(crate) fn leader(&self, leader: u64, avoid: Option<usize>) -> Option<usize> {
+        if leader == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        (0..self.slots.len()).find(|&index| {
+            Some(index) != avoid
+                && self.answered_as[index].load(Ordering::Relaxed) == leader
+                && !self.picker.cooling_down(index, now)
+        })
+    }
+
+    /// Notes that endpoint `index` answered as node `node_id` (0: not said).
+    pub(crate) fn note_answered_as(&self, index: usize, node_id: u64) {
+        if node_id != 0 {
+            self.answered_as[index].store(node_id, Ordering::Relaxed);
+        }
     }
 
     /// A handle to the channel of endpoint `index`.
@@ -309,5 +343,30 @@ mod tests {
     fn a_single_endpoint_is_always_chosen() {
         let picker = Picker::new(1);
         assert_eq!(picker.pick(Some(0), Instant::now()), 0);
+    }
+
+    #[tokio::test]
+    async fn the_leader_is_the_endpoint_that_answered_as_it_unless_it_failed_or_is_avoided() {
+        let config = ClientConfig::new(["127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103"]);
+        let set = EndpointSet::open(&config).expect("valid endpoints");
+        assert_eq!(set.leader(2, None), None, "no endpoint has answered yet");
+        set.note_answered_as(0, 1);
+        set.note_answered_as(1, 2);
+        set.note_answered_as(2, 0);
+        assert_eq!(set.leader(2, None), Some(1));
+        assert_eq!(set.leader(0, None), None, "0 is no node");
+        assert_eq!(set.leader(3, None), None);
+        assert_eq!(
+            set.leader(2, Some(1)),
+            None,
+            "a retry leaves the endpoint that just failed"
+        );
+        set.mark_failed(1);
+        assert_eq!(set.leader(2, None), None, "a failed leader endpoint cools down first");
+        set.mark_healthy(1);
+        // Behind a load balancer an endpoint answers as whichever node it reached last.
+        set.note_answered_as(1, 3);
+        assert_eq!(set.leader(2, None), None);
+        assert_eq!(set.leader(3, None), Some(1));
     }
 }

@@ -92,3 +92,44 @@ async fn one_client_shared_by_64_tasks_applies_every_write_exactly_once() {
     }
     cluster.shutdown().await;
 }
+
+/// Writes `count` records one at a time; returns the node that answered each.
+async fn answering_nodes(client: &Client, round: &str, count: u64) -> Vec<u64> {
+    let mut answered_by = Vec::new();
+    for i in 0..count {
+        let key = format!("routed-{round}-{i}");
+        client
+            .put("acme", &key, key.clone().into_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("write {key} failed: {e}"));
+        let header = client.last_response_header().expect("a response header");
+        answered_by.push(header.node_id);
+    }
+    answered_by
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_go_straight_to_the_leader_and_follow_it_when_it_moves() {
+    // Round robin would send two writes in three to a follower, which forwards them.
+    const WARM_UP: u64 = 6;
+    const ROUTED: u64 = 20;
+    let (mut cluster, leader, client) = cluster_and_sdk().await;
+
+    let answered_by = answering_nodes(&client, "first", WARM_UP + ROUTED).await;
+    let routed = &answered_by[WARM_UP as usize..];
+    assert!(
+        routed.iter().all(|&node| node == leader),
+        "leader {leader}: {answered_by:?}"
+    );
+
+    cluster.stop(leader).await;
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, leader);
+    let answered_by = answering_nodes(&client, "second", WARM_UP + ROUTED).await;
+    let routed = &answered_by[WARM_UP as usize..];
+    assert!(
+        routed.iter().all(|&node| node == new_leader),
+        "new leader {new_leader}: {answered_by:?}"
+    );
+    cluster.shutdown().await;
+}
