@@ -11,7 +11,10 @@
 //!   `clients` then caps how many operations are in flight.
 //!
 //! Only operations intended to start inside the measured window count. The
-//! servers' CPU time is sampled at the window's start and end.
+//! servers' CPU time is sampled at the window's start and end. Every
+//! operation must be answered by the window's end plus [`DRAIN_TIMEOUT`]; one
+//! that is not counts as an error and stops its worker, so every worker
+//! returns what it counted.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,8 +29,14 @@ use crate::measure::{Latencies, total_cpu_ticks};
 use crate::targets::{CasOutcome, Connection, OpError};
 use crate::workloads::{Op, Workload, cas_key};
 
-/// How long workers get to finish their last operations after the window.
+/// How long workers get to finish their last operations after the window:
+/// every operation must be answered by the window's end plus this, or it
+/// counts as an error and its worker stops.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How much longer than [`DRAIN_TIMEOUT`] the run waits for its workers
+/// before abandoning them. A last resort only: each operation has its own
+/// deadline, so a worker returns its tally by then.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
 /// How often the progress counter is published.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -179,7 +188,7 @@ pub async fn drive<C: Connection>(
     });
 
     let mut total = setup_errors;
-    let drained = tokio::time::timeout_at(window.end + DRAIN_TIMEOUT, async {
+    let drained = tokio::time::timeout_at(window.end + DRAIN_TIMEOUT + DRAIN_GRACE, async {
         while let Some(joined) = workers.join_next().await {
             match joined {
                 Ok(tally) => {
@@ -200,7 +209,8 @@ pub async fn drive<C: Connection>(
         workers.abort_all();
         total.errors += stuck;
         total.first_error.get_or_insert(format!(
-            "{stuck} workers were still waiting {DRAIN_TIMEOUT:?} after the end"
+            "{stuck} workers did not stop {:?} after the end",
+            DRAIN_TIMEOUT + DRAIN_GRACE
         ));
     }
     ticker.abort();
@@ -238,7 +248,14 @@ impl<C: Connection> Worker<C> {
                 break;
             }
             let op = spec.workload.next_op(&mut rng, spec.run, self.index, seq, spec.keys);
-            let result = self.execute(op).await;
+            let Ok(result) = tokio::time::timeout_at(window.end + DRAIN_TIMEOUT, self.execute(op)).await else {
+                // Unanswered by the deadline: an error, and this worker's last.
+                self.done.fetch_add(1, Ordering::Relaxed);
+                tally.fail(format!(
+                    "an operation was still unanswered {DRAIN_TIMEOUT:?} after the end"
+                ));
+                break;
+            };
             let latency = intended.elapsed();
             self.done.fetch_add(1, Ordering::Relaxed);
             if intended < window.measure_from {
@@ -289,5 +306,103 @@ impl<C: Connection> Worker<C> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workloads::Freshness;
+
+    /// A server the tests script: every answer takes `service`, one at a
+    /// time when `serial` (a server that handles one request after another),
+    /// and the call numbered `hang_at` (from 0) is never answered.
+    #[derive(Clone)]
+    struct FakeConn(Arc<FakeServer>);
+
+    struct FakeServer {
+        service: Duration,
+        serial: Option<tokio::sync::Mutex<()>>,
+        hang_at: Option<u64>,
+        calls: AtomicU64,
+    }
+
+    impl FakeConn {
+        fn new(service: Duration) -> Self {
+            Self(Arc::new(FakeServer {
+                service,
+                serial: None,
+                hang_at: None,
+                calls: AtomicU64::new(0),
+            }))
+        }
+
+        fn with(self, change: impl FnOnce(&mut FakeServer)) -> Self {
+            let mut server = Arc::into_inner(self.0).expect("configured before use");
+            change(&mut server);
+            Self(Arc::new(server))
+        }
+
+        fn calls(&self) -> u64 {
+            self.0.calls.load(Ordering::Relaxed)
+        }
+
+        async fn answer(&self) {
+            let call = self.0.calls.fetch_add(1, Ordering::Relaxed);
+            if self.0.hang_at == Some(call) {
+                std::future::pending::<()>().await;
+            }
+            let _turn = match &self.0.serial {
+                Some(lock) => Some(lock.lock().await),
+                None => None,
+            };
+            tokio::time::sleep(self.0.service).await;
+        }
+    }
+
+    impl Connection for FakeConn {
+        async fn put(&self, _key: String, _value: Vec<u8>) -> Result<u64, OpError> {
+            self.answer().await;
+            Ok(1)
+        }
+
+        async fn get(&self, _key: String, _freshness: Freshness) -> Result<bool, OpError> {
+            self.answer().await;
+            Ok(true)
+        }
+
+        async fn put_if_version(&self, _key: String, _value: Vec<u8>, expected: u64) -> Result<CasOutcome, OpError> {
+            self.answer().await;
+            Ok(CasOutcome::Applied { version: expected + 1 })
+        }
+    }
+
+    fn spec(workload: Workload, clients: usize, rate: Option<u64>) -> LoadSpec {
+        LoadSpec {
+            workload,
+            clients,
+            warmup: Duration::ZERO,
+            duration: Duration::from_secs(1),
+            rate,
+            value_size: 8,
+            keys: 10,
+            run: 1,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_stuck_after_the_window_still_returns_what_it_counted() {
+        // Two workers, 10 ms per answer; the 60th call (in the window) never
+        // returns, so its worker waits until the drain deadline.
+        let conn = FakeConn::new(Duration::from_millis(10)).with(|s| s.hang_at = Some(59));
+        let outcome = drive(std::slice::from_ref(&conn), &spec(Workload::Put, 2, None), &[], |_| {}).await;
+        assert_eq!(outcome.errors, 1, "{outcome:?}");
+        assert!(
+            outcome.first_error.as_deref().unwrap_or("").contains("unanswered"),
+            "{outcome:?}"
+        );
+        // Every other call was answered and counted, the stuck worker's too.
+        assert_eq!(outcome.ops, conn.calls() - 1, "{outcome:?}");
+        assert!(outcome.ops > 100, "{outcome:?}");
     }
 }
