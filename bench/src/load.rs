@@ -10,8 +10,18 @@
 //!   shows in their latency instead of hiding (no coordinated omission).
 //!   `clients` then caps how many operations are in flight.
 //!
-//! Only operations intended to start inside the measured window count. The
-//! servers' CPU time is sampled at the window's start and end. Every
+//! What counts, in both modes:
+//! - throughput: successful operations that *completed* inside the measured
+//!   window, so a server that cannot keep up with an open loop's rate shows
+//!   a lower rate than offered;
+//! - latency and errors: every operation *intended* inside the window (sent
+//!   there, or due there in the open loop), however late it is answered;
+//! - late: those intended inside the window and not answered by its end
+//!   (never sent, or answered during the drain). In the closed loop that is
+//!   at most one per client; in the open loop a count well above `clients`
+//!   means the server fell behind the rate.
+//!
+//! The servers' CPU time is sampled at the window's start and end. Every
 //! operation must be answered by the window's end plus [`DRAIN_TIMEOUT`]; one
 //! that is not counts as an error and stops its worker, so every worker
 //! returns what it counted.
@@ -59,15 +69,23 @@ pub struct LoadSpec {
 /// What one run measured.
 #[derive(Debug, Clone)]
 pub struct LoadOutcome {
-    /// Successful operations intended inside the measured window.
+    /// Successful operations that completed inside the measured window.
     pub ops: u64,
-    /// Failed ones (a missing key and a compare-and-set conflict count too).
+    /// Operations intended inside the window (sent there, or due there in the open loop).
+    pub intended: u64,
+    /// Of those, the ones not answered by the window's end.
+    pub late: u64,
+    /// Failed operations intended inside the window (a missing key and a
+    /// compare-and-set conflict count too).
     pub errors: u64,
     /// The first error seen, to tell what went wrong.
     pub first_error: Option<String>,
+    /// Of the successful operations intended inside the window, from their intended time.
     pub latencies: Latencies,
     /// The measured window.
     pub measured: Duration,
+    /// The open loop's offered rate, operations per second; `None` in the closed loop.
+    pub offered_rate: Option<u64>,
     /// CPU clock ticks the servers spent during the window.
     pub server_cpu_ticks: u64,
 }
@@ -76,6 +94,8 @@ pub struct LoadOutcome {
 #[derive(Debug, Default)]
 struct Tally {
     ops: u64,
+    intended: u64,
+    late: u64,
     errors: u64,
     first_error: Option<String>,
     latencies: Latencies,
@@ -193,6 +213,8 @@ pub async fn drive<C: Connection>(
             match joined {
                 Ok(tally) => {
                     total.ops += tally.ops;
+                    total.intended += tally.intended;
+                    total.late += tally.late;
                     total.errors += tally.errors;
                     if total.first_error.is_none() {
                         total.first_error = tally.first_error;
@@ -213,16 +235,50 @@ pub async fn drive<C: Connection>(
             DRAIN_TIMEOUT + DRAIN_GRACE
         ));
     }
+    if let Some(rate) = spec.rate {
+        // Operations due in the window that no worker took (their workers
+        // stopped at the deadline): intended, never answered.
+        let unsent = unsent_in_window(tickets.load(Ordering::Relaxed), rate, spec.warmup, spec.duration);
+        total.intended += unsent;
+        total.late += unsent;
+    }
     ticker.abort();
     let server_cpu_ticks = cpu.await.unwrap_or(0);
     LoadOutcome {
         ops: total.ops,
+        intended: total.intended,
+        late: total.late,
         errors: total.errors,
         first_error: total.first_error,
         latencies: total.latencies,
         measured: spec.duration,
+        offered_rate: spec.rate,
         server_cpu_ticks,
     }
+}
+
+/// When open-loop ticket `ticket` is due, counted from the start.
+fn due_after_start(ticket: u64, rate: u64) -> Duration {
+    Duration::from_secs_f64(ticket as f64 / rate as f64)
+}
+
+/// The first open-loop ticket due at or after `offset` from the start.
+fn first_ticket_due_at(offset: Duration, rate: u64) -> u64 {
+    let mut ticket = (offset.as_secs_f64() * rate as f64).ceil() as u64;
+    while ticket > 0 && due_after_start(ticket - 1, rate) >= offset {
+        ticket -= 1;
+    }
+    while due_after_start(ticket, rate) < offset {
+        ticket += 1;
+    }
+    ticket
+}
+
+/// Tickets due inside the window `[warmup, warmup + duration)` at or after
+/// `next`, the first ticket no worker took.
+fn unsent_in_window(next: u64, rate: u64, warmup: Duration, duration: Duration) -> u64 {
+    let first = first_ticket_due_at(warmup, rate).max(next);
+    first_ticket_due_at(warmup + duration, rate).saturating_sub(first)
 }
 
 impl<C: Connection> Worker<C> {
@@ -235,7 +291,7 @@ impl<C: Connection> Worker<C> {
             let intended = match spec.rate {
                 Some(rate) => {
                     let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
-                    let due = window.start + Duration::from_secs_f64(ticket as f64 / rate as f64);
+                    let due = window.start + due_after_start(ticket, rate);
                     if due >= window.end {
                         break;
                     }
@@ -247,25 +303,34 @@ impl<C: Connection> Worker<C> {
             if intended >= window.end {
                 break;
             }
+            let in_window = intended >= window.measure_from;
             let op = spec.workload.next_op(&mut rng, spec.run, self.index, seq, spec.keys);
-            let Ok(result) = tokio::time::timeout_at(window.end + DRAIN_TIMEOUT, self.execute(op)).await else {
+            let answered = tokio::time::timeout_at(window.end + DRAIN_TIMEOUT, self.execute(op)).await;
+            self.done.fetch_add(1, Ordering::Relaxed);
+            let Ok(result) = answered else {
                 // Unanswered by the deadline: an error, and this worker's last.
-                self.done.fetch_add(1, Ordering::Relaxed);
+                if in_window {
+                    tally.intended += 1;
+                    tally.late += 1;
+                }
                 tally.fail(format!(
                     "an operation was still unanswered {DRAIN_TIMEOUT:?} after the end"
                 ));
                 break;
             };
-            let latency = intended.elapsed();
-            self.done.fetch_add(1, Ordering::Relaxed);
-            if intended < window.measure_from {
+            let finished = Instant::now();
+            if result.is_ok() && finished > window.measure_from && finished <= window.end {
+                tally.ops += 1;
+            }
+            if !in_window {
                 continue;
             }
+            tally.intended += 1;
+            if finished > window.end {
+                tally.late += 1;
+            }
             match result {
-                Ok(()) => {
-                    tally.ops += 1;
-                    tally.latencies.record(latency);
-                }
+                Ok(()) => tally.latencies.record(finished - intended),
                 Err(error) => tally.fail(error),
             }
         }
@@ -404,5 +469,56 @@ mod tests {
         // Every other call was answered and counted, the stuck worker's too.
         assert_eq!(outcome.ops, conn.calls() - 1, "{outcome:?}");
         assert!(outcome.ops > 100, "{outcome:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_loop_faster_than_the_server_shows_achieved_below_offered_and_late_operations() {
+        // 200 operations/s offered for 1 s to a server that answers one
+        // request per 10 ms (100/s), with clients enough to keep it busy.
+        let conn = FakeConn::new(Duration::from_millis(10)).with(|s| s.serial = Some(tokio::sync::Mutex::new(())));
+        let outcome = drive(
+            std::slice::from_ref(&conn),
+            &spec(Workload::Put, 8, Some(200)),
+            &[],
+            |_| {},
+        )
+        .await;
+        assert_eq!(outcome.offered_rate, Some(200));
+        assert_eq!(outcome.errors, 0, "{outcome:?}");
+        assert_eq!(outcome.intended, 200, "{outcome:?}");
+        // About 100 completed inside the window: the achieved rate, not the offered one.
+        assert!((95..=101).contains(&outcome.ops), "{outcome:?}");
+        // The rest were answered during the drain: late, and their latency counted.
+        assert!(outcome.late >= 95, "{outcome:?}");
+        assert_eq!(outcome.latencies.count(), 200, "{outcome:?}");
+        assert!(
+            outcome.latencies.quantile_ms(1.0) >= 900.0,
+            "the last ones waited about a second"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_loop_counts_what_completed_in_the_window_and_at_most_one_late_per_client() {
+        let conn = FakeConn::new(Duration::from_millis(10));
+        let mut load = spec(Workload::Put, 4, None);
+        load.warmup = Duration::from_millis(100);
+        let outcome = drive(std::slice::from_ref(&conn), &load, &[], |_| {}).await;
+        assert_eq!(outcome.offered_rate, None);
+        // 4 clients, 100 answers each in the 1 s window.
+        assert_eq!(outcome.ops, 400, "{outcome:?}");
+        assert!(outcome.late <= 4, "{outcome:?}");
+        assert_eq!(outcome.latencies.count(), outcome.intended);
+    }
+
+    #[test]
+    fn tickets_due_in_the_window_are_counted_once() {
+        let second = Duration::from_secs(1);
+        assert_eq!(first_ticket_due_at(Duration::ZERO, 3), 0);
+        assert_eq!(first_ticket_due_at(second, 3), 3);
+        assert_eq!(first_ticket_due_at(Duration::from_millis(500), 3), 2);
+        // 3 per second over [1 s, 3 s): tickets 3 to 8.
+        assert_eq!(unsent_in_window(0, 3, second, 2 * second), 6);
+        assert_eq!(unsent_in_window(5, 3, second, 2 * second), 4);
+        assert_eq!(unsent_in_window(20, 3, second, 2 * second), 0);
     }
 }

@@ -22,8 +22,14 @@ pub struct RunFigures {
     pub connections: usize,
     /// 1-based.
     pub round: usize,
+    /// Successful operations that completed inside the measured window.
     pub ops: u64,
+    /// Those per second: the achieved rate.
     pub ops_per_s: f64,
+    /// The open loop's offered rate; `None` in the closed loop.
+    pub offered_ops_per_s: Option<f64>,
+    /// Operations intended inside the window and not answered by its end.
+    pub late: u64,
     pub p50_ms: f64,
     pub p90_ms: f64,
     pub p99_ms: f64,
@@ -60,6 +66,8 @@ impl RunFigures {
             } else {
                 0.0
             },
+            offered_ops_per_s: outcome.offered_rate.map(|rate| rate as f64),
+            late: outcome.late,
             p50_ms: l.quantile_ms(0.5),
             p90_ms: l.quantile_ms(0.9),
             p99_ms: l.quantile_ms(0.99),
@@ -79,12 +87,16 @@ pub struct Summary {
     pub clients: usize,
     pub rounds: usize,
     pub ops_per_s: f64,
+    /// The open loop's offered rate; `None` in the closed loop.
+    pub offered_ops_per_s: Option<f64>,
     pub p50_ms: f64,
     pub p90_ms: f64,
     pub p99_ms: f64,
     pub p999_ms: f64,
     /// Summed over the rounds, not a median: no error hides.
     pub errors: u64,
+    /// Late operations, summed over the rounds like the errors.
+    pub late: u64,
     pub cpu_s_per_1k_ops: Option<f64>,
     pub server_rss_mib: f64,
 }
@@ -166,11 +178,13 @@ fn summarize(target: TargetKind, clients: usize, runs: &[&RunFigures]) -> Summar
         clients,
         rounds: runs.len(),
         ops_per_s: med(|r| r.ops_per_s),
+        offered_ops_per_s: runs[0].offered_ops_per_s,
         p50_ms: med(|r| r.p50_ms),
         p90_ms: med(|r| r.p90_ms),
         p99_ms: med(|r| r.p99_ms),
         p999_ms: med(|r| r.p999_ms),
         errors: runs.iter().map(|r| r.errors).sum(),
+        late: runs.iter().map(|r| r.late).sum(),
         cpu_s_per_1k_ops: median(&cpu),
         server_rss_mib: med(|r| r.server_rss_mib),
     }
@@ -242,39 +256,84 @@ impl Report {
             s.warmup.as_secs_f64()
         );
         let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "| clients | system | ops/s | p50 ms | p90 ms | p99 ms | p99.9 ms | errors | server CPU s / 1k ops | server RSS MiB |"
-        );
-        let _ = writeln!(out, "|---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let open = s.rate.is_some();
+        let mut header = vec!["clients", "system", "ops/s"];
+        if open {
+            header.push("offered ops/s");
+        }
+        header.extend([
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "errors",
+            "late",
+            "server CPU s / 1k ops",
+            "server RSS MiB",
+        ]);
+        let align: Vec<&str> = header
+            .iter()
+            .map(|h| if *h == "system" { ":---" } else { "---:" })
+            .collect();
+        let _ = writeln!(out, "{}", row(&header));
+        let _ = writeln!(out, "{}", row(&align));
         for &clients in &s.clients {
             for summary in self.summaries.iter().filter(|x| x.clients == clients) {
-                let _ = writeln!(
-                    out,
-                    "| {clients} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.0} |",
-                    summary.target,
-                    summary.ops_per_s,
-                    summary.p50_ms,
-                    summary.p90_ms,
-                    summary.p99_ms,
-                    summary.p999_ms,
-                    summary.errors,
+                let mut cells = vec![
+                    clients.to_string(),
+                    summary.target.to_string(),
+                    format!("{:.0}", summary.ops_per_s),
+                ];
+                if open {
+                    cells.push(summary.offered_ops_per_s.map_or("-".into(), |v| format!("{v:.0}")));
+                }
+                cells.extend([
+                    format!("{:.2}", summary.p50_ms),
+                    format!("{:.2}", summary.p90_ms),
+                    format!("{:.2}", summary.p99_ms),
+                    format!("{:.2}", summary.p999_ms),
+                    summary.errors.to_string(),
+                    summary.late.to_string(),
                     summary.cpu_s_per_1k_ops.map_or("-".into(), |v| format!("{v:.3}")),
-                    summary.server_rss_mib
-                );
+                    format!("{:.0}", summary.server_rss_mib),
+                ]);
+                let _ = writeln!(out, "{}", row(&cells));
             }
             if let Some(ratio) = self.ratios.iter().find(|r| r.clients == clients) {
                 let x = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}x"));
-                let _ = writeln!(
-                    out,
-                    "| {clients} | **safekeep/etcd** | **{}** | {} | | {} | | | {} | {} |",
-                    x(ratio.ops_per_s),
+                let mut cells = vec![
+                    clients.to_string(),
+                    "**safekeep/etcd**".into(),
+                    format!("**{}**", x(ratio.ops_per_s)),
+                ];
+                if open {
+                    cells.push(String::new());
+                }
+                cells.extend([
                     x(ratio.p50_ms),
+                    String::new(),
                     x(ratio.p99_ms),
+                    String::new(),
+                    String::new(),
+                    String::new(),
                     x(ratio.cpu_s_per_1k_ops),
-                    x(ratio.server_rss_mib)
-                );
+                    x(ratio.server_rss_mib),
+                ]);
+                let _ = writeln!(out, "{}", row(&cells));
             }
+        }
+        let _ = writeln!(
+            out,
+            "\nops/s: successful operations completed inside the measured window. late: operations \
+             intended inside the window and not answered by its end (summed over the rounds; in the \
+             closed loop at most one per client and round)."
+        );
+        if let Some(rate) = s.rate {
+            let _ = writeln!(
+                out,
+                "Open loop: {rate} ops/s offered; ops/s below that, with many late operations, means \
+                 the system could not keep up, and the latencies show how far behind it fell."
+            );
         }
         for (target, setup) in &self.setups {
             let _ = writeln!(out, "\n{target}: {setup}");
@@ -295,6 +354,12 @@ impl Report {
     }
 }
 
+/// One Markdown table row of `cells`.
+fn row<S: AsRef<str>>(cells: &[S]) -> String {
+    let cells: Vec<&str> = cells.iter().map(AsRef::as_ref).collect();
+    format!("| {} |", cells.join(" | "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,10 +375,13 @@ mod tests {
         }
         LoadOutcome {
             ops,
+            intended: ops,
+            late: 0,
             errors: 0,
             first_error: None,
             latencies,
             measured: Duration::from_secs(10),
+            offered_rate: None,
             server_cpu_ticks: cpu_ticks,
         }
     }
@@ -370,6 +438,30 @@ mod tests {
         assert!((ratio.server_rss_mib.unwrap() - 2.0).abs() < 1e-9);
         let table = report.table();
         assert!(table.contains("safekeep/etcd") && table.contains("3.00x"), "{table}");
+    }
+
+    #[test]
+    fn an_open_loop_shows_the_offered_rate_beside_the_achieved_one_and_the_late_operations() {
+        let mut slow = outcome(500, 2, 10);
+        slow.offered_rate = Some(100);
+        slow.late = 7;
+        let figures = RunFigures::new(TargetKind::Safekeep, (4, 4, 1), &slow, 0, 100);
+        assert_eq!((figures.ops_per_s, figures.offered_ops_per_s), (50.0, Some(100.0)));
+        let open = Settings {
+            rate: Some(100),
+            ..settings()
+        };
+        let report = Report::new(open, BTreeMap::new(), vec![figures]);
+        let table = report.table();
+        assert!(
+            table.contains("| ops/s | offered ops/s |") && table.contains("| errors | late |"),
+            "{table}"
+        );
+        assert!(table.contains("| 4 | safekeep | 50 | 100 | "), "{table}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["summaries"][0]["late"], 7, "{json}");
+        assert_eq!(json["summaries"][0]["offered_ops_per_s"], 100.0, "{json}");
+        assert_eq!(json["runs"][0]["late"], 7, "{json}");
     }
 
     #[test]

@@ -272,8 +272,8 @@ async fn run_one<C: Cluster>(
     cluster.check_running()?;
     let figures = RunFigures::new(target, (clients, connections, round), &outcome, rss, ticks_per_s);
     eprintln!(
-        "{target:>8} {:>4} clients round {round}: {:>8.0} ops/s  p50 {:.2} ms  p99 {:.2} ms  errors {}",
-        clients, figures.ops_per_s, figures.p50_ms, figures.p99_ms, figures.errors
+        "{target:>8} {:>4} clients round {round}: {:>8.0} ops/s  p50 {:.2} ms  p99 {:.2} ms  errors {}  late {}",
+        clients, figures.ops_per_s, figures.p50_ms, figures.p99_ms, figures.errors, figures.late
     );
     Ok(figures)
 }
