@@ -56,13 +56,14 @@ impl Latencies {
         self.histogram.len()
     }
 
-    /// The latency at `quantile` (0.0 to 1.0), milliseconds; 0 when empty.
-    pub fn quantile_ms(&self, quantile: f64) -> f64 {
+    /// The latency at `quantile` (0.0 to 1.0), milliseconds; `None` when
+    /// nothing was recorded (a run without a success has no latency, not 0 ms).
+    pub fn quantile_ms(&self, quantile: f64) -> Option<f64> {
         assert!((0.0..=1.0).contains(&quantile), "quantile {quantile} out of [0, 1]");
         if self.histogram.is_empty() {
-            return 0.0;
+            return None;
         }
-        self.histogram.value_at_quantile(quantile) as f64 / 1_000.0
+        Some(self.histogram.value_at_quantile(quantile) as f64 / 1_000.0)
     }
 }
 
@@ -145,9 +146,9 @@ mod tests {
         b.record(Duration::from_secs(1_000));
         a.merge(&b);
         assert_eq!(a.count(), 101);
-        let p50 = a.quantile_ms(0.5);
+        let p50 = a.quantile_ms(0.5).unwrap();
         assert!((50.0..=51.5).contains(&p50), "p50 {p50}");
-        assert!(a.quantile_ms(1.0) >= 119_000.0, "clamped to the highest value");
-        assert_eq!(Latencies::new().quantile_ms(0.99), 0.0);
+        assert!(a.quantile_ms(1.0).unwrap() >= 119_000.0, "clamped to the highest value");
+        assert_eq!(Latencies::new().quantile_ms(0.99), None);
     }
 }

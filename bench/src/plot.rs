@@ -53,7 +53,7 @@ pub fn draw(report: &Report, path: &Path) -> Result<(), BenchError> {
     let (left, right) = root.split_horizontally(PLOT_SIZE.0 / 2);
     let title = format!("{} workload", report.settings.workload);
     panel(&left, report, &format!("{title}: throughput"), "operations/s", |s| {
-        s.ops_per_s
+        Some(s.ops_per_s)
     })
     .map_err(failed)?;
     panel(&right, report, &format!("{title}: p99 latency"), "p99 ms", |s| s.p99_ms).map_err(failed)?;
@@ -65,13 +65,13 @@ fn panel(
     report: &Report,
     title: &str,
     y_label: &str,
-    value: fn(&Summary) -> f64,
+    value: fn(&Summary) -> Option<f64>,
 ) -> Result<(), String> {
     let clients = &report.settings.clients;
     let lowest = (*clients.iter().min().ok_or("no client counts")? as f64).log2();
     let highest = (*clients.iter().max().ok_or("no client counts")? as f64).log2();
     let x_range = (lowest.floor() - 0.5)..(highest.ceil() + 0.5);
-    let top = report.summaries.iter().map(value).fold(0.0, f64::max);
+    let top = report.summaries.iter().filter_map(value).fold(0.0, f64::max);
     let y_range = 0.0..(if top > 0.0 { top * 1.15 } else { 1.0 });
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 22))
@@ -99,7 +99,8 @@ fn panel(
             .summaries
             .iter()
             .filter(|s| s.target == target)
-            .map(|s| ((s.clients as f64).log2(), value(s)))
+            // A summary without the figure (no successful operation) has no point.
+            .filter_map(|s| Some(((s.clients as f64).log2(), value(s)?)))
             .collect();
         if points.is_empty() {
             continue;

@@ -30,10 +30,11 @@ pub struct RunFigures {
     pub offered_ops_per_s: Option<f64>,
     /// Operations intended inside the window and not answered by its end.
     pub late: u64,
-    pub p50_ms: f64,
-    pub p90_ms: f64,
-    pub p99_ms: f64,
-    pub p999_ms: f64,
+    /// Latency quantiles of the successful operations; `None` without any.
+    pub p50_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub p999_ms: Option<f64>,
     pub errors: u64,
     pub first_error: Option<String>,
     /// Server CPU seconds (all members) per 1,000 successful operations; `None` without operations.
@@ -89,10 +90,11 @@ pub struct Summary {
     pub ops_per_s: f64,
     /// The open loop's offered rate; `None` in the closed loop.
     pub offered_ops_per_s: Option<f64>,
-    pub p50_ms: f64,
-    pub p90_ms: f64,
-    pub p99_ms: f64,
-    pub p999_ms: f64,
+    /// Medians over the rounds that have latencies; `None` when none has.
+    pub p50_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub p999_ms: Option<f64>,
     /// Summed over the rounds, not a median: no error hides.
     pub errors: u64,
     /// Late operations, summed over the rounds like the errors.
@@ -172,20 +174,21 @@ pub fn median(values: &[f64]) -> Option<f64> {
 fn summarize(target: TargetKind, clients: usize, runs: &[&RunFigures]) -> Summary {
     assert!(!runs.is_empty(), "a summary needs runs");
     let med = |f: fn(&RunFigures) -> f64| median(&runs.iter().map(|r| f(r)).collect::<Vec<_>>()).unwrap_or(0.0);
-    let cpu: Vec<f64> = runs.iter().filter_map(|r| r.cpu_s_per_1k_ops).collect();
+    // Runs without a figure (no success: no latency, no CPU per operation) are left out.
+    let some = |f: fn(&RunFigures) -> Option<f64>| median(&runs.iter().filter_map(|r| f(r)).collect::<Vec<_>>());
     Summary {
         target,
         clients,
         rounds: runs.len(),
         ops_per_s: med(|r| r.ops_per_s),
         offered_ops_per_s: runs[0].offered_ops_per_s,
-        p50_ms: med(|r| r.p50_ms),
-        p90_ms: med(|r| r.p90_ms),
-        p99_ms: med(|r| r.p99_ms),
-        p999_ms: med(|r| r.p999_ms),
+        p50_ms: some(|r| r.p50_ms),
+        p90_ms: some(|r| r.p90_ms),
+        p99_ms: some(|r| r.p99_ms),
+        p999_ms: some(|r| r.p999_ms),
         errors: runs.iter().map(|r| r.errors).sum(),
         late: runs.iter().map(|r| r.late).sum(),
-        cpu_s_per_1k_ops: median(&cpu),
+        cpu_s_per_1k_ops: some(|r| r.cpu_s_per_1k_ops),
         server_rss_mib: med(|r| r.server_rss_mib),
     }
 }
@@ -217,8 +220,8 @@ impl Report {
                 Some(Ratio {
                     clients,
                     ops_per_s: divide(Some(s.ops_per_s), Some(e.ops_per_s)),
-                    p50_ms: divide(Some(s.p50_ms), Some(e.p50_ms)),
-                    p99_ms: divide(Some(s.p99_ms), Some(e.p99_ms)),
+                    p50_ms: divide(s.p50_ms, e.p50_ms),
+                    p99_ms: divide(s.p99_ms, e.p99_ms),
                     cpu_s_per_1k_ops: divide(s.cpu_s_per_1k_ops, e.cpu_s_per_1k_ops),
                     server_rss_mib: divide(Some(s.server_rss_mib), Some(e.server_rss_mib)),
                 })
@@ -287,11 +290,12 @@ impl Report {
                 if open {
                     cells.push(summary.offered_ops_per_s.map_or("-".into(), |v| format!("{v:.0}")));
                 }
+                let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
                 cells.extend([
-                    format!("{:.2}", summary.p50_ms),
-                    format!("{:.2}", summary.p90_ms),
-                    format!("{:.2}", summary.p99_ms),
-                    format!("{:.2}", summary.p999_ms),
+                    ms(summary.p50_ms),
+                    ms(summary.p90_ms),
+                    ms(summary.p99_ms),
+                    ms(summary.p999_ms),
                     summary.errors.to_string(),
                     summary.late.to_string(),
                     summary.cpu_s_per_1k_ops.map_or("-".into(), |v| format!("{v:.3}")),
@@ -462,6 +466,28 @@ mod tests {
         assert_eq!(json["summaries"][0]["late"], 7, "{json}");
         assert_eq!(json["summaries"][0]["offered_ops_per_s"], 100.0, "{json}");
         assert_eq!(json["runs"][0]["late"], 7, "{json}");
+    }
+
+    #[test]
+    fn a_round_without_successes_has_no_latency_and_stays_out_of_the_medians() {
+        let empty = RunFigures::new(TargetKind::Etcd, (4, 4, 1), &outcome(0, 1, 0), 0, 100);
+        assert_eq!((empty.p50_ms, empty.p99_ms, empty.p999_ms), (None, None, None));
+        let runs = vec![
+            empty.clone(),
+            RunFigures::new(TargetKind::Etcd, (4, 4, 2), &outcome(10, 2, 0), 0, 100),
+            RunFigures::new(TargetKind::Etcd, (4, 4, 3), &outcome(10, 4, 0), 0, 100),
+        ];
+        let report = Report::new(settings(), BTreeMap::new(), runs);
+        // The median of 2 ms and 4 ms, not of 0, 2 and 4 ms.
+        let p50 = report.summaries[0].p50_ms.unwrap();
+        assert!((p50 - 3.0).abs() < 0.01, "{p50}");
+        let report = Report::new(settings(), BTreeMap::new(), vec![empty]);
+        assert_eq!(report.summaries[0].p99_ms, None);
+        assert!(
+            report.table().contains("| 4 | etcd | 0 | - | - | - | - |"),
+            "{}",
+            report.table()
+        );
     }
 
     #[test]

@@ -271,9 +271,15 @@ async fn run_one<C: Cluster>(
     let rss = total_rss_bytes(&pids);
     cluster.check_running()?;
     let figures = RunFigures::new(target, (clients, connections, round), &outcome, rss, ticks_per_s);
+    let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2} ms"));
     eprintln!(
-        "{target:>8} {:>4} clients round {round}: {:>8.0} ops/s  p50 {:.2} ms  p99 {:.2} ms  errors {}  late {}",
-        clients, figures.ops_per_s, figures.p50_ms, figures.p99_ms, figures.errors, figures.late
+        "{target:>8} {:>4} clients round {round}: {:>8.0} ops/s  p50 {}  p99 {}  errors {}  late {}",
+        clients,
+        figures.ops_per_s,
+        ms(figures.p50_ms),
+        ms(figures.p99_ms),
+        figures.errors,
+        figures.late
     );
     Ok(figures)
 }
