@@ -43,6 +43,12 @@ pub enum BenchError {
     /// The etcd client failed while the cluster was being set up.
     #[error("etcd: {0}")]
     Etcd(#[from] etcd_client::Error),
+    /// The work directory is on a filesystem kept in memory, where fsync does nothing.
+    #[error(
+        "{dir} is on {filesystem}, where fsync does nothing for either system: \
+         pass --dir with a directory on a disk-backed filesystem"
+    )]
+    VolatileDir { dir: PathBuf, filesystem: &'static str },
     /// A server was set up in a way that would make the comparison unfair.
     #[error("unfair setup: {0}")]
     Unfair(String),

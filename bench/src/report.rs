@@ -123,11 +123,13 @@ pub struct Machine {
     pub cpus: usize,
     pub memory_mib: u64,
     pub kernel: String,
+    /// The filesystem type of the clusters' work directory.
+    pub work_filesystem: String,
 }
 
 impl Machine {
-    /// This machine, as `/proc` describes it.
-    pub fn this() -> Self {
+    /// This machine, as `/proc` describes it, with the clusters' data on `work_filesystem`.
+    pub fn this(work_filesystem: &str) -> Self {
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         let memory_kib: u64 = meminfo
             .lines()
@@ -139,6 +141,7 @@ impl Machine {
             memory_mib: memory_kib / 1024,
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .map_or_else(|_| "unknown".into(), |s| s.trim().to_string()),
+            work_filesystem: work_filesystem.to_string(),
         }
     }
 }
@@ -201,8 +204,13 @@ fn divide(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 }
 
 impl Report {
-    /// Summaries and ratios of `runs`.
-    pub fn new(settings: Settings, setups: BTreeMap<TargetKind, String>, runs: Vec<RunFigures>) -> Self {
+    /// Summaries and ratios of `runs`, taken on `machine`.
+    pub fn new(
+        settings: Settings,
+        machine: Machine,
+        setups: BTreeMap<TargetKind, String>,
+        runs: Vec<RunFigures>,
+    ) -> Self {
         let mut groups: BTreeMap<(usize, TargetKind), Vec<&RunFigures>> = BTreeMap::new();
         for run in &runs {
             groups.entry((run.clients, run.target)).or_default().push(run);
@@ -229,7 +237,7 @@ impl Report {
             .collect();
         Self {
             settings,
-            machine: Machine::this(),
+            machine,
             setups,
             runs,
             summaries,
@@ -251,12 +259,14 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "workload {}, {} B values, {security}, {mode}, median of {} round(s) of {} s after {} s of warm-up",
+            "workload {}, {} B values, {security}, {mode}, median of {} round(s) of {} s after {} s of warm-up, \
+             data on {}",
             s.workload,
             s.value_size,
             s.rounds,
             s.duration.as_secs_f64(),
-            s.warmup.as_secs_f64()
+            s.warmup.as_secs_f64(),
+            self.machine.work_filesystem
         );
         let _ = writeln!(out);
         let open = s.rate.is_some();
@@ -390,6 +400,10 @@ mod tests {
         }
     }
 
+    fn machine() -> Machine {
+        Machine::this("ext2/3/4")
+    }
+
     fn settings() -> Settings {
         Settings {
             workload: Workload::Put,
@@ -434,7 +448,7 @@ mod tests {
                 100,
             ));
         }
-        let report = Report::new(settings(), BTreeMap::new(), runs);
+        let report = Report::new(settings(), machine(), BTreeMap::new(), runs);
         let ratio = &report.ratios[0];
         // Medians: safekeep 300 ops/s, etcd 100 ops/s.
         assert!((ratio.ops_per_s.unwrap() - 3.0).abs() < 1e-9, "{ratio:?}");
@@ -442,6 +456,9 @@ mod tests {
         assert!((ratio.server_rss_mib.unwrap() - 2.0).abs() < 1e-9);
         let table = report.table();
         assert!(table.contains("safekeep/etcd") && table.contains("3.00x"), "{table}");
+        assert!(table.contains("data on ext2/3/4"), "{table}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["machine"]["work_filesystem"], "ext2/3/4", "{json}");
     }
 
     #[test]
@@ -455,7 +472,7 @@ mod tests {
             rate: Some(100),
             ..settings()
         };
-        let report = Report::new(open, BTreeMap::new(), vec![figures]);
+        let report = Report::new(open, machine(), BTreeMap::new(), vec![figures]);
         let table = report.table();
         assert!(
             table.contains("| ops/s | offered ops/s |") && table.contains("| errors | late |"),
@@ -477,11 +494,11 @@ mod tests {
             RunFigures::new(TargetKind::Etcd, (4, 4, 2), &outcome(10, 2, 0), 0, 100),
             RunFigures::new(TargetKind::Etcd, (4, 4, 3), &outcome(10, 4, 0), 0, 100),
         ];
-        let report = Report::new(settings(), BTreeMap::new(), runs);
+        let report = Report::new(settings(), machine(), BTreeMap::new(), runs);
         // The median of 2 ms and 4 ms, not of 0, 2 and 4 ms.
         let p50 = report.summaries[0].p50_ms.unwrap();
         assert!((p50 - 3.0).abs() < 0.01, "{p50}");
-        let report = Report::new(settings(), BTreeMap::new(), vec![empty]);
+        let report = Report::new(settings(), machine(), BTreeMap::new(), vec![empty]);
         assert_eq!(report.summaries[0].p99_ms, None);
         assert!(
             report.table().contains("| 4 | etcd | 0 | - | - | - | - |"),

@@ -1,4 +1,5 @@
-//! One benchmark session: a fresh work directory, the development
+//! One benchmark session: a fresh work directory (refused on a filesystem
+//! kept in memory, where fsync would do nothing), the development
 //! certificates, the clusters, the keys read workloads need, then every run,
 //! alternating the systems (safekeep, etcd, safekeep, etcd, ...) so that
 //! noise on the machine hits both, and finally the report. The clusters are
@@ -10,12 +11,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use nix::sys::statfs::{
+    BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, F2FS_SUPER_MAGIC, FUSE_SUPER_MAGIC, FsType, NFS_SUPER_MAGIC,
+    OVERLAYFS_SUPER_MAGIC, TMPFS_MAGIC, XFS_SUPER_MAGIC,
+};
 
 use crate::error::{BenchError, io_err};
 use crate::load::{LoadSpec, drive};
 use crate::measure::{clock_ticks_per_second, total_rss_bytes};
 use crate::plot;
-use crate::report::{Report, RunFigures};
+use crate::report::{Machine, Report, RunFigures};
 use crate::settings::{Security, Settings};
 use crate::targets::certs::DevCerts;
 use crate::targets::etcd::EtcdCluster;
@@ -29,6 +34,22 @@ const POPULATE_WORKERS: usize = 64;
 const POPULATE_CONNECTIONS: usize = 8;
 /// How often the progress line is redrawn.
 const PROGRESS_REFRESH: Duration = Duration::from_millis(200);
+/// ramfs's magic number (`RAMFS_MAGIC` of linux/magic.h), which nix does not name.
+const RAMFS_MAGIC: FsType = FsType(0x8584_58f6_u32 as _);
+/// Filesystems kept in memory: fsync does nothing there, for either system,
+/// so a benchmark on them would measure neither system's durable writes.
+const VOLATILE_FILESYSTEMS: [(FsType, &str); 2] = [(TMPFS_MAGIC, "tmpfs"), (RAMFS_MAGIC, "ramfs")];
+/// Names of common disk-backed filesystems, for the report (ext2, ext3 and
+/// ext4 share one magic number).
+const KNOWN_FILESYSTEMS: [(FsType, &str); 7] = [
+    (EXT4_SUPER_MAGIC, "ext2/3/4"),
+    (XFS_SUPER_MAGIC, "xfs"),
+    (BTRFS_SUPER_MAGIC, "btrfs"),
+    (F2FS_SUPER_MAGIC, "f2fs"),
+    (OVERLAYFS_SUPER_MAGIC, "overlayfs"),
+    (NFS_SUPER_MAGIC, "nfs"),
+    (FUSE_SUPER_MAGIC, "fuse"),
+];
 
 /// What to run and where.
 #[derive(Debug, Clone)]
@@ -47,10 +68,38 @@ pub struct SessionOptions {
 struct WorkDir {
     path: PathBuf,
     keep: bool,
+    /// Its filesystem type, for the report.
+    filesystem: String,
+}
+
+/// The filesystem type of `dir`, or of its nearest existing parent when it
+/// does not exist yet; an error on a filesystem kept in memory.
+fn disk_filesystem(dir: &Path) -> Result<String, BenchError> {
+    let existing = dir.ancestors().find(|a| a.exists()).unwrap_or(Path::new("/"));
+    let kind = nix::sys::statfs::statfs(existing)
+        .map_err(|errno| io_err("cannot read the filesystem type of", existing)(errno.into()))?
+        .filesystem_type();
+    if let Some((_, filesystem)) = VOLATILE_FILESYSTEMS.iter().find(|(magic, _)| *magic == kind) {
+        return Err(BenchError::VolatileDir {
+            dir: dir.to_path_buf(),
+            filesystem,
+        });
+    }
+    Ok(filesystem_name(kind))
+}
+
+/// A filesystem type's name, or its magic number when it is not a common one.
+fn filesystem_name(kind: FsType) -> String {
+    VOLATILE_FILESYSTEMS
+        .iter()
+        .chain(&KNOWN_FILESYSTEMS)
+        .find(|(magic, _)| *magic == kind)
+        .map_or_else(|| format!("filesystem 0x{:x}", kind.0), |(_, name)| (*name).to_string())
 }
 
 impl WorkDir {
     fn create(dir: Option<&Path>, keep: bool) -> Result<Self, BenchError> {
+        let filesystem = disk_filesystem(&dir.map_or_else(std::env::temp_dir, Path::to_path_buf))?;
         let path = match dir {
             Some(dir) => {
                 let empty = std::fs::read_dir(dir).map_or(true, |mut entries| entries.next().is_none());
@@ -69,7 +118,7 @@ impl WorkDir {
                 .map_err(io_err("cannot create a temporary directory in", &std::env::temp_dir()))?
                 .keep(),
         };
-        Ok(Self { path, keep })
+        Ok(Self { path, keep, filesystem })
     }
 
     fn finish(self) {
@@ -106,9 +155,10 @@ pub async fn run(options: &SessionOptions) -> Result<Report, BenchError> {
         return Err(BenchError::BadOption("no target to measure".into()));
     }
     let workdir = WorkDir::create(options.dir.as_deref(), options.keep)?;
+    eprintln!("work directory {} on {}", workdir.path.display(), workdir.filesystem);
     let mut clusters = Clusters::default();
     let result = tokio::select! {
-        result = session(options, &workdir.path, &mut clusters) => result,
+        result = session(options, &workdir, &mut clusters) => result,
         () = interrupted() => Err(BenchError::Interrupted),
     };
     clusters.stop().await;
@@ -132,8 +182,9 @@ async fn interrupted() {
     }
 }
 
-async fn session(options: &SessionOptions, dir: &Path, clusters: &mut Clusters) -> Result<Report, BenchError> {
+async fn session(options: &SessionOptions, workdir: &WorkDir, clusters: &mut Clusters) -> Result<Report, BenchError> {
     let settings = &options.settings;
+    let dir = workdir.path.as_path();
     let certs = match settings.security {
         Security::Tls => Some(DevCerts::make(options.programs.node()?, &dir.join("ca")).await?),
         Security::Plaintext => None,
@@ -190,7 +241,8 @@ async fn session(options: &SessionOptions, dir: &Path, clusters: &mut Clusters) 
             }
         }
     }
-    Ok(Report::new(settings.clone(), setups, runs))
+    let machine = Machine::this(&workdir.filesystem);
+    Ok(Report::new(settings.clone(), machine, setups, runs))
 }
 
 /// Writes the key set read workloads read, before any run.
@@ -295,4 +347,49 @@ pub fn write_outputs(report: &Report, out: &Path) -> Result<Vec<PathBuf>, BenchE
     let png_path = out.join("bench.png");
     plot::draw(report, &png_path)?;
     Ok(vec![json_path, md_path, png_path])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filesystems_are_named_and_memory_ones_are_volatile() {
+        assert_eq!(filesystem_name(TMPFS_MAGIC), "tmpfs");
+        assert_eq!(filesystem_name(RAMFS_MAGIC), "ramfs");
+        assert_eq!(filesystem_name(XFS_SUPER_MAGIC), "xfs");
+        assert_eq!(filesystem_name(FsType(0x1234)), "filesystem 0x1234");
+    }
+
+    #[test]
+    fn a_work_directory_on_tmpfs_is_refused_with_a_hint_and_not_created() {
+        let shm = Path::new("/dev/shm");
+        let on_tmpfs = nix::sys::statfs::statfs(shm).is_ok_and(|s| s.filesystem_type() == TMPFS_MAGIC);
+        if !on_tmpfs {
+            eprintln!("skipped: {} is not a tmpfs here", shm.display());
+            return;
+        }
+        let dir = shm
+            .join(format!("safekeep-bench-test-{}", std::process::id()))
+            .join("work");
+        let Err(error) = WorkDir::create(Some(&dir), false) else {
+            panic!("{} was accepted", dir.display());
+        };
+        assert!(
+            matches!(
+                error,
+                BenchError::VolatileDir {
+                    filesystem: "tmpfs",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains(&dir.display().to_string()) && message.contains("--dir"),
+            "{message}"
+        );
+        assert!(!dir.exists() && !dir.parent().unwrap().exists(), "nothing was created");
+    }
 }
