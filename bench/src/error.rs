@@ -55,6 +55,9 @@ pub enum BenchError {
     /// Setup found a cluster answering wrongly (a missing record, a refused write).
     #[error("{target} misbehaved during setup: {detail}")]
     Setup { target: &'static str, detail: String },
+    /// The font the plot's labels use cannot be loaded.
+    #[error("cannot load the plot's font: {0}")]
+    Font(String),
     /// The plot could not be drawn.
     #[error("cannot draw {path}: {detail}")]
     Plot { path: PathBuf, detail: String },

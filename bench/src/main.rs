@@ -1,12 +1,15 @@
 //! The `safekeep-bench` binary: `compare` runs safekeep and etcd side by
-//! side, `run` one of them; both print a table, write `bench.json`,
-//! `bench.md` and `bench.png`, and with `--json` print the report as JSON.
+//! side, `run` one of them; both print a table (and with `--json` the
+//! report as JSON), then write `bench.json` and `bench.md`, then draw
+//! `bench.png`. A plot that cannot be drawn is a warning: the report is
+//! already printed and written.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use safekeep_bench::plot::check_font;
 use safekeep_bench::procs::find_program;
 use safekeep_bench::session::write_outputs;
 use safekeep_bench::{BenchError, Ports, Programs, Security, SessionOptions, Settings, TargetKind, Workload};
@@ -132,6 +135,7 @@ fn options(targets: Vec<TargetKind>, args: BenchArgs) -> Result<(SessionOptions,
         ports: Ports { base: args.base_port },
     };
     settings.validate()?;
+    check_font()?;
     let etcd = if targets.contains(&TargetKind::Etcd) {
         Some(find_program(
             &args.etcd_binary,
@@ -165,7 +169,7 @@ async fn bench(command: Command) -> Result<(), BenchError> {
     };
     let (options, json, out) = options(targets, args)?;
     let report = safekeep_bench::run(&options).await?;
-    let written = write_outputs(&report, &out)?;
+    // The report is printed first: whatever fails after it, it is not lost.
     if json {
         eprintln!("{}", report.table());
         println!(
@@ -175,8 +179,14 @@ async fn bench(command: Command) -> Result<(), BenchError> {
     } else {
         println!("{}", report.table());
     }
-    for path in written {
+    let written = write_outputs(&report, &out)?;
+    for path in &written.report {
         eprintln!("wrote {}", path.display());
+    }
+    match written.plot {
+        Ok(path) => eprintln!("wrote {}", path.display()),
+        // The figures are printed and written; only the picture is missing.
+        Err(e) => eprintln!("warning: no plot: {e}"),
     }
     Ok(())
 }

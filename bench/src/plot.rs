@@ -41,6 +41,12 @@ fn register_font() -> Result<(), String> {
     .clone()
 }
 
+/// Whether the labels' font loads: checked with the options, so a missing
+/// font is found before any cluster starts, not after the runs.
+pub fn check_font() -> Result<(), BenchError> {
+    register_font().map_err(BenchError::Font)
+}
+
 /// Draws `report`'s medians into `path`.
 pub fn draw(report: &Report, path: &Path) -> Result<(), BenchError> {
     let failed = |detail: String| BenchError::Plot {

@@ -336,8 +336,19 @@ async fn run_one<C: Cluster>(
     Ok(figures)
 }
 
-/// Writes `bench.json`, `bench.md` and `bench.png` into `out`; returns their paths.
-pub fn write_outputs(report: &Report, out: &Path) -> Result<Vec<PathBuf>, BenchError> {
+/// What [`write_outputs`] wrote.
+#[derive(Debug)]
+pub struct Written {
+    /// `bench.json` and `bench.md`.
+    pub report: Vec<PathBuf>,
+    /// `bench.png`, or why it could not be drawn (the report is written regardless).
+    pub plot: Result<PathBuf, BenchError>,
+}
+
+/// Writes `bench.json` and `bench.md` into `out`, then draws `bench.png`
+/// there; a plot that fails loses nothing else. An error only when the
+/// report itself cannot be written.
+pub fn write_outputs(report: &Report, out: &Path) -> Result<Written, BenchError> {
     std::fs::create_dir_all(out).map_err(io_err("cannot create", out))?;
     let json_path = out.join("bench.json");
     let json = serde_json::to_string_pretty(report).expect("a report always serializes");
@@ -345,13 +356,48 @@ pub fn write_outputs(report: &Report, out: &Path) -> Result<Vec<PathBuf>, BenchE
     let md_path = out.join("bench.md");
     std::fs::write(&md_path, report.table()).map_err(io_err("cannot write", &md_path))?;
     let png_path = out.join("bench.png");
-    plot::draw(report, &png_path)?;
-    Ok(vec![json_path, md_path, png_path])
+    let plot = plot::draw(report, &png_path).map(|()| png_path);
+    Ok(Written {
+        report: vec![json_path, md_path],
+        plot,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn report() -> Report {
+        let settings = Settings {
+            workload: crate::Workload::Put,
+            clients: vec![1],
+            rounds: 1,
+            duration: Duration::from_secs(1),
+            warmup: Duration::ZERO,
+            value_size: 8,
+            connections: None,
+            rate: None,
+            keys: 1,
+            security: Security::Tls,
+            ports: crate::Ports { base: 17_100 },
+        };
+        Report::new(settings, Machine::this("ext2/3/4"), BTreeMap::new(), Vec::new())
+    }
+
+    #[test]
+    fn a_plot_that_cannot_be_drawn_leaves_the_report_written() {
+        let out = tempfile::TempDir::new().unwrap();
+        // A directory where the picture should go: drawing it fails.
+        std::fs::create_dir(out.path().join("bench.png")).unwrap();
+        let written = write_outputs(&report(), out.path()).expect("the report is written");
+        assert!(written.plot.is_err(), "{written:?}");
+        for path in &written.report {
+            assert!(std::fs::metadata(path).is_ok_and(|m| m.len() > 0), "{}", path.display());
+        }
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.path().join("bench.json")).unwrap()).unwrap();
+        assert_eq!(json["settings"]["workload"], "put");
+    }
 
     #[test]
     fn filesystems_are_named_and_memory_ones_are_volatile() {
