@@ -4,7 +4,7 @@
 //! alternating the systems (safekeep, etcd, safekeep, etcd, ...) so that
 //! noise on the machine hits both, and finally the report. The clusters are
 //! stopped and the work directory removed (unless kept) whether the session
-//! ends, fails or is interrupted.
+//! ends, fails or is interrupted; on a panic the work directory still goes.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -64,10 +64,14 @@ pub struct SessionOptions {
     pub programs: Programs,
 }
 
-/// The session's work directory, removed at the end unless kept.
+/// The session's work directory, removed when dropped unless kept: at the
+/// end, on an error, and on a panic too.
 struct WorkDir {
     path: PathBuf,
     keep: bool,
+    /// The temporary directory when no --dir was given (and no --keep): held,
+    /// so that it goes on every path out.
+    temp: Option<tempfile::TempDir>,
     /// Its filesystem type, for the report.
     filesystem: String,
 }
@@ -100,7 +104,7 @@ fn filesystem_name(kind: FsType) -> String {
 impl WorkDir {
     fn create(dir: Option<&Path>, keep: bool) -> Result<Self, BenchError> {
         let filesystem = disk_filesystem(&dir.map_or_else(std::env::temp_dir, Path::to_path_buf))?;
-        let path = match dir {
+        let (path, temp) = match dir {
             Some(dir) => {
                 let empty = std::fs::read_dir(dir).map_or(true, |mut entries| entries.next().is_none());
                 if !empty {
@@ -110,21 +114,40 @@ impl WorkDir {
                     )));
                 }
                 std::fs::create_dir_all(dir).map_err(io_err("cannot create", dir))?;
-                dir.canonicalize().map_err(io_err("cannot resolve", dir))?
+                (dir.canonicalize().map_err(io_err("cannot resolve", dir))?, None)
             }
-            None => tempfile::Builder::new()
-                .prefix("safekeep-bench-")
-                .tempdir()
-                .map_err(io_err("cannot create a temporary directory in", &std::env::temp_dir()))?
-                .keep(),
+            None => {
+                let temp = tempfile::Builder::new()
+                    .prefix("safekeep-bench-")
+                    .tempdir()
+                    .map_err(io_err("cannot create a temporary directory in", &std::env::temp_dir()))?;
+                if keep {
+                    (temp.keep(), None)
+                } else {
+                    (temp.path().to_path_buf(), Some(temp))
+                }
+            }
         };
-        Ok(Self { path, keep, filesystem })
+        Ok(Self {
+            path,
+            keep,
+            temp,
+            filesystem,
+        })
     }
+}
 
-    fn finish(self) {
+impl Drop for WorkDir {
+    fn drop(&mut self) {
         if self.keep {
             eprintln!("data, configs and logs kept in {}", self.path.display());
-        } else if let Err(e) = std::fs::remove_dir_all(&self.path) {
+            return;
+        }
+        let removed = match self.temp.take() {
+            Some(temp) => temp.close(),
+            None => std::fs::remove_dir_all(&self.path),
+        };
+        if let Err(e) = removed {
             eprintln!("cannot remove {}: {e}", self.path.display());
         }
     }
@@ -162,7 +185,8 @@ pub async fn run(options: &SessionOptions) -> Result<Report, BenchError> {
         () = interrupted() => Err(BenchError::Interrupted),
     };
     clusters.stop().await;
-    workdir.finish();
+    // Only once the clusters are stopped: nothing writes there any more.
+    drop(workdir);
     result
 }
 
@@ -397,6 +421,29 @@ mod tests {
         let json: serde_json::Value =
             serde_json::from_slice(&std::fs::read(out.path().join("bench.json")).unwrap()).unwrap();
         assert_eq!(json["settings"]["workload"], "put");
+    }
+
+    #[test]
+    fn the_temporary_work_directory_goes_even_on_a_panic_and_stays_with_keep() {
+        if let Err(error) = disk_filesystem(&std::env::temp_dir()) {
+            eprintln!("skipped: {error}");
+            return;
+        }
+        let workdir = WorkDir::create(None, false).unwrap();
+        let path = workdir.path.clone();
+        std::fs::write(path.join("data"), b"x").unwrap();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _held = workdir;
+            panic!("a session that panics");
+        }));
+        assert!(panicked.is_err());
+        assert!(!path.exists(), "{} was left behind", path.display());
+
+        let kept = WorkDir::create(None, true).unwrap();
+        let path = kept.path.clone();
+        drop(kept);
+        assert!(path.is_dir(), "--keep keeps it");
+        std::fs::remove_dir_all(&path).unwrap();
     }
 
     #[test]
