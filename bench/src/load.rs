@@ -353,8 +353,14 @@ impl<C: Connection> Worker<C> {
                     return Err("the cas key had to be created during the run".into());
                 };
                 match self.conn.put_if_version(key.clone(), value.clone(), expected).await {
+                    Ok(CasOutcome::Applied { version }) if version <= expected => {
+                        // A server gone wrong: learn the version again, and say so.
+                        self.cas_version = None;
+                        Err(format!(
+                            "a compare-and-set of {key} at version {expected} answered version {version}, not a later one"
+                        ))
+                    }
                     Ok(CasOutcome::Applied { version }) => {
-                        assert!(version > expected, "a compare-and-set moved {key} back to {version}");
                         self.cas_version = Some(version);
                         Ok(())
                     }
@@ -389,7 +395,17 @@ mod tests {
         service: Duration,
         serial: Option<tokio::sync::Mutex<()>>,
         hang_at: Option<u64>,
+        cas: FakeCas,
         calls: AtomicU64,
+    }
+
+    /// How the fake answers a compare-and-set.
+    #[derive(Clone, Copy)]
+    enum FakeCas {
+        /// Applies it: the version grows by one.
+        Apply,
+        /// Claims to apply it without the version growing (a server gone wrong).
+        Stale,
     }
 
     impl FakeConn {
@@ -398,6 +414,7 @@ mod tests {
                 service,
                 serial: None,
                 hang_at: None,
+                cas: FakeCas::Apply,
                 calls: AtomicU64::new(0),
             }))
         }
@@ -438,7 +455,10 @@ mod tests {
 
         async fn put_if_version(&self, _key: String, _value: Vec<u8>, expected: u64) -> Result<CasOutcome, OpError> {
             self.answer().await;
-            Ok(CasOutcome::Applied { version: expected + 1 })
+            Ok(match self.0.cas {
+                FakeCas::Apply => CasOutcome::Applied { version: expected + 1 },
+                FakeCas::Stale => CasOutcome::Applied { version: expected },
+            })
         }
     }
 
@@ -508,6 +528,21 @@ mod tests {
         assert_eq!(outcome.ops, 400, "{outcome:?}");
         assert!(outcome.late <= 4, "{outcome:?}");
         assert_eq!(outcome.latencies.count(), outcome.intended);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_compare_and_set_answered_with_an_old_version_is_an_error_not_a_panic() {
+        let good = FakeConn::new(Duration::from_millis(10));
+        let outcome = drive(std::slice::from_ref(&good), &spec(Workload::Cas, 2, None), &[], |_| {}).await;
+        assert_eq!(outcome.errors, 0, "{outcome:?}");
+        assert_eq!(outcome.ops, 200, "{outcome:?}");
+
+        let stale = FakeConn::new(Duration::from_millis(10)).with(|s| s.cas = FakeCas::Stale);
+        let outcome = drive(std::slice::from_ref(&stale), &spec(Workload::Cas, 2, None), &[], |_| {}).await;
+        let first = outcome.first_error.clone().unwrap_or_default();
+        assert!(first.contains("not a later one"), "{outcome:?}");
+        assert!(!first.contains("worker failed"), "{outcome:?}");
+        assert!(outcome.errors > 0 && outcome.ops == 0, "{outcome:?}");
     }
 
     #[test]
