@@ -3,8 +3,8 @@
 //! A session starts a three-member cluster of each system on loopback
 //! (`targets/`), writes the keys a read workload needs, and then runs the
 //! workload (`workloads`) through each system's own client library with a
-//! number of clients in flight (`load`), alternating the systems round by
-//! round (`session`). Besides the clients' throughput and latency it reads
+//! number of clients in flight (`load`), alternating the systems and, round
+//! by round, which of them goes first (`session`). Besides the clients' throughput and latency it reads
 //! the servers' CPU time and memory from `/proc` (`measure`), and reports
 //! medians with the safekeep/etcd ratio (`report`) and a plot (`plot`).
 

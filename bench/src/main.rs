@@ -26,8 +26,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the workload on safekeep and on etcd, alternating round by round, and
-    /// print each figure's median with the safekeep/etcd ratio.
+    /// Run the workload on safekeep and on etcd, one run of each per round, and
+    /// print each figure's median with the safekeep/etcd ratio. The order
+    /// alternates: round 1 runs safekeep then etcd, round 2 etcd then
+    /// safekeep, and so on, so neither system always goes first.
     Compare(BenchArgs),
     /// Run the workload on one system.
     Run {
@@ -48,6 +50,7 @@ struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
     clients: Vec<usize>,
     /// Runs per system and client count; each figure is the median over them.
+    /// With both systems, the one that goes first alternates from round to round.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Measured seconds of each run.

@@ -1,8 +1,9 @@
 //! One benchmark session: a fresh work directory (refused on a filesystem
 //! kept in memory, where fsync would do nothing), the development
 //! certificates, the clusters, the keys read workloads need, then every run,
-//! alternating the systems (safekeep, etcd, safekeep, etcd, ...) so that
-//! noise on the machine hits both, and finally the report. The clusters are
+//! alternating the systems and their order (round 1: safekeep then etcd,
+//! round 2: etcd then safekeep, ...) so that noise on the machine, and
+//! whatever the previous run left behind, hits both, and finally the report. The clusters are
 //! stopped and the work directory removed (unless kept) whether the session
 //! ends, fails or is interrupted; on a panic the work directory still goes.
 
@@ -55,7 +56,8 @@ const KNOWN_FILESYSTEMS: [(FsType, &str); 7] = [
 #[derive(Debug, Clone)]
 pub struct SessionOptions {
     pub settings: Settings,
-    /// The systems to measure, in the order each round runs them.
+    /// The systems to measure, in the order the first round runs them; each
+    /// following round reverses the previous one's order.
     pub targets: Vec<TargetKind>,
     /// Work directory; `None`: a new temporary one.
     pub dir: Option<PathBuf>,
@@ -248,7 +250,7 @@ async fn session(options: &SessionOptions, workdir: &WorkDir, clusters: &mut Clu
     let mut run_number = 0;
     for &clients in &settings.clients {
         for round in 1..=settings.rounds {
-            for target in &options.targets {
+            for target in &round_order(&options.targets, round) {
                 run_number += 1;
                 let slot = (clients, round, run_number);
                 let figures = match target {
@@ -267,6 +269,17 @@ async fn session(options: &SessionOptions, workdir: &WorkDir, clusters: &mut Clu
     }
     let machine = Machine::this(&workdir.filesystem);
     Ok(Report::new(settings.clone(), machine, setups, runs))
+}
+
+/// The order the systems run in round `round` (1-based): as given in odd
+/// rounds, reversed in even ones, so that neither always goes first (a run
+/// right after the clusters start, or after the other system's run).
+fn round_order(targets: &[TargetKind], round: usize) -> Vec<TargetKind> {
+    let mut order = targets.to_vec();
+    if round.is_multiple_of(2) {
+        order.reverse();
+    }
+    order
 }
 
 /// Writes the key set read workloads read, before any run.
@@ -444,6 +457,16 @@ mod tests {
         drop(kept);
         assert!(path.is_dir(), "--keep keeps it");
         std::fs::remove_dir_all(&path).unwrap();
+    }
+
+    #[test]
+    fn each_round_reverses_the_order_of_the_one_before() {
+        use TargetKind::{Etcd, Safekeep};
+        let both = [Safekeep, Etcd];
+        assert_eq!(round_order(&both, 1), [Safekeep, Etcd]);
+        assert_eq!(round_order(&both, 2), [Etcd, Safekeep]);
+        assert_eq!(round_order(&both, 3), [Safekeep, Etcd]);
+        assert_eq!(round_order(&[Etcd], 2), [Etcd]);
     }
 
     #[test]
