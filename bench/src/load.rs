@@ -78,6 +78,11 @@ pub struct LoadOutcome {
     /// Failed operations intended inside the window (a missing key and a
     /// compare-and-set conflict count too).
     pub errors: u64,
+    /// Unconditional puts a `cas` run sent beside its operations, to learn a
+    /// key's version again after a conflict (or to create a missing key); of
+    /// operations intended inside the window. They load the servers but are
+    /// not counted as operations.
+    pub extra_puts: u64,
     /// The first error seen, to tell what went wrong.
     pub first_error: Option<String>,
     /// Of the successful operations intended inside the window, from their intended time.
@@ -97,6 +102,7 @@ struct Tally {
     intended: u64,
     late: u64,
     errors: u64,
+    extra_puts: u64,
     first_error: Option<String>,
     latencies: Latencies,
 }
@@ -216,6 +222,7 @@ pub async fn drive<C: Connection>(
                     total.intended += tally.intended;
                     total.late += tally.late;
                     total.errors += tally.errors;
+                    total.extra_puts += tally.extra_puts;
                     if total.first_error.is_none() {
                         total.first_error = tally.first_error;
                     }
@@ -249,6 +256,7 @@ pub async fn drive<C: Connection>(
         intended: total.intended,
         late: total.late,
         errors: total.errors,
+        extra_puts: total.extra_puts,
         first_error: total.first_error,
         latencies: total.latencies,
         measured: spec.duration,
@@ -305,7 +313,8 @@ impl<C: Connection> Worker<C> {
             }
             let in_window = intended >= window.measure_from;
             let op = spec.workload.next_op(&mut rng, spec.run, self.index, seq, spec.keys);
-            let answered = tokio::time::timeout_at(window.end + DRAIN_TIMEOUT, self.execute(op)).await;
+            let mut extra_puts = 0;
+            let answered = tokio::time::timeout_at(window.end + DRAIN_TIMEOUT, self.execute(op, &mut extra_puts)).await;
             self.done.fetch_add(1, Ordering::Relaxed);
             let Ok(result) = answered else {
                 // Unanswered by the deadline: an error, and this worker's last.
@@ -326,6 +335,7 @@ impl<C: Connection> Worker<C> {
                 continue;
             }
             tally.intended += 1;
+            tally.extra_puts += extra_puts;
             if finished > window.end {
                 tally.late += 1;
             }
@@ -337,7 +347,9 @@ impl<C: Connection> Worker<C> {
         tally
     }
 
-    async fn execute(&mut self, op: Op) -> Result<(), String> {
+    /// Sends `op`; `extra_puts` counts the puts it needed beyond the
+    /// operation itself (a `cas` that has to learn its key's version again).
+    async fn execute(&mut self, op: Op, extra_puts: &mut u64) -> Result<(), String> {
         let value = self.value.as_ref().clone();
         match op {
             Op::Put { key } => self.conn.put(key, value).await.map(drop).map_err(|e| e.0),
@@ -349,6 +361,7 @@ impl<C: Connection> Worker<C> {
             Op::CompareAndSet { key } => {
                 let Some(expected) = self.cas_version else {
                     // The key was never created (its put failed): create it now.
+                    *extra_puts += 1;
                     self.cas_version = Some(self.conn.put(key, value).await.map_err(|e| e.0)?);
                     return Err("the cas key had to be created during the run".into());
                 };
@@ -366,6 +379,7 @@ impl<C: Connection> Worker<C> {
                     }
                     Ok(CasOutcome::Conflict) => {
                         // Only this worker writes its key: learn its version again.
+                        *extra_puts += 1;
                         self.cas_version = self.conn.put(key.clone(), value).await.ok();
                         Err(format!("{key} was not at version {expected}"))
                     }
@@ -406,6 +420,8 @@ mod tests {
         Apply,
         /// Claims to apply it without the version growing (a server gone wrong).
         Stale,
+        /// Refuses it: the key is never at the expected version.
+        Conflict,
     }
 
     impl FakeConn {
@@ -458,6 +474,7 @@ mod tests {
             Ok(match self.0.cas {
                 FakeCas::Apply => CasOutcome::Applied { version: expected + 1 },
                 FakeCas::Stale => CasOutcome::Applied { version: expected },
+                FakeCas::Conflict => CasOutcome::Conflict,
             })
         }
     }
@@ -543,6 +560,25 @@ mod tests {
         assert!(first.contains("not a later one"), "{outcome:?}");
         assert!(!first.contains("worker failed"), "{outcome:?}");
         assert!(outcome.errors > 0 && outcome.ops == 0, "{outcome:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_puts_a_cas_conflict_sends_to_learn_the_version_are_counted() {
+        let good = FakeConn::new(Duration::from_millis(10));
+        let outcome = drive(std::slice::from_ref(&good), &spec(Workload::Cas, 2, None), &[], |_| {}).await;
+        assert_eq!(outcome.extra_puts, 0, "{outcome:?}");
+
+        let refusing = FakeConn::new(Duration::from_millis(10)).with(|s| s.cas = FakeCas::Conflict);
+        let outcome = drive(
+            std::slice::from_ref(&refusing),
+            &spec(Workload::Cas, 2, None),
+            &[],
+            |_| {},
+        )
+        .await;
+        // Each conflict (an error) costs one put: 20 ms per operation, 2 workers, 1 s.
+        assert_eq!(outcome.extra_puts, outcome.errors, "{outcome:?}");
+        assert_eq!(outcome.extra_puts, 100, "{outcome:?}");
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct RunFigures {
     pub p99_ms: Option<f64>,
     pub p999_ms: Option<f64>,
     pub errors: u64,
+    /// Puts a `cas` run sent to learn a key's version again (not operations).
+    pub extra_puts: u64,
     pub first_error: Option<String>,
     /// Server CPU seconds (all members) per 1,000 successful operations; `None` without operations.
     pub cpu_s_per_1k_ops: Option<f64>,
@@ -74,6 +76,7 @@ impl RunFigures {
             p99_ms: l.quantile_ms(0.99),
             p999_ms: l.quantile_ms(0.999),
             errors: outcome.errors,
+            extra_puts: outcome.extra_puts,
             first_error: outcome.first_error.clone(),
             cpu_s_per_1k_ops: (outcome.ops > 0).then(|| cpu_s * 1_000.0 / outcome.ops as f64),
             server_rss_mib: rss_bytes as f64 / MIB,
@@ -99,6 +102,8 @@ pub struct Summary {
     pub errors: u64,
     /// Late operations, summed over the rounds like the errors.
     pub late: u64,
+    /// Extra puts of `cas` runs, summed over the rounds.
+    pub extra_puts: u64,
     pub cpu_s_per_1k_ops: Option<f64>,
     pub server_rss_mib: f64,
 }
@@ -191,6 +196,7 @@ fn summarize(target: TargetKind, clients: usize, runs: &[&RunFigures]) -> Summar
         p999_ms: some(|r| r.p999_ms),
         errors: runs.iter().map(|r| r.errors).sum(),
         late: runs.iter().map(|r| r.late).sum(),
+        extra_puts: runs.iter().map(|r| r.extra_puts).sum(),
         cpu_s_per_1k_ops: some(|r| r.cpu_s_per_1k_ops),
         server_rss_mib: med(|r| r.server_rss_mib),
     }
@@ -364,6 +370,14 @@ impl Report {
                 run.first_error.as_deref().unwrap_or("")
             );
         }
+        for summary in self.summaries.iter().filter(|s| s.extra_puts > 0) {
+            let _ = writeln!(
+                out,
+                "\n{} at {} clients: {} extra puts over the rounds, to learn a key's version again after a \
+                 conflict; they loaded the servers but are not counted as operations",
+                summary.target, summary.clients, summary.extra_puts
+            );
+        }
         out
     }
 }
@@ -392,6 +406,7 @@ mod tests {
             intended: ops,
             late: 0,
             errors: 0,
+            extra_puts: 0,
             first_error: None,
             latencies,
             measured: Duration::from_secs(10),
@@ -483,6 +498,25 @@ mod tests {
         assert_eq!(json["summaries"][0]["late"], 7, "{json}");
         assert_eq!(json["summaries"][0]["offered_ops_per_s"], 100.0, "{json}");
         assert_eq!(json["runs"][0]["late"], 7, "{json}");
+        assert_eq!(json["runs"][0]["extra_puts"], 0, "{json}");
+        assert!(!table.contains("extra puts"), "{table}");
+    }
+
+    #[test]
+    fn the_extra_puts_of_a_cas_run_are_in_the_json_and_under_the_table() {
+        let mut conflicts = outcome(10, 2, 10);
+        conflicts.errors = 3;
+        conflicts.extra_puts = 3;
+        let figures = RunFigures::new(TargetKind::Etcd, (4, 4, 1), &conflicts, 0, 100);
+        let report = Report::new(settings(), machine(), BTreeMap::new(), vec![figures]);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["runs"][0]["extra_puts"], 3, "{json}");
+        assert_eq!(json["summaries"][0]["extra_puts"], 3, "{json}");
+        assert!(
+            report.table().contains("etcd at 4 clients: 3 extra puts"),
+            "{}",
+            report.table()
+        );
     }
 
     #[test]
