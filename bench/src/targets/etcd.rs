@@ -3,7 +3,9 @@
 //! never passes `--unsafe-no-fsync`, and checks that the WAL fsync counter
 //! moves when a key is written), and with TLS, peer and client TLS with
 //! client-certificate authentication from the session's development CA.
-//! Clients go through the etcd-client crate, each balanced over all members.
+//! Clients go through the etcd-client crate, each balanced over all members;
+//! health and the WAL fsync counter are read over HTTP (reqwest) from each
+//! member's plain metrics port.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,7 +13,7 @@ use std::time::Duration;
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KvClient, TlsOptions, Txn, TxnOp,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use serde::Deserialize;
 
 use super::{CasOutcome, Cluster, Connection, MEMBERS, OpError, SetupContext, TargetKind};
 use crate::error::{BenchError, io_err};
@@ -30,7 +32,7 @@ const READY_POLL: Duration = Duration::from_millis(200);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Deadline of opening one connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Deadline of one HTTP request to a member's metrics port.
+/// Deadline of one HTTP request to a member's metrics port (the whole exchange).
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest HTTP answer read from a metrics port.
 const MAX_HTTP_BYTES: usize = 16 << 20;
@@ -47,6 +49,8 @@ pub struct EtcdCluster {
     options: ConnectOptions,
     ports: Ports,
     security: Security,
+    /// For the members' metrics ports: health and the WAL fsync counter.
+    http: reqwest::Client,
 }
 
 impl EtcdCluster {
@@ -117,6 +121,7 @@ impl EtcdCluster {
             options,
             ports,
             security,
+            http: metrics_client()?,
         };
         cluster.wait_healthy(&ctx.dir).await?;
         cluster.check_fsync().await?;
@@ -125,6 +130,7 @@ impl EtcdCluster {
 
     async fn wait_healthy(&mut self, dir: &std::path::Path) -> Result<(), BenchError> {
         let ports = self.ports;
+        let http = &self.http;
         let members = &mut self.members;
         poll_until(
             READY_TIMEOUT,
@@ -134,9 +140,9 @@ impl EtcdCluster {
                 async move {
                     running?;
                     for m in 1..=MEMBERS {
-                        let healthy = http_get(ports.etcd_metrics(m), "/health")
+                        let healthy = http_get(http, ports.etcd_metrics(m), "/health")
                             .await
-                            .is_ok_and(|body| body.contains("\"health\":\"true\""));
+                            .is_ok_and(|body| says_healthy(&body));
                         if !healthy {
                             return Ok(None);
                         }
@@ -157,7 +163,7 @@ impl EtcdCluster {
     async fn wal_fsyncs(&self) -> Result<u64, BenchError> {
         let mut total = 0.0;
         for m in 1..=MEMBERS {
-            let body = http_get(self.ports.etcd_metrics(m), "/metrics")
+            let body = http_get(&self.http, self.ports.etcd_metrics(m), "/metrics")
                 .await
                 .map_err(|detail| BenchError::Setup { target: "etcd", detail })?;
             total += body
@@ -188,33 +194,49 @@ impl EtcdCluster {
     }
 }
 
-/// GET `path` from a member's plain HTTP metrics port; the body.
-async fn http_get(port: u16, path: &str) -> Result<String, String> {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .map_err(|e| e.to_string())?;
-        let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
-        let mut answer = Vec::new();
-        (&mut stream)
-            .take(MAX_HTTP_BYTES as u64)
-            .read_to_end(&mut answer)
-            .await
-            .map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&answer).into_owned();
-        let (head, body) = text
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| "an HTTP answer without a body".to_string())?;
-        let status = head.split_whitespace().nth(1);
-        if !head.starts_with("HTTP/1.") || status != Some("200") {
-            return Err(format!("{path}: {}", head.lines().next().unwrap_or("")));
-        }
-        Ok(body.to_string())
-    };
-    tokio::time::timeout(HTTP_TIMEOUT, exchange)
+/// The HTTP client for the members' plain metrics ports: loopback only, so
+/// no proxy from the environment applies.
+fn metrics_client() -> Result<reqwest::Client, BenchError> {
+    reqwest::Client::builder()
+        .timeout(HTTP_TIMEOUT)
+        .no_proxy()
+        .build()
+        .map_err(|e| BenchError::Setup {
+            target: "etcd",
+            detail: format!("cannot build the HTTP client for the metrics ports: {e}"),
+        })
+}
+
+/// GET `path` from a member's plain HTTP metrics port; the body, at most
+/// [`MAX_HTTP_BYTES`] of it.
+async fn http_get(http: &reqwest::Client, port: u16, path: &str) -> Result<String, String> {
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let mut response = http
+        .get(&url)
+        .send()
         .await
-        .map_err(|_| format!("{path}: no answer within {HTTP_TIMEOUT:?}"))?
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| format!("{url}: {e}"))?;
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| format!("{url}: {e}"))? {
+        if body.len() + chunk.len() > MAX_HTTP_BYTES {
+            return Err(format!("{url}: the answer is larger than {MAX_HTTP_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    String::from_utf8(body).map_err(|_| format!("{url}: the answer is not UTF-8"))
+}
+
+/// etcd's `/health` answer (the fields the benchmark reads).
+#[derive(Debug, Deserialize)]
+struct Health {
+    /// `"true"` when the member has a leader and serves.
+    health: String,
+}
+
+/// Whether a `/health` answer says the member is healthy.
+fn says_healthy(body: &str) -> bool {
+    serde_json::from_str::<Health>(body).is_ok_and(|h| h.health == "true")
 }
 
 impl Cluster for EtcdCluster {
@@ -295,5 +317,52 @@ impl Connection for EtcdConn {
         Ok(CasOutcome::Applied {
             version: revision(response.header())?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A one-shot HTTP server on loopback that answers `answer` to the first
+    /// request; its port.
+    async fn serve_once(answer: String) -> u16 {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 4096];
+            let _ = stream.read(&mut request).await;
+            stream.write_all(answer.as_bytes()).await.unwrap();
+            stream.shutdown().await.unwrap();
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn metrics_ports_are_read_over_http_and_a_failing_status_is_an_error() {
+        let http = metrics_client().unwrap();
+        let body = r#"{"health":"true","reason":""}"#;
+        let ok = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let port = serve_once(ok).await;
+        let answer = http_get(&http, port, "/health").await.unwrap();
+        assert!(says_healthy(&answer), "{answer}");
+
+        let port =
+            serve_once("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into())
+                .await;
+        let error = http_get(&http, port, "/health").await.unwrap_err();
+        assert!(error.contains("503") && error.contains("/health"), "{error}");
+    }
+
+    #[test]
+    fn only_a_health_of_true_is_healthy() {
+        assert!(says_healthy(r#"{"health":"true","reason":""}"#));
+        assert!(!says_healthy(r#"{"health":"false","reason":"RAFT NO LEADER"}"#));
+        assert!(!says_healthy("not json"));
     }
 }
