@@ -28,8 +28,33 @@ pub const MAX_VALUE_SIZE: usize = 1 << 20;
 pub const MAX_KEYS: usize = 1_000_000;
 /// Highest open-loop rate, operations per second.
 pub const MAX_RATE: u64 = 1_000_000;
-/// Ports a session uses above its base port (both clusters).
+/// Where safekeep's local cluster puts node `id`'s peer port: `base + 100 +
+/// id` (its client port is `base + id`). This is `safekeep-node
+/// local-cluster`'s own layout, which the benchmark follows, not chooses.
+pub const SAFEKEEP_PEER_OFFSET: u16 = 100;
+/// Where the local cluster puts node `id`'s HTTP port: `base + 200 + id`
+/// (the same layout); with at most 9 local nodes its ports end below `base + 210`.
+pub const SAFEKEEP_HTTP_OFFSET: u16 = 200;
+/// etcd member `m`'s client port is `base + 300 + m`: the first hundred
+/// above safekeep's three blocks, so the two clusters never share a port.
+pub const ETCD_CLIENT_OFFSET: u16 = 300;
+/// etcd member `m`'s peer port is `base + 320 + m`: each etcd role gets a
+/// block of 20, room for more members than the benchmark starts.
+pub const ETCD_PEER_OFFSET: u16 = 320;
+/// etcd member `m`'s plain HTTP metrics and health port is `base + 340 + m`.
+pub const ETCD_METRICS_OFFSET: u16 = 340;
+/// Ports a session uses above its base port (both clusters): past etcd's
+/// last block, rounded up to a whole hundred.
 pub const PORT_SPAN: u16 = 400;
+// The layout holds together, checked when compiling: every role's block has
+// room for every member, etcd starts above safekeep, and ends inside the span.
+const _: () = {
+    assert!(SAFEKEEP_HTTP_OFFSET - SAFEKEEP_PEER_OFFSET > MEMBERS);
+    assert!(ETCD_CLIENT_OFFSET > SAFEKEEP_HTTP_OFFSET + MEMBERS);
+    assert!(ETCD_PEER_OFFSET - ETCD_CLIENT_OFFSET > MEMBERS);
+    assert!(ETCD_METRICS_OFFSET - ETCD_PEER_OFFSET > MEMBERS);
+    assert!(ETCD_METRICS_OFFSET + MEMBERS < PORT_SPAN);
+};
 
 /// Whether the servers and clients talk TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -43,7 +68,8 @@ pub enum Security {
 
 /// The loopback ports of one session: safekeep's local cluster from `base`
 /// (client `base+id`, peer `base+100+id`, HTTP `base+200+id`), etcd's members
-/// above it.
+/// above it (client `base+300+m`, peer `base+320+m`, metrics `base+340+m`);
+/// the offsets are the constants above.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Ports {
     pub base: u16,
@@ -57,17 +83,17 @@ impl Ports {
 
     /// Client port of etcd member `member` (1-based).
     pub fn etcd_client(self, member: u16) -> u16 {
-        self.base + 300 + member
+        self.base + ETCD_CLIENT_OFFSET + member
     }
 
     /// Peer port of etcd member `member`.
     pub fn etcd_peer(self, member: u16) -> u16 {
-        self.base + 320 + member
+        self.base + ETCD_PEER_OFFSET + member
     }
 
     /// Plain HTTP metrics and health port of etcd member `member`.
     pub fn etcd_metrics(self, member: u16) -> u16 {
-        self.base + 340 + member
+        self.base + ETCD_METRICS_OFFSET + member
     }
 }
 
@@ -274,13 +300,14 @@ mod tests {
     #[test]
     fn etcd_ports_stay_inside_the_span_and_clear_of_safekeep() {
         let ports = Ports { base: 17_100 };
-        for member in 1..=3 {
+        let safekeep_last = ports.base + SAFEKEEP_HTTP_OFFSET + MEMBERS;
+        for member in 1..=MEMBERS {
             for port in [
                 ports.etcd_client(member),
                 ports.etcd_peer(member),
                 ports.etcd_metrics(member),
             ] {
-                assert!(port > ports.base + 203 && port < ports.base + PORT_SPAN, "{port}");
+                assert!(port > safekeep_last && port < ports.base + PORT_SPAN, "{port}");
             }
         }
     }
