@@ -12,13 +12,78 @@ use clap::{Args, Parser, Subcommand};
 use safekeep_bench::plot::check_font;
 use safekeep_bench::procs::find_program;
 use safekeep_bench::session::write_outputs;
+use safekeep_bench::settings::{
+    ETCD_CLIENT_OFFSET, ETCD_METRICS_OFFSET, ETCD_PEER_OFFSET, MEMBERS, PORT_SPAN, SAFEKEEP_HTTP_OFFSET,
+    SAFEKEEP_PEER_OFFSET,
+};
 use safekeep_bench::{BenchError, Ports, Programs, Security, SessionOptions, Settings, TargetKind, Workload};
+
+/// The first loopback port when --base-port is not given.
+const DEFAULT_BASE_PORT: u16 = 17_100;
+
+/// What `--help` says after the options: what the benchmark needs, what it
+/// writes, the ports, how to read the figures, and examples.
+fn help_details() -> String {
+    let ports = |first: u16| format!("B+{}..B+{}", first + 1, first + MEMBERS);
+    format!(
+        "\
+What it needs:
+  etcd           the `etcd` program of etcd-server, on PATH or --etcd-binary
+                 (scripts/install-deps.sh installs it)
+  safekeep-node  beside this program (`cargo build -p safekeep-node` puts it
+                 there), else on PATH, or --node-binary
+  a font         DejaVu Sans (fonts-dejavu-core) for bench.png, checked before
+                 any cluster starts
+
+What it writes:
+  The table goes to stdout (to stderr with --json, which prints the report as
+  JSON on stdout). Then, in --out (default bench-results/): bench.json (every
+  run, the medians, the ratios, the machine), bench.md (the table) and
+  bench.png (throughput and p99 against clients). A plot that fails is a
+  warning: the report is already printed and written.
+  The clusters' data, configs and logs go to a new temporary directory, or to
+  --dir (empty or new, on a disk-backed filesystem: tmpfs and ramfs are
+  refused, as fsync does nothing there).
+
+Ports (loopback only; B is --base-port, default {DEFAULT_BASE_PORT}; B to B+{last}):
+  safekeep  client {sk_client}, peer {sk_peer}, HTTP {sk_http}
+  etcd      client {etcd_client}, peer {etcd_peer}, metrics {etcd_metrics}
+
+Reading the ratios (safekeep/etcd, of the medians over the rounds):
+  ops/s above 1 is better for safekeep; latency, server CPU per operation and
+  server memory below 1 are better for safekeep.
+
+Closed and open loop:
+  Without --rate (closed loop) each client sends its next operation as soon as
+  the last is answered: ops/s is what the system sustains at that many clients.
+  With --rate N (open loop) operations are due N per second whatever the
+  answers, and latency counts from when each was due. ops/s counts operations
+  completed inside the measured window: below N, with many late operations,
+  means the system could not keep up.
+
+Cleanup:
+  Both clusters are stopped and the work directory removed when the session
+  ends, fails, panics or is interrupted (Ctrl-C, SIGTERM); --keep keeps the
+  directory for a look at the logs.
+
+Examples:
+  safekeep-bench compare --workload put --clients 1,16,64,256 --rounds 3
+  safekeep-bench compare --workload get --clients 64 --rate 2000 --dir /var/tmp/bench --keep",
+        last = PORT_SPAN - 1,
+        sk_client = ports(0),
+        sk_peer = ports(SAFEKEEP_PEER_OFFSET),
+        sk_http = ports(SAFEKEEP_HTTP_OFFSET),
+        etcd_client = ports(ETCD_CLIENT_OFFSET),
+        etcd_peer = ports(ETCD_PEER_OFFSET),
+        etcd_metrics = ports(ETCD_METRICS_OFFSET),
+    )
+}
 
 /// Benchmarks safekeep side by side with etcd: both as three-member clusters
 /// on loopback, fsync on, TLS on (unless --plaintext), driven through their
 /// own client libraries.
 #[derive(Parser)]
-#[command(name = "safekeep-bench", version, about, long_about = None)]
+#[command(name = "safekeep-bench", version, after_long_help = help_details())]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,12 +91,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the workload on safekeep and on etcd, one run of each per round, and
-    /// print each figure's median with the safekeep/etcd ratio. The order
-    /// alternates: round 1 runs safekeep then etcd, round 2 etcd then
-    /// safekeep, and so on, so neither system always goes first.
+    /// Run the workload on safekeep and on etcd, and print each figure's
+    /// median with the safekeep/etcd ratio.
+    ///
+    /// Each round runs both systems once; the order alternates: round 1 runs
+    /// safekeep then etcd, round 2 etcd then safekeep, and so on, so neither
+    /// system always goes first.
+    #[command(after_long_help = help_details())]
     Compare(BenchArgs),
     /// Run the workload on one system.
+    #[command(after_long_help = help_details())]
     Run {
         /// The system to measure.
         #[arg(long, value_enum)]
@@ -66,7 +135,8 @@ struct BenchArgs {
     #[arg(long)]
     connections: Option<usize>,
     /// Open loop: send this many operations per second and count latency from
-    /// each one's intended send time (--clients then caps those in flight).
+    /// each one's intended send time (--clients then caps those in flight);
+    /// the table shows the achieved rate beside this offered one.
     #[arg(long)]
     rate: Option<u64>,
     /// Keys written before get, get-stale and mixed runs.
@@ -81,14 +151,15 @@ struct BenchArgs {
     /// Directory for bench.json, bench.md and bench.png.
     #[arg(long, default_value = "bench-results")]
     out: PathBuf,
-    /// Work directory for the clusters' data, configs and logs (empty or new) [default: a temporary one].
+    /// Work directory for the clusters' data, configs and logs (empty or new,
+    /// not on tmpfs or ramfs) [default: a temporary one].
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Keep the work directory after the session.
     #[arg(long)]
     keep: bool,
     /// First of the loopback ports the clusters use (400 ports from it).
-    #[arg(long, default_value_t = 17_100)]
+    #[arg(long, default_value_t = DEFAULT_BASE_PORT)]
     base_port: u16,
     /// The safekeep-node program [default: beside this program, else on PATH].
     #[arg(long)]
