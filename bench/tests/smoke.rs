@@ -99,7 +99,16 @@ fn compare_measures_both_systems_and_reports_the_ratio_json_and_plot() {
         assert_eq!(summary["errors"], 0, "{target} failed operations: {summary}\n{stderr}");
         assert!(summary["cpu_s_per_1k_ops"].as_f64().is_some(), "{target}: {summary}");
         assert!(summary["server_rss_mib"].as_f64().unwrap() > 0.0, "{target}: {summary}");
+        assert!(summary["p99_ms"].as_f64().is_some(), "{target}: {summary}");
+        assert!(summary["late"].as_u64().is_some(), "{target}: {summary}");
     }
+    assert!(
+        report["machine"]["work_filesystem"]
+            .as_str()
+            .is_some_and(|fs| !fs.is_empty()),
+        "the report names the work directory's filesystem: {}",
+        report["machine"]
+    );
     let ratio = &report["ratios"][0];
     assert_eq!(ratio["clients"], 4, "{report}");
     assert!(
