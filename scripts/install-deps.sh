@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing safekeep needs on a Debian machine:
-# clang and libclang for RocksDB's bindings, a C++ compiler, and the tools
-# the chaos drills use. Runs as root without prompts; does nothing when
+# clang and libclang for RocksDB's bindings, a C++ compiler, the tools
+# the chaos drills use, and etcd for the side-by-side benchmarks. Runs as root without prompts; does nothing when
 # everything is already there.
 set -euo pipefail
 
@@ -15,6 +15,14 @@ command -v make >/dev/null 2>&1 || need+=(make)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+# The benchmarks run etcd beside safekeep (etcd-server), and etcdctl
+# (etcd-client) is there to look at the etcd cluster by hand.
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
+# The benchmark's etcd client crate compiles etcd's protos with protoc,
+# which needs protobuf's own well-known types (libprotobuf-dev) beside it.
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+[ -e /usr/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

@@ -102,3 +102,19 @@ fn the_chaos_drills_import_only_downward() {
     assert_layered("chaos", "lib.rs", &chaos);
     assert_layered("chaos", "main.rs", &Layers::new(&[&["main.rs"]]));
 }
+
+#[test]
+fn the_benchmarks_import_only_downward() {
+    let bench = Layers::new(&[
+        &["error.rs", "measure.rs", "workloads.rs"],
+        &["settings.rs", "procs.rs"],
+        &["targets/"],
+        &["load.rs"],
+        &["report.rs"],
+        &["plot.rs"],
+        &["session.rs"],
+        &["lib.rs"],
+    ]);
+    assert_layered("bench", "lib.rs", &bench);
+    assert_layered("bench", "main.rs", &Layers::new(&[&["main.rs"]]));
+}
