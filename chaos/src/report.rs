@@ -98,7 +98,7 @@ impl DrillReport {
             }
         );
         out += &format!(
-            "| figure | value |\n|---|---|\n| longest write gap | {:.2} s (SLO {:.1} s) |\n| failover (first write after the fault) | {} |\n| recovery (throughput back after the heal) | {} |\n| catch-up (restored nodes hold what was committed at the heal) | {} |\n| leader changes | {} |\n| operations checked | {} |\n| linearizable | {} |\n| lost acknowledged writes | {} |\n| every replica holds the same data | {} |\n\n",
+            "| figure | value |\n|---|---|\n| longest write gap | {:.2} s (SLO {:.1} s) |\n| failover (first write sent once the fault was in place succeeded) | {} |\n| recovery (throughput back after the heal) | {} |\n| catch-up (restored nodes hold what was committed at the heal) | {} |\n| leader changes | {} |\n| operations checked | {} |\n| linearizable | {} |\n| lost acknowledged writes | {} |\n| every replica holds the same data | {} |\n\n",
             f.longest_write_gap_s,
             self.write_gap_slo_s,
             seconds(f.failover_s),
