@@ -11,6 +11,7 @@
 pub mod error;
 pub mod load;
 pub mod measure;
+pub mod operations;
 pub mod plot;
 pub mod procs;
 pub mod report;

@@ -35,9 +35,13 @@ use rand::{RngCore, SeedableRng};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::error::BenchError;
 use crate::measure::{Latencies, total_cpu_ticks};
-use crate::targets::{CasOutcome, Connection, OpError};
-use crate::workloads::{Op, Workload, cas_key};
+use crate::settings::Settings;
+use crate::targets::{CasOutcome, Cluster, Connection, OpError};
+use crate::workloads::{Op, Workload, cas_key, populated_key};
 
 /// How long workers get to finish their last operations after the window:
 /// every operation must be answered by the window's end plus this, or it
@@ -392,6 +396,53 @@ impl<C: Connection> Worker<C> {
             }
         }
     }
+}
+
+/// Workers that write the key set before a read workload.
+const POPULATE_WORKERS: usize = 64;
+/// Connections they share.
+const POPULATE_CONNECTIONS: usize = 8;
+
+/// Writes the key set read workloads read, before any run.
+pub async fn populate<C: Cluster>(cluster: &C, settings: &Settings) -> Result<(), BenchError> {
+    eprintln!(
+        "writing {} keys of {} B into {} ...",
+        settings.keys,
+        settings.value_size,
+        cluster.kind()
+    );
+    let mut conns = Vec::new();
+    for _ in 0..POPULATE_CONNECTIONS {
+        conns.push(cluster.connect().await?);
+    }
+    let value = vec![b'v'; settings.value_size];
+    let bar = ProgressBar::new(settings.keys as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} keys, {per_sec}, ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let workers = (0..POPULATE_WORKERS).map(|w| {
+        let conn = conns[w % conns.len()].clone();
+        let value = value.clone();
+        let keys = settings.keys;
+        let bar = bar.clone();
+        async move {
+            for index in (w..keys).step_by(POPULATE_WORKERS) {
+                conn.put(populated_key(index), value.clone()).await?;
+                bar.inc(1);
+            }
+            Ok(())
+        }
+    });
+    let results: Vec<Result<(), OpError>> = futures::future::join_all(workers).await;
+    bar.finish_and_clear();
+    if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+        return Err(BenchError::Setup {
+            target: cluster.kind().name(),
+            detail: format!("writing the key set failed: {e}"),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -9,12 +9,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use safekeep_bench::error::io_err;
 use safekeep_bench::plot::check_font;
 use safekeep_bench::procs::find_program;
-use safekeep_bench::session::write_outputs;
+use safekeep_bench::session::{Job, Outcome, run_job, write_outputs};
 use safekeep_bench::settings::{
-    ETCD_CLIENT_OFFSET, ETCD_METRICS_OFFSET, ETCD_PEER_OFFSET, MEMBERS, PORT_SPAN, SAFEKEEP_HTTP_OFFSET,
-    SAFEKEEP_PEER_OFFSET,
+    ETCD_CLIENT_OFFSET, ETCD_METRICS_OFFSET, ETCD_PEER_OFFSET, MAX_KEYS, MAX_ROUNDS, MEMBERS, PORT_SPAN,
+    SAFEKEEP_HTTP_OFFSET, SAFEKEEP_PEER_OFFSET,
 };
 use safekeep_bench::{BenchError, Ports, Programs, Security, SessionOptions, Settings, TargetKind, Workload};
 
@@ -48,6 +49,7 @@ What it writes:
 Ports (loopback only; B is --base-port, default {DEFAULT_BASE_PORT}; B to B+{last}):
   safekeep  client {sk_client}, peer {sk_peer}, HTTP {sk_http}
   etcd      client {etcd_client}, peer {etcd_peer}, metrics {etcd_metrics}
+  footprint's new member takes the port after each block's last
 
 Reading the ratios (safekeep/etcd, of the medians over the rounds):
   ops/s above 1 is better for safekeep; latency, server CPU per operation and
@@ -108,6 +110,43 @@ enum Command {
         #[command(flatten)]
         args: BenchArgs,
     },
+    /// Kill the leader with SIGKILL, --runs times per system, and time the
+    /// first acknowledged write sent after each kill.
+    ///
+    /// Before each run every member serves and has caught up; a probe write
+    /// goes out every 10 ms through one client connection whatever the
+    /// answers; after the kill, the first probe sent after it that is
+    /// acknowledged ends the run, and the killed member is started again on
+    /// its data. The systems alternate run by run. Writes to failover.json
+    /// and failover.md in --out.
+    #[command(after_long_help = help_details())]
+    Failover {
+        /// Kills per system; the figures are the median, p95 and maximum over them.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        #[command(flatten)]
+        targets: TargetArgs,
+        #[command(flatten)]
+        setup: SetupArgs,
+    },
+    /// Write --records unique keys, then measure memory and disk, the time
+    /// to restart every member to a first acknowledged write, and how fast a
+    /// new member on an empty disk catches up.
+    ///
+    /// The new member joins as a learner (a replacement before it is swapped
+    /// in) and is timed until it has applied everything the leader had
+    /// committed when it was added. One system after the other. Writes to
+    /// footprint.json and footprint.md in --out.
+    #[command(after_long_help = help_details())]
+    Footprint {
+        /// Records to write (1 KiB values by default: a million is 1 GiB).
+        #[arg(long, default_value_t = 1_000_000)]
+        records: usize,
+        #[command(flatten)]
+        targets: TargetArgs,
+        #[command(flatten)]
+        setup: SetupArgs,
+    },
 }
 
 #[derive(Args)]
@@ -128,9 +167,6 @@ struct BenchArgs {
     /// Seconds of load before the measurement starts.
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
-    /// Bytes of each written value.
-    #[arg(long, default_value_t = 1024)]
-    value_size: usize,
     /// Client connections (SDK clients, etcd clients) per run [default: the client count, at most 8].
     #[arg(long)]
     connections: Option<usize>,
@@ -142,13 +178,23 @@ struct BenchArgs {
     /// Keys written before get, get-stale and mixed runs.
     #[arg(long, default_value_t = 10_000)]
     keys: usize,
+    #[command(flatten)]
+    setup: SetupArgs,
+}
+
+/// How the clusters are set up and where the results go: every command's options.
+#[derive(Args)]
+struct SetupArgs {
+    /// Bytes of each written value.
+    #[arg(long, default_value_t = 1024)]
+    value_size: usize,
     /// The plaintext reference pair: safekeep --insecure-dev, etcd over http.
     #[arg(long)]
     plaintext: bool,
     /// Print the report as JSON on stdout (the table goes to stderr).
     #[arg(long)]
     json: bool,
-    /// Directory for bench.json, bench.md and bench.png.
+    /// Directory for the report files.
     #[arg(long, default_value = "bench-results")]
     out: PathBuf,
     /// Work directory for the clusters' data, configs and logs (empty or new,
@@ -167,6 +213,23 @@ struct BenchArgs {
     /// The etcd program.
     #[arg(long, default_value = "etcd")]
     etcd_binary: PathBuf,
+}
+
+/// Which systems a failover or footprint session measures.
+#[derive(Args)]
+struct TargetArgs {
+    /// Measure only this system [default: both].
+    #[arg(long, value_enum)]
+    target: Option<TargetKind>,
+}
+
+impl TargetArgs {
+    fn targets(&self) -> Vec<TargetKind> {
+        match self.target {
+            Some(target) => vec![target],
+            None => vec![TargetKind::Safekeep, TargetKind::Etcd],
+        }
+    }
 }
 
 fn seconds(flag: &str, value: f64) -> Result<Duration, BenchError> {
@@ -190,29 +253,58 @@ fn node_program(flag: Option<&Path>) -> Result<PathBuf, BenchError> {
     }
 }
 
-fn options(targets: Vec<TargetKind>, args: BenchArgs) -> Result<(SessionOptions, bool, PathBuf), BenchError> {
-    let settings = Settings {
+/// The load settings of `args`.
+fn load_settings(args: &BenchArgs) -> Result<Settings, BenchError> {
+    Ok(Settings {
         workload: args.workload,
-        clients: args.clients,
+        clients: args.clients.clone(),
         rounds: args.rounds,
         duration: seconds("--duration", args.duration)?,
         warmup: seconds("--warmup", args.warmup)?,
-        value_size: args.value_size,
+        value_size: args.setup.value_size,
         connections: args.connections,
         rate: args.rate,
         keys: args.keys,
-        security: if args.plaintext {
-            Security::Plaintext
-        } else {
-            Security::Tls
+        security: security(&args.setup),
+        ports: Ports {
+            base: args.setup.base_port,
         },
-        ports: Ports { base: args.base_port },
-    };
+    })
+}
+
+/// The settings of a failover or footprint session: the value size, the
+/// records, the security and the ports; the load fields keep their smallest
+/// valid values, as no load run reads them.
+fn operation_settings(setup: &SetupArgs, records: usize) -> Settings {
+    Settings {
+        workload: Workload::Put,
+        clients: vec![1],
+        rounds: 1,
+        duration: Duration::from_secs(1),
+        warmup: Duration::ZERO,
+        value_size: setup.value_size,
+        connections: None,
+        rate: None,
+        keys: records,
+        security: security(setup),
+        ports: Ports { base: setup.base_port },
+    }
+}
+
+fn security(setup: &SetupArgs) -> Security {
+    if setup.plaintext {
+        Security::Plaintext
+    } else {
+        Security::Tls
+    }
+}
+
+fn options(targets: Vec<TargetKind>, settings: Settings, setup: SetupArgs) -> Result<SessionOptions, BenchError> {
     settings.validate()?;
     check_font()?;
     let etcd = if targets.contains(&TargetKind::Etcd) {
         Some(find_program(
-            &args.etcd_binary,
+            &setup.etcd_binary,
             "install etcd-server: run scripts/install-deps.sh",
         )?)
     } else {
@@ -221,27 +313,85 @@ fn options(targets: Vec<TargetKind>, args: BenchArgs) -> Result<(SessionOptions,
     // The node program makes the certificates too: needed unless only etcd runs in plaintext.
     let needs_node = targets.contains(&TargetKind::Safekeep) || settings.security == Security::Tls;
     let node = if needs_node {
-        Some(node_program(args.node_binary.as_deref())?)
+        Some(node_program(setup.node_binary.as_deref())?)
     } else {
         None
     };
     let programs = Programs { node, etcd };
-    let options = SessionOptions {
+    Ok(SessionOptions {
         settings,
         targets,
-        dir: args.dir,
-        keep: args.keep,
+        dir: setup.dir,
+        keep: setup.keep,
         programs,
-    };
-    Ok((options, args.json, args.out))
+    })
+}
+
+/// Prints a report (its table, or with --json its JSON and the table on
+/// stderr) and writes `NAME.json` and `NAME.md` into `out`.
+fn print_and_write<R: serde::Serialize>(
+    report: &R,
+    table: &str,
+    json: bool,
+    out: &Path,
+    name: &str,
+) -> Result<(), BenchError> {
+    let text = serde_json::to_string_pretty(report).expect("a report always serializes");
+    if json {
+        eprintln!("{table}");
+        println!("{text}");
+    } else {
+        println!("{table}");
+    }
+    std::fs::create_dir_all(out).map_err(io_err("cannot create", out))?;
+    for (path, contents) in [
+        (out.join(format!("{name}.json")), &text),
+        (out.join(format!("{name}.md")), &table.to_string()),
+    ] {
+        std::fs::write(&path, contents).map_err(io_err("cannot write", &path))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 async fn bench(command: Command) -> Result<(), BenchError> {
     let (targets, args) = match command {
         Command::Compare(args) => (vec![TargetKind::Safekeep, TargetKind::Etcd], args),
         Command::Run { target, args } => (vec![target], args),
+        Command::Failover { runs, targets, setup } => {
+            if runs == 0 || runs > MAX_ROUNDS {
+                return Err(BenchError::BadOption(format!(
+                    "--runs must be between 1 and {MAX_ROUNDS}, not {runs}"
+                )));
+            }
+            let (json, out) = (setup.json, setup.out.clone());
+            let options = options(targets.targets(), operation_settings(&setup, 0), setup)?;
+            let Outcome::Failover(report) = run_job(&options, Job::Failover { runs }).await? else {
+                unreachable!("a failover job reports failovers")
+            };
+            return print_and_write(&report, &report.table(), json, &out, "failover");
+        }
+        Command::Footprint {
+            records,
+            targets,
+            setup,
+        } => {
+            if records == 0 || records > MAX_KEYS {
+                return Err(BenchError::BadOption(format!(
+                    "--records must be between 1 and {MAX_KEYS}, not {records}"
+                )));
+            }
+            let (json, out) = (setup.json, setup.out.clone());
+            let options = options(targets.targets(), operation_settings(&setup, records), setup)?;
+            let Outcome::Footprint(report) = run_job(&options, Job::Footprint).await? else {
+                unreachable!("a footprint job reports footprints")
+            };
+            return print_and_write(&report, &report.table(), json, &out, "footprint");
+        }
     };
-    let (options, json, out) = options(targets, args)?;
+    let (json, out) = (args.setup.json, args.setup.out.clone());
+    let settings = load_settings(&args)?;
+    let options = options(targets, settings, args.setup)?;
     let report = safekeep_bench::run(&options).await?;
     // The report is printed first: whatever fails after it, it is not lost.
     if json {

@@ -6,6 +6,7 @@
 //! process), in clock ticks; the difference over a run, divided by the
 //! ticks per second, is the servers' CPU seconds for that run.
 
+use std::path::Path;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -65,6 +66,26 @@ impl Latencies {
         }
         Some(self.histogram.value_at_quantile(quantile) as f64 / 1_000.0)
     }
+}
+
+/// Bytes the files under `dir` take on disk (allocated blocks, as `du`
+/// counts them), subdirectories included; 0 when it does not exist.
+/// Entries that vanish while it is read (files a database deletes as it
+/// compacts) are skipped.
+pub fn disk_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => disk_bytes(&entry.path()),
+            // st_blocks counts 512-byte units whatever the filesystem's block size.
+            Ok(meta) => meta.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// Clock ticks per second of `/proc`'s CPU times.

@@ -108,6 +108,13 @@ impl ServerProcess {
         }
     }
 
+    /// Kills the process (SIGKILL) and waits until it is reaped.
+    pub async fn kill(mut self) {
+        if let Err(e) = self.child.kill().await {
+            eprintln!("cannot kill {}: {e}", self.label);
+        }
+    }
+
     /// Asks the process to stop (SIGTERM) and waits for it, killing it
     /// after [`STOP_TIMEOUT`].
     pub async fn stop(mut self) {
@@ -119,6 +126,21 @@ impl ServerProcess {
             let _ = self.child.kill().await;
         }
     }
+}
+
+/// Sends `signal` to process `pid`; a process that is already gone is no error.
+pub fn signal(pid: u32, signal: Signal) {
+    let Ok(raw) = i32::try_from(pid) else {
+        return;
+    };
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), signal);
+}
+
+/// True once process `pid` has exited and its parent has reaped it (a
+/// zombie, exited but not yet reaped, is not gone: its parent has not seen
+/// the exit yet).
+pub fn process_gone(pid: u32) -> bool {
+    !Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Runs a helper command to its end and returns its standard output.
@@ -193,8 +215,15 @@ mod tests {
         let log = dir.path().join("sleep.log");
         let server = ServerProcess::spawn("sleeper", Path::new("/bin/sleep"), ["30"], &log).unwrap();
         let pid = server.pid().unwrap();
+        assert!(!process_gone(pid), "it runs");
         server.stop().await;
         assert!(crate::measure::cpu_ticks(pid).is_none(), "the process is reaped");
+        assert!(process_gone(pid));
+
+        let killed = ServerProcess::spawn("sleeper", Path::new("/bin/sleep"), ["30"], &log).unwrap();
+        let pid = killed.pid().unwrap();
+        killed.kill().await;
+        assert!(process_gone(pid), "a killed process is reaped");
 
         let mut quick = ServerProcess::spawn("quick", Path::new("/bin/true"), Vec::<&str>::new(), &log).unwrap();
         let exited = poll_until(

@@ -18,21 +18,19 @@ use nix::sys::statfs::{
 };
 
 use crate::error::{BenchError, io_err};
-use crate::load::{LoadSpec, drive};
+use crate::load::{LoadSpec, drive, populate};
 use crate::measure::{clock_ticks_per_second, total_rss_bytes};
+use crate::operations::failover::failover_once;
+use crate::operations::footprint::footprint;
+use crate::operations::{FailoverReport, FootprintReport};
 use crate::plot;
 use crate::report::{Machine, Report, RunFigures};
 use crate::settings::{Security, Settings};
 use crate::targets::certs::DevCerts;
 use crate::targets::etcd::EtcdCluster;
 use crate::targets::safekeep::SafekeepCluster;
-use crate::targets::{Cluster, Connection, Programs, SetupContext, TargetKind};
-use crate::workloads::populated_key;
+use crate::targets::{Cluster, Programs, SetupContext, TargetKind};
 
-/// Workers that write the key set before a read workload.
-const POPULATE_WORKERS: usize = 64;
-/// Connections they share.
-const POPULATE_CONNECTIONS: usize = 8;
 /// How often the progress line is redrawn.
 const PROGRESS_REFRESH: Duration = Duration::from_millis(200);
 /// ramfs's magic number (`RAMFS_MAGIC` of linux/magic.h), which nix does not name.
@@ -173,8 +171,35 @@ impl Clusters {
     }
 }
 
-/// Runs the session; the clusters are stopped and the directory removed on every path out.
+/// What a session does with its clusters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// The workload at each client count, round after round.
+    Load,
+    /// `runs` failovers per system: SIGKILL of the leader, alternating the systems.
+    Failover { runs: usize },
+    /// The footprint of the key set (`settings.keys` records), one system after the other.
+    Footprint,
+}
+
+/// What a session's job reports.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Load(Report),
+    Failover(FailoverReport),
+    Footprint(FootprintReport),
+}
+
+/// Runs the load session; the clusters are stopped and the directory removed on every path out.
 pub async fn run(options: &SessionOptions) -> Result<Report, BenchError> {
+    match run_job(options, Job::Load).await? {
+        Outcome::Load(report) => Ok(report),
+        _ => unreachable!("a load job reports a load"),
+    }
+}
+
+/// Runs `job`; the clusters are stopped and the directory removed on every path out.
+pub async fn run_job(options: &SessionOptions, job: Job) -> Result<Outcome, BenchError> {
     options.settings.validate()?;
     if options.targets.is_empty() {
         return Err(BenchError::BadOption("no target to measure".into()));
@@ -183,7 +208,7 @@ pub async fn run(options: &SessionOptions) -> Result<Report, BenchError> {
     eprintln!("work directory {} on {}", workdir.path.display(), workdir.filesystem);
     let mut clusters = Clusters::default();
     let result = tokio::select! {
-        result = session(options, &workdir, &mut clusters) => result,
+        result = session(options, job, &workdir, &mut clusters) => result,
         () = interrupted() => Err(BenchError::Interrupted),
     };
     clusters.stop().await;
@@ -208,7 +233,12 @@ async fn interrupted() {
     }
 }
 
-async fn session(options: &SessionOptions, workdir: &WorkDir, clusters: &mut Clusters) -> Result<Report, BenchError> {
+async fn session(
+    options: &SessionOptions,
+    job: Job,
+    workdir: &WorkDir,
+    clusters: &mut Clusters,
+) -> Result<Outcome, BenchError> {
     let settings = &options.settings;
     let dir = workdir.path.as_path();
     let certs = match settings.security {
@@ -235,6 +265,59 @@ async fn session(options: &SessionOptions, workdir: &WorkDir, clusters: &mut Clu
                 let cluster = clusters.etcd.insert(EtcdCluster::start(&context("etcd")).await?);
                 setups.insert(*target, cluster.describe());
             }
+        }
+    }
+    let machine = Machine::this(&workdir.filesystem);
+    match job {
+        Job::Load => {}
+        Job::Failover { runs } => {
+            let mut samples = Vec::new();
+            for run in 1..=runs {
+                for target in &round_order(&options.targets, run) {
+                    eprintln!("failover run {run}/{runs}: {target} ...");
+                    let sample = match target {
+                        TargetKind::Safekeep => {
+                            let cluster = clusters.safekeep.as_mut().expect("started above");
+                            failover_once(cluster, run, settings.value_size).await?
+                        }
+                        TargetKind::Etcd => {
+                            let cluster = clusters.etcd.as_mut().expect("started above");
+                            failover_once(cluster, run, settings.value_size).await?
+                        }
+                    };
+                    eprintln!(
+                        "{target:>8} run {run}: failover {:.0} ms, write gap {:.0} ms",
+                        sample.failover_ms, sample.write_gap_ms
+                    );
+                    samples.push(sample);
+                }
+            }
+            return Ok(Outcome::Failover(FailoverReport::new(machine, setups, samples)));
+        }
+        Job::Footprint => {
+            let mut figures = Vec::new();
+            for target in &options.targets {
+                eprintln!(
+                    "{target}: writing {} records of {} B ...",
+                    settings.keys, settings.value_size
+                );
+                let figure = match target {
+                    TargetKind::Safekeep => {
+                        let cluster = clusters.safekeep.as_mut().expect("started above");
+                        footprint(cluster, settings).await?
+                    }
+                    TargetKind::Etcd => {
+                        let cluster = clusters.etcd.as_mut().expect("started above");
+                        footprint(cluster, settings).await?
+                    }
+                };
+                figures.push(figure);
+            }
+            return Ok(Outcome::Footprint(FootprintReport {
+                machine,
+                setups,
+                figures,
+            }));
         }
     }
     if settings.workload.reads_populated_keys() {
@@ -267,8 +350,7 @@ async fn session(options: &SessionOptions, workdir: &WorkDir, clusters: &mut Clu
             }
         }
     }
-    let machine = Machine::this(&workdir.filesystem);
-    Ok(Report::new(settings.clone(), machine, setups, runs))
+    Ok(Outcome::Load(Report::new(settings.clone(), machine, setups, runs)))
 }
 
 /// The order the systems run in round `round` (1-based): as given in odd
@@ -280,40 +362,6 @@ fn round_order(targets: &[TargetKind], round: usize) -> Vec<TargetKind> {
         order.reverse();
     }
     order
-}
-
-/// Writes the key set read workloads read, before any run.
-async fn populate<C: Cluster>(cluster: &C, settings: &Settings) -> Result<(), BenchError> {
-    eprintln!(
-        "writing {} keys of {} B into {} ...",
-        settings.keys,
-        settings.value_size,
-        cluster.kind()
-    );
-    let mut conns = Vec::new();
-    for _ in 0..POPULATE_CONNECTIONS {
-        conns.push(cluster.connect().await?);
-    }
-    let value = vec![b'v'; settings.value_size];
-    let workers = (0..POPULATE_WORKERS).map(|w| {
-        let conn = conns[w % conns.len()].clone();
-        let value = value.clone();
-        let keys = settings.keys;
-        async move {
-            for index in (w..keys).step_by(POPULATE_WORKERS) {
-                conn.put(populated_key(index), value.clone()).await?;
-            }
-            Ok(())
-        }
-    });
-    let results: Vec<Result<(), crate::targets::OpError>> = futures::future::join_all(workers).await;
-    if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
-        return Err(BenchError::Setup {
-            target: cluster.kind().name(),
-            detail: format!("writing the key set failed: {e}"),
-        });
-    }
-    Ok(())
 }
 
 /// One run of one system: fresh connections, the load, and its figures.

@@ -47,13 +47,15 @@ pub const ETCD_METRICS_OFFSET: u16 = 340;
 /// last block, rounded up to a whole hundred.
 pub const PORT_SPAN: u16 = 400;
 // The layout holds together, checked when compiling: every role's block has
-// room for every member, etcd starts above safekeep, and ends inside the span.
+// room for every member and the footprint's new member after them, etcd
+// starts above safekeep, and ends inside the span.
 const _: () = {
-    assert!(SAFEKEEP_HTTP_OFFSET - SAFEKEEP_PEER_OFFSET > MEMBERS);
-    assert!(ETCD_CLIENT_OFFSET > SAFEKEEP_HTTP_OFFSET + MEMBERS);
-    assert!(ETCD_PEER_OFFSET - ETCD_CLIENT_OFFSET > MEMBERS);
-    assert!(ETCD_METRICS_OFFSET - ETCD_PEER_OFFSET > MEMBERS);
-    assert!(ETCD_METRICS_OFFSET + MEMBERS < PORT_SPAN);
+    let members = MEMBERS + 1;
+    assert!(SAFEKEEP_HTTP_OFFSET - SAFEKEEP_PEER_OFFSET > members);
+    assert!(ETCD_CLIENT_OFFSET > SAFEKEEP_HTTP_OFFSET + members);
+    assert!(ETCD_PEER_OFFSET - ETCD_CLIENT_OFFSET > members);
+    assert!(ETCD_METRICS_OFFSET - ETCD_PEER_OFFSET > members);
+    assert!(ETCD_METRICS_OFFSET + members < PORT_SPAN);
 };
 
 /// Whether the servers and clients talk TLS.

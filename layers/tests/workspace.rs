@@ -112,6 +112,7 @@ fn the_benchmarks_import_only_downward() {
         &["load.rs"],
         &["report.rs"],
         &["plot.rs"],
+        &["operations/"],
         &["session.rs"],
         &["lib.rs"],
     ]);

@@ -7,9 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
+use super::REPLACEMENT_MEMBER;
 use crate::error::BenchError;
 use crate::procs::run_helper;
-use crate::settings::MEMBERS;
 
 /// The operator (safekeep) or client (etcd) the benchmark authenticates as.
 pub const BENCH_CLIENT: &str = "bench";
@@ -25,9 +25,10 @@ pub struct DevCerts {
 }
 
 impl DevCerts {
-    /// Makes the CA and certificates in `dir` with `safekeep-node certs`.
+    /// Makes the CA and certificates in `dir` with `safekeep-node certs`: one
+    /// per initial member and one for the replacement.
     pub async fn make(node_program: &Path, dir: &Path) -> Result<Self, BenchError> {
-        let nodes: Vec<String> = (1..=MEMBERS).map(|id| id.to_string()).collect();
+        let nodes: Vec<String> = (1..=REPLACEMENT_MEMBER).map(|id| id.to_string()).collect();
         let args = [
             "certs".to_string(),
             "--dir".into(),
@@ -44,7 +45,7 @@ impl DevCerts {
         run_helper("making the development certificates", node_program, args).await?;
         let certs = Self { dir: dir.to_path_buf() };
         let mut expected = vec![certs.ca(), certs.ca_key(), certs.client().0, certs.client().1];
-        for member in 1..=MEMBERS {
+        for member in 1..=REPLACEMENT_MEMBER {
             let (cert, key) = certs.member(member);
             expected.extend([cert, key]);
         }
@@ -67,9 +68,12 @@ impl DevCerts {
         self.dir.join("ca.key")
     }
 
-    /// Certificate and key of member `member` (1-based).
+    /// Certificate and key of member `member` (1-based; the replacement's too).
     pub fn member(&self, member: u16) -> (PathBuf, PathBuf) {
-        assert!((1..=MEMBERS).contains(&member), "member {member} out of 1..={MEMBERS}");
+        assert!(
+            (1..=REPLACEMENT_MEMBER).contains(&member),
+            "member {member} out of 1..={REPLACEMENT_MEMBER}"
+        );
         (
             self.dir.join(format!("node-{member}.pem")),
             self.dir.join(format!("node-{member}.key")),

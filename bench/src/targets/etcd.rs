@@ -7,16 +7,22 @@
 //! health and the WAL fsync counter are read over HTTP (reqwest) from each
 //! member's plain metrics port.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KvClient, TlsOptions, Txn, TxnOp,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KvClient, MemberAddOptions,
+    StatusResponse, TlsOptions, Txn, TxnOp,
 };
 use serde::Deserialize;
 
-use super::{CasOutcome, Cluster, Connection, MEMBERS, OpError, SetupContext, TargetKind};
+use super::certs::DevCerts;
+use super::{
+    CasOutcome, CatchUp, Cluster, Connection, MEMBERS, MemberIndex, OpError, Operable, REPLACEMENT_MEMBER,
+    SetupContext, TargetKind,
+};
 use crate::error::{BenchError, io_err};
+use crate::measure::disk_bytes;
 use crate::procs::{ServerProcess, poll_until};
 use crate::settings::{Ports, Security};
 use crate::workloads::Freshness;
@@ -28,6 +34,8 @@ const QUOTA_BACKEND_BYTES: u64 = 8 << 30;
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often health is polled while waiting.
 const READY_POLL: Duration = Duration::from_millis(200);
+/// How long adding a member may be refused while the cluster is not yet healthy enough.
+const MEMBER_ADD_TIMEOUT: Duration = Duration::from_secs(60);
 /// Deadline of one request from a worker.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Deadline of opening one connection.
@@ -44,13 +52,126 @@ const CLUSTER_TOKEN: &str = "safekeep-bench";
 /// A running three-member etcd cluster.
 #[derive(Debug)]
 pub struct EtcdCluster {
-    members: Vec<ServerProcess>,
+    /// The initial members in order, then the replacement once it is added.
+    members: Vec<Member>,
     endpoints: Vec<String>,
     options: ConnectOptions,
     ports: Ports,
     security: Security,
     /// For the members' metrics ports: health and the WAL fsync counter.
     http: reqwest::Client,
+    program: PathBuf,
+    dir: PathBuf,
+    certs: Option<DevCerts>,
+}
+
+/// One member: how it is started, and its process while it runs.
+#[derive(Debug)]
+struct Member {
+    label: String,
+    args: Vec<String>,
+    log: PathBuf,
+    process: Option<ServerProcess>,
+}
+
+impl Member {
+    fn start(program: &Path, number: u16, args: Vec<String>, dir: &Path) -> Result<Self, BenchError> {
+        let mut member = Self {
+            label: format!("etcd member m{number}"),
+            args,
+            log: dir.join(format!("m{number}.log")),
+            process: None,
+        };
+        member.spawn(program)?;
+        Ok(member)
+    }
+
+    fn spawn(&mut self, program: &Path) -> Result<(), BenchError> {
+        assert!(self.process.is_none(), "{} already runs", self.label);
+        self.process = Some(ServerProcess::spawn(&self.label, program, &self.args, &self.log)?);
+        Ok(())
+    }
+
+    fn check_running(&mut self) -> Result<(), BenchError> {
+        match &mut self.process {
+            Some(process) => process.check_running(),
+            None => Err(BenchError::Exited {
+                what: self.label.clone(),
+                status: "a stop by the benchmark".into(),
+                log: self.log.clone(),
+            }),
+        }
+    }
+}
+
+/// Where a member's URLs, data and certificates are.
+struct Layout<'a> {
+    dir: &'a Path,
+    ports: Ports,
+    security: Security,
+    certs: Option<&'a DevCerts>,
+}
+
+impl Layout<'_> {
+    fn scheme(&self) -> &'static str {
+        match self.security {
+            Security::Tls => "https",
+            Security::Plaintext => "http",
+        }
+    }
+
+    fn peer_url(&self, m: u16) -> String {
+        format!("{}://127.0.0.1:{}", self.scheme(), self.ports.etcd_peer(m))
+    }
+
+    fn client_url(&self, m: u16) -> String {
+        format!("{}://127.0.0.1:{}", self.scheme(), self.ports.etcd_client(m))
+    }
+
+    fn data_dir(&self, m: u16) -> PathBuf {
+        self.dir.join(format!("m{m}"))
+    }
+
+    /// `--initial-cluster`: members 1 to `last`.
+    fn initial_cluster(&self, last: u16) -> String {
+        let members: Vec<String> = (1..=last).map(|m| format!("m{m}={}", self.peer_url(m))).collect();
+        members.join(",")
+    }
+
+    /// The command line of member `m`; `state` is `new` for the initial
+    /// members, `existing` for one added later.
+    fn args(&self, m: u16, initial_cluster: &str, state: &str) -> Vec<String> {
+        let mut args = vec![
+            format!("--name=m{m}"),
+            format!("--data-dir={}", self.data_dir(m).display()),
+            format!("--listen-client-urls={}", self.client_url(m)),
+            format!("--advertise-client-urls={}", self.client_url(m)),
+            format!("--listen-peer-urls={}", self.peer_url(m)),
+            format!("--initial-advertise-peer-urls={}", self.peer_url(m)),
+            format!("--initial-cluster={initial_cluster}"),
+            format!("--initial-cluster-state={state}"),
+            format!("--initial-cluster-token={CLUSTER_TOKEN}"),
+            format!("--listen-metrics-urls=http://127.0.0.1:{}", self.ports.etcd_metrics(m)),
+            format!("--quota-backend-bytes={QUOTA_BACKEND_BYTES}"),
+            "--logger=zap".into(),
+            "--log-outputs=stderr".into(),
+        ];
+        if let (Some(certs), Security::Tls) = (self.certs, self.security) {
+            let (cert, key) = certs.member(m);
+            let ca = certs.ca();
+            args.extend([
+                format!("--cert-file={}", cert.display()),
+                format!("--key-file={}", key.display()),
+                format!("--trusted-ca-file={}", ca.display()),
+                "--client-cert-auth".into(),
+                format!("--peer-cert-file={}", cert.display()),
+                format!("--peer-key-file={}", key.display()),
+                format!("--peer-trusted-ca-file={}", ca.display()),
+                "--peer-client-cert-auth".into(),
+            ]);
+        }
+        args
+    }
 }
 
 impl EtcdCluster {
@@ -62,47 +183,18 @@ impl EtcdCluster {
         })?;
         let ports = ctx.settings.ports;
         let security = ctx.settings.security;
-        let scheme = match security {
-            Security::Tls => "https",
-            Security::Plaintext => "http",
+        let layout = Layout {
+            dir: &ctx.dir,
+            ports,
+            security,
+            certs: ctx.certs.as_ref(),
         };
-        let peer_url = |m: u16| format!("{scheme}://127.0.0.1:{}", ports.etcd_peer(m));
-        let client_url = |m: u16| format!("{scheme}://127.0.0.1:{}", ports.etcd_client(m));
-        let initial_cluster: Vec<String> = (1..=MEMBERS).map(|m| format!("m{m}={}", peer_url(m))).collect();
+        let initial_cluster = layout.initial_cluster(MEMBERS);
         std::fs::create_dir_all(&ctx.dir).map_err(io_err("cannot create", &ctx.dir))?;
         let mut members = Vec::new();
         for m in 1..=MEMBERS {
-            let mut args = vec![
-                format!("--name=m{m}"),
-                format!("--data-dir={}", ctx.dir.join(format!("m{m}")).display()),
-                format!("--listen-client-urls={}", client_url(m)),
-                format!("--advertise-client-urls={}", client_url(m)),
-                format!("--listen-peer-urls={}", peer_url(m)),
-                format!("--initial-advertise-peer-urls={}", peer_url(m)),
-                format!("--initial-cluster={}", initial_cluster.join(",")),
-                "--initial-cluster-state=new".into(),
-                format!("--initial-cluster-token={CLUSTER_TOKEN}"),
-                format!("--listen-metrics-urls=http://127.0.0.1:{}", ports.etcd_metrics(m)),
-                format!("--quota-backend-bytes={QUOTA_BACKEND_BYTES}"),
-                "--logger=zap".into(),
-                "--log-outputs=stderr".into(),
-            ];
-            if let (Some(certs), Security::Tls) = (&ctx.certs, security) {
-                let (cert, key) = certs.member(m);
-                let ca = certs.ca();
-                args.extend([
-                    format!("--cert-file={}", cert.display()),
-                    format!("--key-file={}", key.display()),
-                    format!("--trusted-ca-file={}", ca.display()),
-                    "--client-cert-auth".into(),
-                    format!("--peer-cert-file={}", cert.display()),
-                    format!("--peer-key-file={}", key.display()),
-                    format!("--peer-trusted-ca-file={}", ca.display()),
-                    "--peer-client-cert-auth".into(),
-                ]);
-            }
-            let log = ctx.dir.join(format!("m{m}.log"));
-            members.push(ServerProcess::spawn(&format!("etcd member m{m}"), etcd, &args, &log)?);
+            let args = layout.args(m, &initial_cluster, "new");
+            members.push(Member::start(etcd, m, args, &ctx.dir)?);
         }
         let mut options = ConnectOptions::new()
             .with_timeout(REQUEST_TIMEOUT)
@@ -117,11 +209,14 @@ impl EtcdCluster {
         }
         let mut cluster = Self {
             members,
-            endpoints: (1..=MEMBERS).map(client_url).collect(),
+            endpoints: (1..=MEMBERS).map(|m| layout.client_url(m)).collect(),
             options,
             ports,
             security,
             http: metrics_client()?,
+            program: etcd.clone(),
+            dir: ctx.dir.clone(),
+            certs: ctx.certs.clone(),
         };
         cluster.wait_healthy(&ctx.dir).await?;
         cluster.check_fsync().await?;
@@ -136,7 +231,7 @@ impl EtcdCluster {
             READY_TIMEOUT,
             READY_POLL,
             || {
-                let running: Result<(), BenchError> = members.iter_mut().try_for_each(ServerProcess::check_running);
+                let running: Result<(), BenchError> = members.iter_mut().try_for_each(Member::check_running);
                 async move {
                     running?;
                     for m in 1..=MEMBERS {
@@ -247,7 +342,7 @@ impl Cluster for EtcdCluster {
     }
 
     fn server_pids(&self) -> Vec<u32> {
-        self.members.iter().filter_map(ServerProcess::pid).collect()
+        self.members.iter().filter_map(|m| m.process.as_ref()?.pid()).collect()
     }
 
     async fn connect(&self) -> Result<EtcdConn, BenchError> {
@@ -256,7 +351,7 @@ impl Cluster for EtcdCluster {
     }
 
     fn check_running(&mut self) -> Result<(), BenchError> {
-        self.members.iter_mut().try_for_each(ServerProcess::check_running)
+        self.members.iter_mut().try_for_each(Member::check_running)
     }
 
     fn describe(&self) -> String {
@@ -271,7 +366,161 @@ impl Cluster for EtcdCluster {
     }
 
     async fn stop(self) {
-        futures::future::join_all(self.members.into_iter().map(ServerProcess::stop)).await;
+        let running = self.members.into_iter().filter_map(|m| m.process);
+        futures::future::join_all(running.map(ServerProcess::stop)).await;
+    }
+}
+
+impl EtcdCluster {
+    fn layout(&self) -> Layout<'_> {
+        Layout {
+            dir: &self.dir,
+            ports: self.ports,
+            security: self.security,
+            certs: self.certs.as_ref(),
+        }
+    }
+
+    /// A client of member `m` alone (1-based).
+    async fn client_of(&self, m: u16) -> Result<Client, BenchError> {
+        Ok(Client::connect([self.layout().client_url(m)], Some(self.options.clone())).await?)
+    }
+
+    /// Every initial member's status, in order.
+    async fn statuses(&self) -> Result<Vec<StatusResponse>, BenchError> {
+        let mut statuses = Vec::new();
+        for m in 1..=MEMBERS {
+            statuses.push(self.client_of(m).await?.status().await?);
+        }
+        Ok(statuses)
+    }
+}
+
+impl Operable for EtcdCluster {
+    async fn leader(&self) -> Result<MemberIndex, BenchError> {
+        // Asked of a member that runs: a client balanced over all of them may
+        // pick one that was just killed.
+        let running = (1..=MEMBERS).find(|m| self.members[usize::from(*m) - 1].process.is_some());
+        let running = running.ok_or_else(|| BenchError::Setup {
+            target: "etcd",
+            detail: "no member runs".into(),
+        })?;
+        let mut client = self.client_of(running).await?;
+        let leader = client.status().await?.leader();
+        let members = client.member_list().await?;
+        let name = members
+            .members()
+            .iter()
+            .find(|m| m.id() == leader)
+            .map(|m| m.name().to_string())
+            .ok_or_else(|| BenchError::Setup {
+                target: "etcd",
+                detail: format!("the leader {leader:x} is not in the member list"),
+            })?;
+        name.strip_prefix('m')
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| (1..=usize::from(MEMBERS)).contains(n))
+            .map(|n| n - 1)
+            .ok_or_else(|| BenchError::Setup {
+                target: "etcd",
+                detail: format!("the leader is member {name}, not one of m1..m{MEMBERS}"),
+            })
+    }
+
+    async fn kill(&mut self, member: MemberIndex) -> Result<(), BenchError> {
+        if let Some(process) = self.members[member].process.take() {
+            process.kill().await;
+        }
+        Ok(())
+    }
+
+    async fn stop_members(&mut self) -> Result<(), BenchError> {
+        let running = self.members.iter_mut().filter_map(|m| m.process.take());
+        futures::future::join_all(running.map(ServerProcess::stop)).await;
+        Ok(())
+    }
+
+    async fn start_stopped(&mut self) -> Result<(), BenchError> {
+        let program = self.program.clone();
+        for member in self.members.iter_mut().filter(|m| m.process.is_none()) {
+            member.spawn(&program)?;
+        }
+        Ok(())
+    }
+
+    async fn wait_settled(&mut self, timeout: Duration) -> Result<(), BenchError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            self.check_running()?;
+            if let Ok(statuses) = self.statuses().await {
+                let committed = statuses.iter().map(StatusResponse::raft_index).max().unwrap_or(0);
+                let led = statuses.iter().all(|s| s.leader() != 0);
+                if led && statuses.iter().all(|s| s.raft_applied_index() >= committed) {
+                    return Ok(());
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(BenchError::NotReady {
+                    what: "an etcd cluster with every member caught up".into(),
+                    timeout,
+                    logs: self.dir.clone(),
+                });
+            }
+            tokio::time::sleep(READY_POLL).await;
+        }
+    }
+
+    fn data_dirs(&self) -> Vec<PathBuf> {
+        (1..=MEMBERS).map(|m| self.layout().data_dir(m)).collect()
+    }
+
+    async fn commit_index(&self) -> Result<u64, BenchError> {
+        let statuses = self.statuses().await?;
+        Ok(statuses.iter().map(StatusResponse::raft_index).max().unwrap_or(0))
+    }
+
+    async fn add_replacement(&mut self) -> Result<(), BenchError> {
+        assert_eq!(self.members.len(), usize::from(MEMBERS), "one replacement per cluster");
+        let layout = self.layout();
+        let m = REPLACEMENT_MEMBER;
+        let mut client = Client::connect(&self.endpoints, Some(self.options.clone())).await?;
+        // etcd refuses to add a member until every member has been connected
+        // for a while ("unhealthy cluster"), as after a restart: it is asked again.
+        let deadline = tokio::time::Instant::now() + MEMBER_ADD_TIMEOUT;
+        loop {
+            let added = client
+                .member_add([layout.peer_url(m)], Some(MemberAddOptions::new().with_is_learner()))
+                .await;
+            match added {
+                Ok(_) => break,
+                Err(e) if tokio::time::Instant::now() < deadline && e.to_string().contains("unhealthy cluster") => {
+                    tokio::time::sleep(READY_POLL).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let args = layout.args(m, &layout.initial_cluster(m), "existing");
+        let member = Member::start(&self.program, m, args, &self.dir)?;
+        self.members.push(member);
+        Ok(())
+    }
+
+    async fn replacement_progress(&mut self) -> Result<Option<CatchUp>, BenchError> {
+        let member = self
+            .members
+            .get_mut(usize::from(MEMBERS))
+            .expect("added before its progress is asked");
+        member.check_running()?;
+        let data = self.layout().data_dir(REPLACEMENT_MEMBER);
+        // Until it has its snapshot a learner may not answer.
+        let status = match self.client_of(REPLACEMENT_MEMBER).await {
+            Ok(mut client) => client.status().await,
+            Err(_) => return Ok(None),
+        };
+        Ok(status.ok().map(|status| CatchUp {
+            applied: status.raft_applied_index(),
+            disk_bytes: disk_bytes(&data),
+        }))
     }
 }
 

@@ -10,6 +10,7 @@ pub mod safekeep;
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -89,6 +90,52 @@ pub trait Cluster: Send {
     fn describe(&self) -> String;
     /// Stops every process of the cluster.
     fn stop(self) -> impl Future<Output = ()> + Send;
+}
+
+/// The member a cluster adds on an empty data directory to measure how a
+/// replaced node catches up: the one after the last initial member.
+pub const REPLACEMENT_MEMBER: u16 = MEMBERS + 1;
+
+/// A member of a running cluster, by its position (0-based) among the
+/// members the cluster started with.
+pub type MemberIndex = usize;
+
+/// How far a member that joined on an empty data directory has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatchUp {
+    /// The log index it has applied.
+    pub applied: u64,
+    /// Bytes in its data directory.
+    pub disk_bytes: u64,
+}
+
+/// What the failover, restart and catch-up measurements do to a cluster:
+/// kill its leader, stop and start its members on their data, and add a
+/// member on an empty disk. Each system does these its own way (safekeep
+/// through its local cluster's supervisor and its membership API, etcd
+/// through its processes and its cluster API).
+pub trait Operable: Cluster {
+    /// The member that leads now, as the cluster reports it.
+    fn leader(&self) -> impl Future<Output = Result<MemberIndex, BenchError>> + Send;
+    /// Kills the member with SIGKILL and waits until its process is gone;
+    /// it stays down until [`Operable::start_stopped`].
+    fn kill(&mut self, member: MemberIndex) -> impl Future<Output = Result<(), BenchError>> + Send;
+    /// Stops every member cleanly (SIGTERM) and waits until each has exited; their data stays.
+    fn stop_members(&mut self) -> impl Future<Output = Result<(), BenchError>> + Send;
+    /// Starts every member that is down again, on its own data; returns once
+    /// the processes run (not once they serve).
+    fn start_stopped(&mut self) -> impl Future<Output = Result<(), BenchError>> + Send;
+    /// Waits until every member runs, has a leader and has caught up with it.
+    fn wait_settled(&mut self, timeout: Duration) -> impl Future<Output = Result<(), BenchError>> + Send;
+    /// Data directories of the initial members.
+    fn data_dirs(&self) -> Vec<PathBuf>;
+    /// The leader's commit index: what a new member must apply to have caught up.
+    fn commit_index(&self) -> impl Future<Output = Result<u64, BenchError>> + Send;
+    /// Starts member [`REPLACEMENT_MEMBER`] on an empty data directory and adds
+    /// it to the cluster as a learner (a replacement before it is swapped in).
+    fn add_replacement(&mut self) -> impl Future<Output = Result<(), BenchError>> + Send;
+    /// How far the replacement has come; `None` while it does not answer yet.
+    fn replacement_progress(&mut self) -> impl Future<Output = Result<Option<CatchUp>, BenchError>> + Send;
 }
 
 /// The programs a session starts.
