@@ -12,6 +12,9 @@ use crate::workloads::Workload;
 
 /// Members of every cluster the benchmark starts, one per zone.
 pub const MEMBERS: u16 = 3;
+/// The member a cluster adds on an empty data directory to measure how a
+/// replaced node catches up: the one after the last initial member.
+pub const REPLACEMENT_MEMBER: u16 = MEMBERS + 1;
 /// Most clients in flight one run may have.
 pub const MAX_CLIENTS: usize = 4_096;
 /// Most connections (SDK clients or etcd clients) one run may open.
@@ -50,7 +53,7 @@ pub const PORT_SPAN: u16 = 400;
 // room for every member and the footprint's new member after them, etcd
 // starts above safekeep, and ends inside the span.
 const _: () = {
-    let members = MEMBERS + 1;
+    let members = REPLACEMENT_MEMBER;
     assert!(SAFEKEEP_HTTP_OFFSET - SAFEKEEP_PEER_OFFSET > members);
     assert!(ETCD_CLIENT_OFFSET > SAFEKEEP_HTTP_OFFSET + members);
     assert!(ETCD_PEER_OFFSET - ETCD_CLIENT_OFFSET > members);

@@ -7,9 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::REPLACEMENT_MEMBER;
 use crate::error::BenchError;
 use crate::procs::run_helper;
+use crate::settings::REPLACEMENT_MEMBER;
 
 /// The operator (safekeep) or client (etcd) the benchmark authenticates as.
 pub const BENCH_CLIENT: &str = "bench";

@@ -15,8 +15,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::BenchError;
-pub use crate::settings::MEMBERS;
 use crate::settings::Settings;
+pub use crate::settings::{MEMBERS, REPLACEMENT_MEMBER};
 use crate::workloads::Freshness;
 
 /// Which system a run measures.
@@ -91,10 +91,6 @@ pub trait Cluster: Send {
     /// Stops every process of the cluster.
     fn stop(self) -> impl Future<Output = ()> + Send;
 }
-
-/// The member a cluster adds on an empty data directory to measure how a
-/// replaced node catches up: the one after the last initial member.
-pub const REPLACEMENT_MEMBER: u16 = MEMBERS + 1;
 
 /// A member of a running cluster, by its position (0-based) among the
 /// members the cluster started with.
