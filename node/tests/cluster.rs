@@ -554,3 +554,36 @@ async fn a_node_whose_join_timed_out_after_it_received_raft_state_joins_again_at
     .await;
     cluster.shutdown().await;
 }
+
+/// Concurrent writes of large values, all through one shared client: their
+/// replication messages (up to the log store's 8 MiB budget) must get the
+/// time their bytes need, where a deadline of one heartbeat failed every
+/// attempt and stalled the cluster for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_large_values_is_replicated_and_acknowledged() {
+    const WRITERS: usize = 24;
+    const VALUE_BYTES: usize = 512 << 10;
+    let cluster = TestCluster::start(3, |_| {}).await;
+    cluster.leader().await;
+    let endpoints: Vec<String> = (1..=3).map(|id| cluster.addresses[&id].client.to_string()).collect();
+    let client = safekeep_client::Client::connect(safekeep_client::ClientConfig::new(endpoints))
+        .await
+        .unwrap();
+    let mut writes = tokio::task::JoinSet::new();
+    for i in 0..WRITERS {
+        let client = client.clone();
+        writes.spawn(async move {
+            let value = vec![i as u8; VALUE_BYTES];
+            client.put(TENANT, &format!("large/{i}"), value).await
+        });
+    }
+    let mut last = 0;
+    while let Some(outcome) = writes.join_next().await {
+        let outcome = outcome.unwrap().expect("every large write is acknowledged");
+        last = last.max(outcome.version);
+    }
+    for id in 1..=3 {
+        cluster.wait_applied(id, last).await;
+    }
+    cluster.shutdown().await;
+}

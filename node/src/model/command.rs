@@ -68,6 +68,27 @@ pub struct Command {
     pub audit: Option<AuditEvent>,
 }
 
+impl Command {
+    /// Roughly how many bytes the command takes on the wire: its keys and
+    /// values, plus a fixed allowance for everything else. For bounding
+    /// messages, not for exact accounting.
+    pub fn approximate_bytes(&self) -> usize {
+        /// Ids, clocks, tags and the like.
+        const FIXED: usize = 256;
+        let mutations = match &self.body {
+            CommandBody::Write(mutations) => mutations
+                .iter()
+                .map(|m| match m {
+                    Mutation::Put { key, value, .. } => key.len() + value.len() + 16,
+                    Mutation::Delete { key, .. } => key.len() + 16,
+                })
+                .sum(),
+            CommandBody::Tenancy(_) | CommandBody::AuditOnly => 0,
+        };
+        FIXED + self.tenant.len() + mutations
+    }
+}
+
 /// Who did what, for the audit log. The tenant is the command's; the time is
 /// its `proposed_at_ms`; sequence number and hash are assigned when applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -28,6 +28,13 @@ use super::incarnation::{self, RefusalSeen};
 use super::types::{NodeId, NodeInfo, TypeConfig};
 use crate::storage::SnapshotFile;
 
+/// The slowest link an AppendEntries call's deadline allows for, on top of
+/// openraft's own deadline (the heartbeat interval): a batch of large values
+/// (up to the log store's replication budget) gets the time its bytes need,
+/// where a deadline of one heartbeat would fail every attempt and stall
+/// replication for good.
+pub const SLOWEST_LINK_BYTES_PER_SECOND: u64 = 16 << 20;
+
 /// Size of one snapshot chunk on the wire.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 /// Longest a whole snapshot transfer may take.
@@ -129,12 +136,7 @@ impl PeerNetwork {
         self.client.clone().map_err(unreachable)
     }
 
-    async fn call<Req, Resp, F, Fut>(
-        &self,
-        rpc: &Req,
-        option: &RPCOption,
-        send: F,
-    ) -> Result<Resp, RPCError<TypeConfig>>
+    async fn call<Req, Resp, F, Fut>(&self, rpc: &Req, timeout: Duration, send: F) -> Result<Resp, RPCError<TypeConfig>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -143,7 +145,7 @@ impl PeerNetwork {
     {
         let payload = encode(rpc).map_err(|e| RPCError::Network(NetworkError::from_string(e)))?;
         let mut request = tonic::Request::new(RaftMessage { payload });
-        request.set_timeout(option.hard_ttl());
+        request.set_timeout(timeout);
         self.stamp(&mut request);
         let response = send(self.client()?, request).await.map_err(|s| self.failed(s))?;
         decode(&response.into_inner().payload).map_err(|e| RPCError::Network(NetworkError::from_string(e)))
@@ -158,8 +160,11 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, r| async move { c.append_entries(r).await })
-            .await
+        let allowance = Duration::from_millis(entry_bytes(&rpc) as u64 * 1000 / SLOWEST_LINK_BYTES_PER_SECOND);
+        self.call(&rpc, option.hard_ttl() + allowance, |mut c, r| async move {
+            c.append_entries(r).await
+        })
+        .await
     }
 
     async fn vote(
@@ -167,7 +172,7 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, r| async move { c.vote(r).await })
+        self.call(&rpc, option.hard_ttl(), |mut c, r| async move { c.vote(r).await })
             .await
     }
 
@@ -176,7 +181,7 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, r| async move { c.pre_vote(r).await })
+        self.call(&rpc, option.hard_ttl(), |mut c, r| async move { c.pre_vote(r).await })
             .await
     }
 
@@ -185,8 +190,12 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         req: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&req, &option, |mut c, r| async move { c.transfer_leader(r).await })
-            .await
+        self.call(
+            &req,
+            option.hard_ttl(),
+            |mut c, r| async move { c.transfer_leader(r).await },
+        )
+        .await
     }
 
     async fn full_snapshot(
@@ -254,4 +263,16 @@ fn snapshot_chunks(header: Vec<u8>, file: SnapshotFile) -> impl futures::Stream<
             }
         }
     })
+}
+
+/// Roughly the bytes of entries an AppendEntries request carries.
+fn entry_bytes(rpc: &AppendEntriesRequest<TypeConfig>) -> usize {
+    use openraft::EntryPayload;
+    rpc.entries
+        .iter()
+        .map(|entry| match &entry.payload {
+            EntryPayload::Normal(command) => command.approximate_bytes(),
+            EntryPayload::Blank | EntryPayload::Membership(_) => 256,
+        })
+        .sum()
 }
