@@ -369,14 +369,27 @@ impl Client {
     /// and the attempt's deadline, and must send the same request each time.
     /// Wraps a message in a request that carries the attempt's deadline and the API key.
     pub(crate) fn request<M>(&self, message: M, timeout: Duration) -> Request<M> {
-        let mut request = Request::new(message);
+        let mut request = self.request_without_deadline(message);
         request.set_timeout(timeout);
+        request
+    }
+
+    /// Like [`Client::request`], without a deadline: for streams that last
+    /// as long as they have data.
+    pub(crate) fn request_without_deadline<M>(&self, message: M) -> Request<M> {
+        let mut request = Request::new(message);
         if let Some(key) = &self.inner.config.api_key {
             request
                 .metadata_mut()
                 .insert(safekeep_api::wire::AUTHORIZATION, key.bearer());
         }
         request
+    }
+
+    /// The jittered wait before retry `attempt` (1-based).
+    pub(crate) fn backoff_delay(&self, attempt: u32) -> Duration {
+        let mut jitter = self.inner.jitter.lock().unwrap_or_else(|p| p.into_inner());
+        self.inner.backoff.delay(attempt, &mut *jitter)
     }
 
     pub(crate) async fn execute<T, F, Fut>(&self, policy: RetryPolicy, mut call: F) -> Result<T, Error>
@@ -422,10 +435,7 @@ impl Client {
             inner.endpoints.mark_failed(index);
             previous = Some(index);
 
-            let delay = {
-                let mut jitter = inner.jitter.lock().unwrap_or_else(|p| p.into_inner());
-                inner.backoff.delay(attempt, &mut *jitter)
-            };
+            let delay = self.backoff_delay(attempt);
             let out_of_attempts = attempt >= inner.config.max_attempts;
             let out_of_time = Instant::now() + delay >= give_up_at;
             if out_of_attempts || out_of_time {

@@ -30,12 +30,14 @@ pub mod tls;
 pub mod types;
 
 mod client;
+mod export;
 mod retry;
 mod write_id;
 
 pub use client::Client;
 pub use config::ClientConfig;
 pub use error::Error;
+pub use export::{Export, ExportChunk};
 pub use tls::{ApiKey, ClientTls};
 pub use types::{
     ApiKeyInfo, ApiKeyRole, AuditEntryInfo, AuditVerification, BatchOp, BatchOutcome, ClusterStatus, Consistency,

@@ -396,3 +396,31 @@ async fn caller_built_channels_are_used_in_endpoint_order() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_cut_export_stream_is_resumed_and_every_record_arrives_once() {
+    bounded(async {
+        let server = FakeServer::start().await;
+        let client = client_for(&server).await;
+        let keys: Vec<String> = (0..7).map(|i| format!("k{i}")).collect();
+        for key in &keys {
+            client.put("acme", key, key.as_bytes().to_vec()).await.expect("put");
+        }
+        client.put("globex", "other", b"x".to_vec()).await.expect("put");
+        // Two streams in a row end after one chunk, without the final one.
+        server.state.cut_exports(2);
+
+        let mut export = client.export("acme", None).await.expect("the export starts");
+        let mut seen = Vec::new();
+        while let Some(chunk) = export.next_chunk().await.expect("every chunk arrives") {
+            // The fake's point in time is its last write: the eighth.
+            assert_eq!(chunk.as_of_version, 8, "one point in time throughout");
+            seen.extend(chunk.records.into_iter().map(|r| (r.key, r.value)));
+        }
+        let expected: Vec<(String, Vec<u8>)> = keys.iter().map(|k| (k.clone(), k.as_bytes().to_vec())).collect();
+        assert_eq!(seen, expected);
+        // A new export, then two resumptions after the cut streams' only chunks.
+        assert_eq!(server.state.export_tokens(), vec!["", "8/k1", "8/k3"]);
+    })
+    .await;
+}

@@ -122,3 +122,14 @@ pub fn response_header(consensus: &crate::raft::Consensus) -> safekeep_api::v1::
         term: hint.term,
     }
 }
+
+/// An export that cannot go on: changed records are `FAILED_PRECONDITION`
+/// (start again), a lagging replica `UNAVAILABLE` (retry elsewhere).
+pub fn export_refused(e: &crate::storage::ExportError) -> Status {
+    use crate::storage::ExportError;
+    match e {
+        ExportError::Changed { .. } => Status::failed_precondition(e.to_string()),
+        ExportError::Behind { .. } => Status::unavailable(e.to_string()),
+        ExportError::Io(io) => storage_read(io),
+    }
+}

@@ -5,29 +5,14 @@
 
 mod common;
 
-use common::{TestCluster, TlsFiles, keyed, put, tls_channel};
+use common::{TestCluster, keyed, operator_sdk, put, tls_channel};
 use safekeep_api::v1::ApiKeyRole;
 use safekeep_api::v1::cluster_client::ClusterClient;
 use safekeep_api::v1::records_client::RecordsClient;
 use safekeep_api::v1::{GetRequest, TransferLeaderRequest};
-use safekeep_client::{AuditEntryInfo, Client, ClientConfig, ClientTls};
+use safekeep_client::AuditEntryInfo;
 use safekeep_node::storage::audit::AuditEntry;
 use tonic::Code;
-
-/// An SDK client as the `admin` operator, through the given nodes only.
-async fn operator_sdk(cluster: &TestCluster, nodes: &[u64]) -> Client {
-    let certs = cluster.certs.as_ref().unwrap();
-    let files = TlsFiles::operator(certs);
-    let (cert, key) = files.identity.unwrap();
-    let tls = ClientTls::from_files(&files.ca, Some((&cert, &key))).unwrap();
-    let endpoints: Vec<String> = nodes
-        .iter()
-        .map(|id| cluster.addresses[id].client.to_string())
-        .collect();
-    Client::connect(ClientConfig::new(endpoints).with_tls(tls))
-        .await
-        .unwrap()
-}
 
 fn find<'a>(entries: &'a [AuditEntryInfo], actor: &str, action: &str) -> &'a AuditEntryInfo {
     entries

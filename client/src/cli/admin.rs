@@ -73,6 +73,9 @@ pub(super) async fn tenant(context: &Context, command: TenantCommand) -> Result<
                 || json!({ "deleted": tenant }),
             )
         }
+        TenantCommand::Export { tenant, output, resume } => {
+            super::export::run(context, &tenant, output.as_deref(), resume.as_deref()).await
+        }
     }
 }
 

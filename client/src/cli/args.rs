@@ -207,6 +207,23 @@ pub enum TenantCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Write every record of a tenant as JSON lines, all as of one point in time.
+    ///
+    /// Each line holds `key`, `value` (UTF-8 text) or `value_base64` (other
+    /// bytes), `version` and `updated_at_unix_ms`. A broken connection is
+    /// resumed by itself; if the export still stops, it prints a token, and
+    /// `--resume TOKEN --output FILE` appends the rest to the same file. The
+    /// export is recorded in the audit log.
+    Export {
+        /// The tenant id.
+        tenant: String,
+        /// Write here instead of standard output (appended to with --resume).
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Go on after the chunk this token was printed for.
+        #[arg(long, value_name = "TOKEN")]
+        resume: Option<String>,
+    },
 }
 
 /// The `api-key` subcommands; the tenant comes from --tenant.

@@ -1,11 +1,13 @@
 //! The `safekeep` command-line tool: argument parsing ([`args`]), running a
-//! command against the SDK ([`run`], tenants and keys in [`admin`]), rendering
+//! command against the SDK ([`run`], tenants and keys in [`admin`], exports in
+//! [`export`]), rendering
 //! results ([`output`]), and the
 //! mapping from failures to one-line messages and exit codes (here).
 
 mod admin;
 pub mod args;
 mod context;
+pub mod export;
 pub mod output;
 pub mod run;
 

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,6 +19,7 @@ use safekeep_client::error::CURRENT_VERSION_METADATA_KEY;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_stream::Stream;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Request, Response, Status};
@@ -30,6 +32,8 @@ pub const FAKE_NODE_ID: u64 = 1;
 pub const FAKE_TERM: u64 = 3;
 /// Records per `List` page when the request asks for the server default.
 pub const FAKE_DEFAULT_PAGE: usize = 100;
+/// Records per chunk of an export.
+pub const FAKE_EXPORT_CHUNK: usize = 2;
 
 /// A failure the fake injects into the next `Put` call.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +54,9 @@ pub struct FakeState {
     put_script: Mutex<VecDeque<Injected>>,
     put_write_ids: Mutex<Vec<Option<v1::WriteId>>>,
     put_calls: AtomicUsize,
+    /// Export streams still to cut short: after their first chunk, without a final one.
+    export_cuts: AtomicUsize,
+    export_tokens: Mutex<Vec<String>>,
     pub leader_address: Mutex<String>,
 }
 
@@ -71,6 +78,16 @@ impl FakeState {
     /// The `WriteId` of every `Put` call, in arrival order.
     pub fn put_write_ids(&self) -> Vec<Option<v1::WriteId>> {
         lock(&self.put_write_ids).clone()
+    }
+
+    /// Cuts the next `streams` export streams short after their first chunk.
+    pub fn cut_exports(&self, streams: usize) {
+        self.export_cuts.store(streams, Ordering::SeqCst);
+    }
+
+    /// The resume token of every `Export` call, in arrival order ("" for a new export).
+    pub fn export_tokens(&self) -> Vec<String> {
+        lock(&self.export_tokens).clone()
     }
 
     fn header(&self) -> Option<v1::ResponseHeader> {
@@ -211,6 +228,49 @@ impl Records for FakeService {
 
     async fn batch(&self, _request: Request<v1::BatchRequest>) -> Result<Response<v1::BatchResponse>, Status> {
         Err(Status::unimplemented("the fake does not batch"))
+    }
+
+    type ExportStream = Pin<Box<dyn Stream<Item = Result<v1::ExportChunk, Status>> + Send>>;
+
+    /// Chunks of [`FAKE_EXPORT_CHUNK`] records; the token is "as_of/last key".
+    async fn export(&self, request: Request<v1::ExportRequest>) -> Result<Response<Self::ExportStream>, Status> {
+        let state = &self.0;
+        let request = request.into_inner();
+        lock(&state.export_tokens).push(request.resume_token.clone());
+        let (as_of, after) = match request.resume_token.split_once('/') {
+            Some((as_of, after)) => (
+                as_of.parse().map_err(|_| Status::invalid_argument("bad token"))?,
+                after.to_string(),
+            ),
+            None => (state.last_version.load(Ordering::SeqCst), String::new()),
+        };
+        let records: Vec<v1::Record> = lock(&state.records)
+            .iter()
+            .filter(|((tenant, key), _)| *tenant == request.tenant && key.as_str() > after.as_str())
+            .map(|(_, record)| record.clone())
+            .collect();
+        let cut = state
+            .export_cuts
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        let pieces: Vec<&[v1::Record]> = records.chunks(FAKE_EXPORT_CHUNK).collect();
+        let count = pieces.len().max(1);
+        let mut chunks = Vec::new();
+        for i in 0..count {
+            let piece = pieces.get(i).copied().unwrap_or_default();
+            let last_key = piece.last().map_or(after.clone(), |r| r.key.clone());
+            chunks.push(Ok(v1::ExportChunk {
+                header: state.header(),
+                records: piece.to_vec(),
+                as_of_version: as_of,
+                resume_token: format!("{as_of}/{last_key}"),
+                last: i + 1 == count && !cut,
+            }));
+            if cut {
+                break;
+            }
+        }
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
 }
 

@@ -34,3 +34,7 @@ pub const MAX_AUDIT_FIELD_BYTES: usize = 1024;
 /// Audit entries in a page of `ListAudit` when the request names no limit, and the most.
 pub const DEFAULT_AUDIT_PAGE: u32 = 100;
 pub const MAX_AUDIT_PAGE: u32 = 1_000;
+/// Most records in one chunk of an export.
+pub const EXPORT_CHUNK_RECORDS: usize = 1_000;
+/// Most bytes of keys and stored values in one chunk of an export (only a chunk of one larger record holds more).
+pub const EXPORT_CHUNK_BYTES: usize = 4 << 20;

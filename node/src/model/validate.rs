@@ -30,6 +30,8 @@ pub enum InvalidRequest {
     PageTooLarge(u32),
     #[error("page token is not one this server issued")]
     BadPageToken,
+    #[error("resume token is not one an export chunk carried")]
+    BadResumeToken,
     #[error("a batch needs at least one operation")]
     EmptyBatch,
     #[error("a batch holds at most {MAX_BATCH_OPS} operations; this one has {0}")]
@@ -257,6 +259,22 @@ pub fn parse_page_token(token: &str) -> Result<Option<String>, InvalidRequest> {
     Ok(Some(key))
 }
 
+/// Encodes where an export stands: its point in time and the last key out.
+pub fn resume_token(as_of: u64, last_key: &str) -> String {
+    format!("{as_of}-{}", hex::encode(last_key.as_bytes()))
+}
+
+/// Decodes a resume token into the export's point in time and last key.
+pub fn parse_resume_token(token: &str) -> Result<Option<(u64, String)>, InvalidRequest> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let (as_of, key) = token.split_once('-').ok_or(InvalidRequest::BadResumeToken)?;
+    let as_of = as_of.parse::<u64>().map_err(|_| InvalidRequest::BadResumeToken)?;
+    let key = parse_page_token(key).map_err(|_| InvalidRequest::BadResumeToken)?;
+    Ok(Some((as_of, key.unwrap_or_default())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,5 +321,19 @@ mod tests {
         assert_eq!(parse_page_token(&token), Ok(Some("users/7".to_string())));
         assert_eq!(parse_page_token(""), Ok(None));
         assert_eq!(parse_page_token("zz"), Err(InvalidRequest::BadPageToken));
+    }
+
+    #[test]
+    fn resume_tokens_round_trip_and_garbage_is_refused() {
+        let token = resume_token(42, "users/7");
+        assert_eq!(parse_resume_token(&token), Ok(Some((42, "users/7".to_string()))));
+        assert_eq!(parse_resume_token(""), Ok(None));
+        for garbage in ["42", "x-00", "42-zz", "-75"] {
+            assert_eq!(
+                parse_resume_token(garbage),
+                Err(InvalidRequest::BadResumeToken),
+                "{garbage}"
+            );
+        }
     }
 }

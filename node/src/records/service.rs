@@ -10,11 +10,12 @@ use tokio::time::Instant;
 
 use safekeep_api::v1::records_server::Records;
 use safekeep_api::v1::{
-    BatchOp, BatchRequest, BatchResponse, Consistency, DeleteRequest, DeleteResponse, GetRequest, GetResponse,
-    ListRequest, ListResponse, PutRequest, PutResponse, Record, ResponseHeader, WriteId, batch_op,
+    BatchOp, BatchRequest, BatchResponse, Consistency, DeleteRequest, DeleteResponse, ExportRequest, GetRequest,
+    GetResponse, ListRequest, ListResponse, PutRequest, PutResponse, Record, ResponseHeader, WriteId, batch_op,
 };
 use tonic::{Request, Response, Status};
 
+use super::export::ExportStream;
 use crate::auth::policy::{self, Allowed};
 use crate::auth::{Auditor, Authenticator, Principal, REASON_HEADER, RecordAccess, TenantRateLimiter, audit};
 use crate::crypto::DataKeys;
@@ -48,11 +49,11 @@ pub struct RecordsService {
 }
 
 /// A caller admitted to a tenant's records.
-struct Admitted {
-    principal: Principal,
-    allowed: Allowed,
+pub(super) struct Admitted {
+    pub(super) principal: Principal,
+    pub(super) allowed: Allowed,
     /// The tenant's keys, when values are sealed.
-    tenant: Option<TenantRecord>,
+    pub(super) tenant: Option<TenantRecord>,
 }
 
 impl RecordsService {
@@ -65,8 +66,20 @@ impl RecordsService {
         }
     }
 
-    fn header(&self) -> ResponseHeader {
+    pub(super) fn header(&self) -> ResponseHeader {
         crate::status::response_header(&self.consensus)
+    }
+
+    pub(super) fn consensus(&self) -> &Consensus {
+        &self.consensus
+    }
+
+    pub(super) fn reader(&self) -> &RecordReader {
+        &self.reader
+    }
+
+    pub(super) fn guard(&self) -> &RecordsGuard {
+        &self.guard
     }
 
     /// Authorizes a call on `tenant`'s records and loads the tenant's keys.
@@ -114,7 +127,7 @@ impl RecordsService {
     }
 
     /// Authenticates the request and admits it to `tenant`'s records.
-    async fn admit_request<T>(
+    pub(super) async fn admit_request<T>(
         &self,
         request: &Request<T>,
         tenant: &str,
@@ -130,7 +143,7 @@ impl RecordsService {
 
     /// After a read barrier: checks again (without another token), so a key
     /// revoked before the read point is refused.
-    async fn readmit<T>(&self, request: &Request<T>, tenant: &str) -> Result<Admitted, Status> {
+    pub(super) async fn readmit<T>(&self, request: &Request<T>, tenant: &str) -> Result<Admitted, Status> {
         let principal = self.guard.authenticator.authenticate(request).await?;
         let reason = request.metadata().get(REASON_HEADER).and_then(|v| v.to_str().ok());
         self.admit(&principal, reason, tenant, RecordAccess::Read).await
@@ -144,16 +157,13 @@ impl RecordsService {
     }
 
     fn open(&self, admitted: &Admitted, tenant: &str, key: &str, stored: StoredRecord) -> Result<Record, Status> {
-        let value = match (&self.guard.data_keys, &admitted.tenant) {
-            (Some(keys), Some(record)) => keys.open(tenant, record, key, &stored.value)?,
-            _ => stored.value,
-        };
-        Ok(Record {
-            key: key.to_string(),
-            value,
-            version: stored.version,
-            updated_at_unix_ms: stored.updated_at_ms,
-        })
+        open_record(
+            self.guard.data_keys.as_deref(),
+            admitted.tenant.as_ref(),
+            tenant,
+            key,
+            stored,
+        )
     }
 
     /// Makes a new data key first when the current one has sealed its share of values.
@@ -235,6 +245,27 @@ impl RecordsService {
         }
         Ok(())
     }
+}
+
+/// A stored record as the API returns it: its value opened with the
+/// tenant's data keys when values are sealed.
+pub(super) fn open_record(
+    data_keys: Option<&DataKeys>,
+    tenant_record: Option<&TenantRecord>,
+    tenant: &str,
+    key: &str,
+    stored: StoredRecord,
+) -> Result<Record, Status> {
+    let value = match (data_keys, tenant_record) {
+        (Some(keys), Some(record)) => keys.open(tenant, record, key, &stored.value)?,
+        _ => stored.value,
+    };
+    Ok(Record {
+        key: key.to_string(),
+        value,
+        version: stored.version,
+        updated_at_unix_ms: stored.updated_at_ms,
+    })
 }
 
 fn read_level(consistency: i32) -> Result<ReadLevel, InvalidRequest> {
@@ -458,6 +489,16 @@ impl Records for RecordsService {
         let started = Instant::now();
         let result = self.do_batch(request).await;
         observe("Batch", started, &result);
+        result.map(Response::new)
+    }
+
+    type ExportStream = ExportStream;
+
+    /// Observed until the stream starts; its chunks follow at the client's pace.
+    async fn export(&self, request: Request<ExportRequest>) -> Result<Response<ExportStream>, Status> {
+        let started = Instant::now();
+        let result = self.do_export(request).await;
+        observe("Export", started, &result);
         result.map(Response::new)
     }
 }

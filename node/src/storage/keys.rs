@@ -12,6 +12,8 @@
 //! 0x03 u16-be tenant-len  tenant              a tenant (state, wrapped data keys)
 //! 0x04 key-id                                 an API key (hash, tenant, role)
 //! 0x05 u64-be seq                             an audit log entry
+//! 0x06 u16-be tenant-len  tenant              the log index of the tenant's
+//!                                             last change of its records
 //! ```
 
 /// Meta key of the last applied log id.
@@ -31,8 +33,10 @@ pub const TENANT_TAG: u8 = 0x03;
 pub const API_KEY_TAG: u8 = 0x04;
 /// First byte of audit log keys.
 pub const AUDIT_TAG: u8 = 0x05;
+/// First byte of the keys that hold each tenant's last record change.
+pub const TENANT_WRITTEN_TAG: u8 = 0x06;
 /// One past the last tag: every state machine key sorts below this.
-pub const END_TAG: u8 = 0x06;
+pub const END_TAG: u8 = 0x07;
 
 /// Why a stored key could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +181,14 @@ pub fn tenant_of_key(storage_key: &[u8]) -> Result<String, KeyError> {
     String::from_utf8(name.to_vec()).map_err(|_| KeyError::Malformed("tenant id is not UTF-8"))
 }
 
+/// The key of the log index at which `tenant`'s records last changed.
+pub fn tenant_written_key(tenant: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(3 + tenant.len());
+    out.push(TENANT_WRITTEN_TAG);
+    push_length_prefixed(&mut out, tenant);
+    out
+}
+
 /// The key of an API key's entry.
 pub fn api_key_key(key_id: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + key_id.len());
@@ -232,7 +244,8 @@ mod tests {
         assert!(idempotency_result_key("t", "c", u64::MAX) < tenant_key(""));
         assert!(tenant_key("zzz") < api_key_key(""));
         assert!(api_key_key("ffff") < audit_key(0));
-        assert!(audit_key(u64::MAX) < vec![END_TAG]);
+        assert!(audit_key(u64::MAX) < tenant_written_key(""));
+        assert!(tenant_written_key("zzz") < vec![END_TAG]);
     }
 
     #[test]

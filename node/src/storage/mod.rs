@@ -10,6 +10,7 @@ mod columns;
 mod db;
 mod error;
 mod expiry_clock;
+mod export;
 mod handle;
 mod idempotency;
 mod identity;
@@ -27,6 +28,7 @@ mod conformance_tests;
 
 pub use db::{Store, StoreCloseWatch};
 pub use error::StoreError;
+pub use export::{ChunkLimits, ExportChunk, ExportError, ExportPoint};
 pub use identity::JoinRecord;
 pub use keys::KeyError;
 pub use log_store::{EntryFingerprint, LogFingerprints, LogStore, LogSync};

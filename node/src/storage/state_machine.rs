@@ -28,12 +28,12 @@ use super::error::StoreError;
 use super::expiry_clock::ExpiryClock;
 use super::handle::Db;
 use super::idempotency::{ClientKey, IdempotencyIndex, RememberedResult, Seen};
-use super::keys::{APPLIED_KEY, MEMBERSHIP_KEY, idempotency_result_key, meta_key, record_key};
+use super::keys::{self, APPLIED_KEY, MEMBERSHIP_KEY, idempotency_result_key, meta_key, record_key};
 use super::reader::{RecordReader, StoredRecord, read_record};
 use super::snapshot::{FORMAT_KEY, FORMAT_VERSION, SnapshotDir, SnapshotFile};
 use super::tenancy::{self, ApplyAt, Overlay};
 use super::types::TypeConfig;
-use crate::model::command::{Command, CommandBody, CommandResponse, Mutation, Refusal};
+use crate::model::command::{Command, CommandBody, CommandResponse, Mutation, Refusal, TenancyChange};
 
 /// Meta key of the idempotency table's expiry clock.
 const EXPIRY_CLOCK_KEY: &str = "expiry_clock";
@@ -166,6 +166,11 @@ impl StateMachineStore {
                         .forget_tenant(&command.tenant, batch, cf(&self.db, CF_SM));
                     pending.results.retain(|(client, _), _| client.tenant != command.tenant);
                 }
+                if matches!(response, CommandResponse::Applied { .. })
+                    && matches!(change, TenancyChange::CreateTenant { .. } | TenancyChange::DeleteTenant)
+                {
+                    note_tenant_written(batch, cf(&self.db, CF_SM), &command.tenant, index);
+                }
                 for prefix in deleted {
                     for (key, record) in pending.records.iter_mut() {
                         if key.starts_with(&prefix) {
@@ -289,12 +294,19 @@ impl StateMachineStore {
                 }
             }
         }
+        note_tenant_written(batch, sm, tenant, index);
         Ok(CommandResponse::Applied {
             version: index,
             updated_at_ms: proposed_at_ms,
             existed,
         })
     }
+}
+
+/// Records that `tenant`'s records changed at log index `index`, so a
+/// resumed export can tell whether its point in time still holds.
+fn note_tenant_written(batch: &mut WriteBatch, sm: &rocksdb::ColumnFamily, tenant: &str, index: u64) {
+    batch.put_cf(sm, keys::tenant_written_key(tenant), index.to_be_bytes());
 }
 
 /// A write with a write id, as the state machine applies it.

@@ -543,3 +543,20 @@ pub fn record_storage_key(tenant: &str, key: &str) -> Vec<u8> {
     out.extend_from_slice(key.as_bytes());
     out
 }
+
+/// An SDK client as the `admin` operator, through the given nodes only.
+#[allow(dead_code)]
+pub async fn operator_sdk(cluster: &TestCluster, nodes: &[u64]) -> safekeep_client::Client {
+    use safekeep_client::{Client, ClientConfig, ClientTls};
+    let certs = cluster.certs.as_ref().expect("a secure cluster");
+    let files = TlsFiles::operator(certs);
+    let (cert, key) = files.identity.unwrap();
+    let tls = ClientTls::from_files(&files.ca, Some((&cert, &key))).unwrap();
+    let endpoints: Vec<String> = nodes
+        .iter()
+        .map(|id| cluster.addresses[id].client.to_string())
+        .collect();
+    Client::connect(ClientConfig::new(endpoints).with_tls(tls))
+        .await
+        .unwrap()
+}
