@@ -55,7 +55,7 @@ fn the_sdk_and_the_cli_import_only_downward() {
         &["endpoints.rs"],
         &["retry.rs"],
         &["client.rs"],
-        &["admin.rs"],
+        &["admin.rs", "export.rs"],
         &["lib.rs"],
     ]);
     assert_layered("client", "lib.rs", &sdk);
@@ -64,6 +64,7 @@ fn the_sdk_and_the_cli_import_only_downward() {
         &["cli/mod.rs"],
         &["cli/output.rs"],
         &["cli/context.rs"],
+        &["cli/export.rs"],
         &["cli/admin.rs"],
         &["cli/run.rs"],
         &["main.rs"],

@@ -4,14 +4,11 @@
 //! a resumed export keeps that point in time or is refused. Every export is
 //! committed to the audit log before its first record leaves.
 
-use std::pin::Pin;
-
-use futures::Stream;
 use safekeep_api::v1::{self, ExportRequest};
 use tokio::sync::mpsc;
 use tonic::{Request, Status};
 
-use super::service::{Admitted, RecordsService, open_record};
+use super::service::{Admitted, ExportStream, RecordsService, open_record};
 use crate::auth::{REASON_HEADER, RecordAccess, audit};
 use crate::model::limits::{EXPORT_CHUNK_BYTES, EXPORT_CHUNK_RECORDS};
 use crate::model::validate;
@@ -21,9 +18,6 @@ use crate::storage::{ChunkLimits, ExportPoint};
 
 /// Chunks read ahead of the slowest client: bounds an export's memory.
 const CHUNKS_IN_FLIGHT: usize = 2;
-
-/// The stream of an export's chunks.
-pub type ExportStream = Pin<Box<dyn Stream<Item = Result<v1::ExportChunk, Status>> + Send>>;
 
 impl RecordsService {
     pub(super) async fn do_export(&self, request: Request<ExportRequest>) -> Result<ExportStream, Status> {

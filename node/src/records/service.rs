@@ -15,7 +15,6 @@ use safekeep_api::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::export::ExportStream;
 use crate::auth::policy::{self, Allowed};
 use crate::auth::{Auditor, Authenticator, Principal, REASON_HEADER, RecordAccess, TenantRateLimiter, audit};
 use crate::crypto::DataKeys;
@@ -47,6 +46,10 @@ pub struct RecordsService {
     max_value_bytes: usize,
     guard: RecordsGuard,
 }
+
+/// The stream of an export's chunks (`export.rs`).
+pub type ExportStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<safekeep_api::v1::ExportChunk, Status>> + Send>>;
 
 /// A caller admitted to a tenant's records.
 pub(super) struct Admitted {
