@@ -74,3 +74,7 @@ export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}"
 # The provider's own unit tests (time bounds, typed errors) and the settings, then the provider against KMS.
 timeout "$TEST_TIMEOUT_S" cargo test -p safekeep-node --features aws-kms --lib -- crypto:: config::
 timeout "$TEST_TIMEOUT_S" cargo test -p safekeep-node --features aws-kms --test kms_provider
+
+# The same server speaks S3: the backup restore drill against an S3 target.
+SAFEKEEP_TEST_S3_ENDPOINT="http://127.0.0.1:$port" timeout "$TEST_TIMEOUT_S" \
+  cargo test -p safekeep-node --features aws-kms --test backup -- --ignored from_s3

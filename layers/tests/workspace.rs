@@ -35,7 +35,7 @@ fn the_node_imports_only_downward() {
         &["raft/"],
         &["status.rs"],
         &["auth/"],
-        &["records/", "admin/"],
+        &["records/", "admin/", "backup/"],
         &["http.rs"],
         &["serve.rs"],
         &["node.rs"],

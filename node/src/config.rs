@@ -47,6 +47,15 @@ pub const MASTER_KEY_ENV: &str = "SAFEKEEP_MASTER_KEY";
 /// Readiness: most entries a replica may lag behind the commit index.
 pub const DEFAULT_READY_MAX_APPLY_LAG: u64 = 1_000;
 
+/// Default interval between full backups (a day).
+pub const DEFAULT_BACKUP_FULL_INTERVAL_S: u64 = 86_400;
+/// Default longest time committed entries wait before the log archive ships them.
+pub const DEFAULT_BACKUP_ARCHIVE_INTERVAL_S: u64 = 30;
+/// Default days a backup set is kept.
+pub const DEFAULT_BACKUP_RETENTION_DAYS: u32 = 35;
+/// Shortest archive interval: below it the archive writes more objects than it is worth.
+pub const MIN_BACKUP_ARCHIVE_INTERVAL_S: u64 = 1;
+
 /// Why a configuration is unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -143,6 +152,94 @@ impl Default for LimitSettings {
             tenant_requests_per_second: DEFAULT_TENANT_REQUESTS_PER_SECOND,
             tenant_burst: DEFAULT_TENANT_BURST,
         }
+    }
+}
+
+/// Backups: full copies of the state machine on a schedule, and the
+/// committed log shipped in segments between them, to an object store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSettings {
+    /// Where backups go: `file:///ABSOLUTE/DIR` or `s3://BUCKET[/PREFIX]`.
+    pub target: String,
+    /// A second target every object is copied to (another region's bucket).
+    #[serde(default)]
+    pub copy_target: Option<String>,
+    /// Seconds between full backups.
+    #[serde(default = "default_full_interval_s")]
+    pub full_interval_s: u64,
+    /// Longest seconds committed entries wait before they are shipped.
+    #[serde(default = "default_archive_interval_s")]
+    pub archive_interval_s: u64,
+    /// Days a backup set (and the log segments it needs) is kept.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+    /// S3 settings; credentials come from the environment (`AWS_ACCESS_KEY_ID`, ...)
+    /// or the instance's role.
+    #[serde(default)]
+    pub s3: S3Settings,
+}
+
+/// How to reach an S3 or S3-compatible target.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Settings {
+    /// Region of the bucket (default: the environment's).
+    pub region: Option<String>,
+    /// Endpoint URL of an S3-compatible store, or a VPC endpoint; `https://` unless on loopback.
+    pub endpoint: Option<String>,
+}
+
+fn default_full_interval_s() -> u64 {
+    DEFAULT_BACKUP_FULL_INTERVAL_S
+}
+
+fn default_archive_interval_s() -> u64 {
+    DEFAULT_BACKUP_ARCHIVE_INTERVAL_S
+}
+
+fn default_retention_days() -> u32 {
+    DEFAULT_BACKUP_RETENTION_DAYS
+}
+
+impl BackupSettings {
+    /// Backups to `target` with every other setting at its default.
+    pub fn new(target: impl Into<String>) -> Self {
+        Self {
+            target: target.into(),
+            copy_target: None,
+            full_interval_s: DEFAULT_BACKUP_FULL_INTERVAL_S,
+            archive_interval_s: DEFAULT_BACKUP_ARCHIVE_INTERVAL_S,
+            retention_days: DEFAULT_BACKUP_RETENTION_DAYS,
+            s3: S3Settings::default(),
+        }
+    }
+
+    /// Checks the settings on their own; a target is parsed when the node starts.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |name, reason: String| Err(ConfigError::Invalid { name, reason });
+        if self.archive_interval_s < MIN_BACKUP_ARCHIVE_INTERVAL_S {
+            return invalid(
+                "backup.archive_interval_s",
+                format!("must be at least {MIN_BACKUP_ARCHIVE_INTERVAL_S}"),
+            );
+        }
+        if self.full_interval_s < self.archive_interval_s {
+            return invalid(
+                "backup.full_interval_s",
+                format!(
+                    "must be at least backup.archive_interval_s ({})",
+                    self.archive_interval_s
+                ),
+            );
+        }
+        if self.retention_days == 0 {
+            return invalid("backup.retention_days", "must be at least 1".into());
+        }
+        if self.copy_target.as_deref() == Some(self.target.as_str()) {
+            return invalid("backup.copy_target", "must differ from backup.target".into());
+        }
+        Ok(())
     }
 }
 
@@ -300,6 +397,9 @@ pub struct NodeConfig {
     pub raft: RaftSettings,
     #[serde(default)]
     pub limits: LimitSettings,
+    /// Backups to an object store; none when absent.
+    #[serde(default)]
+    pub backup: Option<BackupSettings>,
 }
 
 fn default_cluster_name() -> String {
@@ -339,6 +439,7 @@ impl NodeConfig {
             encryption: EncryptionSettings::default(),
             raft: RaftSettings::default(),
             limits: LimitSettings::default(),
+            backup: None,
         }
     }
 
@@ -424,6 +525,15 @@ impl NodeConfig {
             _ => {}
         }
         self.encryption.validate()?;
+        if let Some(backup) = &self.backup {
+            if self.insecure_dev {
+                return Err(ConfigError::Invalid {
+                    name: "backup",
+                    reason: "backups are sealed with the master key, which --insecure-dev does not have".into(),
+                });
+            }
+            backup.validate()?;
+        }
         let r = &self.raft;
         if r.heartbeat_ms == 0 || r.election_min_ms <= r.heartbeat_ms || r.election_max_ms <= r.election_min_ms {
             return Err(ConfigError::Invalid {
@@ -476,6 +586,8 @@ pub struct PartialConfig {
     pub raft: RaftSettings,
     #[serde(default)]
     pub limits: LimitSettings,
+    #[serde(default)]
+    pub backup: Option<BackupSettings>,
 }
 
 impl PartialConfig {
@@ -502,6 +614,7 @@ impl PartialConfig {
             encryption: self.encryption,
             raft: self.raft,
             limits: self.limits,
+            backup: self.backup,
             ..base
         };
         config.validate()?;

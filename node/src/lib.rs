@@ -5,7 +5,7 @@
 //! Layers, each importing only from those below it (the workspace's
 //! `layers` test holds them): `model/`, `identity`, `metrics_names`; then
 //! `config`, `transport`; `storage/` and `tls/`; `environment`; `crypto/`;
-//! `raft/`; `status`; `auth/`; `records/` and `admin/`; `http`, `serve`,
+//! `raft/`; `status`; `auth/`; `records/`, `admin/` and `backup/`; `http`, `serve`,
 //! `node` (wiring); `local_cluster/`.
 
 #[cfg(all(feature = "test-faults", not(debug_assertions)))]
@@ -13,6 +13,7 @@ compile_error!("`test-faults` compiles in deliberate bugs for simulation tests; 
 
 pub mod admin;
 pub mod auth;
+pub mod backup;
 pub mod config;
 pub mod crypto;
 pub mod environment;

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::auth::{Auditor, Authenticator};
+use crate::backup::{Shipper, Target};
 use crate::config::{ConfigError, NodeConfig};
 use crate::crypto::{CryptoError, DataKeys};
 use crate::environment::{NodeEnvironment, wall_clock_nanos};
@@ -48,6 +49,8 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error("encryption at rest is not usable, so the node will not start: {0}")]
     Encryption(#[from] CryptoError),
+    #[error("backups are configured but unusable, so the node will not start: {0}")]
+    Backup(#[from] crate::backup::BackupError),
     #[error("cannot build the {0} service: {1}")]
     Service(&'static str, String),
 }
@@ -223,6 +226,20 @@ impl Node {
         let auditor = Auditor::new(consensus.clone());
         if let Some(tls) = &tls {
             servers.push(audit_certificate_reloads(config.id, tls.clone(), auditor.clone()));
+        }
+        if let (Some(settings), Some(keys)) = (&config.backup, &data_keys) {
+            let mut targets = vec![Target::open(&settings.target, &settings.s3)?];
+            if let Some(copy) = &settings.copy_target {
+                targets.push(Target::open(copy, &settings.s3)?);
+            }
+            let shipper = Shipper::new(
+                settings.clone(),
+                targets,
+                consensus.clone(),
+                keys.shared_provider(),
+                config.cluster_name.clone(),
+            );
+            servers.push(shipper.spawn(stop_rx.clone()));
         }
         let services = serve::ClientServices::assemble(&config, &consensus, authenticator, auditor, data_keys);
         servers.push(

@@ -44,6 +44,11 @@ impl DataKeys {
         &*self.provider
     }
 
+    /// The key provider, shared (backups seal their objects with it).
+    pub fn shared_provider(&self) -> Arc<dyn KeyProvider> {
+        self.provider.clone()
+    }
+
     /// A fresh data key `version` for `tenant`, wrapped.
     pub fn new_data_key(&self, tenant: &str, version: u32) -> Result<WrappedDataKey, CryptoError> {
         let mut key = [0u8; KEY_BYTES];

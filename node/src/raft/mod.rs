@@ -113,6 +113,7 @@ pub async fn start(
     let replica = ReplicaHandles {
         reader,
         log: store.log_fingerprints(),
+        archive: store.log_archive_reader(),
         wall_clock: environment.wall_clock,
         incarnation: store.incarnation(),
         join: store.join_record(),

@@ -34,7 +34,7 @@ fn draw_incarnation(seed: Option<u64>) -> u64 {
 /// An opened node store: hands out the log store and the state machine.
 pub struct Store {
     log_sync: LogSync,
-    db: Arc<Db>,
+    pub(super) db: Arc<Db>,
     data_dir: PathBuf,
     fresh: bool,
     incarnation: u64,
@@ -173,6 +173,11 @@ impl Store {
     /// A reader of log entry fingerprints, for checks that compare replicas.
     pub fn log_fingerprints(&self) -> super::log_store::LogFingerprints {
         super::log_store::LogFingerprints::new(self.db.clone())
+    }
+
+    /// A reader of stored log entries, for the backup's log archive.
+    pub fn log_archive_reader(&self) -> super::archive_log::LogArchiveReader {
+        super::archive_log::LogArchiveReader::new(self.db.clone())
     }
 
     /// The directory snapshot files are received into.

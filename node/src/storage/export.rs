@@ -71,15 +71,7 @@ impl RecordReader {
             "an export chunk must hold something"
         );
         let sm = cf(&self.db, CF_SM);
-        // The lock only while the snapshot is taken: from then on the snapshot
-        // is immune to installs, and a long export must not hold them up.
-        let view = {
-            let _guard = self
-                .install_lock
-                .read()
-                .map_err(|_| io::Error::other("install lock poisoned"))?;
-            self.db.snapshot()
-        };
+        let view = self.pinned_view()?;
         let applied = read_meta_at(|key| view.get_cf(sm, key).map_err(io_err))?
             .last_log_id
             .map_or(0, |id| id.index);

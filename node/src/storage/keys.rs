@@ -18,6 +18,9 @@
 
 /// Meta key of the last applied log id.
 pub const APPLIED_KEY: &str = "applied";
+/// Meta key of the leader's clock at the last applied command (i64-be ms
+/// since the Unix epoch): the time a backup of the state machine reaches.
+pub const APPLIED_AT_KEY: &str = "applied_at_ms";
 /// Meta key of the last applied membership.
 pub const MEMBERSHIP_KEY: &str = "membership";
 

@@ -124,7 +124,7 @@ impl LogFingerprints {
 
 /// Calls `visit` with the index and encoded bytes of every stored entry in
 /// `range`, in index order.
-fn visit_stored(
+pub(super) fn visit_stored(
     db: &Db,
     range: &impl RangeBounds<u64>,
     mut visit: impl FnMut(u64, &[u8]) -> io::Result<()>,

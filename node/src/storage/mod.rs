@@ -5,9 +5,11 @@
 //!
 //! Together with `raft/`, this is the only place that names openraft types.
 
+mod archive_log;
 pub mod audit;
 mod columns;
 mod db;
+mod dump;
 mod error;
 mod expiry_clock;
 mod export;
@@ -26,7 +28,9 @@ mod unsynced;
 #[cfg(test)]
 mod conformance_tests;
 
+pub use archive_log::{EncodedEntry, LogArchiveReader, describe_entry};
 pub use db::{Store, StoreCloseWatch};
+pub use dump::{DumpSummary, RestoredPosition, TenantErasure};
 pub use error::StoreError;
 pub use export::{ChunkLimits, ExportChunk, ExportError, ExportPoint};
 pub use identity::JoinRecord;

@@ -99,6 +99,14 @@ impl RecordReader {
             .map_err(|_| io::Error::other("install lock poisoned"))
     }
 
+    /// A RocksDB snapshot of the whole store, for long reads: the install
+    /// lock is held only while it is taken, since from then on the snapshot
+    /// is immune to installs and a long read must not hold them up.
+    pub(super) fn pinned_view(&self) -> io::Result<rocksdb::Snapshot<'_>> {
+        let _guard = self.guard()?;
+        Ok(self.db.snapshot())
+    }
+
     /// One tenant, live or deleted.
     pub fn tenant(&self, tenant: &str) -> io::Result<Option<TenantRecord>> {
         let _guard = self.guard()?;

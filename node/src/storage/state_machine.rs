@@ -28,7 +28,7 @@ use super::error::StoreError;
 use super::expiry_clock::ExpiryClock;
 use super::handle::Db;
 use super::idempotency::{ClientKey, IdempotencyIndex, RememberedResult, Seen};
-use super::keys::{self, APPLIED_KEY, MEMBERSHIP_KEY, idempotency_result_key, meta_key, record_key};
+use super::keys::{self, APPLIED_AT_KEY, APPLIED_KEY, MEMBERSHIP_KEY, idempotency_result_key, meta_key, record_key};
 use super::reader::{RecordReader, StoredRecord, read_record};
 use super::snapshot::{FORMAT_KEY, FORMAT_VERSION, SnapshotDir, SnapshotFile};
 use super::tenancy::{self, ApplyAt, Overlay};
@@ -394,11 +394,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut replies = Vec::new();
         let mut last_applied = None;
         let mut membership = None;
+        let mut applied_at_ms = None;
         while let Some((entry, responder)) = entries.try_next().await? {
             let log_id = entry.log_id();
             let response = match entry.payload {
                 EntryPayload::Blank => CommandResponse::Noop,
-                EntryPayload::Normal(command) => self.apply_command(&log_id, command, &mut batch, &mut pending)?,
+                EntryPayload::Normal(command) => {
+                    applied_at_ms = Some(command.proposed_at_ms);
+                    self.apply_command(&log_id, command, &mut batch, &mut pending)?
+                }
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(log_id), m));
                     CommandResponse::Noop
@@ -418,6 +422,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta_key(APPLIED_KEY),
             postcard::to_allocvec(&Some(last_applied)).map_err(decode_err)?,
         );
+        if let Some(at_ms) = applied_at_ms {
+            batch.put_cf(sm, meta_key(APPLIED_AT_KEY), at_ms.to_be_bytes());
+        }
         if let Some(membership) = membership {
             batch.put_cf(
                 sm,

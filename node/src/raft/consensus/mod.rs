@@ -31,7 +31,7 @@ use openraft::async_runtime::WatchReceiver;
 use super::channels::PeerChannels;
 use super::types::{NodeId, NodeInfo, SafekeepRaft};
 use crate::environment::WallClock;
-use crate::storage::{JoinRecord, LogFingerprints, RecordReader};
+use crate::storage::{JoinRecord, LogArchiveReader, LogFingerprints, RecordReader};
 
 /// Marks a membership change one node forwarded to the leader: the receiver
 /// applies it as leader or refuses, and never forwards it again.
@@ -63,6 +63,7 @@ pub struct Consensus {
 pub(super) struct ReplicaHandles {
     pub reader: RecordReader,
     pub log: LogFingerprints,
+    pub archive: LogArchiveReader,
     pub wall_clock: WallClock,
     pub incarnation: u64,
     pub join: JoinRecord,
@@ -96,6 +97,11 @@ impl Consensus {
     /// compare committed entries across replicas.
     pub fn log_fingerprints(&self) -> &LogFingerprints {
         &self.replica.log
+    }
+
+    /// Reads this node's stored log entries, for the backup's log archive.
+    pub fn log_archive(&self) -> &LogArchiveReader {
+        &self.replica.archive
     }
 
     /// Reads records from this node's replica (after a `read_barrier`).

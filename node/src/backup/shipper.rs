@@ -1,0 +1,291 @@
+//! The backup duty of a running node. One node ships at a time, decided from
+//! what the cluster agreed on: the lowest-id voter that is not the leader
+//! (so the leader carries no extra load), or the leader when it is alone.
+//! The leader also ships while that follower is unreachable or far behind,
+//! so a lost zone does not stop the archive; two shippers for a moment do
+//! no harm, since committed entries are the same on every node and a
+//! restore takes overlapping segments in index order.
+//!
+//! The shipper takes a full backup when the target has none, on schedule,
+//! and when the entries it must ship next were purged from its log; it
+//! ships the archive every `archive_interval_s`, or sooner when many entries
+//! wait (before a snapshot purges them); and it drops sets older than the
+//! retention, with the segments only they needed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::ObjectStoreExt;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::archive::{Archiver, Shipped};
+use super::catalog::{Catalog, read_manifest};
+use super::error::BackupError;
+use super::full::FullBackup;
+use super::target::Target;
+use crate::config::BackupSettings;
+use crate::crypto::KeyProvider;
+use crate::metrics_names as names;
+use crate::raft::{ClusterView, Consensus};
+
+/// How often the duty is looked at.
+const TICK: Duration = Duration::from_millis(500);
+/// Entries waiting that make the archive ship before its interval.
+const SHIP_EARLY_ENTRIES: u64 = 2_000;
+/// How far the designated follower may fall behind before the leader ships too.
+const TAKEOVER_LAG_ENTRIES: u64 = 1_000;
+/// Wait after a failed step before it is tried again.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
+/// `Position::next` while the target has no archive to continue.
+const NO_ARCHIVE: u64 = u64::MAX;
+/// Milliseconds in a day, for the retention.
+const DAY_MS: i64 = 86_400_000;
+
+/// Whether this node ships backups now.
+pub fn has_duty(view: &ClusterView) -> bool {
+    let Some(leader) = view.leader_id else {
+        return false;
+    };
+    let designated = view
+        .members
+        .iter()
+        .filter(|m| m.voter && m.id != leader)
+        .min_by_key(|m| m.id);
+    match designated {
+        None => view.node_id == leader,
+        Some(follower) if follower.id == view.node_id => true,
+        Some(follower) => {
+            view.node_id == leader
+                && follower
+                    .matched_index
+                    .is_none_or(|matched| view.last_log_index.saturating_sub(matched) > TAKEOVER_LAG_ENTRIES)
+        }
+    }
+}
+
+/// Where the archive stands, as the shipper knows it.
+struct Position {
+    /// The next log index to ship.
+    next: u64,
+    /// The commit time the archive reaches (ms since the Unix epoch).
+    restorable_at_ms: i64,
+    last_full_ms: i64,
+    last_ship: Instant,
+}
+
+/// The running duty.
+pub struct Shipper {
+    settings: BackupSettings,
+    targets: Vec<Target>,
+    consensus: Consensus,
+    provider: Arc<dyn KeyProvider>,
+    cluster_name: String,
+    now_ms: fn() -> i64,
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Shipper {
+    /// A shipper for `consensus`'s node.
+    pub fn new(
+        settings: BackupSettings,
+        targets: Vec<Target>,
+        consensus: Consensus,
+        provider: Arc<dyn KeyProvider>,
+        cluster_name: String,
+    ) -> Self {
+        assert!(!targets.is_empty(), "backups need a target");
+        Self {
+            settings,
+            targets,
+            consensus,
+            provider,
+            cluster_name,
+            now_ms: wall_clock_ms,
+        }
+    }
+
+    /// Runs the duty until `stop` turns true.
+    pub fn spawn(self, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut position: Option<Position> = None;
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => {}
+                    _ = tokio::time::sleep(TICK) => {}
+                }
+                if *stop.borrow() {
+                    return;
+                }
+                let view = self.consensus.view();
+                if !has_duty(&view) {
+                    position = None;
+                    continue;
+                }
+                if let Err((step, e)) = self.step(&view, &mut position).await {
+                    tracing::warn!(step, error = %e, "backup step failed");
+                    metrics::counter!(names::BACKUP_FAILURES, "step" => step).increment(1);
+                    position = None;
+                    tokio::select! {
+                        _ = stop.changed() => {}
+                        _ = tokio::time::sleep(RETRY_AFTER_FAILURE) => {}
+                    }
+                }
+            }
+        })
+    }
+
+    async fn step(
+        &self,
+        view: &ClusterView,
+        position: &mut Option<Position>,
+    ) -> Result<(), (&'static str, BackupError)> {
+        let now_ms = (self.now_ms)();
+        if position.is_none() {
+            *position = Some(self.find_position().await.map_err(|e| ("list", e))?);
+        }
+        let at = position.as_mut().expect("found above");
+        let full_due =
+            now_ms - at.last_full_ms >= i64::try_from(self.settings.full_interval_s * 1000).unwrap_or(i64::MAX);
+        if at.last_full_ms == 0 || full_due {
+            self.full_backup(at, false).await.map_err(|e| ("full", e))?;
+            self.apply_retention().await.map_err(|e| ("retention", e))?;
+        }
+        let applied = view.applied_index;
+        let waiting = (applied + 1).saturating_sub(at.next.min(applied + 1));
+        let interval = Duration::from_secs(self.settings.archive_interval_s);
+        if waiting > 0 && (at.last_ship.elapsed() >= interval || waiting >= SHIP_EARLY_ENTRIES) {
+            let archiver = Archiver {
+                targets: &self.targets,
+                provider: self.provider.clone(),
+                log: self.consensus.log_archive().clone(),
+                cluster_name: self.cluster_name.clone(),
+            };
+            match archiver
+                .ship(at.next, applied, at.restorable_at_ms)
+                .await
+                .map_err(|e| ("archive", e))?
+            {
+                Shipped::UpTo(segment) => {
+                    at.next = segment.last + 1;
+                    at.restorable_at_ms = segment.last_at_ms;
+                    at.last_ship = Instant::now();
+                }
+                Shipped::Nothing => at.last_ship = Instant::now(),
+                Shipped::Purged { next, first_stored } => {
+                    tracing::info!(
+                        next,
+                        ?first_stored,
+                        "entries to archive were purged: a full backup closes the gap"
+                    );
+                    self.full_backup(at, true).await.map_err(|e| ("full", e))?;
+                }
+            }
+        }
+        let waiting = (applied + 1).saturating_sub(at.next.min(applied + 1));
+        let lag_s = if waiting == 0 {
+            0.0
+        } else {
+            at.last_ship.elapsed().as_secs_f64()
+        };
+        metrics::gauge!(names::BACKUP_ARCHIVE_LAG).set(lag_s);
+        metrics::gauge!(names::BACKUP_RESTORABLE).set(at.restorable_at_ms as f64 / 1000.0);
+        Ok(())
+    }
+
+    /// Where the target's archive ends, from a listing.
+    async fn find_position(&self) -> Result<Position, BackupError> {
+        let catalog = Catalog::list(&self.targets[0]).await?;
+        let Some(newest) = catalog.sets.last() else {
+            return Ok(Position {
+                next: NO_ARCHIVE,
+                restorable_at_ms: 0,
+                last_full_ms: 0,
+                last_ship: Instant::now(),
+            });
+        };
+        let manifest = read_manifest(&self.targets[0], &self.provider, newest).await?;
+        let (next, restorable_at_ms) = match catalog.chain_after(newest.index) {
+            Ok(chain) => match chain.last() {
+                Some(last) => (last.last + 1, last.last_at_ms),
+                None => (newest.index + 1, manifest.applied_at_ms),
+            },
+            // A hole after the newest set: start over with a new set.
+            Err(_) => (NO_ARCHIVE, manifest.applied_at_ms),
+        };
+        Ok(Position {
+            next,
+            restorable_at_ms,
+            last_full_ms: if next == NO_ARCHIVE { 0 } else { manifest.taken_at_ms },
+            last_ship: Instant::now(),
+        })
+    }
+
+    /// Takes a full backup; the archive continues after it when it had no
+    /// archive to continue or `close_gap` (the next entries were purged).
+    async fn full_backup(&self, at: &mut Position, close_gap: bool) -> Result<(), BackupError> {
+        let started = std::time::Instant::now();
+        let (set, manifest) = FullBackup {
+            targets: &self.targets,
+            provider: self.provider.clone(),
+            reader: self.consensus.reader().clone(),
+            cluster_name: self.cluster_name.clone(),
+            node: self.consensus.node_id(),
+            now_ms: (self.now_ms)(),
+        }
+        .run()
+        .await?;
+        tracing::info!(
+            set = %set.folder(),
+            index = manifest.last_index,
+            records = manifest.records,
+            bytes = manifest.data_bytes,
+            seconds = started.elapsed().as_secs_f64(),
+            "full backup taken"
+        );
+        // Otherwise the archive goes on from where it is, so the log between
+        // the previous set and this one stays restorable.
+        if at.next == NO_ARCHIVE || close_gap {
+            at.next = set.index + 1;
+            at.restorable_at_ms = at.restorable_at_ms.max(manifest.applied_at_ms);
+        }
+        at.last_full_ms = manifest.taken_at_ms;
+        metrics::gauge!(names::BACKUP_LAST_SUCCESS).set(manifest.taken_at_ms as f64 / 1000.0);
+        metrics::gauge!(names::BACKUP_RESTORABLE).set(at.restorable_at_ms as f64 / 1000.0);
+        Ok(())
+    }
+
+    /// Drops sets older than the retention (never the newest), and the
+    /// segments that only they needed.
+    async fn apply_retention(&self) -> Result<(), BackupError> {
+        let cutoff_ms = (self.now_ms)() - i64::from(self.settings.retention_days) * DAY_MS;
+        for target in &self.targets {
+            let catalog = Catalog::list(target).await?;
+            let Some((newest, older)) = catalog.sets.split_last() else {
+                continue;
+            };
+            let expired: Vec<_> = older.iter().filter(|s| s.taken_at_ms < cutoff_ms).collect();
+            let oldest_kept = catalog
+                .sets
+                .iter()
+                .find(|s| s.taken_at_ms >= cutoff_ms)
+                .unwrap_or(newest);
+            for set in expired {
+                // The manifest first: a set without one is unfinished, never restored.
+                target.store.delete(&set.manifest_path()).await?;
+                target.store.delete(&set.data_path()).await?;
+                tracing::info!(set = %set.folder(), "backup set expired");
+            }
+            for segment in catalog.segments.iter().filter(|s| s.last <= oldest_kept.index) {
+                target.store.delete(&segment.path()).await?;
+            }
+        }
+        Ok(())
+    }
+}
