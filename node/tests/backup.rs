@@ -412,3 +412,137 @@ async fn tampered_missing_wrong_or_cut_backups_are_caught_and_refused() {
         );
     }
 }
+
+/// Runs `safekeep-node` with `args`; returns whether it succeeded, and what it printed.
+fn node_cli(args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_safekeep-node"))
+        .args(args)
+        .env_remove("SAFEKEEP_CONFIG")
+        .output()
+        .expect("safekeep-node runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_tenant_stays_unreadable_after_restoring_a_backup_from_before_its_deletion() {
+    use safekeep_api::v1::DeleteTenantRequest;
+    use safekeep_api::v1::admin_client::AdminClient;
+
+    let backups = tempfile::TempDir::new().unwrap();
+    let url = format!("file://{}", backups.path().display());
+    let mut cluster = TestCluster::start_secure(1, |config| {
+        config.backup = Some(BackupSettings {
+            archive_interval_s: 1,
+            full_interval_s: 1,
+            ..BackupSettings::new(url.clone())
+        });
+    })
+    .await;
+    let acme_key = cluster.tenant_key("acme", ApiKeyRole::Writer).await;
+    let globex_key = cluster.tenant_key("globex", ApiKeyRole::Writer).await;
+    let address = cluster.addresses[&1].client.to_string();
+    let acme = tenant_sdk(&cluster, &address, &acme_key).await;
+    let globex = tenant_sdk(&cluster, &address, &globex_key).await;
+    acme.put("acme", "kept", b"acme's".to_vec()).await.unwrap();
+    let written = globex
+        .put("globex", "secret", b"globex's".to_vec())
+        .await
+        .unwrap()
+        .version;
+    // A full backup that holds globex and its data keys.
+    eventually("a full backup holding globex's record", || async {
+        let catalog = Catalog::list(&file_target(backups.path())).await.ok()?;
+        catalog.sets.iter().any(|s| s.index >= written).then_some(())
+    })
+    .await;
+    let before_deletion = now_ms();
+    eventually("the clock to pass the restore time", || async {
+        (now_ms() > before_deletion).then_some(())
+    })
+    .await;
+    AdminClient::new(cluster.channel(1).await)
+        .delete_tenant(DeleteTenantRequest {
+            tenant: "globex".into(),
+            reason: "the customer asked for erasure".into(),
+        })
+        .await
+        .unwrap();
+    let deleted_at = cluster.nodes[&1].consensus().view().applied_index;
+    wait_archived(&file_target(backups.path()), deleted_at).await;
+    cluster.stop(1).await;
+
+    // The CLI verifies the target, ledger included.
+    let keys = cluster.certs.as_ref().unwrap().join("master.keys");
+    let (ok, printed) = node_cli(&[
+        "backup",
+        "verify",
+        "--from",
+        &url,
+        "--master-key-file",
+        keys.to_str().unwrap(),
+    ]);
+    assert!(
+        ok && printed.contains("erasure ledger: 1 deleted tenants") && printed.contains("\nok"),
+        "{printed}"
+    );
+
+    // Restored through the CLI to before the deletion: globex was alive then,
+    // yet the restore deletes it again and says so; acme is untouched.
+    let dir = tempfile::TempDir::new().unwrap();
+    let (config, listeners) = restored_config(&cluster, dir.path().join("data")).await;
+    let config_file = dir.path().join("node.toml");
+    std::fs::write(&config_file, toml::to_string(&config).unwrap()).unwrap();
+    let to_time = before_deletion.to_string();
+    let args = [
+        "restore",
+        "--from",
+        &url,
+        "--config",
+        config_file.to_str().unwrap(),
+        "--to-time",
+        &to_time,
+    ];
+    let (ok, printed) = node_cli(&args);
+    assert!(ok, "{printed}");
+    assert!(
+        printed.contains("erased        globex"),
+        "the restore says it erased globex: {printed}"
+    );
+    let (again, printed) = node_cli(&args);
+    assert!(
+        !again && printed.contains("is not empty"),
+        "a second restore into it is refused: {printed}"
+    );
+
+    let node = Node::start_with_listeners(config, listeners)
+        .await
+        .expect("the restored node starts");
+    let tenants = node.consensus().reader().tenants().unwrap();
+    let (_, record) = tenants
+        .iter()
+        .find(|(t, _)| t == "globex")
+        .expect("globex's record stays, deleted");
+    assert!(
+        record.data_keys.is_empty() && record.deleted_at_ms.is_some(),
+        "{record:?}"
+    );
+    let address = node.client_address().to_string();
+    let globex = tenant_sdk(&cluster, &address, &globex_key).await;
+    let refused = globex
+        .get("globex", "secret")
+        .await
+        .expect_err("globex's key is revoked");
+    assert!(
+        refused.to_string().to_lowercase().contains("revoked") || refused.to_string().contains("nauthenticated"),
+        "{refused}"
+    );
+    let acme = tenant_sdk(&cluster, &address, &acme_key).await;
+    let kept = acme.get("acme", "kept").await.unwrap().expect("acme's record is back");
+    assert_eq!(kept.value, b"acme's");
+    node.shutdown().await;
+}
