@@ -160,7 +160,9 @@ impl Shipper {
         let applied = view.applied_index;
         let waiting = (applied + 1).saturating_sub(at.next.min(applied + 1));
         let interval = Duration::from_secs(self.settings.archive_interval_s);
-        if waiting > 0 && (at.last_ship.elapsed() >= interval || waiting >= SHIP_EARLY_ENTRIES) {
+        // One tick early, so no entry waits longer than the interval.
+        let due = at.last_ship.elapsed() + TICK >= interval;
+        if waiting > 0 && (due || waiting >= SHIP_EARLY_ENTRIES) {
             let archiver = Archiver {
                 targets: &self.targets,
                 provider: self.provider.clone(),
