@@ -86,6 +86,10 @@ struct RestoreArgs {
     /// Clear a data directory that is not empty (its contents are lost).
     #[arg(long)]
     force: bool,
+    /// Restore this tenant alone: its records, API keys and data keys, as of the
+    /// time asked for; no other tenant's data comes along.
+    #[arg(long)]
+    tenant: Option<String>,
     #[command(flatten)]
     node: RunArgs,
 }
@@ -348,6 +352,7 @@ async fn restore(args: RestoreArgs) -> Result<(), String> {
         until,
         data_dir: config.data_dir.clone(),
         force: args.force,
+        tenant: args.tenant.clone(),
         node_id: config.id,
         cluster_name: config.cluster_name.clone(),
         node: NodeInfo {
@@ -384,7 +389,10 @@ async fn restore(args: RestoreArgs) -> Result<(), String> {
         format_ms(report.manifest.applied_at_ms),
         format_ms(report.restored_to_ms)
     );
-    println!("  records       {}", report.records);
+    match &args.tenant {
+        Some(tenant) => println!("  records       {} (tenant {tenant} alone)", report.records),
+        None => println!("  records       {}", report.records),
+    }
     if report.erased.is_empty() {
         println!("  erased        none (no tenant in the erasure ledger was left in the backup)");
     } else {

@@ -142,6 +142,7 @@ async fn restore_into(
         until,
         data_dir: config.data_dir.clone(),
         force: false,
+        tenant: None,
         node_id: config.id,
         cluster_name: config.cluster_name.clone(),
         node: NodeInfo {
@@ -206,6 +207,12 @@ async fn restore_drill(settings: BackupSettings) {
     let key = cluster.tenant_key("acme", ApiKeyRole::Writer).await;
     let leader = cluster.leader().await;
     let writer = tenant_sdk(&cluster, &cluster.addresses[&leader].client.to_string(), &key).await;
+    // The first full backup, taken when the cluster starts: a restore reaches no earlier.
+    eventually("the first full backup", || async {
+        let catalog = Catalog::list(&target).await.ok()?;
+        (!catalog.sets.is_empty()).then_some(())
+    })
+    .await;
 
     let mut state = State::new();
     let first: Vec<_> = (0..FIRST_ROUND)
@@ -399,6 +406,7 @@ async fn tampered_missing_wrong_or_cut_backups_are_caught_and_refused() {
             until: Until::Latest,
             data_dir: config.data_dir.clone(),
             force: false,
+            tenant: None,
             node_id: 1,
             cluster_name: "restored".into(),
             node: NodeInfo::default(),
@@ -544,5 +552,86 @@ async fn a_deleted_tenant_stays_unreadable_after_restoring_a_backup_from_before_
     let acme = tenant_sdk(&cluster, &address, &acme_key).await;
     let kept = acme.get("acme", "kept").await.unwrap().expect("acme's record is back");
     assert_eq!(kept.value, b"acme's");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_tenant_restore_brings_back_exactly_that_tenant_as_of_its_time() {
+    let backups = tempfile::TempDir::new().unwrap();
+    let url = format!("file://{}", backups.path().display());
+    let mut cluster = TestCluster::start_secure(1, |config| {
+        config.backup = Some(BackupSettings {
+            archive_interval_s: 1,
+            ..BackupSettings::new(url.clone())
+        });
+    })
+    .await;
+    let acme_key = cluster.tenant_key("acme", ApiKeyRole::Writer).await;
+    let globex_key = cluster.tenant_key("globex", ApiKeyRole::Writer).await;
+    let address = cluster.addresses[&1].client.to_string();
+    let acme = tenant_sdk(&cluster, &address, &acme_key).await;
+    let globex = tenant_sdk(&cluster, &address, &globex_key).await;
+    // The first full backup, taken when the cluster starts.
+    eventually("the first full backup", || async {
+        let catalog = Catalog::list(&file_target(backups.path())).await.ok()?;
+        (!catalog.sets.is_empty()).then_some(())
+    })
+    .await;
+    let mut state = State::new();
+    let first: Vec<_> = (0..60)
+        .map(|i| (format!("a/{i:03}"), Some(vec![i as u8; 10])))
+        .collect();
+    write_all(&acme, first, &mut state).await;
+    globex.put("globex", "g", b"globex's".to_vec()).await.unwrap();
+    let t = now_ms();
+    eventually("the clock to pass the restore time", || async {
+        (now_ms() > t).then_some(())
+    })
+    .await;
+    let at_t = state.clone();
+    // The customer deletes its own records by mistake.
+    let mistakes: Vec<_> = (0..60).map(|i| (format!("a/{i:03}"), None)).collect();
+    write_all(&acme, mistakes, &mut state).await;
+    assert!(state.is_empty());
+    let applied = cluster.nodes[&1].consensus().view().applied_index;
+    wait_archived(&file_target(backups.path()), applied).await;
+    cluster.stop(1).await;
+
+    let dir = tempfile::TempDir::new().unwrap();
+    let (config, listeners) = restored_config(&cluster, dir.path().join("data")).await;
+    let report = backup::restore(RestoreRequest {
+        target: file_target(backups.path()),
+        provider: provider(&cluster),
+        until: Until::Time(t),
+        data_dir: config.data_dir.clone(),
+        force: false,
+        tenant: Some("acme".into()),
+        node_id: config.id,
+        cluster_name: config.cluster_name.clone(),
+        node: NodeInfo::default(),
+    })
+    .await
+    .expect("the one-tenant restore succeeds");
+    assert_eq!(report.records as usize, at_t.len(), "{report:?}");
+    let node = Node::start_with_listeners(config, listeners)
+        .await
+        .expect("the restored node starts");
+    let tenants: Vec<String> = node
+        .consensus()
+        .reader()
+        .tenants()
+        .unwrap()
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(tenants, vec!["acme".to_string()], "no other tenant comes along");
+    let address = node.client_address().to_string();
+    let restored = tenant_sdk(&cluster, &address, &acme_key).await;
+    assert!(export_all(&restored).await == at_t, "acme differs from its state at T");
+    let other = tenant_sdk(&cluster, &address, &globex_key).await;
+    assert!(
+        other.get("globex", "g").await.is_err(),
+        "globex's key does not exist there"
+    );
     node.shutdown().await;
 }

@@ -37,6 +37,8 @@ pub struct RestoreRequest {
     pub data_dir: PathBuf,
     /// Clear a non-empty data directory first.
     pub force: bool,
+    /// Restore this tenant alone (its records, keys and data keys).
+    pub tenant: Option<String>,
     pub node_id: u64,
     pub cluster_name: String,
     pub node: NodeInfo,
@@ -177,6 +179,7 @@ pub async fn restore(request: RestoreRequest) -> Result<RestoreReport, BackupErr
             pairs.by_ref(),
             entries,
             &erasures,
+            request.tenant.as_deref(),
             request.node.clone(),
         )
         .await?;

@@ -104,7 +104,9 @@ impl Store {
     /// encoded as the log stores them, contiguous from the dump's next
     /// index), and makes this node the sole voter of a new cluster at the
     /// last replayed index. Membership entries of the old cluster are
-    /// replayed as blanks: the new cluster has only this node. Each tenant
+    /// replayed as blanks: the new cluster has only this node. With
+    /// `only_tenant`, only that tenant's pairs and commands are restored
+    /// (other tenants' commands are replayed as blanks). Each tenant
     /// in `erasures` that the restored state still holds (and did not
     /// create anew after its deletion) is deleted again, through the same
     /// command a live deletion applies, so its data keys are gone. Record
@@ -115,6 +117,7 @@ impl Store {
         pairs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
         entries: Vec<Vec<u8>>,
         erasures: &[TenantErasure],
+        only_tenant: Option<&str>,
         node: NodeInfo,
     ) -> io::Result<RestoredPosition> {
         if !self.is_fresh() {
@@ -127,6 +130,11 @@ impl Store {
         let sm = cf(&db, CF_SM);
         let mut batch = WriteBatch::default();
         for (key, value) in pairs {
+            if let Some(tenant) = only_tenant
+                && !pair_kept_for(tenant, &key, &value)?
+            {
+                continue;
+            }
             batch.put_cf(sm, key, value);
             if batch.size_in_bytes() >= SEED_BATCH_BYTES {
                 db.write_unsynced(std::mem::take(&mut batch))?;
@@ -151,7 +159,12 @@ impl Store {
                 ));
             }
             expected += 1;
-            if matches!(entry.payload, EntryPayload::Membership(_)) {
+            let foreign = match (&entry.payload, only_tenant) {
+                (EntryPayload::Membership(_), _) => true,
+                (EntryPayload::Normal(command), Some(tenant)) => command.tenant != tenant,
+                _ => false,
+            };
+            if foreign {
                 entry.payload = EntryPayload::Blank;
             }
             decoded.push(Ok((entry, None)));
@@ -240,6 +253,20 @@ impl Store {
             erased,
         })
     }
+}
+
+/// Whether a one-tenant restore of `tenant` keeps this pair: the tenant's
+/// own pairs and its API keys, the metadata and the audit log (whose hash
+/// chain must stay whole); no other tenant's records, keys or data keys.
+fn pair_kept_for(tenant: &str, key: &[u8], value: &[u8]) -> io::Result<bool> {
+    if let Some(owner) = keys::owner_of_key(key) {
+        return Ok(owner == tenant);
+    }
+    if key.first() == Some(&keys::API_KEY_TAG) {
+        let record: tenancy::ApiKeyRecord = postcard::from_bytes(value).map_err(decode_err)?;
+        return Ok(record.tenant == tenant);
+    }
+    Ok(true)
 }
 
 /// The leader's clock at the last applied command, 0 before any.

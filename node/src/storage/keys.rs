@@ -48,6 +48,19 @@ pub enum KeyError {
     Malformed(&'static str),
 }
 
+/// The tenant a state machine key belongs to: `None` for keys of no one
+/// tenant (metadata, API keys, whose tenant is in their value, and the
+/// audit log).
+pub fn owner_of_key(key: &[u8]) -> Option<&str> {
+    match key.first() {
+        Some(&(RECORD_TAG | IDEMPOTENCY_TAG | TENANT_TAG | TENANT_WRITTEN_TAG)) => {
+            let len = u16::from_be_bytes([*key.get(1)?, *key.get(2)?]) as usize;
+            std::str::from_utf8(key.get(3..3 + len)?).ok()
+        }
+        _ => None,
+    }
+}
+
 /// Key of a state machine metadata entry.
 pub fn meta_key(name: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + name.len());
@@ -223,6 +236,17 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_names_its_tenant_only_when_it_has_one() {
+        assert_eq!(owner_of_key(&record_key("a", "bc")), Some("a"));
+        assert_eq!(owner_of_key(&record_key("ab", "c")), Some("ab"));
+        assert_eq!(owner_of_key(&tenant_key("acme")), Some("acme"));
+        assert_eq!(owner_of_key(&tenant_written_key("acme")), Some("acme"));
+        assert_eq!(owner_of_key(&meta_key(APPLIED_KEY)), None);
+        assert_eq!(owner_of_key(&api_key_key("3f9c")), None);
+        assert_eq!(owner_of_key(&[RECORD_TAG, 0]), None);
+    }
 
     #[test]
     fn tenant_prefix_cannot_reach_another_tenant() {
