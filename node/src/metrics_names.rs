@@ -47,8 +47,11 @@ pub const TLS_CERT_NOT_AFTER: &str = "safekeep_tls_cert_not_after_seconds";
 pub const DATA_DIR_FREE_BYTES: &str = "safekeep_data_dir_free_bytes";
 /// Size of the file system of the data directory, bytes (gauge).
 pub const DATA_DIR_TOTAL_BYTES: &str = "safekeep_data_dir_total_bytes";
-/// When the last full backup finished, Unix seconds; exported by the node that ships backups (gauge).
+/// When the log archive was last current (every committed entry shipped),
+/// Unix seconds; exported by the node that ships backups (gauge).
 pub const BACKUP_LAST_SUCCESS: &str = "safekeep_backup_last_success_timestamp_seconds";
+/// When the last full backup finished, Unix seconds (gauge).
+pub const BACKUP_LAST_FULL: &str = "safekeep_backup_last_full_timestamp_seconds";
 /// The latest time a restore can reach from the backups, Unix seconds: the
 /// commit time of the last archived command (gauge).
 pub const BACKUP_RESTORABLE: &str = "safekeep_backup_latest_restorable_timestamp_seconds";

@@ -160,6 +160,8 @@ impl Shipper {
         let applied = view.applied_index;
         let waiting = (applied + 1).saturating_sub(at.next.min(applied + 1));
         let interval = Duration::from_secs(self.settings.archive_interval_s);
+        // Whether every entry applied when this step began is in the archive.
+        let mut current = waiting == 0;
         // One tick early, so no entry waits longer than the interval.
         let due = at.last_ship.elapsed() + TICK >= interval;
         if waiting > 0 && (due || waiting >= SHIP_EARLY_ENTRIES) {
@@ -175,11 +177,15 @@ impl Shipper {
                 .map_err(|e| ("archive", e))?
             {
                 Shipped::UpTo(segment) => {
+                    current = segment.last >= applied;
                     at.next = segment.last + 1;
                     at.restorable_at_ms = segment.last_at_ms;
                     at.last_ship = Instant::now();
                 }
-                Shipped::Nothing => at.last_ship = Instant::now(),
+                Shipped::Nothing => {
+                    current = true;
+                    at.last_ship = Instant::now();
+                }
                 Shipped::Purged { next, first_stored } => {
                     tracing::info!(
                         next,
@@ -197,6 +203,9 @@ impl Shipper {
             at.last_ship.elapsed().as_secs_f64()
         };
         metrics::gauge!(names::BACKUP_ARCHIVE_LAG).set(lag_s);
+        if current {
+            metrics::gauge!(names::BACKUP_LAST_SUCCESS).set(now_ms as f64 / 1000.0);
+        }
         metrics::gauge!(names::BACKUP_RESTORABLE).set(at.restorable_at_ms as f64 / 1000.0);
         Ok(())
     }
@@ -258,7 +267,7 @@ impl Shipper {
             at.restorable_at_ms = at.restorable_at_ms.max(manifest.applied_at_ms);
         }
         at.last_full_ms = manifest.taken_at_ms;
-        metrics::gauge!(names::BACKUP_LAST_SUCCESS).set(manifest.taken_at_ms as f64 / 1000.0);
+        metrics::gauge!(names::BACKUP_LAST_FULL).set(manifest.taken_at_ms as f64 / 1000.0);
         metrics::gauge!(names::BACKUP_RESTORABLE).set(at.restorable_at_ms as f64 / 1000.0);
         Ok(())
     }
