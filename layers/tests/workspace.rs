@@ -27,7 +27,13 @@ fn assert_layered(crate_dir: &str, root: &str, layers: &Layers) {
 #[test]
 fn the_node_imports_only_downward() {
     let layers = Layers::new(&[
-        &["model/", "identity.rs", "metrics_names.rs", "test_faults.rs"],
+        &[
+            "model/",
+            "identity.rs",
+            "metrics_names.rs",
+            "test_faults.rs",
+            "logging.rs",
+        ],
         &["config.rs", "transport.rs"],
         &["storage/", "tls/"],
         &["environment.rs"],
