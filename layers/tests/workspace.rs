@@ -68,9 +68,9 @@ fn the_sdk_and_the_cli_import_only_downward() {
     let cli = Layers::new(&[
         &["cli/args.rs"],
         &["cli/mod.rs"],
-        &["cli/output.rs"],
+        &["cli/output.rs", "cli/credentials.rs"],
         &["cli/context.rs"],
-        &["cli/export.rs"],
+        &["cli/export.rs", "cli/docs.rs"],
         &["cli/admin.rs"],
         &["cli/run.rs"],
         &["main.rs"],
