@@ -81,7 +81,7 @@ fn the_sdk_and_the_cli_import_only_downward() {
 #[test]
 fn the_simulation_imports_only_downward() {
     let sim = Layers::new(&[
-        &["topology.rs", "net.rs"],
+        &["topology.rs", "net.rs", "progress.rs"],
         &["scenario.rs"],
         &["cluster.rs"],
         &["invariants.rs", "workload.rs"],
