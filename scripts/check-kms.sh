@@ -65,6 +65,8 @@ echo "KMS test server (moto $MOTO_VERSION) on 127.0.0.1:$port"
 
 # Fake credentials for the AWS default chain, no profile files, no instance metadata.
 export SAFEKEEP_TEST_KMS_ENDPOINT="http://127.0.0.1:$port"
+# The same server program, for a test that starts one of its own and stops it mid-run.
+export SAFEKEEP_TEST_KMS_SERVER="$VENV/bin/moto_server"
 export AWS_ACCESS_KEY_ID=safekeep-test AWS_SECRET_ACCESS_KEY=safekeep-test AWS_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 unset AWS_SESSION_TOKEN AWS_PROFILE AWS_DEFAULT_PROFILE AWS_WEB_IDENTITY_TOKEN_FILE AWS_ROLE_ARN \

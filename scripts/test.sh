@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/check-terraform.sh
 scripts/check-observability.sh
+# check-observability.sh installed promtool: the metrics test must run
+# `promtool check metrics` against live nodes, not skip it.
+export SAFEKEEP_REQUIRE_PROMTOOL=1
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

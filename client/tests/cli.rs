@@ -346,3 +346,41 @@ async fn tenant_export_writes_every_record_as_a_json_line_and_resumes_into_a_fil
         .collect();
     assert_eq!(keys, ["a", "b", "c", "d"]);
 }
+
+/// Whether bash, reading `script`, registers a completion for `program`.
+fn bash_registers_completion(script: &[u8], program: &str) -> bool {
+    use std::io::Write;
+    let mut bash = std::process::Command::new("bash")
+        .args(["--norc", "-c", &format!("source /dev/stdin && complete -p {program}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run bash");
+    bash.stdin.take().unwrap().write_all(script).unwrap();
+    let output = bash.wait_with_output().unwrap();
+    output.status.success() && String::from_utf8_lossy(&output.stdout).contains(program)
+}
+
+#[tokio::test]
+async fn completions_and_the_man_page_print_without_a_cluster() {
+    let bash = safekeep_unconfigured(&["completions", "bash"]).await;
+    assert_eq!(exit_code(&bash), 0, "stderr: {}", stderr(&bash));
+    assert!(stdout(&bash).contains("transfer-leader"), "{}", stdout(&bash));
+    assert!(bash_registers_completion(&bash.stdout, "safekeep"));
+    for (shell, marker) in [("zsh", "#compdef safekeep"), ("fish", "complete -c safekeep")] {
+        let output = safekeep_unconfigured(&["completions", shell]).await;
+        assert_eq!(exit_code(&output), 0, "{shell}: {}", stderr(&output));
+        let script = stdout(&output);
+        assert!(script.contains(marker) && script.contains("audit"), "{shell}: {script}");
+    }
+    let man = safekeep_unconfigured(&["man"]).await;
+    assert_eq!(exit_code(&man), 0, "stderr: {}", stderr(&man));
+    let page = stdout(&man);
+    assert!(page.contains(".TH safekeep 1"), "{page}");
+    for section in ["completions", "audit", "\\-\\-as"] {
+        assert!(page.contains(section), "the man page lacks {section}: {page}");
+    }
+    let help = safekeep_unconfigured(&["--help"]).await;
+    assert!(stdout(&help).contains("--as <WHO>"), "{}", stdout(&help));
+}

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::logging::LogFormat;
+
 /// Default Raft heartbeat interval.
 pub const DEFAULT_HEARTBEAT_MS: u64 = 100;
 /// Default lower bound of the randomized election timeout.
@@ -400,6 +402,9 @@ pub struct NodeConfig {
     /// Backups to an object store; none when absent.
     #[serde(default)]
     pub backup: Option<BackupSettings>,
+    /// Shape of log lines: `text` (coloured on a terminal only) or `json`, one object per line.
+    #[serde(default)]
+    pub log_format: LogFormat,
 }
 
 fn default_cluster_name() -> String {
@@ -440,6 +445,7 @@ impl NodeConfig {
             raft: RaftSettings::default(),
             limits: LimitSettings::default(),
             backup: None,
+            log_format: LogFormat::default(),
         }
     }
 
@@ -588,6 +594,7 @@ pub struct PartialConfig {
     pub limits: LimitSettings,
     #[serde(default)]
     pub backup: Option<BackupSettings>,
+    pub log_format: Option<LogFormat>,
 }
 
 impl PartialConfig {
@@ -615,6 +622,7 @@ impl PartialConfig {
             raft: self.raft,
             limits: self.limits,
             backup: self.backup,
+            log_format: self.log_format.unwrap_or_default(),
             ..base
         };
         config.validate()?;
@@ -651,6 +659,15 @@ heartbeat_ms = 50
 
     fn parse(text: &str) -> Result<PartialConfig, toml::de::Error> {
         toml::from_str(text)
+    }
+
+    #[test]
+    fn the_log_format_is_text_unless_the_file_says_json() {
+        assert_eq!(parse(FILE).unwrap().finish().unwrap().log_format, LogFormat::Text);
+        let json = format!("log_format = \"json\"\n{FILE}");
+        assert_eq!(parse(&json).unwrap().finish().unwrap().log_format, LogFormat::Json);
+        let unknown = format!("log_format = \"yaml\"\n{FILE}");
+        assert!(parse(&unknown).is_err());
     }
 
     #[test]

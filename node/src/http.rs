@@ -13,7 +13,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 
-use crate::metrics_names::LATENCY_BUCKETS;
+use crate::metrics_names::{self, LATENCY_BUCKETS};
 use crate::raft::Consensus;
 
 /// What the HTTP handlers need.
@@ -34,6 +34,8 @@ pub fn prometheus() -> PrometheusHandle {
                 .expect("latency buckets are not empty");
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
+            // Described to this recorder itself, so its HELP lines do not depend on which recorder is global.
+            metrics::with_local_recorder(&recorder, metrics_names::describe);
             // Another recorder may already be installed (tests embedding the node); keep ours readable.
             let _ = metrics::set_global_recorder(recorder);
             handle
@@ -90,4 +92,34 @@ async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {
         [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    use crate::metrics_names::{self, DESCRIPTIONS, Kind};
+
+    #[test]
+    fn every_exported_family_has_help_text() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            metrics_names::describe();
+            for d in DESCRIPTIONS {
+                match d.kind {
+                    Kind::Counter => metrics::counter!(d.name).increment(1),
+                    Kind::Gauge => metrics::gauge!(d.name).set(1.0),
+                    Kind::Histogram => metrics::histogram!(d.name).record(0.01),
+                }
+            }
+        });
+        let text = handle.render();
+        for d in DESCRIPTIONS {
+            let help = format!("# HELP {} {}\n", d.name, d.help);
+            assert!(text.contains(&help), "no help text for {}:\n{text}", d.name);
+        }
+        let families = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
+        assert_eq!(families, DESCRIPTIONS.len(), "{text}");
+    }
 }

@@ -3,7 +3,8 @@
 //! node answers any request.
 //!
 //! Layers, each importing only from those below it (the workspace's
-//! `layers` test holds them): `model/`, `identity`, `metrics_names`; then
+//! `layers` test holds them): `model/`, `identity`, `metrics_names`,
+//! `logging`; then
 //! `config`, `transport`; `storage/` and `tls/`; `environment`; `crypto/`;
 //! `raft/`; `status`; `auth/`; `records/`, `admin/` and `backup/`; `http`, `serve`,
 //! `node` (wiring); `local_cluster/`.
@@ -20,6 +21,7 @@ pub mod environment;
 pub mod http;
 pub mod identity;
 pub mod local_cluster;
+pub mod logging;
 pub mod metrics_names;
 pub mod model;
 mod node;

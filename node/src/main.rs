@@ -1,15 +1,19 @@
-//! The `safekeep-node` binary: run one node, or a local three-zone cluster.
+//! The `safekeep-node` binary: run one node, or a local three-zone cluster;
+//! make development certificates and master keys; print shell completions
+//! and the man page.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
 use safekeep_node::backup::{self, RestoreRequest, Target, Until, format_ms};
 use safekeep_node::config::{
     BackupSettings, ConfigError, DEFAULT_TLS_RELOAD_MS, NodeConfig, PartialConfig, TlsSettings,
 };
 use safekeep_node::local_cluster::{self, DEFAULT_BASE_PORT};
+use safekeep_node::logging::{self, LogFormat};
 use safekeep_node::raft::NodeInfo;
 use safekeep_node::tls::CertPrincipal;
 use safekeep_node::tls::certs::{DEFAULT_VALIDITY_DAYS, DevBundleSpec, MAX_VALIDITY_DAYS, write_dev_bundle};
@@ -22,6 +26,11 @@ struct Cli {
     /// Log filter (tracing's env-filter syntax), e.g. `info` or `safekeep_node=debug`.
     #[arg(long, env = "SAFEKEEP_LOG", default_value = "info", global = true)]
     log: String,
+    /// Log line format: `text` (coloured only on a terminal) or `json` (one object per line with
+    /// timestamp, level, target, fields and span, for a log pipeline). Overrides `log_format` in
+    /// the config file; default text.
+    #[arg(long, env = "SAFEKEEP_LOG_FORMAT", value_enum, global = true)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -38,6 +47,15 @@ enum Command {
     Certs(CertsArgs),
     /// Create a master key file (one fresh 256-bit key, mode 600) for encryption at rest.
     MasterKey(MasterKeyArgs),
+    /// Print a completion script for a shell, e.g.
+    /// `safekeep-node completions bash > /etc/bash_completion.d/safekeep-node`.
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page (roff), e.g. `safekeep-node man > safekeep-node.1`.
+    Man,
     /// Build a new cluster's first node from backups: the newest full backup before
     /// --to-time plus the archived log up to that time, or everything with --latest.
     /// Every object used is checked before anything is written. The node's settings
@@ -297,8 +315,7 @@ impl RunArgs {
     }
 }
 
-async fn run_node(args: RunArgs) -> Result<(), String> {
-    let config = args.into_config().map_err(|e| e.to_string())?;
+async fn run_node(config: NodeConfig) -> Result<(), String> {
     // Metrics recorded while the node starts (its certificate's expiry, its
     // zone) are kept only once a recorder is installed: install it first.
     safekeep_node::http::prometheus();
@@ -434,6 +451,21 @@ async fn verify(args: VerifyArgs) -> Result<(), String> {
     Err(format!("{} problems found in {}", report.problems.len(), target.url))
 }
 
+/// Writes the completion script for `shell` to standard output.
+fn print_completions(shell: Shell) -> Result<(), String> {
+    let mut command = Cli::command();
+    let name = command.get_name().to_string();
+    clap_complete::generate(shell, &mut command, name, &mut std::io::stdout());
+    Ok(())
+}
+
+/// Writes the man page to standard output.
+fn print_man_page() -> Result<(), String> {
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut std::io::stdout())
+        .map_err(|e| format!("cannot write the man page: {e}"))
+}
+
 fn make_certs(args: CertsArgs) -> Result<(), String> {
     if args.validity_days == 0 || args.validity_days > MAX_VALIDITY_DAYS {
         return Err(format!("--validity-days must be between 1 and {MAX_VALIDITY_DAYS}"));
@@ -480,50 +512,66 @@ fn main() -> ExitCode {
 /// Parses the command line and runs what it asks for.
 pub(crate) fn run_cli() -> ExitCode {
     let cli = Cli::parse();
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+    let result = match cli.command {
+        Command::Completions { shell } => print_completions(shell),
+        Command::Man => print_man_page(),
+        // The config file may name the log format: read it before logging starts.
+        Command::Run(args) => args.into_config().map_err(|e| e.to_string()).and_then(|config| {
+            start_logging(&cli.log, cli.log_format.unwrap_or(config.log_format))?;
+            block_on(run_node(config))
+        }),
+        command => {
+            start_logging(&cli.log, cli.log_format.unwrap_or_default()).and_then(|()| block_on(run_tool(command)))
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Run(args) => run_node(*args).await,
-            Command::LocalCluster(args) => {
-                let exe = std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
-                let security = if args.insecure_dev {
-                    local_cluster::Security::InsecureDev
-                } else {
-                    local_cluster::Security::Tls
-                };
-                local_cluster::run(local_cluster::RunOptions {
-                    dir: args.dir,
-                    nodes: args.nodes,
-                    base_port: args.base_port,
-                    exe,
-                    security,
-                    restart_after: args.restart_after.map(std::time::Duration::from_secs),
-                })
-                .await
-                .map_err(|e| e.to_string())
-            }
-            Command::Certs(args) => make_certs(args),
-            Command::Restore(args) => restore(*args).await,
-            Command::Backup(BackupCommand::Verify(args)) => verify(args).await,
-            Command::MasterKey(args) => safekeep_node::crypto::MasterKeyFile::generate(&args.out, &args.id)
-                .map(|()| println!("{}", args.out.display()))
-                .map_err(|e| e.to_string()),
-        }
-    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("error: {message}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn start_logging(filter: &str, format: LogFormat) -> Result<(), String> {
+    logging::init(filter, format).map_err(|e| e.to_string())
+}
+
+/// Runs `work` to completion on a new multi-threaded runtime.
+fn block_on(work: impl std::future::Future<Output = Result<(), String>>) -> Result<(), String> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(work)
+}
+
+/// Runs a command other than `run`, `completions` and `man`.
+async fn run_tool(command: Command) -> Result<(), String> {
+    match command {
+        Command::LocalCluster(args) => {
+            let exe = std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
+            let security = if args.insecure_dev {
+                local_cluster::Security::InsecureDev
+            } else {
+                local_cluster::Security::Tls
+            };
+            local_cluster::run(local_cluster::RunOptions {
+                dir: args.dir,
+                nodes: args.nodes,
+                base_port: args.base_port,
+                exe,
+                security,
+                restart_after: args.restart_after.map(std::time::Duration::from_secs),
+            })
+            .await
+            .map_err(|e| e.to_string())
+        }
+        Command::Certs(args) => make_certs(args),
+        Command::Restore(args) => restore(*args).await,
+        Command::Backup(BackupCommand::Verify(args)) => verify(args).await,
+        Command::MasterKey(args) => safekeep_node::crypto::MasterKeyFile::generate(&args.out, &args.id)
+            .map(|()| println!("{}", args.out.display()))
+            .map_err(|e| e.to_string()),
+        Command::Run(_) | Command::Completions { .. } | Command::Man => {
+            Err("run, completions and man are handled before the runtime starts".into())
         }
     }
 }

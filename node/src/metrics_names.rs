@@ -1,6 +1,11 @@
-//! Names of the node's Prometheus metrics, and the histogram buckets they use.
-//! The dashboard and alert rules under `deploy/` refer to these names; their
-//! check fails when a name used there is not one of these.
+//! Names of the node's Prometheus metrics, what each one means (the HELP
+//! text `/metrics` shows, with its type and unit), and the histogram buckets
+//! they use. Every name ends in its unit (`_seconds`, `_bytes`, `_entries`)
+//! unless it counts things, and counters end in `_total`. The dashboard and
+//! alert rules under `deploy/` refer to these names; their check fails when a
+//! name used there is not one of these.
+
+use metrics::Unit;
 
 /// Always 1, labelled `cluster`, `node_id` and `zone`: joins a node's other series to its zone (gauge).
 pub const NODE_INFO: &str = "safekeep_node_info";
@@ -10,9 +15,11 @@ pub const RAFT_TERM: &str = "safekeep_raft_term";
 pub const LEADER_CHANGES: &str = "safekeep_raft_leader_changes_total";
 /// 1 on the leader, 0 elsewhere (gauge).
 pub const IS_LEADER: &str = "safekeep_raft_is_leader";
-/// Last log index, commit index and applied index (gauges).
+/// Index of the last entry in this node's Raft log (gauge).
 pub const LAST_LOG_INDEX: &str = "safekeep_raft_last_log_index";
+/// Highest log index this node knows to be committed (gauge).
 pub const COMMITTED_INDEX: &str = "safekeep_raft_committed_index";
+/// Highest log index applied to this node's state machine (gauge).
 pub const APPLIED_INDEX: &str = "safekeep_raft_applied_index";
 /// On the leader: entries each follower is behind the leader's log (gauge, label `peer`).
 pub const FOLLOWER_LAG: &str = "safekeep_raft_follower_lag_entries";
@@ -60,7 +67,271 @@ pub const BACKUP_ARCHIVE_LAG: &str = "safekeep_backup_archive_lag_seconds";
 /// Backup steps that failed, by `step` (`full`, `archive`, `list`, `retention`) (counter).
 pub const BACKUP_FAILURES: &str = "safekeep_backup_failures_total";
 
+/// How Prometheus types a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up (name ends in `_total`).
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// A distribution over [`LATENCY_BUCKETS`].
+    Histogram,
+}
+
+/// One metric as `/metrics` describes it: name, type, unit and help text.
+#[derive(Debug, Clone, Copy)]
+pub struct Description {
+    /// The metric's name, one of the constants above.
+    pub name: &'static str,
+    /// Its Prometheus type.
+    pub kind: Kind,
+    /// What one unit of its value is; `Count` for numbers of things.
+    pub unit: Unit,
+    /// The HELP line: what it measures, and its labels.
+    pub help: &'static str,
+}
+
+const fn described(name: &'static str, kind: Kind, unit: Unit, help: &'static str) -> Description {
+    Description { name, kind, unit, help }
+}
+
+/// Every metric the node exports, described.
+pub const DESCRIPTIONS: &[Description] = &[
+    described(
+        NODE_INFO,
+        Kind::Gauge,
+        Unit::Count,
+        "Always 1; labels cluster, node_id and zone join a node's other series to its zone.",
+    ),
+    described(RAFT_TERM, Kind::Gauge, Unit::Count, "Current Raft term of this node."),
+    described(
+        LEADER_CHANGES,
+        Kind::Counter,
+        Unit::Count,
+        "Leader changes this node has seen.",
+    ),
+    described(
+        IS_LEADER,
+        Kind::Gauge,
+        Unit::Count,
+        "1 while this node is the Raft leader, 0 otherwise.",
+    ),
+    described(
+        LAST_LOG_INDEX,
+        Kind::Gauge,
+        Unit::Count,
+        "Index of the last entry in this node's Raft log.",
+    ),
+    described(
+        COMMITTED_INDEX,
+        Kind::Gauge,
+        Unit::Count,
+        "Highest log index this node knows to be committed.",
+    ),
+    described(
+        APPLIED_INDEX,
+        Kind::Gauge,
+        Unit::Count,
+        "Highest log index applied to this node's state machine.",
+    ),
+    described(
+        FOLLOWER_LAG,
+        Kind::Gauge,
+        Unit::Count,
+        "On the leader: log entries each follower (label peer) is behind the leader's log.",
+    ),
+    described(
+        VOTERS,
+        Kind::Gauge,
+        Unit::Count,
+        "Voters in the membership this node knows.",
+    ),
+    described(
+        VOTERS_REACHABLE,
+        Kind::Gauge,
+        Unit::Count,
+        "On the leader: voters, itself included, that answered it recently; 0 on other nodes.",
+    ),
+    described(
+        COMMIT_SECONDS,
+        Kind::Histogram,
+        Unit::Seconds,
+        "Time from proposing a write on the leader to its application.",
+    ),
+    described(
+        APPLY_SECONDS,
+        Kind::Histogram,
+        Unit::Seconds,
+        "Time to apply one batch of log entries to the state machine.",
+    ),
+    described(
+        REQUEST_SECONDS,
+        Kind::Histogram,
+        Unit::Seconds,
+        "Client request latency, by gRPC method and status code.",
+    ),
+    described(
+        IDEMPOTENCY_RESULTS,
+        Kind::Gauge,
+        Unit::Count,
+        "Write results the idempotency table remembers.",
+    ),
+    described(
+        IDEMPOTENCY_CLIENTS,
+        Kind::Gauge,
+        Unit::Count,
+        "Clients whose write floor the idempotency table keeps.",
+    ),
+    described(
+        PEER_INCARNATION_REFUSALS,
+        Kind::Counter,
+        Unit::Count,
+        "Raft calls refused because an incarnation did not match, by reason \
+         (this_node_replaced, target_replaced, sender_replaced).",
+    ),
+    described(
+        TLS_HANDSHAKE_FAILURES,
+        Kind::Counter,
+        Unit::Count,
+        "TLS handshakes refused, by listener (client or peer).",
+    ),
+    described(
+        TLS_RELOADS,
+        Kind::Counter,
+        Unit::Count,
+        "Certificates reloaded from disk.",
+    ),
+    described(
+        TLS_RELOAD_FAILURES,
+        Kind::Counter,
+        Unit::Count,
+        "New certificates found on disk but refused; the ones in use stay.",
+    ),
+    described(
+        TLS_CERT_NOT_AFTER,
+        Kind::Gauge,
+        Unit::Seconds,
+        "When the node certificate in use expires, as a Unix time in seconds.",
+    ),
+    described(
+        DATA_DIR_FREE_BYTES,
+        Kind::Gauge,
+        Unit::Bytes,
+        "Bytes the node may still use in the file system of its data directory.",
+    ),
+    described(
+        DATA_DIR_TOTAL_BYTES,
+        Kind::Gauge,
+        Unit::Bytes,
+        "Size of the file system of the data directory.",
+    ),
+    described(
+        BACKUP_LAST_SUCCESS,
+        Kind::Gauge,
+        Unit::Seconds,
+        "On the node shipping backups: when the log archive was last current, as a Unix time in seconds.",
+    ),
+    described(
+        BACKUP_LAST_FULL,
+        Kind::Gauge,
+        Unit::Seconds,
+        "On the node shipping backups: when the last full backup finished, as a Unix time in seconds.",
+    ),
+    described(
+        BACKUP_RESTORABLE,
+        Kind::Gauge,
+        Unit::Seconds,
+        "On the node shipping backups: the commit time of the last archived write, the latest a restore reaches.",
+    ),
+    described(
+        BACKUP_ARCHIVE_LAG,
+        Kind::Gauge,
+        Unit::Seconds,
+        "On the node shipping backups: how long committed entries have waited unshipped; 0 when caught up.",
+    ),
+    described(
+        BACKUP_FAILURES,
+        Kind::Counter,
+        Unit::Count,
+        "Backup steps that failed, by step: list, full, archive or retention.",
+    ),
+];
+
+/// Describes every metric to the recorder in scope, so `/metrics` carries a
+/// HELP line (and the unit, for exporters that show it) for each family.
+pub fn describe() {
+    for d in DESCRIPTIONS {
+        match d.kind {
+            Kind::Counter => metrics::describe_counter!(d.name, d.unit, d.help),
+            Kind::Gauge => metrics::describe_gauge!(d.name, d.unit, d.help),
+            Kind::Histogram => metrics::describe_histogram!(d.name, d.unit, d.help),
+        }
+    }
+}
+
 /// Buckets of every latency histogram, in seconds.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names of every `pub const NAME: &str = "..."` in this file.
+    fn declared_names() -> Vec<&'static str> {
+        include_str!("metrics_names.rs")
+            .lines()
+            .filter_map(|line| line.strip_prefix("pub const ")?.split_once(": &str = \""))
+            .filter_map(|(_, rest)| rest.strip_suffix("\";"))
+            .collect()
+    }
+
+    #[test]
+    fn every_metric_name_is_described_once() {
+        let declared = declared_names();
+        assert!(declared.len() >= 20, "found only {declared:?}: has the format changed?");
+        for name in &declared {
+            let count = DESCRIPTIONS.iter().filter(|d| d.name == *name).count();
+            assert_eq!(count, 1, "{name} is described {count} times");
+        }
+        assert_eq!(
+            DESCRIPTIONS.len(),
+            declared.len(),
+            "a description names no declared metric"
+        );
+        for d in DESCRIPTIONS {
+            assert!(
+                d.help.ends_with('.') && d.help.len() > 20,
+                "{}: help {:?}",
+                d.name,
+                d.help
+            );
+        }
+    }
+
+    #[test]
+    fn names_carry_their_unit_and_counters_end_in_total() {
+        for d in DESCRIPTIONS {
+            let stem = d.name.strip_suffix("_total").unwrap_or(d.name);
+            assert_eq!(
+                d.kind == Kind::Counter,
+                stem != d.name,
+                "{}: _total marks counters only",
+                d.name
+            );
+            match d.unit {
+                Unit::Seconds => assert!(stem.ends_with("_seconds"), "{}", d.name),
+                Unit::Bytes => assert!(stem.ends_with("_bytes"), "{}", d.name),
+                Unit::Count => assert!(
+                    !["_seconds", "_bytes", "_ms", "_milliseconds"]
+                        .iter()
+                        .any(|u| stem.ends_with(u)),
+                    "{} names a unit but is described as a count",
+                    d.name
+                ),
+                other => panic!("{}: unit {other:?}: Prometheus wants base units", d.name),
+            }
+        }
+    }
+}

@@ -98,6 +98,8 @@ pub async fn clients(
     health_reporter.set_serving::<ClusterServer<ClusterService>>().await;
     health_reporter.set_serving::<AdminServer<AdminService>>().await;
     let server = tonic::transport::Server::builder()
+        // Every request's log lines (audit entries among them) carry its method.
+        .trace_fn(|request| tracing::info_span!("request", method = request.uri().path()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(

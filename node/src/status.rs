@@ -76,6 +76,10 @@ impl From<crate::crypto::CryptoError> for Status {
             CryptoError::Tampered | CryptoError::Malformed | CryptoError::UnknownDataKey(_) => {
                 Status::data_loss(format!("a stored value cannot be decrypted: {e}"))
             }
+            // The key service is throttling, failing or out of reach for now: try again.
+            CryptoError::KmsUnavailable { .. } | CryptoError::KmsTimeout { .. } => {
+                Status::unavailable(format!("the key service did not help, try again: {e}"))
+            }
             other => Status::internal(format!("encryption failed: {other}")),
         }
     }
@@ -131,5 +135,37 @@ pub fn export_refused(e: &crate::storage::ExportError) -> Status {
         ExportError::Changed { .. } => Status::failed_precondition(e.to_string()),
         ExportError::Behind { .. } => Status::unavailable(e.to_string()),
         ExportError::Io(io) => storage_read(io),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::CryptoError;
+
+    #[test]
+    fn key_service_failures_that_may_pass_are_unavailable_and_the_rest_internal() {
+        let passing = [
+            CryptoError::KmsUnavailable {
+                operation: "Encrypt",
+                key_id: "k".into(),
+                reason: "ThrottlingException: slow down".into(),
+            },
+            CryptoError::KmsTimeout {
+                operation: "Decrypt",
+                key_id: "k".into(),
+                waited_ms: 12_000,
+            },
+        ];
+        for error in passing {
+            assert_eq!(Status::from(error).code(), Code::Unavailable);
+        }
+        let lasting = CryptoError::Kms {
+            operation: "Encrypt",
+            key_id: "k".into(),
+            reason: "DisabledException: the key is disabled".into(),
+        };
+        assert_eq!(Status::from(lasting).code(), Code::Internal);
+        assert_eq!(Status::from(CryptoError::Tampered).code(), Code::DataLoss);
     }
 }

@@ -4,7 +4,9 @@
 //! version; unusable keys are refused at start with a reason; and a secure
 //! cluster with a KMS key seals records, reads them after restarts, switches
 //! keys with `rewrap-keys`, and refuses to start once its key is disabled.
-//! Without the server these tests fail, saying how to run them.
+//! A KMS failure that may pass (a KMS server of the test's own, stopped
+//! mid-run) reaches clients as UNAVAILABLE, which the SDK retries, not as
+//! INTERNAL. Without the server these tests fail, saying how to run them.
 
 mod common;
 
@@ -16,7 +18,7 @@ use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use common::{TestCluster, open_stopped_db, put, record_storage_key};
 use safekeep_api::v1::admin_client::AdminClient;
-use safekeep_api::v1::{ApiKeyRole, RewrapDataKeysRequest, RotateDataKeyRequest};
+use safekeep_api::v1::{ApiKeyRole, CreateTenantRequest, RewrapDataKeysRequest, RotateDataKeyRequest};
 use safekeep_node::config::EncryptionSettings;
 use safekeep_node::crypto::kms::{KMS_CALL_TIMEOUT, KMS_WAIT_MARGIN};
 use safekeep_node::crypto::{CryptoError, DataKeys, KeyProvider, KmsKeyProvider};
@@ -28,6 +30,10 @@ use tokio::net::TcpListener;
 const ENDPOINT_ENV: &str = "SAFEKEEP_TEST_KMS_ENDPOINT";
 /// Region the test keys live in.
 const REGION: &str = "us-east-1";
+/// Variable naming the KMS server program, for a test that runs (and stops) a server of its own.
+const KMS_SERVER_ENV: &str = "SAFEKEEP_TEST_KMS_SERVER";
+/// Longest a KMS server of the test's own may take to accept connections.
+const KMS_SERVER_STARTUP: Duration = Duration::from_secs(30);
 
 /// The KMS endpoint under test; these tests never run against anything else.
 fn endpoint() -> String {
@@ -57,6 +63,11 @@ fn kms_settings(key_id: &str) -> EncryptionSettings {
 
 /// An SDK client for setting up keys, as an operator would.
 async fn kms_admin() -> aws_sdk_kms::Client {
+    kms_admin_at(&endpoint()).await
+}
+
+/// An SDK client for setting up keys on the KMS server at `endpoint`.
+async fn kms_admin_at(endpoint: &str) -> aws_sdk_kms::Client {
     let http_client = aws_smithy_http_client::Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))
         .build_https();
@@ -66,7 +77,7 @@ async fn kms_admin() -> aws_sdk_kms::Client {
         .load()
         .await;
     let config = aws_sdk_kms::config::Builder::from(&shared)
-        .endpoint_url(endpoint())
+        .endpoint_url(endpoint)
         .build();
     aws_sdk_kms::Client::from_conf(config)
 }
@@ -329,5 +340,85 @@ async fn a_cluster_on_a_kms_key_seals_records_survives_restarts_and_switches_key
     .expect("a node whose KMS key is disabled refuses to start");
     let refused = refused.to_string();
     assert!(refused.contains(&second) && refused.contains("disabled"), "{refused}");
+    cluster.shutdown().await;
+}
+
+/// A KMS server of one test's own on loopback, stopped when dropped.
+struct OwnKmsServer {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl OwnKmsServer {
+    /// Starts the server `SAFEKEEP_TEST_KMS_SERVER` names and waits until it accepts connections.
+    async fn start() -> Self {
+        let program = std::env::var(KMS_SERVER_ENV)
+            .unwrap_or_else(|_| panic!("{KMS_SERVER_ENV} is not set: run scripts/check-kms.sh, which sets it"));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the KMS server");
+        let mut server = Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(
+                server.child.try_wait().unwrap().is_none(),
+                "the KMS server exited at start"
+            );
+            assert!(started.elapsed() < KMS_SERVER_STARTUP, "the KMS server did not listen");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        server
+    }
+
+    /// Kills the server and waits for it to exit.
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnKmsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kms_server_stopped_mid_run_makes_key_operations_unavailable_not_internal() {
+    let mut server = OwnKmsServer::start().await;
+    let kms = kms_admin_at(&server.endpoint).await;
+    let arn = create_key(&kms, "stopped mid-run").await;
+    let mut settings = kms_settings(&arn);
+    settings.kms_endpoint = Some(server.endpoint.clone());
+    let cluster = TestCluster::start_secure(1, move |config| config.encryption = settings.clone()).await;
+    cluster.leader().await;
+    let create = |tenant: &'static str| {
+        let cluster = &cluster;
+        async move {
+            admin(cluster)
+                .await
+                .create_tenant(CreateTenantRequest { tenant: tenant.into() })
+                .await
+        }
+    };
+    create("before").await.expect("a tenant while KMS answers");
+
+    // The server stopped mid-run: UNAVAILABLE, which the SDK retries.
+    server.stop();
+    let stopped = create("while-stopped").await.expect_err("refused");
+    assert_eq!(stopped.code(), tonic::Code::Unavailable, "{stopped:?}");
+    assert!(stopped.message().contains("Encrypt"), "{stopped:?}");
     cluster.shutdown().await;
 }

@@ -98,6 +98,50 @@ async fn local_cluster_runs_three_zones_and_stops_cleanly_on_ctrl_c() {
 }
 
 #[test]
+fn completions_and_the_man_page_print_without_a_config() {
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_safekeep-node"))
+            .args(args)
+            .env_remove("SAFEKEEP_CONFIG")
+            .output()
+            .expect("run safekeep-node");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("UTF-8")
+    };
+    for (shell, marker) in [("zsh", "#compdef safekeep-node"), ("fish", "complete -c safekeep-node")] {
+        let script = run(&["completions", shell]);
+        assert!(
+            script.contains(marker) && script.contains("local-cluster"),
+            "{shell}: {script}"
+        );
+    }
+    // bash reads the script and completes safekeep-node with it.
+    let script = run(&["completions", "bash"]);
+    assert!(script.contains("local-cluster"), "{script}");
+    let mut bash = std::process::Command::new("bash")
+        .args(["--norc", "-c", "source /dev/stdin && complete -p safekeep-node"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run bash");
+    std::io::Write::write_all(&mut bash.stdin.take().unwrap(), script.as_bytes()).unwrap();
+    let registered = bash.wait_with_output().unwrap();
+    assert!(
+        registered.status.success() && String::from_utf8_lossy(&registered.stdout).contains("safekeep-node"),
+        "bash did not register the completion: {registered:?}"
+    );
+    let page = run(&["man"]);
+    assert!(
+        page.contains(".TH safekeep-node 1") && page.contains("log\\-format"),
+        "{page}"
+    );
+}
+
+#[test]
 fn flags_override_the_config_file_and_a_foreign_data_dir_stops_the_process() {
     let dir = tempfile::TempDir::new().unwrap();
     let base = free_base_port();

@@ -3,7 +3,9 @@
 //! one node's): each node names its cluster and zone and tells when its
 //! certificate expires from the start, the leader counts the voters that
 //! answer it and notices one that stops, and every node reports the free
-//! space of its data directory.
+//! space of its data directory. Every node's /metrics passes `promtool
+//! check metrics` (help text for every family, units and suffixes as
+//! Prometheus names them).
 
 mod common;
 
@@ -13,6 +15,48 @@ use safekeep_node::local_cluster::{node_config, node_tls, plan};
 
 /// Cluster name the test nodes stamp into their data and label their metrics with.
 const CLUSTER: &str = "metrics-test";
+/// Set (to anything) to fail instead of skipping the promtool check when
+/// promtool is not installed; scripts/test.sh sets it after installing it.
+const REQUIRE_PROMTOOL_ENV: &str = "SAFEKEEP_REQUIRE_PROMTOOL";
+
+/// What `promtool check metrics` says about an exposition: `None` when
+/// promtool is not installed and not required, else its complaints (empty
+/// when it has none and exits 0).
+fn promtool_complaints(text: &str) -> Option<String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let spawned = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            assert!(
+                std::env::var_os(REQUIRE_PROMTOOL_ENV).is_none(),
+                "{REQUIRE_PROMTOOL_ENV} is set but promtool is not installed (scripts/check-observability.sh installs it)"
+            );
+            eprintln!("promtool is not installed: skipping `promtool check metrics`");
+            return None;
+        }
+        Err(e) => panic!("cannot run promtool: {e}"),
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .expect("feed promtool");
+    let output = child.wait_with_output().expect("promtool's verdict");
+    let mut said = String::from_utf8_lossy(&output.stdout).into_owned();
+    said.push_str(&String::from_utf8_lossy(&output.stderr));
+    if !output.status.success() && said.trim().is_empty() {
+        said = format!("promtool exited with {}", output.status);
+    }
+    Some(said.trim().to_string())
+}
 
 /// Values of `name`'s samples in a Prometheus text exposition, with their label text.
 fn samples<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = (&'a str, f64)> + 'a {
@@ -85,6 +129,13 @@ async fn node_info_voters_reachability_and_disk_space_appear_on_real_nodes() {
             value(&text, "safekeep_data_dir_total_bytes").is_some().then_some(text)
         })
         .await;
+        if let Some(complaints) = promtool_complaints(&text) {
+            assert!(
+                complaints.is_empty(),
+                "promtool check metrics on node {}:\n{complaints}\n--- /metrics:\n{text}",
+                member.id
+            );
+        }
         let info: Vec<(&str, f64)> = samples(&text, "safekeep_node_info").collect();
         assert_eq!(info.len(), 1, "one info series per node: {info:?}");
         let (labels, one) = info[0];

@@ -6,11 +6,12 @@
 //! `topology` says which hosts exist and where; `scenario` draws a fault
 //! schedule from a seed; `cluster`, `workload` and `raw_tenants` put nodes,
 //! SDK clients and two tenants' raw gRPC clients on turmoil hosts; `invariants` samples the nodes after every step; `run` ties
-//! one run together.
+//! one run together; `progress` shows how far a soak of many runs has got.
 
 pub mod cluster;
 pub mod invariants;
 pub mod net;
+pub mod progress;
 pub mod raw_tenants;
 pub mod run;
 pub mod scenario;

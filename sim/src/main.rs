@@ -1,12 +1,14 @@
 //! `safekeep-sim`: run simulations from the command line: one seed to replay
 //! a failure exactly, or a soak over many seeds that prints a table of
-//! scenario, runs, violations and worst write gap.
+//! scenario, runs, violations and worst write gap (with a progress bar on
+//! standard error meanwhile, when that is a terminal).
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use safekeep_sim::progress::SoakProgress;
 use safekeep_sim::{RunConfig, Scenario, Topology, run};
 
 /// Most seeds one soak may run.
@@ -76,6 +78,8 @@ fn main() -> ExitCode {
         None => (args.first_seed..args.first_seed.saturating_add(args.seeds.min(MAX_SEEDS))).collect(),
     };
     let mut table: BTreeMap<(String, String), Row> = BTreeMap::new();
+    let total = (topologies.len() * scenarios.len() * seeds.len()) as u64;
+    let mut progress = SoakProgress::new(total);
     for topology in &topologies {
         for scenario in &scenarios {
             for seed in &seeds {
@@ -86,12 +90,17 @@ fn main() -> ExitCode {
                 };
                 let row = table.entry((scenario.to_string(), topology.to_string())).or_default();
                 row.runs += 1;
-                match run(config) {
+                let outcome = run(config);
+                let violated = !outcome.as_ref().is_ok_and(|report| report.is_ok());
+                progress.run_done(violated);
+                match outcome {
                     Ok(report) => {
                         if args.verbose {
-                            for (at, what) in &report.trace {
-                                println!("  {at:>10.3?}  {what}");
-                            }
+                            progress.suspend(|| {
+                                for (at, what) in &report.trace {
+                                    println!("  {at:>10.3?}  {what}");
+                                }
+                            });
                         }
                         row.worst_gap = row.worst_gap.max(report.worst_write_gap);
                         if let Some(path) = &args.trace_file {
@@ -110,21 +119,24 @@ fn main() -> ExitCode {
                         if !report.is_ok() {
                             row.violations += 1;
                             row.failing_seeds.push(*seed);
-                            println!("VIOLATION in {scenario} on {topology}, seed {seed}:");
-                            for v in &report.violations {
-                                println!("  {v}");
-                            }
-                            println!("  replay: {}", config.replay_command());
+                            progress.suspend(|| {
+                                println!("VIOLATION in {scenario} on {topology}, seed {seed}:");
+                                for v in &report.violations {
+                                    println!("  {v}");
+                                }
+                                println!("  replay: {}", config.replay_command());
+                            });
                         }
                     }
                     Err(e) => {
                         row.violations += 1;
-                        println!("run failed: {e}; replay: {}", config.replay_command());
+                        progress.suspend(|| println!("run failed: {e}; replay: {}", config.replay_command()));
                     }
                 }
             }
         }
     }
+    progress.finish();
     println!(
         "{:<24} {:<9} {:>6} {:>11} {:>16}",
         "scenario", "topology", "runs", "violations", "worst write gap"

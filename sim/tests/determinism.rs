@@ -1,6 +1,7 @@
 //! A seed fixes a run: the same seed, run in two separate processes, yields
 //! the same fault trace, the same issued operations, and the same history
-//! (every operation's outcome at the same simulated times).
+//! (every operation's outcome at the same simulated times). The progress
+//! bar stays off a standard error that is not a terminal.
 
 use std::process::Command;
 
@@ -9,7 +10,7 @@ const MIN_COMMON_OPERATIONS: usize = 50;
 
 fn trace_of_run(seed: u64, dir: &std::path::Path, name: &str) -> serde_json::Value {
     let path = dir.join(name);
-    let status = Command::new(env!("CARGO_BIN_EXE_safekeep-sim"))
+    let output = Command::new(env!("CARGO_BIN_EXE_safekeep-sim"))
         .args([
             "--scenario",
             "zone-power-loss",
@@ -20,9 +21,14 @@ fn trace_of_run(seed: u64, dir: &std::path::Path, name: &str) -> serde_json::Val
         ])
         .arg("--trace-file")
         .arg(&path)
-        .status()
+        .output()
         .expect("run the simulator");
-    assert!(status.success(), "the run itself passes");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the run itself passes: {stderr}");
+    assert!(
+        !stderr.contains("runs,") && !stderr.contains('\r'),
+        "a progress bar on a standard error that is a pipe: {stderr:?}"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 

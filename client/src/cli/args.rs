@@ -31,7 +31,17 @@ Examples:
 TLS: --ca names the CA that signs the nodes' certificates (a local cluster
 prints it: safekeep-local/certs/ca.pem). Operators add --client-cert and
 --client-key.
-Only a cluster started with --insecure-dev is reached with --plaintext.";
+Only a cluster started with --insecure-dev is reached with --plaintext.
+
+Credentials: with both an operator's certificate and a tenant's API key set,
+operator-only commands (cluster changes, tenant create/list/delete/rotate-key/
+rewrap-keys, audit) present the certificate, record commands and tenant
+export present the key, and commands either may run (api-key, cluster status)
+present the key unless --as operator says otherwise.
+
+Shell completions and the man page:
+  safekeep completions bash > ~/.local/share/bash-completion/completions/safekeep
+  safekeep man > safekeep.1";
 
 /// Command-line client for safekeep, the replicated record store.
 #[derive(Debug, Parser)]
@@ -108,6 +118,13 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Act as the operator (present the client certificate, not the API key) or the tenant
+    /// (present the API key, not the certificate), for commands either may run when both are
+    /// set. Without it, operator-only commands use the certificate, record commands the key,
+    /// and the rest the key.
+    #[arg(long = "as", global = true, env = "SAFEKEEP_AS", value_enum, value_name = "WHO")]
+    pub act_as: Option<ActAs>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -163,6 +180,24 @@ pub enum Command {
     /// Read and verify the replicated, hash-chained audit log (operators).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Print a completion script for a shell, e.g.
+    /// `safekeep completions bash > ~/.local/share/bash-completion/completions/safekeep`.
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `safekeep man > safekeep.1`.
+    Man,
+}
+
+/// `--as` values: whose credentials a command presents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ActAs {
+    /// The operator's client certificate.
+    Operator,
+    /// The tenant's API key.
+    Tenant,
 }
 
 /// The `audit` subcommands.

@@ -1,12 +1,15 @@
-//! The `safekeep` command-line tool: argument parsing ([`args`]), running a
-//! command against the SDK ([`run`], tenants and keys in [`admin`], exports in
-//! [`export`]), rendering
-//! results ([`output`]), and the
-//! mapping from failures to one-line messages and exit codes (here).
+//! The `safekeep` command-line tool: argument parsing ([`args`]), which
+//! credentials a command presents ([`credentials`]), running a command
+//! against the SDK ([`run`], tenants and keys in [`admin`], exports in
+//! [`export`]), rendering results ([`output`]), shell completions and the
+//! man page ([`docs`]), and the mapping from failures to one-line messages
+//! and exit codes (here).
 
 mod admin;
 pub mod args;
 mod context;
+pub mod credentials;
+mod docs;
 pub mod export;
 pub mod output;
 pub mod run;

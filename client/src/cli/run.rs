@@ -11,8 +11,8 @@ use serde_json::json;
 
 use super::args::{Cli, ClusterCommand, Command, ListArgs};
 use super::context::{Context, emit, to_json};
-use super::output;
 use super::{CliError, Target};
+use super::{credentials, output};
 
 /// Largest value `put` reads from a file or standard input.
 pub const MAX_VALUE_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -21,11 +21,25 @@ pub const MAX_LIST_PAGES: usize = 10_000;
 
 /// Connects and runs the command.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Completions { shell } => return super::docs::completions(shell),
+        Command::Man => return super::docs::man(),
+        _ => {}
+    }
+    // An empty SAFEKEEP_API_KEY means none.
+    let api_key = cli.api_key.as_deref().filter(|key| !key.trim().is_empty());
+    let presented = credentials::choose(
+        credentials::needs(&cli.command),
+        cli.act_as,
+        cli.client_cert.is_some() && cli.client_key.is_some(),
+        api_key.is_some(),
+    )?;
     let timeout = Duration::from_millis(cli.timeout_ms);
     let mut config = ClientConfig::new(cli.endpoints);
     config.tls = match (&cli.ca, cli.plaintext) {
         (Some(ca), false) => {
-            let identity = cli.client_cert.as_deref().zip(cli.client_key.as_deref());
+            let identity =
+                (cli.client_cert.as_deref().zip(cli.client_key.as_deref())).filter(|_| presented.certificate);
             let mut tls = ClientTls::from_files(ca, identity).map_err(|e| CliError::Usage(e.to_string()))?;
             tls.server_name = cli.server_name.clone();
             Some(tls)
@@ -39,8 +53,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             ));
         }
     };
-    // An empty SAFEKEEP_API_KEY means none: operators clear it to act with their certificate.
-    if let Some(key) = cli.api_key.as_deref().filter(|key| !key.trim().is_empty()) {
+    if let Some(key) = api_key.filter(|_| presented.api_key) {
         config.api_key = Some(ApiKey::new(key).map_err(|e| CliError::Usage(e.to_string()))?);
     }
     config.request_timeout = timeout;
@@ -80,6 +93,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Tenant(command) => super::admin::tenant(&context, command).await,
         Command::ApiKey(command) => super::admin::api_key(&context, command).await,
         Command::Audit(command) => super::admin::audit(&context, command).await,
+        // Printed above, before connecting.
+        Command::Completions { .. } | Command::Man => Ok(()),
     }
 }
 

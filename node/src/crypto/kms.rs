@@ -92,6 +92,57 @@ fn failed(operation: &'static str, key_id: &str, reason: impl Into<String>) -> C
     }
 }
 
+/// KMS error codes for failures that pass by themselves: throttling, KMS's
+/// own faults and timeouts, a custom key store that is out of reach.
+const TRANSIENT_CODES: &[&str] = &[
+    "ThrottlingException",
+    "LimitExceededException",
+    "KMSInternalException",
+    "DependencyTimeoutException",
+    "KeyUnavailableException",
+    "RequestTimeoutException",
+    "ServiceUnavailableException",
+];
+
+/// Whether another attempt later may succeed: throttling, KMS's own faults,
+/// timeouts, and an endpoint that did not answer; not a refusal about the
+/// key, the request or the credentials.
+fn is_transient<E: ProvideErrorMetadata>(error: &SdkError<E>) -> bool {
+    match error {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        SdkError::DispatchFailure(failure) => !failure.is_user(),
+        SdkError::ServiceError(service) => transient_answer(service.raw().status().as_u16(), service.err().code()),
+        _ => false,
+    }
+}
+
+/// Whether an answer from KMS with this HTTP status and error code may pass by itself.
+fn transient_answer(http_status: u16, code: Option<&str>) -> bool {
+    (500..600).contains(&http_status)
+        || http_status == HTTP_TOO_MANY_REQUESTS
+        || code.is_some_and(|code| TRANSIENT_CODES.contains(&code))
+}
+
+/// HTTP status of a throttled request.
+const HTTP_TOO_MANY_REQUESTS: u16 = 429;
+
+/// A failed KMS call as a typed error: one that may pass is `KmsUnavailable`.
+fn call_failed<E>(operation: &'static str, key_id: &str, error: &SdkError<E>) -> CryptoError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let why = reason(error);
+    if is_transient(error) {
+        CryptoError::KmsUnavailable {
+            operation,
+            key_id: key_id.to_string(),
+            reason: why,
+        }
+    } else {
+        failed(operation, key_id, why)
+    }
+}
+
 /// The service's error code and message when KMS answered, else the chain of causes.
 fn reason<E, R>(error: &SdkError<E, R>) -> String
 where
@@ -326,10 +377,7 @@ impl KeyProvider for KmsKeyProvider {
             .set_encryption_context(Some(encryption_context(tenant, version)));
         let key_arn = self.key_arn.clone();
         run_on(&self.runtime, "Encrypt", &self.key_arn, KMS_CALL_TIMEOUT, async move {
-            let encrypted = request
-                .send()
-                .await
-                .map_err(|e| failed("Encrypt", &key_arn, reason(&e)))?;
+            let encrypted = request.send().await.map_err(|e| call_failed("Encrypt", &key_arn, &e))?;
             let wrapped = encrypted
                 .ciphertext_blob()
                 .map(|blob| blob.as_ref().to_vec())
@@ -387,7 +435,7 @@ impl KeyProvider for KmsKeyProvider {
                         {
                             return Err(wrong);
                         }
-                        return Err(failed("Decrypt", &master_key_id, reason(&e)));
+                        return Err(call_failed("Decrypt", &master_key_id, &e));
                     }
                 };
                 let mut plain = decrypted.plaintext.map(Blob::into_inner).unwrap_or_default();
@@ -430,6 +478,50 @@ mod tests {
         assert_eq!(context["version"], "7");
         assert_eq!(context["purpose"], "safekeep/data-key/v1");
         assert_eq!(context.len(), 3);
+    }
+
+    #[test]
+    fn throttling_kms_faults_and_unreachable_endpoints_may_pass_and_refusals_do_not() {
+        use aws_sdk_kms::error::ConnectorError;
+        use aws_sdk_kms::operation::encrypt::EncryptError;
+        for (status, code) in [
+            (400, Some("ThrottlingException")),
+            (500, Some("KMSInternalException")),
+            (500, Some("DependencyTimeoutException")),
+            (429, None),
+            (503, None),
+        ] {
+            assert!(transient_answer(status, code), "{status} {code:?}");
+        }
+        for (status, code) in [
+            (400, Some("DisabledException")),
+            (400, Some("AccessDeniedException")),
+            (400, Some("NotFoundException")),
+            (400, Some("KMSInvalidStateException")),
+            (400, Some("InvalidCiphertextException")),
+        ] {
+            assert!(!transient_answer(status, code), "{status} {code:?}");
+        }
+        let timeout = SdkError::<EncryptError>::timeout_error("no answer");
+        assert!(is_transient(&timeout));
+        let refused = SdkError::<EncryptError>::dispatch_failure(ConnectorError::io("connection refused".into()));
+        assert!(is_transient(&refused));
+        let misconfigured = SdkError::<EncryptError>::dispatch_failure(ConnectorError::user("bad URL".into()));
+        assert!(!is_transient(&misconfigured));
+        assert!(matches!(
+            call_failed("Encrypt", "k", &refused),
+            CryptoError::KmsUnavailable {
+                operation: "Encrypt",
+                ..
+            }
+        ));
+        assert!(matches!(
+            call_failed("Encrypt", "k", &misconfigured),
+            CryptoError::Kms {
+                operation: "Encrypt",
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -75,6 +75,13 @@ pub enum CryptoError {
         key_id: String,
         reason: String,
     },
+    /// A failure that may pass: throttling, KMS's own errors, an endpoint not reachable right now.
+    #[error("AWS KMS {operation} with key '{key_id}' failed, for now: {reason}")]
+    KmsUnavailable {
+        operation: &'static str,
+        key_id: String,
+        reason: String,
+    },
     #[error("AWS KMS {operation} with key '{key_id}' did not answer within {waited_ms} ms")]
     KmsTimeout {
         operation: &'static str,

@@ -1,0 +1,170 @@
+//! The `safekeep` binary against a real node with TLS, with both an
+//! operator's certificate and a tenant's API key in its environment (as the
+//! README's quick start leaves them): operator-only commands act as the
+//! operator, record commands as the tenant, and `--as` overrides either.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use safekeep_node::config::{EncryptionSettings, ListenAddresses, RaftSettings};
+use safekeep_node::crypto::MasterKeyFile;
+use safekeep_node::local_cluster::{ClientCredentials, node_tls};
+use safekeep_node::tls::CertPrincipal;
+use safekeep_node::tls::certs::{DevBundleSpec, write_dev_bundle};
+use safekeep_node::{InitialMember, Node, NodeConfig, NodeListeners};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::process::Command;
+
+/// Longest one CLI run may take (its own retries outlast the first election).
+const CLI_BOUND: Duration = Duration::from_secs(30);
+
+/// Starts a one-node cluster with TLS and encryption at rest in `dir`; returns
+/// it, its client address and the operator's credentials.
+async fn secure_node(dir: &Path) -> (Node, SocketAddr, ClientCredentials) {
+    let certs = dir.join("certs");
+    let spec = DevBundleSpec {
+        nodes: vec![1],
+        hosts: vec!["localhost".into(), "127.0.0.1".into()],
+        clients: vec![CertPrincipal::Operator("admin".into())],
+        validity_days: 1,
+    };
+    write_dev_bundle(&certs, &spec).expect("issue test certificates");
+    let master_keys = certs.join("master.keys");
+    MasterKeyFile::generate(&master_keys, "k1").unwrap();
+    let bind = || TcpListener::bind("127.0.0.1:0");
+    let (client, peer, http) = (bind().await.unwrap(), bind().await.unwrap(), bind().await.unwrap());
+    let listen = ListenAddresses {
+        client: client.local_addr().unwrap(),
+        peer: peer.local_addr().unwrap(),
+        http: http.local_addr().unwrap(),
+    };
+    let config = NodeConfig {
+        init: vec![InitialMember {
+            id: 1,
+            zone: "a".into(),
+            peer_address: listen.peer.to_string(),
+            client_address: listen.client.to_string(),
+        }],
+        tls: Some(node_tls(&certs, 1)),
+        encryption: EncryptionSettings {
+            master_key_file: Some(master_keys),
+            ..EncryptionSettings::default()
+        },
+        raft: RaftSettings {
+            heartbeat_ms: 50,
+            election_min_ms: 300,
+            election_max_ms: 600,
+            ..RaftSettings::default()
+        },
+        ..NodeConfig::new(1, "a", dir.join("data"), listen)
+    };
+    let node = Node::start_with_listeners(config, NodeListeners::tcp(client, peer, http))
+        .await
+        .expect("the node starts");
+    (node, listen.client, ClientCredentials::local(&certs))
+}
+
+/// Runs the binary against `endpoint` as the operator, with `api_key` too when given.
+async fn safekeep(endpoint: SocketAddr, operator: &ClientCredentials, api_key: Option<&str>, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_safekeep"));
+    for name in [
+        "SAFEKEEP_PLAINTEXT",
+        "SAFEKEEP_AS",
+        "SAFEKEEP_API_KEY",
+        "SAFEKEEP_SERVER_NAME",
+    ] {
+        command.env_remove(name);
+    }
+    command
+        .args(args)
+        .env("SAFEKEEP_ENDPOINTS", endpoint.to_string())
+        .env("SAFEKEEP_TENANT", "acme")
+        .env("SAFEKEEP_CA", &operator.ca)
+        .env("SAFEKEEP_CERT", &operator.cert)
+        .env("SAFEKEEP_KEY", &operator.key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(key) = api_key {
+        command.env("SAFEKEEP_API_KEY", key);
+    }
+    tokio::time::timeout(CLI_BOUND, command.output())
+        .await
+        .expect("the CLI finished within its bound")
+        .expect("the CLI ran")
+}
+
+fn succeeded(output: &Output, what: &str) -> String {
+    assert!(
+        output.status.success(),
+        "{what}: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn refused(output: &Output, what: &str) -> String {
+    assert!(
+        !output.status.success(),
+        "{what} succeeded: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_certificate_and_a_key_each_command_acts_as_who_may_run_it() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let (node, endpoint, operator) = secure_node(dir.path()).await;
+
+    // The operator alone makes the tenant and its admin key.
+    let run = |api_key, args| safekeep(endpoint, &operator, api_key, args);
+    succeeded(&run(None, &["tenant", "create", "acme"]).await, "tenant create");
+    let issued = succeeded(
+        &run(None, &["--json", "api-key", "issue", "--role", "admin"]).await,
+        "api-key issue",
+    );
+    let issued: Value = serde_json::from_str(issued.trim()).expect("the issued key as JSON");
+    let key = issued["secret"].as_str().expect("the key's secret").to_string();
+    let both = Some(key.as_str());
+
+    // Both set: operator-only commands present the certificate ...
+    let entries = succeeded(&run(both, &["--json", "audit", "list"]).await, "audit list");
+    assert!(entries.contains("create-tenant"), "{entries}");
+    succeeded(&run(both, &["audit", "verify"]).await, "audit verify");
+    succeeded(
+        &run(both, &["tenant", "create", "globex"]).await,
+        "tenant create with both",
+    );
+    // ... record commands present the key, and so do commands either may run.
+    succeeded(&run(both, &["put", "greeting", "hello"]).await, "put");
+    let value = succeeded(&run(both, &["get", "greeting", "--value-only"]).await, "get");
+    assert_eq!(value, "hello");
+    succeeded(&run(both, &["api-key", "list"]).await, "api-key list");
+
+    // --as overrides: the node then refuses what the other principal may not do.
+    let as_tenant = refused(
+        &run(both, &["--as", "tenant", "audit", "list"]).await,
+        "audit list as tenant",
+    );
+    assert!(as_tenant.contains("operator's client certificate"), "{as_tenant}");
+    let as_operator = refused(
+        &run(both, &["--as", "operator", "get", "greeting"]).await,
+        "get as operator",
+    );
+    assert!(as_operator.contains("never read or write record data"), "{as_operator}");
+
+    // --as asks for a credential that must be there.
+    let no_key = refused(
+        &run(None, &["--as", "tenant", "cluster", "status"]).await,
+        "--as tenant, no key",
+    );
+    assert!(no_key.contains("--as tenant needs a tenant's API key"), "{no_key}");
+
+    node.shutdown().await;
+}
