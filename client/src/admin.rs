@@ -100,6 +100,31 @@ impl Client {
         Ok(())
     }
 
+    /// Sets how long `tenant` keeps records after their last write (`None`:
+    /// until deleted); older records are removed by the cluster's retention
+    /// sweeper. Whole seconds; the operator or the tenant's admin key.
+    pub async fn set_retention(&self, tenant: &str, window: Option<std::time::Duration>) -> Result<(), Error> {
+        let retention_seconds = match window {
+            Some(w) if w.as_secs() == 0 || w.subsec_nanos() != 0 => {
+                return Err(Error::InvalidArgument(format!(
+                    "a retention window is whole seconds, at least one; got {w:?}"
+                )));
+            }
+            Some(w) => w.as_secs(),
+            None => 0,
+        };
+        let request = v1::SetRetentionRequest {
+            tenant: tenant.into(),
+            retention_seconds,
+        };
+        self.execute(RetryPolicy::Membership, |channel, timeout| {
+            let request = self.request(request.clone(), timeout);
+            async move { AdminClient::new(channel).set_retention(request).await }
+        })
+        .await?;
+        Ok(())
+    }
+
     /// Starts a new data key version for the tenant's new writes; returns the version.
     pub async fn rotate_data_key(&self, tenant: &str) -> Result<u32, Error> {
         let request = v1::RotateDataKeyRequest { tenant: tenant.into() };

@@ -110,7 +110,26 @@ impl Client {
 
     /// Creates or replaces a record unconditionally.
     pub async fn put(&self, tenant: &str, key: &str, value: impl Into<Vec<u8>>) -> Result<PutOutcome, Error> {
-        self.put_inner(tenant, key, value.into(), None).await
+        self.put_inner(tenant, key, value.into(), None, None).await
+    }
+
+    /// Creates or replaces a record that expires `ttl` after this write
+    /// (whole seconds, at least one): the cluster removes it within about a
+    /// second after that, unless it is written again first.
+    pub async fn put_with_ttl(
+        &self,
+        tenant: &str,
+        key: &str,
+        value: impl Into<Vec<u8>>,
+        ttl: std::time::Duration,
+    ) -> Result<PutOutcome, Error> {
+        if ttl.as_secs() == 0 || ttl.subsec_nanos() != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "a time to live is whole seconds, at least one; got {ttl:?}"
+            )));
+        }
+        self.put_inner(tenant, key, value.into(), None, Some(ttl.as_secs()))
+            .await
     }
 
     /// Creates or replaces a record only if its current version is
@@ -122,7 +141,8 @@ impl Client {
         value: impl Into<Vec<u8>>,
         expected_version: u64,
     ) -> Result<PutOutcome, Error> {
-        self.put_inner(tenant, key, value.into(), Some(expected_version)).await
+        self.put_inner(tenant, key, value.into(), Some(expected_version), None)
+            .await
     }
 
     async fn put_inner(
@@ -131,6 +151,7 @@ impl Client {
         key: &str,
         value: Vec<u8>,
         expected_version: Option<u64>,
+        ttl_seconds: Option<u64>,
     ) -> Result<PutOutcome, Error> {
         require_non_empty("tenant", tenant)?;
         require_non_empty("key", key)?;
@@ -142,6 +163,7 @@ impl Client {
             value,
             expected_version,
             write_id: Some(ticket.id()),
+            ttl_seconds,
         };
         let response = self
             .execute(RetryPolicy::Write, |channel, timeout| {

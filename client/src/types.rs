@@ -287,6 +287,7 @@ has_header!(
     v1::ListAuditResponse,
     v1::RotateDataKeyResponse,
     v1::RewrapDataKeysResponse,
+    v1::SetRetentionResponse,
 );
 
 /// What an API key lets its holder do with its tenant's records.

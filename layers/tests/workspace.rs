@@ -41,7 +41,7 @@ fn the_node_imports_only_downward() {
         &["raft/"],
         &["status.rs"],
         &["auth/"],
-        &["records/", "admin/", "backup/"],
+        &["records/", "admin/", "backup/", "retention.rs"],
         &["http.rs"],
         &["serve.rs"],
         &["node.rs"],

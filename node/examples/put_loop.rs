@@ -58,6 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             while Instant::now() < deadline {
                 request_id += 1;
                 let request = PutRequest {
+                    ttl_seconds: None,
                     tenant: tenant.clone(),
                     key: format!("w{writer}/k{}", request_id % 1000),
                     value: vec![b'x'; VALUE_BYTES],

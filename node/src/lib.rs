@@ -6,7 +6,7 @@
 //! `layers` test holds them): `model/`, `identity`, `metrics_names`,
 //! `logging`; then
 //! `config`, `transport`; `storage/` and `tls/`; `environment`; `crypto/`;
-//! `raft/`; `status`; `auth/`; `records/`, `admin/` and `backup/`; `http`, `serve`,
+//! `raft/`; `status`; `auth/`; `records/`, `admin/`, `backup/` and `retention`; `http`, `serve`,
 //! `node` (wiring); `local_cluster/`.
 
 #[cfg(all(feature = "test-faults", not(debug_assertions)))]
@@ -27,6 +27,7 @@ pub mod model;
 mod node;
 pub mod raft;
 pub mod records;
+pub mod retention;
 mod serve;
 pub mod status;
 pub mod storage;

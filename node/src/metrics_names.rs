@@ -64,6 +64,8 @@ pub const BACKUP_LAST_FULL: &str = "safekeep_backup_last_full_timestamp_seconds"
 pub const BACKUP_RESTORABLE: &str = "safekeep_backup_latest_restorable_timestamp_seconds";
 /// Seconds the log archive is behind this node's applied log; 0 when caught up (gauge).
 pub const BACKUP_ARCHIVE_LAG: &str = "safekeep_backup_archive_lag_seconds";
+/// Records the retention sweeper removed, by `reason` (`ttl`, `retention`) (counter).
+pub const RECORDS_EXPIRED: &str = "safekeep_records_expired_total";
 /// Backup steps that failed, by `step` (`full`, `archive`, `list`, `retention`) (counter).
 pub const BACKUP_FAILURES: &str = "safekeep_backup_failures_total";
 
@@ -248,6 +250,12 @@ pub const DESCRIPTIONS: &[Description] = &[
         Kind::Gauge,
         Unit::Seconds,
         "On the node shipping backups: how long committed entries have waited unshipped; 0 when caught up.",
+    ),
+    described(
+        RECORDS_EXPIRED,
+        Kind::Counter,
+        Unit::Count,
+        "Records the retention sweeper removed, by reason: ttl (a record's time to live) or retention (its tenant's window).",
     ),
     described(
         BACKUP_FAILURES,

@@ -241,6 +241,7 @@ impl Node {
             );
             servers.push(shipper.spawn(stop_rx.clone()));
         }
+        servers.push(crate::retention::spawn(consensus.clone(), stop_rx.clone()));
         let services = serve::ClientServices::assemble(&config, &consensus, authenticator, auditor, data_keys);
         servers.push(
             serve::clients(services, client_incoming, stop_rx.clone())

@@ -153,6 +153,7 @@ impl RawClient {
         };
         let id = invoke(recorder, who, op);
         let request = PutRequest {
+            ttl_seconds: None,
             tenant: self.tenant.into(),
             key: key.into(),
             value,

@@ -2,6 +2,8 @@
 //! the SDK's admin calls. An issued key's secret is printed once, on stdout
 //! only, so it can be piped into a secret store.
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use super::args::{ApiKeyCommand, AuditCommand, TenantCommand};
@@ -41,6 +43,29 @@ pub(super) async fn tenant(context: &Context, command: TenantCommand) -> Result<
             context.print(
                 || tenants.iter().map(tenant_line).collect::<Vec<_>>().join("\n"),
                 || to_json(&tenants),
+            )
+        }
+        TenantCommand::SetRetention {
+            tenant,
+            days,
+            seconds,
+            forever: _,
+        } => {
+            let window = days
+                .map(|d| d.saturating_mul(86_400))
+                .or(seconds)
+                .map(Duration::from_secs);
+            client
+                .set_retention(&tenant, window)
+                .await
+                .map_err(context.failed(Target::Tenant(tenant.clone())))?;
+            let seconds = window.map_or(0, |w| w.as_secs());
+            context.print(
+                || match window {
+                    Some(w) => format!("tenant '{tenant}' removes records not written for {} s", w.as_secs()),
+                    None => format!("tenant '{tenant}' keeps records until they are deleted"),
+                },
+                || json!({ "tenant": tenant, "retention_seconds": seconds }),
             )
         }
         TenantCommand::RotateKey { tenant } => {

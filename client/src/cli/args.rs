@@ -146,6 +146,10 @@ pub enum Command {
         /// Write only if the record's current version is N (0: only if it does not exist).
         #[arg(long, value_name = "N")]
         expected_version: Option<u64>,
+        /// The record expires this many seconds after the write and is then removed
+        /// (within about a second), unless written again.
+        #[arg(long, value_name = "SECONDS", conflicts_with = "expected_version")]
+        ttl: Option<u64>,
     },
     /// Read a record.
     Get {
@@ -230,6 +234,22 @@ pub enum TenantCommand {
     RotateKey {
         /// The tenant id.
         tenant: String,
+    },
+    /// Set how long the tenant keeps records: a record not written for this long is removed
+    /// (by a background pass, audited). With the operator's certificate or the tenant's
+    /// admin key.
+    SetRetention {
+        /// The tenant id.
+        tenant: String,
+        /// Keep records this many days after their last write.
+        #[arg(long, conflicts_with_all = ["seconds", "forever"], required_unless_present_any = ["seconds", "forever"])]
+        days: Option<u64>,
+        /// Keep records this many seconds after their last write.
+        #[arg(long, conflicts_with = "forever")]
+        seconds: Option<u64>,
+        /// Keep records until they are deleted (the default for a new tenant).
+        #[arg(long)]
+        forever: bool,
     },
     /// Rewrap every tenant's data keys with the current master key (after adding a new
     /// master key first in every node's key file); no value is re-encrypted.

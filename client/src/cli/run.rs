@@ -78,9 +78,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             value,
             value_file,
             expected_version,
+            ttl,
         } => {
             let value = read_value(value, value_file.as_deref())?;
-            put(&context, &key, value, expected_version).await
+            put(&context, &key, value, expected_version, ttl).await
         }
         Command::Get {
             key,
@@ -98,12 +99,23 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
-async fn put(context: &Context, key: &str, value: Vec<u8>, expected_version: Option<u64>) -> Result<(), CliError> {
+async fn put(
+    context: &Context,
+    key: &str,
+    value: Vec<u8>,
+    expected_version: Option<u64>,
+    ttl_seconds: Option<u64>,
+) -> Result<(), CliError> {
     let tenant = context.tenant()?;
     let client = &context.client;
-    let outcome = match expected_version {
-        Some(version) => client.put_if(tenant, key, value, version).await,
-        None => client.put(tenant, key, value).await,
+    let outcome = match (expected_version, ttl_seconds) {
+        (Some(version), _) => client.put_if(tenant, key, value, version).await,
+        (None, Some(ttl)) => {
+            client
+                .put_with_ttl(tenant, key, value, std::time::Duration::from_secs(ttl))
+                .await
+        }
+        (None, None) => client.put(tenant, key, value).await,
     }
     .map_err(context.failed(record_target(tenant, key)))?;
     context.print(

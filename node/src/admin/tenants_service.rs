@@ -10,7 +10,7 @@ use safekeep_api::v1::{
     DeleteTenantResponse, IssueApiKeyRequest, IssueApiKeyResponse, ListApiKeysRequest, ListApiKeysResponse,
     ListAuditRequest, ListAuditResponse, ListTenantsRequest, ListTenantsResponse, ResponseHeader, RevokeApiKeyRequest,
     RevokeApiKeyResponse, RewrapDataKeysRequest, RewrapDataKeysResponse, RotateDataKeyRequest, RotateDataKeyResponse,
-    Tenant,
+    SetRetentionRequest, SetRetentionResponse, Tenant,
 };
 use tonic::{Request, Response, Status};
 
@@ -318,6 +318,30 @@ impl Admin for AdminService {
         Ok(Response::new(RotateDataKeyResponse {
             header: Some(self.header()),
             data_key_version: version,
+        }))
+    }
+
+    async fn set_retention(
+        &self,
+        request: Request<SetRetentionRequest>,
+    ) -> Result<Response<SetRetentionResponse>, Status> {
+        let principal = self.authenticator.authenticate(&request).await?;
+        let SetRetentionRequest {
+            tenant,
+            retention_seconds,
+        } = request.into_inner();
+        validate::tenant(&tenant)?;
+        policy::tenant_admin(&principal, &tenant)?;
+        let retention_ms = validate::retention_seconds(retention_seconds)?;
+        let detail = match retention_seconds {
+            0 => "records kept until deleted".to_string(),
+            s => format!("records not written for {s} s are removed"),
+        };
+        let audited = audit::event(&principal, "set-retention", "", &detail, None);
+        let change = TenancyChange::SetRetention { retention_ms };
+        self.change_as(&tenant, issuer_key(&principal), change, audited).await?;
+        Ok(Response::new(SetRetentionResponse {
+            header: Some(self.header()),
         }))
     }
 

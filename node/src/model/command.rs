@@ -29,20 +29,39 @@ pub enum Mutation {
     },
     /// Remove; with `expected_version`, only at that version.
     Delete { key: String, expected_version: Option<u64> },
+    /// As `Put`, and the record expires `ttl_ms` after the write is
+    /// proposed: a later pass of the retention sweeper removes it, unless it
+    /// was written again by then.
+    PutWithTtl {
+        key: String,
+        value: Vec<u8>,
+        expected_version: Option<u64>,
+        ttl_ms: u64,
+    },
 }
 
 impl Mutation {
     /// The record key this mutation touches.
     pub fn key(&self) -> &str {
         match self {
-            Mutation::Put { key, .. } | Mutation::Delete { key, .. } => key,
+            Mutation::Put { key, .. } | Mutation::Delete { key, .. } | Mutation::PutWithTtl { key, .. } => key,
+        }
+    }
+
+    /// The sealed value this mutation writes, if it writes one.
+    pub fn value(&self) -> Option<&[u8]> {
+        match self {
+            Mutation::Put { value, .. } | Mutation::PutWithTtl { value, .. } => Some(value),
+            Mutation::Delete { .. } => None,
         }
     }
 
     /// The version the record must be at for this mutation to apply, if any.
     pub fn expected_version(&self) -> Option<u64> {
         match self {
-            Mutation::Put { expected_version, .. } | Mutation::Delete { expected_version, .. } => *expected_version,
+            Mutation::Put { expected_version, .. }
+            | Mutation::Delete { expected_version, .. }
+            | Mutation::PutWithTtl { expected_version, .. } => *expected_version,
         }
     }
 }
@@ -78,11 +97,9 @@ impl Command {
         let mutations = match &self.body {
             CommandBody::Write(mutations) => mutations
                 .iter()
-                .map(|m| match m {
-                    Mutation::Put { key, value, .. } => key.len() + value.len() + 16,
-                    Mutation::Delete { key, .. } => key.len() + 16,
-                })
+                .map(|m| m.key().len() + m.value().map_or(0, <[u8]>::len) + 24)
                 .sum(),
+            CommandBody::Expire(expired) => expired.iter().map(|e| e.key.len() + 24).sum(),
             CommandBody::Tenancy(_) | CommandBody::AuditOnly => 0,
         };
         FIXED + self.tenant.len() + mutations
@@ -110,6 +127,20 @@ pub enum CommandBody {
     Tenancy(TenancyChange),
     /// Nothing but the audit entry the command carries.
     AuditOnly,
+    /// Records of the tenant past their time to live or its retention
+    /// window, found by the leader's sweeper: each is removed only if it is
+    /// still at the version found, so a record written since stays.
+    Expire(Vec<Expiry>),
+}
+
+/// One record the sweeper found expired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expiry {
+    pub key: String,
+    /// The record's version when it was found expired.
+    pub version: u64,
+    /// Its expiry index entry's due time, when a time to live expired it.
+    pub expires_at_ms: Option<i64>,
 }
 
 /// A change to a tenant, its API keys or its data keys.
@@ -138,6 +169,10 @@ pub enum TenancyChange {
     /// The same data keys, wrapped by another master key.
     RewrapDataKeys {
         data_keys: Vec<WrappedDataKey>,
+    },
+    /// Records not written for longer than this are removed (none: kept).
+    SetRetention {
+        retention_ms: Option<u64>,
     },
 }
 
@@ -216,6 +251,7 @@ impl fmt::Display for Command {
                 write!(f, "write(tenant={}, mutations={})", self.tenant, mutations.len())
             }
             CommandBody::AuditOnly => write!(f, "audit(tenant={})", self.tenant),
+            CommandBody::Expire(expired) => write!(f, "expire(tenant={}, records={})", self.tenant, expired.len()),
             CommandBody::Tenancy(change) => {
                 let kind = match change {
                     TenancyChange::CreateTenant { .. } => "create-tenant",
@@ -224,6 +260,7 @@ impl fmt::Display for Command {
                     TenancyChange::RevokeApiKey { .. } => "revoke-api-key",
                     TenancyChange::AddDataKey { .. } => "add-data-key",
                     TenancyChange::RewrapDataKeys { .. } => "rewrap-data-keys",
+                    TenancyChange::SetRetention { .. } => "set-retention",
                 };
                 write!(f, "{kind}(tenant={})", self.tenant)
             }

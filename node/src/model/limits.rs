@@ -38,3 +38,9 @@ pub const MAX_AUDIT_PAGE: u32 = 1_000;
 pub const EXPORT_CHUNK_RECORDS: usize = 1_000;
 /// Most bytes of keys and stored values in one chunk of an export (only a chunk of one larger record holds more).
 pub const EXPORT_CHUNK_BYTES: usize = 4 << 20;
+/// Longest time to live a record may be given (ten years), seconds.
+pub const MAX_TTL_SECONDS: u64 = 10 * 366 * 86_400;
+/// Longest retention window a tenant may set (ten years), seconds.
+pub const MAX_RETENTION_SECONDS: u64 = MAX_TTL_SECONDS;
+/// Most records one expiry command removes: bounds each pass of the sweeper.
+pub const MAX_EXPIRED_PER_COMMAND: usize = 1_000;

@@ -3,8 +3,8 @@
 
 use super::limits::{
     API_KEY_ID_LEN, MAX_AUDIT_FIELD_BYTES, MAX_BATCH_BYTES, MAX_BATCH_OPS, MAX_CLIENT_ID_BYTES,
-    MAX_DATA_KEYS_PER_TENANT, MAX_KEY_BYTES, MAX_LABEL_BYTES, MAX_LIST_PAGE, MAX_SEALING_OVERHEAD, MAX_TENANT_BYTES,
-    MAX_WRAPPED_KEY_BYTES,
+    MAX_DATA_KEYS_PER_TENANT, MAX_EXPIRED_PER_COMMAND, MAX_KEY_BYTES, MAX_LABEL_BYTES, MAX_LIST_PAGE,
+    MAX_RETENTION_SECONDS, MAX_SEALING_OVERHEAD, MAX_TENANT_BYTES, MAX_TTL_SECONDS, MAX_WRAPPED_KEY_BYTES,
 };
 
 /// A request the records API refuses.
@@ -32,6 +32,12 @@ pub enum InvalidRequest {
     BadPageToken,
     #[error("resume token is not one an export chunk carried")]
     BadResumeToken,
+    #[error("ttl_seconds must be between 1 and {MAX_TTL_SECONDS}; got {0}")]
+    BadTtl(u64),
+    #[error("retention_seconds must be between 1 and {MAX_RETENTION_SECONDS} (0 keeps records forever); got {0}")]
+    BadRetention(u64),
+    #[error("an expiry removes between 1 and {MAX_EXPIRED_PER_COMMAND} records; this one has {0}")]
+    BadExpiry(usize),
     #[error("a batch needs at least one operation")]
     EmptyBatch,
     #[error("a batch holds at most {MAX_BATCH_OPS} operations; this one has {0}")]
@@ -154,6 +160,12 @@ pub fn command(command: &super::command::Command) -> Result<(), InvalidRequest> 
     match &command.body {
         CommandBody::Write(mutations) => write_mutations(mutations),
         CommandBody::Tenancy(change) => tenancy_change(change),
+        CommandBody::Expire(expired) => {
+            if expired.is_empty() || expired.len() > MAX_EXPIRED_PER_COMMAND {
+                return Err(InvalidRequest::BadExpiry(expired.len()));
+            }
+            expired.iter().try_for_each(|e| key(&e.key))
+        }
         CommandBody::AuditOnly if command.audit.is_some() => Ok(()),
         CommandBody::AuditOnly => Err(InvalidRequest::BadAuditEvent),
     }
@@ -215,6 +227,25 @@ fn tenancy_change(change: &super::command::TenancyChange) -> Result<(), InvalidR
             api_key_label(label)
         }
         TenancyChange::RevokeApiKey { key_id } => api_key_id(key_id),
+        TenancyChange::SetRetention { retention_ms: None } => Ok(()),
+        TenancyChange::SetRetention { retention_ms: Some(ms) } => retention_seconds(ms / 1000).map(|_| ()),
+    }
+}
+
+/// Checks a record's time to live; returns it in ms.
+pub fn ttl_seconds(ttl: u64) -> Result<u64, InvalidRequest> {
+    if ttl == 0 || ttl > MAX_TTL_SECONDS {
+        return Err(InvalidRequest::BadTtl(ttl));
+    }
+    Ok(ttl * 1000)
+}
+
+/// Checks a tenant's retention window (0: none); returns it in ms.
+pub fn retention_seconds(retention: u64) -> Result<Option<u64>, InvalidRequest> {
+    match retention {
+        0 => Ok(None),
+        r if r > MAX_RETENTION_SECONDS => Err(InvalidRequest::BadRetention(r)),
+        r => Ok(Some(r * 1000)),
     }
 }
 
@@ -229,7 +260,10 @@ fn write_mutations(mutations: &[super::command::Mutation]) -> Result<(), Invalid
     for mutation in mutations {
         key(mutation.key())?;
         bytes += mutation.key().len();
-        if let super::command::Mutation::Put { value: v, .. } = mutation {
+        if let super::command::Mutation::PutWithTtl { ttl_ms, .. } = mutation {
+            ttl_seconds(ttl_ms / 1000)?;
+        }
+        if let Some(v) = mutation.value() {
             // Values arrive sealed: allow for the envelope around the largest plaintext.
             value(v, super::limits::MAX_VALUE_BYTES_CEILING + MAX_SEALING_OVERHEAD)?;
             bytes += v.len();

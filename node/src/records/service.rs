@@ -310,11 +310,20 @@ impl RecordsService {
         validate::key(&request.key)?;
         validate::value(&request.value, self.max_value_bytes)?;
         self.refresh_data_key(&request.tenant, &mut admitted).await?;
+        let ttl_ms = request.ttl_seconds.map(validate::ttl_seconds).transpose()?;
         let value = self.seal(&admitted, &request.tenant, &request.key, request.value)?;
-        let mutation = Mutation::Put {
-            key: request.key,
-            value,
-            expected_version: request.expected_version,
+        let mutation = match ttl_ms {
+            Some(ttl_ms) => Mutation::PutWithTtl {
+                key: request.key,
+                value,
+                expected_version: request.expected_version,
+                ttl_ms,
+            },
+            None => Mutation::Put {
+                key: request.key,
+                value,
+                expected_version: request.expected_version,
+            },
         };
         let applied = self
             .write(request.tenant, &admitted, request.write_id, vec![mutation])

@@ -14,6 +14,10 @@
 //! 0x05 u64-be seq                             an audit log entry
 //! 0x06 u16-be tenant-len  tenant              the log index of the tenant's
 //!                                             last change of its records
+//! 0x07 u64-be expires-at-ms  u16-be tenant-len  tenant  key
+//!                                             a record's time to live (value:
+//!                                             the version it was set with)
+//! 0x08 u16-be tenant-len  tenant              the tenant's retention window
 //! ```
 
 /// Meta key of the last applied log id.
@@ -38,8 +42,12 @@ pub const API_KEY_TAG: u8 = 0x04;
 pub const AUDIT_TAG: u8 = 0x05;
 /// First byte of the keys that hold each tenant's last record change.
 pub const TENANT_WRITTEN_TAG: u8 = 0x06;
+/// First byte of the expiry index: records with a time to live, by expiry time.
+pub const EXPIRY_TAG: u8 = 0x07;
+/// First byte of the keys that hold each tenant's retention window.
+pub const RETENTION_TAG: u8 = 0x08;
 /// One past the last tag: every state machine key sorts below this.
-pub const END_TAG: u8 = 0x07;
+pub const END_TAG: u8 = 0x09;
 
 /// Why a stored key could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -53,9 +61,13 @@ pub enum KeyError {
 /// audit log).
 pub fn owner_of_key(key: &[u8]) -> Option<&str> {
     match key.first() {
-        Some(&(RECORD_TAG | IDEMPOTENCY_TAG | TENANT_TAG | TENANT_WRITTEN_TAG)) => {
+        Some(&(RECORD_TAG | IDEMPOTENCY_TAG | TENANT_TAG | TENANT_WRITTEN_TAG | RETENTION_TAG)) => {
             let len = u16::from_be_bytes([*key.get(1)?, *key.get(2)?]) as usize;
             std::str::from_utf8(key.get(3..3 + len)?).ok()
+        }
+        Some(&EXPIRY_TAG) => {
+            let len = u16::from_be_bytes([*key.get(9)?, *key.get(10)?]) as usize;
+            std::str::from_utf8(key.get(11..11 + len)?).ok()
         }
         _ => None,
     }
@@ -205,6 +217,44 @@ pub fn tenant_written_key(tenant: &str) -> Vec<u8> {
     out
 }
 
+/// The expiry index entry of record `key` of `tenant`, due at `expires_at_ms`.
+pub fn expiry_key(expires_at_ms: i64, tenant: &str, key: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(11 + tenant.len() + key.len());
+    out.push(EXPIRY_TAG);
+    out.extend_from_slice(&u64::try_from(expires_at_ms).unwrap_or(0).to_be_bytes());
+    push_length_prefixed(&mut out, tenant);
+    out.extend_from_slice(key.as_bytes());
+    out
+}
+
+/// The first expiry index key due after `at_ms`: every entry due at or
+/// before it sorts below.
+pub fn expiry_bound(at_ms: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9);
+    out.push(EXPIRY_TAG);
+    out.extend_from_slice(&u64::try_from(at_ms).unwrap_or(0).saturating_add(1).to_be_bytes());
+    out
+}
+
+/// Reads an expiry index key: when it is due, the tenant and the record key.
+pub fn parse_expiry_key(storage_key: &[u8]) -> Result<(i64, String, String), KeyError> {
+    if storage_key.first() != Some(&EXPIRY_TAG) || storage_key.len() < 11 {
+        return Err(KeyError::Malformed("not an expiry index key"));
+    }
+    let at = u64::from_be_bytes(storage_key[1..9].try_into().expect("8 bytes"));
+    let (tenant, rest) = take_length_prefixed(&storage_key[9..])?;
+    let key = String::from_utf8(rest.to_vec()).map_err(|_| KeyError::Malformed("record key is not UTF-8"))?;
+    Ok((i64::try_from(at).unwrap_or(i64::MAX), tenant, key))
+}
+
+/// The key of `tenant`'s retention window.
+pub fn retention_key(tenant: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(3 + tenant.len());
+    out.push(RETENTION_TAG);
+    push_length_prefixed(&mut out, tenant);
+    out
+}
+
 /// The key of an API key's entry.
 pub fn api_key_key(key_id: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + key_id.len());
@@ -246,6 +296,21 @@ mod tests {
         assert_eq!(owner_of_key(&meta_key(APPLIED_KEY)), None);
         assert_eq!(owner_of_key(&api_key_key("3f9c")), None);
         assert_eq!(owner_of_key(&[RECORD_TAG, 0]), None);
+        assert_eq!(owner_of_key(&expiry_key(5, "acme", "k")), Some("acme"));
+        assert_eq!(owner_of_key(&retention_key("acme")), Some("acme"));
+    }
+
+    #[test]
+    fn expiry_keys_sort_by_time_and_read_back() {
+        let early = expiry_key(1_000, "zz", "k");
+        let late = expiry_key(2_000, "aa", "k");
+        assert!(early < late && late < expiry_bound(2_000) && expiry_bound(2_000) < expiry_key(2_001, "a", ""));
+        assert_eq!(
+            parse_expiry_key(&early).unwrap(),
+            (1_000, "zz".to_string(), "k".to_string())
+        );
+        assert!(parse_expiry_key(&record_key("a", "b")).is_err());
+        assert!(retention_key("zzz") < vec![END_TAG]);
     }
 
     #[test]

@@ -33,7 +33,7 @@ use super::reader::{RecordReader, StoredRecord, read_record};
 use super::snapshot::{FORMAT_KEY, FORMAT_VERSION, SnapshotDir, SnapshotFile};
 use super::tenancy::{self, ApplyAt, Overlay};
 use super::types::TypeConfig;
-use crate::model::command::{Command, CommandBody, CommandResponse, Mutation, Refusal, TenancyChange};
+use crate::model::command::{Command, CommandBody, CommandResponse, Expiry, Mutation, Refusal, TenancyChange};
 
 /// Meta key of the idempotency table's expiry clock.
 const EXPIRY_CLOCK_KEY: &str = "expiry_clock";
@@ -149,6 +149,7 @@ impl StateMachineStore {
                 }
             }
             CommandBody::AuditOnly => CommandResponse::Noop,
+            CommandBody::Expire(expired) => self.apply_expiry(index, &command.tenant, expired, batch, pending)?,
             CommandBody::Tenancy(change) => {
                 let mut deleted = Vec::new();
                 let response = tenancy::apply_change(
@@ -278,8 +279,13 @@ impl StateMachineStore {
         let sm = cf(&self.db, CF_SM);
         for mutation in mutations {
             let storage_key = record_key(tenant, mutation.key());
+            if let Mutation::PutWithTtl { ttl_ms, .. } = mutation {
+                let ttl_ms = i64::try_from(*ttl_ms).unwrap_or(i64::MAX);
+                let due = keys::expiry_key(proposed_at_ms.saturating_add(ttl_ms), tenant, mutation.key());
+                batch.put_cf(sm, due, index.to_be_bytes());
+            }
             match mutation {
-                Mutation::Put { value, .. } => {
+                Mutation::Put { value, .. } | Mutation::PutWithTtl { value, .. } => {
                     let record = StoredRecord {
                         version: index,
                         updated_at_ms: proposed_at_ms,
@@ -299,6 +305,45 @@ impl StateMachineStore {
             version: index,
             updated_at_ms: proposed_at_ms,
             existed,
+        })
+    }
+
+    /// Removes the records the sweeper found expired, each only if it is
+    /// still at the version found, and their expiry index entries. Needs no
+    /// live tenant: a deleted tenant's leftover index entries go too.
+    fn apply_expiry(
+        &self,
+        index: u64,
+        tenant: &str,
+        expired: &[Expiry],
+        batch: &mut WriteBatch,
+        pending: &mut Pending,
+    ) -> io::Result<CommandResponse> {
+        let sm = cf(&self.db, CF_SM);
+        let mut removed = Vec::with_capacity(expired.len());
+        for expiry in expired {
+            if let Some(due) = expiry.expires_at_ms {
+                batch.delete_cf(sm, keys::expiry_key(due, tenant, &expiry.key));
+            }
+            let storage_key = record_key(tenant, &expiry.key);
+            let current = match pending.records.get(&storage_key) {
+                Some(record) => record.clone(),
+                None => read_record(&self.db, &storage_key)?,
+            };
+            let still_expired = current.is_some_and(|r| r.version == expiry.version);
+            if still_expired {
+                batch.delete_cf(sm, &storage_key);
+                pending.records.insert(storage_key, None);
+            }
+            removed.push(still_expired);
+        }
+        if removed.contains(&true) {
+            note_tenant_written(batch, sm, tenant, index);
+        }
+        Ok(CommandResponse::Applied {
+            version: index,
+            updated_at_ms: 0,
+            existed: removed,
         })
     }
 }
@@ -328,6 +373,7 @@ fn write_fingerprint(mutations: &[Mutation]) -> u64 {
     for mutation in mutations {
         let kind: u8 = match mutation {
             Mutation::Put { .. } => 1,
+            Mutation::PutWithTtl { .. } => 3,
             Mutation::Delete { .. } => 2,
         };
         context.update(&[kind]);

@@ -11,7 +11,9 @@ use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use super::columns::{CF_SM, cf, decode_err, io_err};
-use super::keys::{API_KEY_TAG, TENANT_TAG, api_key_key, prefix_end, tenant_key, tenant_of_key, tenant_prefix};
+use super::keys::{
+    API_KEY_TAG, TENANT_TAG, api_key_key, prefix_end, retention_key, tenant_key, tenant_of_key, tenant_prefix,
+};
 use crate::model::command::{ApiKeyRole, CommandResponse, Mutation, Refusal, TenancyChange, WrappedDataKey};
 
 /// A tenant as stored.
@@ -190,7 +192,7 @@ pub(crate) fn admit_write(
         }
     }
     if let Some(mut record) = record {
-        let sealed = mutations.iter().filter(|m| matches!(m, Mutation::Put { .. })).count() as u64;
+        let sealed = mutations.iter().filter(|m| m.value().is_some()).count() as u64;
         if sealed > 0 {
             record.sealed_with_current = record.sealed_with_current.saturating_add(sealed);
             overlay.put(at.db, batch, tenant_key(tenant), &record)?;
@@ -250,6 +252,7 @@ pub(crate) fn apply_change(
             let records = tenant_prefix(tenant);
             let end = prefix_end(&records).expect("a record prefix has a bound");
             batch.delete_range_cf(cf(at.db, CF_SM), &records, &end);
+            batch.delete_cf(cf(at.db, CF_SM), retention_key(tenant));
             deleted_records.push(records);
             // Crypto-shredding: without its data keys no copy of the tenant's values decrypts.
             record.data_keys.clear();
@@ -315,6 +318,16 @@ pub(crate) fn apply_change(
             }
             record.data_keys = data_keys;
             overlay.put(at.db, batch, key, &record)?;
+        }
+        TenancyChange::SetRetention { retention_ms } => {
+            if !current.as_ref().is_some_and(TenantRecord::is_live) {
+                return refused(Refusal::NoSuchTenant);
+            }
+            let window = retention_key(tenant);
+            match retention_ms {
+                Some(ms) => batch.put_cf(cf(at.db, CF_SM), window, ms.to_be_bytes()),
+                None => batch.delete_cf(cf(at.db, CF_SM), window),
+            }
         }
     }
     Ok(applied(at))

@@ -371,6 +371,7 @@ impl TestCluster {
 /// A put request with a write id.
 pub fn put(tenant: &str, key: &str, value: &[u8], client: &str, request_id: u64) -> PutRequest {
     PutRequest {
+        ttl_seconds: None,
         tenant: tenant.into(),
         key: key.into(),
         value: value.to_vec(),

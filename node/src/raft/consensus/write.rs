@@ -22,6 +22,11 @@ fn millis_since_epoch(clock: WallClock) -> i64 {
 }
 
 impl Consensus {
+    /// This node's wall clock, ms since the Unix epoch (the clock proposals are stamped with).
+    pub fn wall_clock_ms(&self) -> i64 {
+        millis_since_epoch(self.replica.wall_clock)
+    }
+
     /// Commits and applies a write, through the leader wherever it is.
     pub async fn propose(&self, command: Command) -> Result<Applied, ConsensusError> {
         let mut last_error = None;
