@@ -374,6 +374,23 @@ impl Client {
         Ok(members(response))
     }
 
+    /// Asks for a full backup now (operators; `reason` goes to the audit log);
+    /// returns the log index of the request: a full backup holding at least
+    /// that index answers it (see `status().backup.last_full_index`).
+    pub async fn backup_now(&self, reason: &str) -> Result<u64, Error> {
+        let request = v1::BackupNowRequest {
+            wait: false,
+            reason: reason.to_string(),
+        };
+        let response = self
+            .execute(RetryPolicy::Membership, |channel, timeout| {
+                let request = self.request(request.clone(), timeout);
+                async move { ClusterClient::new(channel).backup_now(request).await }
+            })
+            .await?;
+        Ok(response.requested_at_index)
+    }
+
     /// Asks the leader to hand leadership to voter `node_id`; returns who answered.
     pub async fn transfer_leader(&self, node_id: u64) -> Result<ResponseHeader, Error> {
         let request = v1::TransferLeaderRequest { node_id };

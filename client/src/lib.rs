@@ -40,6 +40,7 @@ pub use error::Error;
 pub use export::{Export, ExportChunk};
 pub use tls::{ApiKey, ClientTls};
 pub use types::{
-    ApiKeyInfo, ApiKeyRole, AuditEntryInfo, AuditVerification, BatchOp, BatchOutcome, ClusterStatus, Consistency,
-    DeleteOutcome, IssuedApiKey, LeaderHint, ListPage, Member, PutOutcome, Record, ResponseHeader, Role, TenantInfo,
+    ApiKeyInfo, ApiKeyRole, AuditEntryInfo, AuditVerification, BackupInfo, BatchOp, BatchOutcome, ClusterStatus,
+    Consistency, DeleteOutcome, IssuedApiKey, LeaderHint, ListPage, Member, PutOutcome, Record, ResponseHeader, Role,
+    TenantInfo,
 };

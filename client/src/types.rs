@@ -237,6 +237,44 @@ pub struct ClusterStatus {
     pub zone: String,
     /// True when the answering node serves without TLS.
     pub insecure: bool,
+    /// Where the cluster's backups stand; `None` when it takes none.
+    pub backup: Option<BackupInfo>,
+}
+
+/// Where a cluster's backups stand, as the node that ships them last wrote it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BackupInfo {
+    /// The backup target, e.g. `s3://bucket/prefix`.
+    pub target: String,
+    /// The node that shipped last (0: none yet).
+    pub shipper_node_id: u64,
+    /// When the log archive last held every applied write, ms since the Unix epoch (0: not yet).
+    pub current_at_unix_ms: i64,
+    /// When the last full backup finished, ms since the Unix epoch (0: never).
+    pub last_full_unix_ms: i64,
+    /// The log index the last full backup holds.
+    pub last_full_index: u64,
+    /// The commit time of the last archived write: the latest time a restore reaches.
+    pub restorable_unix_ms: i64,
+    /// The last log index archived.
+    pub archived_index: u64,
+    /// Why the answering node could not read the backups' progress, if it could not.
+    pub error: Option<String>,
+}
+
+impl From<v1::BackupStatus> for BackupInfo {
+    fn from(b: v1::BackupStatus) -> Self {
+        Self {
+            target: b.target,
+            shipper_node_id: b.shipper_node_id,
+            current_at_unix_ms: b.current_at_unix_ms,
+            last_full_unix_ms: b.last_full_unix_ms,
+            last_full_index: b.last_full_index,
+            restorable_unix_ms: b.restorable_unix_ms,
+            archived_index: b.archived_index,
+            error: (!b.error.is_empty()).then_some(b.error),
+        }
+    }
 }
 
 impl From<v1::StatusResponse> for ClusterStatus {
@@ -249,6 +287,7 @@ impl From<v1::StatusResponse> for ClusterStatus {
             committed_index: status.committed_index,
             zone: status.zone,
             insecure: status.insecure,
+            backup: status.backup.filter(|b| b.configured).map(Into::into),
         }
     }
 }
@@ -288,6 +327,7 @@ has_header!(
     v1::RotateDataKeyResponse,
     v1::RewrapDataKeysResponse,
     v1::SetRetentionResponse,
+    v1::BackupNowResponse,
 );
 
 /// What an API key lets its holder do with its tenant's records.

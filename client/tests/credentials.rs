@@ -2,13 +2,15 @@
 //! operator's certificate and a tenant's API key in its environment (as the
 //! README's quick start leaves them): operator-only commands act as the
 //! operator, record commands as the tenant, and `--as` overrides either.
+//! `backup now` (operator-only) waits for a full backup that covers its
+//! request, and `cluster status` then shows it.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use safekeep_node::config::{EncryptionSettings, ListenAddresses, RaftSettings};
+use safekeep_node::config::{BackupSettings, EncryptionSettings, ListenAddresses, RaftSettings};
 use safekeep_node::crypto::MasterKeyFile;
 use safekeep_node::local_cluster::{ClientCredentials, node_tls};
 use safekeep_node::tls::CertPrincipal;
@@ -23,7 +25,7 @@ const CLI_BOUND: Duration = Duration::from_secs(30);
 
 /// Starts a one-node cluster with TLS and encryption at rest in `dir`; returns
 /// it, its client address and the operator's credentials.
-async fn secure_node(dir: &Path) -> (Node, SocketAddr, ClientCredentials) {
+async fn secure_node(dir: &Path, backup: Option<BackupSettings>) -> (Node, SocketAddr, ClientCredentials) {
     let certs = dir.join("certs");
     let spec = DevBundleSpec {
         nodes: vec![1],
@@ -59,6 +61,7 @@ async fn secure_node(dir: &Path) -> (Node, SocketAddr, ClientCredentials) {
             election_max_ms: 600,
             ..RaftSettings::default()
         },
+        backup,
         ..NodeConfig::new(1, "a", dir.join("data"), listen)
     };
     let node = Node::start_with_listeners(config, NodeListeners::tcp(client, peer, http))
@@ -120,7 +123,7 @@ fn refused(output: &Output, what: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_certificate_and_a_key_each_command_acts_as_who_may_run_it() {
     let dir = tempfile::TempDir::new().unwrap();
-    let (node, endpoint, operator) = secure_node(dir.path()).await;
+    let (node, endpoint, operator) = secure_node(dir.path(), None).await;
 
     // The operator alone makes the tenant and its admin key.
     let run = |api_key, args| safekeep(endpoint, &operator, api_key, args);
@@ -166,5 +169,53 @@ async fn with_a_certificate_and_a_key_each_command_acts_as_who_may_run_it() {
     );
     assert!(no_key.contains("--as tenant needs a tenant's API key"), "{no_key}");
 
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_now_waits_for_a_full_backup_that_covers_it_and_status_shows_it() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let target = format!("file://{}", dir.path().join("backups").display());
+    // No scheduled backup after the first: only the request can bring a second.
+    let settings = BackupSettings::new(target.clone());
+    let (node, endpoint, operator) = secure_node(dir.path(), Some(settings)).await;
+    let run = |args| safekeep(endpoint, &operator, None, args);
+    // The first full backup, taken at start; the request must bring another.
+    let started = std::time::Instant::now();
+    let first = loop {
+        let status = succeeded(&run(&["--json", "cluster", "status"]).await, "cluster status");
+        let status: Value = serde_json::from_str(status.trim()).expect("status as JSON");
+        if let Some(taken) = status["backup"]["last_full_unix_ms"].as_i64().filter(|ms| *ms > 0) {
+            break taken;
+        }
+        assert!(started.elapsed() < CLI_BOUND, "no first full backup: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    succeeded(&run(&["tenant", "create", "acme"]).await, "tenant create");
+
+    let answer = succeeded(
+        &run(&["--json", "backup", "now", "--reason", "before the migration"]).await,
+        "backup now",
+    );
+    let answer: Value = serde_json::from_str(answer.trim()).expect("backup now as JSON");
+    let requested = answer["requested_at_index"].as_u64().expect("the request's index");
+    let taken = answer["backup"]["last_full_index"].as_u64().expect("the set's index");
+    assert!(taken >= requested, "{answer}");
+    let finished = answer["backup"]["last_full_unix_ms"]
+        .as_i64()
+        .expect("when it finished");
+    assert!(finished > first, "a new full backup answered the request: {answer}");
+
+    let status = succeeded(&run(&["cluster", "status"]).await, "cluster status");
+    assert!(
+        status.contains(&format!("backups: {target} (shipped by node 1)")),
+        "{status}"
+    );
+    assert!(status.contains(&format!("at log index {taken}")), "{status}");
+    let audit = succeeded(&run(&["--json", "audit", "list"]).await, "audit list");
+    assert!(
+        audit.contains("backup-now") && audit.contains("before the migration"),
+        "{audit}"
+    );
     node.shutdown().await;
 }

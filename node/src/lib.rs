@@ -6,7 +6,7 @@
 //! `layers` test holds them): `model/`, `identity`, `metrics_names`,
 //! `logging`; then
 //! `config`, `transport`; `storage/` and `tls/`; `environment`; `crypto/`;
-//! `raft/`; `status`; `auth/`; `records/`, `admin/`, `backup/` and `retention`; `http`, `serve`,
+//! `raft/`; `backup/` and `retention`; `status`; `auth/`; `records/` and `admin/`; `http`, `serve`,
 //! `node` (wiring); `local_cluster/`.
 
 #[cfg(all(feature = "test-faults", not(debug_assertions)))]

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::auth::{Auditor, Authenticator};
-use crate::backup::{Shipper, Target};
+use crate::backup::{BackupAccess, Shipper, Target};
 use crate::config::{ConfigError, NodeConfig};
 use crate::crypto::{CryptoError, DataKeys};
 use crate::environment::{NodeEnvironment, wall_clock_nanos};
@@ -227,8 +227,13 @@ impl Node {
         if let Some(tls) = &tls {
             servers.push(audit_certificate_reloads(config.id, tls.clone(), auditor.clone()));
         }
+        let mut backups = None;
         if let (Some(settings), Some(keys)) = (&config.backup, &data_keys) {
             let mut targets = vec![Target::open(&settings.target, &settings.s3)?];
+            backups = Some(BackupAccess {
+                target: targets[0].clone(),
+                provider: keys.shared_provider(),
+            });
             if let Some(copy) = &settings.copy_target {
                 targets.push(Target::open(copy, &settings.s3)?);
             }
@@ -242,7 +247,7 @@ impl Node {
             servers.push(shipper.spawn(stop_rx.clone()));
         }
         servers.push(crate::retention::spawn(consensus.clone(), stop_rx.clone()));
-        let services = serve::ClientServices::assemble(&config, &consensus, authenticator, auditor, data_keys);
+        let services = serve::ClientServices::assemble(&config, &consensus, authenticator, auditor, data_keys, backups);
         servers.push(
             serve::clients(services, client_incoming, stop_rx.clone())
                 .await

@@ -3,6 +3,7 @@
 //! and reflection), and plain HTTP (health and metrics). Each server runs
 //! as its own task until the node's stop signal.
 
+use crate::backup::BackupAccess;
 use std::sync::Arc;
 
 use safekeep_api::v1::admin_server::AdminServer;
@@ -41,6 +42,7 @@ impl ClientServices {
         authenticator: Authenticator,
         auditor: Auditor,
         data_keys: Option<Arc<DataKeys>>,
+        backups: Option<BackupAccess>,
     ) -> Self {
         let guard = RecordsGuard {
             authenticator: authenticator.clone(),
@@ -54,7 +56,13 @@ impl ClientServices {
             config.limits.max_value_bytes,
             guard,
         );
-        let cluster = ClusterService::new(consensus.clone(), config.zone.clone(), authenticator.clone(), auditor);
+        let cluster = ClusterService::new(
+            consensus.clone(),
+            config.zone.clone(),
+            authenticator.clone(),
+            auditor,
+            backups,
+        );
         let admin = AdminService::new(consensus.clone(), consensus.reader().clone(), authenticator, data_keys);
         Self {
             records,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::args::{ApiKeyCommand, AuditCommand, TenantCommand};
+use super::args::{ApiKeyCommand, AuditCommand, BackupCommand, TenantCommand};
 use super::context::{Context, to_json};
 use super::{CliError, Target};
 use safekeep_client::{ApiKeyInfo, AuditEntryInfo, TenantInfo};
@@ -156,6 +156,53 @@ fn audit_line(entry: &AuditEntryInfo) -> String {
 }
 
 /// Runs an `audit` subcommand.
+/// How often `backup now` looks at the cluster's status while it waits.
+const BACKUP_POLL: Duration = Duration::from_millis(500);
+
+pub(super) async fn backup(context: &Context, command: BackupCommand) -> Result<(), CliError> {
+    let BackupCommand::Now {
+        reason,
+        no_wait,
+        timeout,
+    } = command;
+    let client = &context.client;
+    let requested = client
+        .backup_now(&reason)
+        .await
+        .map_err(context.failed(Target::Cluster))?;
+    if no_wait {
+        return context.print(
+            || format!("full backup requested at log index {requested}"),
+            || json!({ "requested_at_index": requested }),
+        );
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let status = client.status().await.map_err(context.failed(Target::Cluster))?;
+        let backup = status.backup.unwrap_or_default();
+        if backup.last_full_index >= requested {
+            return context.print(
+                || {
+                    format!(
+                        "full backup at log index {} by node {}, finished {} (requested at index {requested})",
+                        backup.last_full_index,
+                        backup.shipper_node_id,
+                        super::output::format_unix_ms(backup.last_full_unix_ms)
+                    )
+                },
+                || json!({ "requested_at_index": requested, "backup": to_json(&backup) }),
+            );
+        }
+        if started.elapsed() > Duration::from_secs(timeout) {
+            return Err(CliError::Protocol(format!(
+                "no full backup covering log index {requested} after {timeout} s{}",
+                backup.error.map(|e| format!(": {e}")).unwrap_or_default()
+            )));
+        }
+        tokio::time::sleep(BACKUP_POLL).await;
+    }
+}
+
 pub(super) async fn audit(context: &Context, command: AuditCommand) -> Result<(), CliError> {
     let client = &context.client;
     match command {

@@ -184,6 +184,11 @@ pub enum Command {
     /// Read and verify the replicated, hash-chained audit log (operators).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Full backups on demand (operators). `cluster status` shows where backups stand;
+    /// verifying and restoring a backup are `safekeep-node backup verify` and
+    /// `safekeep-node restore`.
+    #[command(subcommand)]
+    Backup(BackupCommand),
     /// Print a completion script for a shell, e.g.
     /// `safekeep completions bash > ~/.local/share/bash-completion/completions/safekeep`.
     Completions {
@@ -202,6 +207,25 @@ pub enum ActAs {
     Operator,
     /// The tenant's API key.
     Tenant,
+}
+
+/// The `backup` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Ask for a full backup now and wait until one that covers the request is in
+    /// the backup target. The request goes through the log, so whichever node ships
+    /// backups takes it; it is recorded in the audit log.
+    Now {
+        /// Why; recorded in the audit log.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Return once the request is in the log, without waiting for the backup.
+        #[arg(long)]
+        no_wait: bool,
+        /// Longest wait for the backup, seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
 }
 
 /// The `audit` subcommands.

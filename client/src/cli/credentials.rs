@@ -35,7 +35,7 @@ pub fn needs(command: &Command) -> Needs {
         Command::Put { .. } | Command::Get { .. } | Command::Delete { .. } | Command::List(_) => Needs::Tenant,
         Command::Tenant(TenantCommand::Export { .. }) => Needs::Tenant,
         Command::Tenant(TenantCommand::SetRetention { .. }) => Needs::Either,
-        Command::Tenant(_) | Command::Audit(_) => Needs::Operator,
+        Command::Tenant(_) | Command::Audit(_) | Command::Backup(_) => Needs::Operator,
         Command::Cluster(ClusterCommand::Status) => Needs::Either,
         Command::Cluster(_) => Needs::Operator,
         Command::ApiKey(ApiKeyCommand::Issue { .. } | ApiKeyCommand::List | ApiKeyCommand::Revoke { .. }) => {

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use safekeep_client::{ClusterStatus, Member, Record, ResponseHeader, Role};
+use safekeep_client::{BackupInfo, ClusterStatus, Member, Record, ResponseHeader, Role};
 use serde_json::{Value, json};
 
 /// Longest value preview in a `list` line, in characters.
@@ -103,6 +103,37 @@ pub fn status_text(status: &ClusterStatus) -> String {
         text.push_str("warning: the answering node serves without TLS\n");
     }
     text.push_str(&members_text(&status.members));
+    match &status.backup {
+        None => text.push_str("backups: none configured\n"),
+        Some(backup) => text.push_str(&backup_text(backup)),
+    }
+    text
+}
+
+/// Where backups stand, a few lines.
+fn backup_text(backup: &BackupInfo) -> String {
+    let at = |ms: i64| {
+        if ms == 0 {
+            "never".to_string()
+        } else {
+            format_unix_ms(ms)
+        }
+    };
+    let mut text = format!(
+        "backups: {} (shipped by node {})\n",
+        backup.target, backup.shipper_node_id
+    );
+    text.push_str(&format!(
+        "  last full backup {} at log index {}\n  archive current at {}, restorable to {} (log index {})\n",
+        at(backup.last_full_unix_ms),
+        backup.last_full_index,
+        at(backup.current_at_unix_ms),
+        at(backup.restorable_unix_ms),
+        backup.archived_index
+    ));
+    if let Some(error) = &backup.error {
+        text.push_str(&format!("  warning: {error}\n"));
+    }
     text
 }
 

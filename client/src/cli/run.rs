@@ -94,6 +94,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Tenant(command) => super::admin::tenant(&context, command).await,
         Command::ApiKey(command) => super::admin::api_key(&context, command).await,
         Command::Audit(command) => super::admin::audit(&context, command).await,
+        Command::Backup(command) => super::admin::backup(&context, command).await,
         // Printed above, before connecting.
         Command::Completions { .. } | Command::Man => Ok(()),
     }

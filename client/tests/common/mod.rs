@@ -295,7 +295,15 @@ impl Cluster for FakeService {
             committed_index: state.last_version.load(Ordering::SeqCst),
             zone: "zone-a".into(),
             insecure: true,
+            backup: None,
         }))
+    }
+
+    async fn backup_now(
+        &self,
+        _request: Request<v1::BackupNowRequest>,
+    ) -> Result<Response<v1::BackupNowResponse>, Status> {
+        Err(Status::failed_precondition("the fake takes no backups"))
     }
 
     async fn add_learner(

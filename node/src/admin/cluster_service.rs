@@ -3,34 +3,45 @@
 
 use safekeep_api::v1::cluster_server::Cluster;
 use safekeep_api::v1::{
-    AddLearnerRequest, Member, MembershipResponse, PromoteRequest, RemoveMemberRequest, ReplaceVoterRequest,
-    ResponseHeader, Role, StatusRequest, StatusResponse, TransferLeaderRequest, TransferLeaderResponse,
+    AddLearnerRequest, BackupNowRequest, BackupNowResponse, Member, MembershipResponse, PromoteRequest,
+    RemoveMemberRequest, ReplaceVoterRequest, ResponseHeader, Role, StatusRequest, StatusResponse,
+    TransferLeaderRequest, TransferLeaderResponse,
 };
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Auditor, Authenticator, Principal, audit, policy};
+use crate::backup::BackupAccess;
 use crate::raft::{Consensus, MemberView, MembershipChange, NodeInfo};
 
 /// The cluster service of one node. Status answers any authenticated caller;
 /// membership changes need an operator.
 pub struct ClusterService {
-    consensus: Consensus,
+    pub(super) consensus: Consensus,
     zone: String,
     authenticator: Authenticator,
     auditor: Auditor,
+    /// The cluster's backups, when this node has a `[backup]` section.
+    pub(super) backups: Option<BackupAccess>,
 }
 
 impl ClusterService {
-    pub fn new(consensus: Consensus, zone: String, authenticator: Authenticator, auditor: Auditor) -> Self {
+    pub fn new(
+        consensus: Consensus,
+        zone: String,
+        authenticator: Authenticator,
+        auditor: Auditor,
+        backups: Option<BackupAccess>,
+    ) -> Self {
         Self {
             consensus,
             zone,
             authenticator,
             auditor,
+            backups,
         }
     }
 
-    async fn operator_only<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
+    pub(super) async fn operator_only<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
         let principal = self.authenticator.authenticate(request).await?;
         policy::operator(&principal)?;
         Ok(principal)
@@ -46,7 +57,7 @@ impl ClusterService {
         self.auditor.record_best_effort("", event).await;
     }
 
-    fn header(&self) -> ResponseHeader {
+    pub(super) fn header(&self) -> ResponseHeader {
         crate::status::response_header(&self.consensus)
     }
 
@@ -91,6 +102,7 @@ impl Cluster for ClusterService {
             committed_index: view.committed_index,
             zone: self.zone.clone(),
             insecure: !self.authenticator.is_required(),
+            backup: Some(self.backup_status().await),
         }))
     }
 
@@ -192,5 +204,9 @@ impl Cluster for ClusterService {
         Ok(Response::new(TransferLeaderResponse {
             header: Some(self.header()),
         }))
+    }
+
+    async fn backup_now(&self, request: Request<BackupNowRequest>) -> Result<Response<BackupNowResponse>, Status> {
+        self.do_backup_now(request).await
     }
 }

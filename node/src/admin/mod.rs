@@ -2,6 +2,7 @@
 //! membership changes (checked against the zone placement guard in
 //! `raft::placement`), and the `Admin` service for tenants and their API keys.
 
+mod backups;
 mod cluster_service;
 mod tenants_service;
 

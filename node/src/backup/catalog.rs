@@ -54,6 +54,19 @@ impl Catalog {
         Ok(catalog)
     }
 
+    /// Lists only the full backup sets of `target` (cheap: no segments).
+    pub async fn list_sets(target: &Target) -> Result<Vec<SetName>, BackupError> {
+        let mut sets = Vec::new();
+        let mut listing = target.store.list(Some(&Path::from(FULL_PREFIX)));
+        while let Some(meta) = listing.next().await {
+            if let Some(set) = SetName::from_manifest_path(&meta?.location) {
+                sets.push(set);
+            }
+        }
+        sets.sort();
+        Ok(sets)
+    }
+
     /// The segments that continue the log after `index`, in order, as far
     /// as they reach without a gap; a gap followed by more segments is an
     /// error (an archive with a hole must not pass for a shorter one).

@@ -12,6 +12,7 @@ mod full;
 mod layout;
 mod ledger;
 mod objects;
+mod progress;
 mod restore;
 mod sealed;
 mod shipper;
@@ -22,6 +23,23 @@ pub use error::BackupError;
 pub use layout::{SegmentName, SetName};
 pub use ledger::Erasure;
 pub use objects::Manifest;
+pub use progress::Progress;
 pub use restore::{RestoreReport, RestoreRequest, Until, format_ms, restore};
 pub use shipper::{Shipper, has_duty};
 pub use target::Target;
+
+/// Reads where the backups in `target` stand, as the shipping node last wrote it.
+pub async fn read_progress(
+    target: &Target,
+    provider: &std::sync::Arc<dyn crate::crypto::KeyProvider>,
+) -> Result<Option<Progress>, BackupError> {
+    progress::read(target, provider).await
+}
+
+/// What a node needs to read its cluster's backups: the primary target and
+/// the key provider that opens its objects.
+#[derive(Clone)]
+pub struct BackupAccess {
+    pub target: Target,
+    pub provider: std::sync::Arc<dyn crate::crypto::KeyProvider>,
+}

@@ -24,6 +24,7 @@ use super::archive::{Archiver, Shipped};
 use super::catalog::{Catalog, read_manifest};
 use super::error::BackupError;
 use super::full::FullBackup;
+use super::progress::{self, Progress};
 use super::target::Target;
 use crate::config::BackupSettings;
 use crate::crypto::KeyProvider;
@@ -72,6 +73,10 @@ struct Position {
     /// The commit time the archive reaches (ms since the Unix epoch).
     restorable_at_ms: i64,
     last_full_ms: i64,
+    /// The log index the newest full backup holds.
+    last_full_index: u64,
+    /// When the archive last held every applied entry (ms since the Unix epoch; 0: not yet).
+    current_at_ms: i64,
     last_ship: Instant,
 }
 
@@ -153,7 +158,15 @@ impl Shipper {
         let at = position.as_mut().expect("found above");
         let full_due =
             now_ms - at.last_full_ms >= i64::try_from(self.settings.full_interval_s * 1000).unwrap_or(i64::MAX);
-        if at.last_full_ms == 0 || full_due {
+        // An operator's request, through the log: a set that holds it answers it.
+        let requested = self
+            .consensus
+            .reader()
+            .backup_requested()
+            .map_err(|e| ("full", e.into()))?;
+        let mut shipped_or_full = false;
+        if at.last_full_ms == 0 || full_due || requested > at.last_full_index {
+            shipped_or_full = true;
             self.full_backup(at, false).await.map_err(|e| ("full", e))?;
             self.apply_retention().await.map_err(|e| ("retention", e))?;
         }
@@ -204,7 +217,21 @@ impl Shipper {
         };
         metrics::gauge!(names::BACKUP_ARCHIVE_LAG).set(lag_s);
         if current {
+            at.current_at_ms = now_ms;
             metrics::gauge!(names::BACKUP_LAST_SUCCESS).set(now_ms as f64 / 1000.0);
+        }
+        if shipped_or_full {
+            let written = Progress {
+                node: self.consensus.node_id(),
+                current_at_ms: at.current_at_ms,
+                last_full_ms: at.last_full_ms,
+                last_full_index: at.last_full_index,
+                restorable_at_ms: at.restorable_at_ms,
+                archived_index: at.next.saturating_sub(1),
+            };
+            progress::write(&self.targets, self.provider.as_ref(), &written)
+                .await
+                .map_err(|e| ("archive", e))?;
         }
         metrics::gauge!(names::BACKUP_RESTORABLE).set(at.restorable_at_ms as f64 / 1000.0);
         Ok(())
@@ -218,6 +245,8 @@ impl Shipper {
                 next: NO_ARCHIVE,
                 restorable_at_ms: 0,
                 last_full_ms: 0,
+                last_full_index: 0,
+                current_at_ms: 0,
                 last_ship: Instant::now(),
             });
         };
@@ -234,6 +263,8 @@ impl Shipper {
             next,
             restorable_at_ms,
             last_full_ms: if next == NO_ARCHIVE { 0 } else { manifest.taken_at_ms },
+            last_full_index: newest.index,
+            current_at_ms: 0,
             last_ship: Instant::now(),
         })
     }
@@ -267,6 +298,7 @@ impl Shipper {
             at.restorable_at_ms = at.restorable_at_ms.max(manifest.applied_at_ms);
         }
         at.last_full_ms = manifest.taken_at_ms;
+        at.last_full_index = set.index;
         metrics::gauge!(names::BACKUP_LAST_FULL).set(manifest.taken_at_ms as f64 / 1000.0);
         metrics::gauge!(names::BACKUP_RESTORABLE).set(at.restorable_at_ms as f64 / 1000.0);
         Ok(())

@@ -100,7 +100,7 @@ impl Command {
                 .map(|m| m.key().len() + m.value().map_or(0, <[u8]>::len) + 24)
                 .sum(),
             CommandBody::Expire(expired) => expired.iter().map(|e| e.key.len() + 24).sum(),
-            CommandBody::Tenancy(_) | CommandBody::AuditOnly => 0,
+            CommandBody::Tenancy(_) | CommandBody::AuditOnly | CommandBody::RequestBackup => 0,
         };
         FIXED + self.tenant.len() + mutations
     }
@@ -131,6 +131,9 @@ pub enum CommandBody {
     /// window, found by the leader's sweeper: each is removed only if it is
     /// still at the version found, so a record written since stays.
     Expire(Vec<Expiry>),
+    /// An operator asked for a full backup now: the node that ships backups
+    /// takes one that covers this entry. Cluster-wide (no tenant).
+    RequestBackup,
 }
 
 /// One record the sweeper found expired.
@@ -251,6 +254,7 @@ impl fmt::Display for Command {
                 write!(f, "write(tenant={}, mutations={})", self.tenant, mutations.len())
             }
             CommandBody::AuditOnly => write!(f, "audit(tenant={})", self.tenant),
+            CommandBody::RequestBackup => write!(f, "request-backup"),
             CommandBody::Expire(expired) => write!(f, "expire(tenant={}, records={})", self.tenant, expired.len()),
             CommandBody::Tenancy(change) => {
                 let kind = match change {

@@ -144,7 +144,8 @@ pub fn write_id(client: &str, request_id: u64, first_incomplete: u64) -> Result<
 pub fn command(command: &super::command::Command) -> Result<(), InvalidRequest> {
     use super::command::CommandBody;
     // Cluster-wide audit entries (membership, certificates) name no tenant.
-    let cluster_wide = matches!(command.body, CommandBody::AuditOnly) && command.tenant.is_empty();
+    let cluster_wide =
+        matches!(command.body, CommandBody::AuditOnly | CommandBody::RequestBackup) && command.tenant.is_empty();
     if !cluster_wide {
         tenant(&command.tenant)?;
     }
@@ -166,6 +167,8 @@ pub fn command(command: &super::command::Command) -> Result<(), InvalidRequest> 
             }
             expired.iter().try_for_each(|e| key(&e.key))
         }
+        CommandBody::RequestBackup if command.tenant.is_empty() => Ok(()),
+        CommandBody::RequestBackup => Err(InvalidRequest::BadAuditEvent),
         CommandBody::AuditOnly if command.audit.is_some() => Ok(()),
         CommandBody::AuditOnly => Err(InvalidRequest::BadAuditEvent),
     }

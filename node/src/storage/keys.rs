@@ -25,6 +25,8 @@ pub const APPLIED_KEY: &str = "applied";
 /// Meta key of the leader's clock at the last applied command (i64-be ms
 /// since the Unix epoch): the time a backup of the state machine reaches.
 pub const APPLIED_AT_KEY: &str = "applied_at_ms";
+/// Meta key of the log index of the latest request for a full backup (u64-be).
+pub const BACKUP_REQUESTED_KEY: &str = "backup_requested";
 /// Meta key of the last applied membership.
 pub const MEMBERSHIP_KEY: &str = "membership";
 

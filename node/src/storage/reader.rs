@@ -107,6 +107,18 @@ impl RecordReader {
         Ok(self.db.snapshot())
     }
 
+    /// The log index of the latest request for a full backup (0: none yet).
+    pub fn backup_requested(&self) -> io::Result<u64> {
+        let _guard = self.guard()?;
+        let key = keys::meta_key(keys::BACKUP_REQUESTED_KEY);
+        match self.db.get_cf(cf(&self.db, CF_SM), key).map_err(io_err)? {
+            Some(bytes) => Ok(u64::from_be_bytes(bytes.as_slice().try_into().map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidData, "a backup request index is not 8 bytes")
+            })?)),
+            None => Ok(0),
+        }
+    }
+
     /// One tenant, live or deleted.
     pub fn tenant(&self, tenant: &str) -> io::Result<Option<TenantRecord>> {
         let _guard = self.guard()?;

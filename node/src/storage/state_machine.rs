@@ -149,6 +149,18 @@ impl StateMachineStore {
                 }
             }
             CommandBody::AuditOnly => CommandResponse::Noop,
+            CommandBody::RequestBackup => {
+                batch.put_cf(
+                    cf(&self.db, CF_SM),
+                    meta_key(keys::BACKUP_REQUESTED_KEY),
+                    index.to_be_bytes(),
+                );
+                CommandResponse::Applied {
+                    version: index,
+                    updated_at_ms: command.proposed_at_ms,
+                    existed: Vec::new(),
+                }
+            }
             CommandBody::Expire(expired) => self.apply_expiry(index, &command.tenant, expired, batch, pending)?,
             CommandBody::Tenancy(change) => {
                 let mut deleted = Vec::new();
