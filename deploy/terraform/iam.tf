@@ -5,8 +5,9 @@
 # - the cluster KMS key: Encrypt/Decrypt of tenant data keys (with the data
 #   key encryption context), and use through S3, Secrets Manager and EC2;
 # - read its own TLS secret and the CA secret;
-# - its own backup prefix backups/<cluster>/<node-id>/ (no deletes: the
-#   lifecycle expires backups) and its own identity claim;
+# - the cluster's backup prefix backups/<cluster>/ (every node may be the
+#   one that ships; no deletes: the lifecycle expires backups, so a node
+#   cannot erase them) and its own identity claim;
 # - read the release binary object (when it lives in S3);
 # - write to the cluster's node and metrics log groups.
 # The node's peers need no discovery call: every slot's address is fixed (its
@@ -176,7 +177,7 @@ data "aws_iam_policy_document" "node" {
   }
 
   statement {
-    sid       = "ListOwnBackupsAndIdentityClaim"
+    sid       = "ListClusterBackupsAndOwnIdentityClaim"
     effect    = "Allow"
     actions   = ["s3:ListBucket"]
     resources = [aws_s3_bucket.backups.arn]
@@ -184,14 +185,14 @@ data "aws_iam_policy_document" "node" {
       test     = "StringLike"
       variable = "s3:prefix"
       values = [
-        "${local.backup_prefix_root}${each.value.node_id}/*",
+        "${local.backup_prefix_root}*",
         "${local.identity_prefix_root}${each.value.node_id}.json",
       ]
     }
   }
 
   statement {
-    sid    = "ReadWriteOwnBackups"
+    sid    = "ReadWriteClusterBackups"
     effect = "Allow"
     actions = [
       "s3:AbortMultipartUpload",
@@ -199,7 +200,7 @@ data "aws_iam_policy_document" "node" {
       "s3:ListMultipartUploadParts",
       "s3:PutObject",
     ]
-    resources = ["${aws_s3_bucket.backups.arn}/${local.backup_prefix_root}${each.value.node_id}/*"]
+    resources = ["${aws_s3_bucket.backups.arn}/${local.backup_prefix_root}*"]
   }
 
   statement {

@@ -116,6 +116,8 @@ locals {
       client_ca    = var.tls_separate_client_ca
       kms_key_arn  = aws_kms_key.this.arn
       region       = local.region
+      backup_url   = "s3://${aws_s3_bucket.backups.id}/${trimsuffix(local.backup_prefix_root, "/")}"
+      backup_days  = var.backup_retention_days
     })
   }
 

@@ -57,7 +57,7 @@ output "nodes" {
       data_volume_id      = aws_ebs_volume.data[key].id
       network_interface   = aws_network_interface.node[key].id
       tls_secret_arn      = aws_secretsmanager_secret.node_tls[key].arn
-      backup_prefix       = "${local.backup_prefix_root}${slot.node_id}/"
+      backup_prefix       = local.backup_prefix_root
       iam_role_arn        = aws_iam_role.node[key].arn
       certificate_uri_san = "urn:safekeep:node:${slot.node_id}"
     }
@@ -80,7 +80,7 @@ output "kms_key_alias" {
 }
 
 output "backup_bucket_name" {
-  description = "S3 bucket of the backups; node <id> writes under backups/<cluster>/<id>/."
+  description = "S3 bucket of the backups; the cluster's backups are under backups/<cluster>/."
   value       = aws_s3_bucket.backups.id
 }
 

@@ -1,8 +1,9 @@
 # Backups in S3: one bucket per cluster, SSE-KMS with the cluster key,
 # versioned, closed to the public, TLS-only, with a lifecycle that matches the
 # backup retention, and server access logs in a second bucket. Layout:
-#   backups/<cluster>/<node-id>/...     each node's backups; only that node's
-#                                       role may write or read them
+#   backups/<cluster>/...               the cluster's backups (full sets, log
+#                                       segments, erasure ledger); any node's
+#                                       role may write them, none may delete
 #   identities/<cluster>/<node-id>.json written once when a slot formats a
 #                                       fresh data volume, so a node id can
 #                                       never be claimed twice

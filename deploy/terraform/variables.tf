@@ -329,7 +329,7 @@ variable "tls_secret_recovery_window_days" {
 # ---------------------------------------------------------------- backups and logs
 
 variable "backup_retention_days" {
-  description = "Days a backup object under backups/<cluster>/<node-id>/ is kept before the bucket's lifecycle expires it."
+  description = "Days a backup object under backups/<cluster>/ is kept before the bucket's lifecycle expires it; nodes keep their backup sets this long too (node.toml [backup] retention_days)."
   type        = number
   default     = 35
 

@@ -176,6 +176,10 @@ pub struct BackupSettings {
     /// Days a backup set (and the log segments it needs) is kept.
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
+    /// Delete expired sets and segments; false when the bucket's lifecycle
+    /// expires them and nodes may not delete (as the Terraform module sets it up).
+    #[serde(default = "default_delete_expired")]
+    pub delete_expired: bool,
     /// S3 settings; credentials come from the environment (`AWS_ACCESS_KEY_ID`, ...)
     /// or the instance's role.
     #[serde(default)]
@@ -204,6 +208,10 @@ fn default_retention_days() -> u32 {
     DEFAULT_BACKUP_RETENTION_DAYS
 }
 
+fn default_delete_expired() -> bool {
+    true
+}
+
 impl BackupSettings {
     /// Backups to `target` with every other setting at its default.
     pub fn new(target: impl Into<String>) -> Self {
@@ -213,6 +221,7 @@ impl BackupSettings {
             full_interval_s: DEFAULT_BACKUP_FULL_INTERVAL_S,
             archive_interval_s: DEFAULT_BACKUP_ARCHIVE_INTERVAL_S,
             retention_days: DEFAULT_BACKUP_RETENTION_DAYS,
+            delete_expired: true,
             s3: S3Settings::default(),
         }
     }

@@ -168,7 +168,9 @@ impl Shipper {
         if at.last_full_ms == 0 || full_due || requested > at.last_full_index {
             shipped_or_full = true;
             self.full_backup(at, false).await.map_err(|e| ("full", e))?;
-            self.apply_retention().await.map_err(|e| ("retention", e))?;
+            if self.settings.delete_expired {
+                self.apply_retention().await.map_err(|e| ("retention", e))?;
+            }
         }
         let applied = view.applied_index;
         let waiting = (applied + 1).saturating_sub(at.next.min(applied + 1));
