@@ -53,6 +53,8 @@ pub const DEFAULT_READY_MAX_APPLY_LAG: u64 = 1_000;
 pub const DEFAULT_BACKUP_FULL_INTERVAL_S: u64 = 86_400;
 /// Default longest time committed entries wait before the log archive ships them.
 pub const DEFAULT_BACKUP_ARCHIVE_INTERVAL_S: u64 = 30;
+/// Default interval between test restores of the newest full backup (a day).
+pub const DEFAULT_BACKUP_VERIFY_INTERVAL_S: u64 = 86_400;
 /// Default days a backup set is kept.
 pub const DEFAULT_BACKUP_RETENTION_DAYS: u32 = 35;
 /// Shortest archive interval: below it the archive writes more objects than it is worth.
@@ -180,6 +182,11 @@ pub struct BackupSettings {
     /// expires them and nodes may not delete (as the Terraform module sets it up).
     #[serde(default = "default_delete_expired")]
     pub delete_expired: bool,
+    /// Seconds between test restores of the newest full backup (into a
+    /// scratch directory in the data directory, so it needs as much free
+    /// space as the data); 0 turns them off.
+    #[serde(default = "default_verify_interval_s")]
+    pub verify_interval_s: u64,
     /// S3 settings; credentials come from the environment (`AWS_ACCESS_KEY_ID`, ...)
     /// or the instance's role.
     #[serde(default)]
@@ -212,6 +219,10 @@ fn default_delete_expired() -> bool {
     true
 }
 
+fn default_verify_interval_s() -> u64 {
+    DEFAULT_BACKUP_VERIFY_INTERVAL_S
+}
+
 impl BackupSettings {
     /// Backups to `target` with every other setting at its default.
     pub fn new(target: impl Into<String>) -> Self {
@@ -222,6 +233,7 @@ impl BackupSettings {
             archive_interval_s: DEFAULT_BACKUP_ARCHIVE_INTERVAL_S,
             retention_days: DEFAULT_BACKUP_RETENTION_DAYS,
             delete_expired: true,
+            verify_interval_s: DEFAULT_BACKUP_VERIFY_INTERVAL_S,
             s3: S3Settings::default(),
         }
     }

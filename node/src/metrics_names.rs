@@ -66,6 +66,10 @@ pub const BACKUP_RESTORABLE: &str = "safekeep_backup_latest_restorable_timestamp
 pub const BACKUP_ARCHIVE_LAG: &str = "safekeep_backup_archive_lag_seconds";
 /// Records the retention sweeper removed, by `reason` (`ttl`, `retention`) (counter).
 pub const RECORDS_EXPIRED: &str = "safekeep_records_expired_total";
+/// When the newest full backup last passed a test restore, Unix seconds (gauge).
+pub const BACKUP_LAST_VERIFIED: &str = "safekeep_backup_last_verified_timestamp_seconds";
+/// Test restores that failed or brought back other records than the set was taken with (counter).
+pub const BACKUP_VERIFY_FAILURES: &str = "safekeep_backup_verify_failures_total";
 /// Backup steps that failed, by `step` (`full`, `archive`, `list`, `retention`) (counter).
 pub const BACKUP_FAILURES: &str = "safekeep_backup_failures_total";
 
@@ -256,6 +260,18 @@ pub const DESCRIPTIONS: &[Description] = &[
         Kind::Counter,
         Unit::Count,
         "Records the retention sweeper removed, by reason: ttl (a record's time to live) or retention (its tenant's window).",
+    ),
+    described(
+        BACKUP_LAST_VERIFIED,
+        Kind::Gauge,
+        Unit::Seconds,
+        "On the node shipping backups: when the newest full backup last passed a test restore, as a Unix time in seconds.",
+    ),
+    described(
+        BACKUP_VERIFY_FAILURES,
+        Kind::Counter,
+        Unit::Count,
+        "Test restores of the newest full backup that failed or found other records than it was taken with.",
     ),
     described(
         BACKUP_FAILURES,

@@ -243,6 +243,7 @@ impl Node {
                 consensus.clone(),
                 keys.shared_provider(),
                 config.cluster_name.clone(),
+                config.data_dir.clone(),
             );
             servers.push(shipper.spawn(stop_rx.clone()));
         }

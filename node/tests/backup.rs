@@ -342,6 +342,18 @@ async fn tampered_missing_wrong_or_cut_backups_are_caught_and_refused() {
         "an untouched target verifies: {:?}",
         good.problems
     );
+    // The scheduled test restore of the newest set finds the records it was taken with.
+    let scratch_parent = tempfile::TempDir::new().unwrap();
+    let check = backup::check_newest_set(&file_target(backups.path()), &provider, scratch_parent.path())
+        .await
+        .unwrap()
+        .expect("a set to check");
+    assert!(check.matches() && check.records > 0, "{check:?}");
+    assert_eq!(
+        std::fs::read_dir(scratch_parent.path()).unwrap().count(),
+        0,
+        "the test restore leaves nothing behind"
+    );
     let catalog = Catalog::list(&file_target(backups.path())).await.unwrap();
     let newest = *catalog.sets.last().unwrap();
     let older = catalog.sets[catalog.sets.len() - 2];

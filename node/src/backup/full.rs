@@ -149,6 +149,7 @@ impl FullBackup<'_> {
             records: summary.records,
             data_bytes,
             data_sha256: hex_digest(digest.finish().as_ref()),
+            records_sha256: hex_digest(&summary.records_sha256),
         };
         let encoded = serde_json::to_vec(&manifest).map_err(|e| BackupError::Crypto(e.to_string()))?;
         let sealed = seal_all(self.provider.as_ref(), set.manifest_path().as_ref(), &encoded)?;

@@ -7,6 +7,7 @@
 
 mod archive;
 mod catalog;
+mod check;
 mod error;
 mod full;
 mod layout;
@@ -19,6 +20,7 @@ mod shipper;
 mod target;
 
 pub use catalog::{Catalog, VerifyReport, verify};
+pub use check::{CheckReport, check_newest_set};
 pub use error::BackupError;
 pub use layout::{SegmentName, SetName};
 pub use ledger::Erasure;

@@ -36,6 +36,10 @@ pub struct Manifest {
     /// The data object exactly as stored: its size and SHA-256 (hex).
     pub data_bytes: u64,
     pub data_sha256: String,
+    /// SHA-256 over the customer records the set holds (hex), as the node
+    /// that took it read them: a test restore must find the same.
+    #[serde(default)]
+    pub records_sha256: String,
 }
 
 /// A log archive segment: committed entries, contiguous, as the log stores them.

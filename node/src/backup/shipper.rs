@@ -12,6 +12,7 @@
 //! wait (before a snapshot purges them); and it drops sets older than the
 //! retention, with the segments only they needed.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use tokio::time::Instant;
 
 use super::archive::{Archiver, Shipped};
 use super::catalog::{Catalog, read_manifest};
+use super::check;
 use super::error::BackupError;
 use super::full::FullBackup;
 use super::progress::{self, Progress};
@@ -87,6 +89,8 @@ pub struct Shipper {
     consensus: Consensus,
     provider: Arc<dyn KeyProvider>,
     cluster_name: String,
+    /// Where test restores put their scratch directories: the node's data directory.
+    data_dir: PathBuf,
     now_ms: fn() -> i64,
 }
 
@@ -104,6 +108,7 @@ impl Shipper {
         consensus: Consensus,
         provider: Arc<dyn KeyProvider>,
         cluster_name: String,
+        data_dir: PathBuf,
     ) -> Self {
         assert!(!targets.is_empty(), "backups need a target");
         Self {
@@ -112,6 +117,7 @@ impl Shipper {
             consensus,
             provider,
             cluster_name,
+            data_dir,
             now_ms: wall_clock_ms,
         }
     }
@@ -120,6 +126,11 @@ impl Shipper {
     pub fn spawn(self, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
         tokio::spawn(async move {
             let mut position: Option<Position> = None;
+            if let Err(e) = check::clear_scratch(&self.data_dir) {
+                tracing::warn!(error = %e, "could not remove an earlier test restore's scratch directory");
+            }
+            let mut last_check: Option<Instant> = None;
+            let mut running_check: Option<JoinHandle<()>> = None;
             loop {
                 tokio::select! {
                     _ = stop.changed() => {}
@@ -132,6 +143,9 @@ impl Shipper {
                 if !has_duty(&view) {
                     position = None;
                     continue;
+                }
+                if position.as_ref().is_some_and(|at| at.last_full_ms > 0) {
+                    self.maybe_check(&mut last_check, &mut running_check);
                 }
                 if let Err((step, e)) = self.step(&view, &mut position).await {
                     tracing::warn!(step, error = %e, "backup step failed");
@@ -237,6 +251,46 @@ impl Shipper {
         }
         metrics::gauge!(names::BACKUP_RESTORABLE).set(at.restorable_at_ms as f64 / 1000.0);
         Ok(())
+    }
+
+    /// Starts a test restore of the newest set when one is due and none runs.
+    fn maybe_check(&self, last_check: &mut Option<Instant>, running: &mut Option<JoinHandle<()>>) {
+        let interval = Duration::from_secs(self.settings.verify_interval_s);
+        let due = self.settings.verify_interval_s > 0 && last_check.is_none_or(|at| at.elapsed() >= interval);
+        if !due || running.as_ref().is_some_and(|task| !task.is_finished()) {
+            return;
+        }
+        *last_check = Some(Instant::now());
+        let (target, provider, dir) = (self.targets[0].clone(), self.provider.clone(), self.data_dir.clone());
+        *running = Some(tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            match check::check_newest_set(&target, &provider, &dir).await {
+                Ok(Some(report)) if report.matches() => {
+                    metrics::gauge!(names::BACKUP_LAST_VERIFIED).set(wall_clock_ms() as f64 / 1000.0);
+                    tracing::info!(
+                        set = %report.set.folder(),
+                        records = report.records,
+                        sha256 = %report.found_sha256,
+                        seconds = started.elapsed().as_secs_f64(),
+                        "test restore of the newest full backup matches"
+                    );
+                }
+                Ok(Some(report)) => {
+                    metrics::counter!(names::BACKUP_VERIFY_FAILURES).increment(1);
+                    tracing::error!(
+                        set = %report.set.folder(),
+                        expected = %report.expected_sha256,
+                        found = %report.found_sha256,
+                        "test restore of the newest full backup brought back other records"
+                    );
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    metrics::counter!(names::BACKUP_VERIFY_FAILURES).increment(1);
+                    tracing::error!(error = %e, "test restore of the newest full backup failed");
+                }
+            }
+        }));
     }
 
     /// Where the target's archive ends, from a listing.

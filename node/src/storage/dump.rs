@@ -36,6 +36,45 @@ pub struct DumpSummary {
     pub pairs: u64,
     /// The customer records among them.
     pub records: u64,
+    /// SHA-256 over the customer records (`RecordsDigest`).
+    pub records_sha256: [u8; 32],
+}
+
+/// SHA-256 over a state machine's customer records, key and stored value,
+/// each length-prefixed, in key order: the same for every replica (and
+/// every restore) at the same log index, on any build.
+pub struct RecordsDigest {
+    context: ring::digest::Context,
+    records: u64,
+}
+
+impl Default for RecordsDigest {
+    fn default() -> Self {
+        Self {
+            context: ring::digest::Context::new(&ring::digest::SHA256),
+            records: 0,
+        }
+    }
+}
+
+impl RecordsDigest {
+    /// Takes the next pair in key order; only records count.
+    pub fn add(&mut self, key: &[u8], value: &[u8]) {
+        if key.first() != Some(&keys::RECORD_TAG) {
+            return;
+        }
+        self.context.update(&(key.len() as u64).to_be_bytes());
+        self.context.update(key);
+        self.context.update(&(value.len() as u64).to_be_bytes());
+        self.context.update(value);
+        self.records += 1;
+    }
+
+    /// The records counted and their digest.
+    pub fn finish(self) -> (u64, [u8; 32]) {
+        let digest = self.context.finish();
+        (self.records, digest.as_ref().try_into().expect("SHA-256 is 32 bytes"))
+    }
 }
 
 impl RecordReader {
@@ -58,16 +97,17 @@ impl RecordReader {
             applied_at_ms,
             pairs: 0,
             records: 0,
+            records_sha256: [0; 32],
         };
         begin(&summary)?;
+        let mut digest = RecordsDigest::default();
         for item in view.iterator_cf(sm, IteratorMode::Start) {
             let (key, value) = item.map_err(io_err)?;
             sink(&key, &value)?;
+            digest.add(&key, &value);
             summary.pairs += 1;
-            if key.first() == Some(&keys::RECORD_TAG) {
-                summary.records += 1;
-            }
         }
+        (summary.records, summary.records_sha256) = digest.finish();
         Ok(summary)
     }
 }
@@ -84,8 +124,9 @@ pub struct RestoredPosition {
     pub last_term: u64,
     /// The leader's clock at the last command the restored state includes.
     pub applied_at_ms: i64,
-    /// The customer records the restored state holds.
+    /// The customer records the restored state holds, and their digest.
     pub records: u64,
+    pub records_sha256: [u8; 32],
     /// Tenants the restore deleted again, as the erasure ledger asked.
     pub erased: Vec<String>,
 }
@@ -244,12 +285,13 @@ impl Store {
             .mark_acknowledged()
             .map_err(|e| io::Error::other(e.to_string()))?;
         let applied_at_ms = read_applied_at(|key| db.get_cf(sm, key).map_err(io_err))?;
-        let records = count_records(&db)?;
+        let (records, records_sha256) = records_digest(&db)?;
         Ok(RestoredPosition {
             last_index: last_log_id.index,
             last_term: last_log_id.committed_leader_id().term,
             applied_at_ms,
             records,
+            records_sha256,
             erased,
         })
     }
@@ -279,16 +321,16 @@ fn read_applied_at(get: impl Fn(&[u8]) -> io::Result<Option<Vec<u8>>>) -> io::Re
     }
 }
 
-/// Counts the customer records in the state machine.
-fn count_records(db: &Db) -> io::Result<u64> {
-    let mut records = 0;
+/// Counts and digests the customer records in the state machine.
+fn records_digest(db: &Db) -> io::Result<(u64, [u8; 32])> {
+    let mut digest = RecordsDigest::default();
     let from = [keys::RECORD_TAG];
     for item in db.iterator_cf(cf(db, CF_SM), IteratorMode::From(&from, rocksdb::Direction::Forward)) {
-        let (key, _) = item.map_err(io_err)?;
+        let (key, value) = item.map_err(io_err)?;
         if key.first() != Some(&keys::RECORD_TAG) {
             break;
         }
-        records += 1;
+        digest.add(&key, &value);
     }
-    Ok(records)
+    Ok(digest.finish())
 }

@@ -31,7 +31,7 @@ mod conformance_tests;
 
 pub use archive_log::{EncodedEntry, LogArchiveReader, describe_entry};
 pub use db::{Store, StoreCloseWatch};
-pub use dump::{DumpSummary, RestoredPosition, TenantErasure};
+pub use dump::{DumpSummary, RecordsDigest, RestoredPosition, TenantErasure};
 pub use error::StoreError;
 pub use expiry_scan::StaleScan;
 pub use export::{ChunkLimits, ExportChunk, ExportError, ExportPoint};
