@@ -219,3 +219,172 @@ async fn backup_now_waits_for_a_full_backup_that_covers_it_and_status_shows_it()
     );
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_restored_alone_comes_back_into_the_live_cluster_under_a_new_name() {
+    use safekeep_node::backup::{self, RestoreRequest, Target, Until};
+    use safekeep_node::config::S3Settings;
+
+    let dir = tempfile::TempDir::new().unwrap();
+    let backups = dir.path().join("backups");
+    let target = format!("file://{}", backups.display());
+    let mut settings = BackupSettings::new(target.clone());
+    settings.archive_interval_s = 1;
+    let (node, endpoint, operator) = secure_node(dir.path(), Some(settings)).await;
+    let key = writer_key(endpoint, &operator, "acme").await;
+    // The first full backup is there before the records are written.
+    let started = std::time::Instant::now();
+    let open = || Target::open(&target, &S3Settings::default()).unwrap();
+    while backup::Catalog::list_sets(&open()).await.unwrap().is_empty() {
+        assert!(started.elapsed() < CLI_BOUND, "no first full backup");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (k, v) in [("a", "1"), ("b", "2"), ("c", "3")] {
+        succeeded(&safekeep(endpoint, &operator, Some(&key), &["put", k, v]).await, "put");
+    }
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Every later write is proposed strictly after T.
+    while std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        <= t
+    {
+        tokio::task::yield_now().await;
+    }
+    // The customer deletes its own records by mistake.
+    for k in ["a", "b", "c"] {
+        succeeded(
+            &safekeep(endpoint, &operator, Some(&key), &["delete", k]).await,
+            "delete",
+        );
+    }
+    let applied = node.consensus().view().applied_index;
+    let started = std::time::Instant::now();
+    loop {
+        let catalog = backup::Catalog::list(&open()).await.unwrap();
+        let newest = catalog.sets.last().unwrap();
+        let reached = catalog
+            .chain_after(newest.index)
+            .unwrap()
+            .last()
+            .map_or(newest.index, |s| s.last);
+        if reached >= applied {
+            break;
+        }
+        assert!(started.elapsed() < CLI_BOUND, "the archive did not reach {applied}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // acme alone, as of T, into a scratch node; exported from it ...
+    let scratch_dir = dir.path().join("scratch");
+    let provider: std::sync::Arc<dyn safekeep_node::crypto::KeyProvider> =
+        std::sync::Arc::new(MasterKeyFile::load(&dir.path().join("certs").join("master.keys")).unwrap());
+    backup::restore(RestoreRequest {
+        target: open(),
+        provider,
+        until: Until::Time(t),
+        data_dir: scratch_dir.join("data"),
+        force: false,
+        tenant: Some("acme".into()),
+        node_id: 1,
+        cluster_name: "scratch".into(),
+        node: safekeep_node::raft::NodeInfo::default(),
+    })
+    .await
+    .unwrap();
+    let (scratch, scratch_endpoint) = scratch_node(dir.path(), &scratch_dir).await;
+    let export = dir.path().join("acme.jsonl");
+    succeeded(
+        &safekeep(
+            scratch_endpoint,
+            &operator,
+            Some(&key),
+            &["tenant", "export", "acme", "--output", export.to_str().unwrap()],
+        )
+        .await,
+        "export from the scratch node",
+    );
+    scratch.shutdown().await;
+
+    // ... and imported into the live cluster as a new tenant.
+    let restored_key = writer_key(endpoint, &operator, "acme-restored").await;
+    let imported = succeeded(
+        &safekeep(
+            endpoint,
+            &operator,
+            Some(&restored_key),
+            &["tenant", "import", "acme-restored", "--input", export.to_str().unwrap()],
+        )
+        .await,
+        "import",
+    );
+    assert!(imported.contains("imported 3 records"), "{imported}");
+    for (k, v) in [("a", "1"), ("b", "2"), ("c", "3")] {
+        let got = succeeded(
+            &safekeep(
+                endpoint,
+                &operator,
+                Some(&restored_key),
+                &["--tenant", "acme-restored", "get", k, "--value-only"],
+            )
+            .await,
+            "get",
+        );
+        assert_eq!(got, v);
+    }
+    let gone = refused(
+        &safekeep(endpoint, &operator, Some(&key), &["get", "a"]).await,
+        "the deleted record",
+    );
+    assert!(gone.to_lowercase().contains("not found"), "{gone}");
+    node.shutdown().await;
+}
+
+/// Creates `tenant` as the operator and issues it a writer key; returns the key.
+async fn writer_key(endpoint: SocketAddr, operator: &ClientCredentials, tenant: &str) -> String {
+    succeeded(
+        &safekeep(endpoint, operator, None, &["tenant", "create", tenant]).await,
+        "tenant create",
+    );
+    let issued = succeeded(
+        &safekeep(
+            endpoint,
+            operator,
+            None,
+            &["--json", "--tenant", tenant, "api-key", "issue", "--role", "writer"],
+        )
+        .await,
+        "api-key issue",
+    );
+    let issued: Value = serde_json::from_str(issued.trim()).unwrap();
+    issued["secret"].as_str().unwrap().to_string()
+}
+
+/// Starts a restored data directory as a node of its own, with the test's certificates.
+async fn scratch_node(dir: &Path, data: &Path) -> (Node, SocketAddr) {
+    let certs = dir.join("certs");
+    let bind = || TcpListener::bind("127.0.0.1:0");
+    let (client, peer, http) = (bind().await.unwrap(), bind().await.unwrap(), bind().await.unwrap());
+    let listen = ListenAddresses {
+        client: client.local_addr().unwrap(),
+        peer: peer.local_addr().unwrap(),
+        http: http.local_addr().unwrap(),
+    };
+    let config = NodeConfig {
+        cluster_name: "scratch".into(),
+        tls: Some(node_tls(&certs, 1)),
+        encryption: EncryptionSettings {
+            master_key_file: Some(certs.join("master.keys")),
+            ..EncryptionSettings::default()
+        },
+        ..NodeConfig::new(1, "a", data.join("data"), listen)
+    };
+    let node = Node::start_with_listeners(config, NodeListeners::tcp(client, peer, http))
+        .await
+        .expect("the scratch node starts");
+    (node, listen.client)
+}

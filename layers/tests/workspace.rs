@@ -71,7 +71,7 @@ fn the_sdk_and_the_cli_import_only_downward() {
         &["cli/mod.rs"],
         &["cli/output.rs", "cli/credentials.rs"],
         &["cli/context.rs"],
-        &["cli/export.rs", "cli/docs.rs"],
+        &["cli/export.rs", "cli/import.rs", "cli/docs.rs"],
         &["cli/admin.rs"],
         &["cli/run.rs"],
         &["main.rs"],

@@ -101,6 +101,7 @@ pub(super) async fn tenant(context: &Context, command: TenantCommand) -> Result<
         TenantCommand::Export { tenant, output, resume } => {
             super::export::run(context, &tenant, output.as_deref(), resume.as_deref()).await
         }
+        TenantCommand::Import { tenant, input } => super::import::run(context, &tenant, input.as_deref()).await,
     }
 }
 

@@ -303,6 +303,17 @@ pub enum TenantCommand {
         #[arg(long, value_name = "TOKEN")]
         resume: Option<String>,
     },
+    /// Write records from JSON lines (as `tenant export` writes them: `key`, and
+    /// `value` or `value_base64`) into a tenant, in atomic batches of up to 500.
+    /// With the export of a one-tenant restore, this brings a tenant's records back
+    /// into the live cluster under a new tenant name. Needs a writer key of the tenant.
+    Import {
+        /// The tenant id to write into.
+        tenant: String,
+        /// Read from this file instead of standard input.
+        #[arg(long, short, value_name = "FILE")]
+        input: Option<PathBuf>,
+    },
 }
 
 /// The `api-key` subcommands; the tenant comes from --tenant.

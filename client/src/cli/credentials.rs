@@ -33,7 +33,7 @@ pub struct Presented {
 pub fn needs(command: &Command) -> Needs {
     match command {
         Command::Put { .. } | Command::Get { .. } | Command::Delete { .. } | Command::List(_) => Needs::Tenant,
-        Command::Tenant(TenantCommand::Export { .. }) => Needs::Tenant,
+        Command::Tenant(TenantCommand::Export { .. } | TenantCommand::Import { .. }) => Needs::Tenant,
         Command::Tenant(TenantCommand::SetRetention { .. }) => Needs::Either,
         Command::Tenant(_) | Command::Audit(_) | Command::Backup(_) => Needs::Operator,
         Command::Cluster(ClusterCommand::Status) => Needs::Either,

@@ -11,6 +11,7 @@ mod context;
 pub mod credentials;
 mod docs;
 pub mod export;
+mod import;
 pub mod output;
 pub mod run;
 
