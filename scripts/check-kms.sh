@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tests the AWS KMS key provider (safekeep-node's `aws-kms` feature) against a
-# real KMS API: moto's KMS server, installed from PyPI into a cached virtual
-# environment and run on loopback for the length of the test. Fake credentials
+# real KMS API, and backups against a real S3 API: moto's server (which
+# speaks both), installed from PyPI into a cached virtual environment and run
+# on loopback for the length of the test. Fake credentials
 # and no instance metadata lookups: nothing leaves this machine. The server is
 # stopped on exit, whatever happens. Idempotent; runs as root without prompts.
 set -euo pipefail
@@ -77,6 +78,8 @@ export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}"
 timeout "$TEST_TIMEOUT_S" cargo test -p safekeep-node --features aws-kms --lib -- crypto:: config::
 timeout "$TEST_TIMEOUT_S" cargo test -p safekeep-node --features aws-kms --test kms_provider
 
-# The same server speaks S3: the backup restore drill against an S3 target.
+# The same server speaks S3: the backup restore drills against an S3 target
+# (a restore to a time between two rounds of writes, and the latest state
+# after every node process is SIGKILLed).
 SAFEKEEP_TEST_S3_ENDPOINT="http://127.0.0.1:$port" timeout "$TEST_TIMEOUT_S" \
-  cargo test -p safekeep-node --features aws-kms --test backup -- --ignored from_s3
+  cargo test -p safekeep-node --features aws-kms --test backup --test backup_crash -- --ignored from_s3

@@ -15,7 +15,7 @@ use common::{TlsFiles, eventually, free_base_port, spawn_node, tls_channel};
 use safekeep_api::v1::admin_client::AdminClient;
 use safekeep_api::v1::{ApiKeyRole, CreateTenantRequest, IssueApiKeyRequest};
 use safekeep_client::{ApiKey, Client, ClientConfig, ClientTls};
-use safekeep_node::config::BackupSettings;
+use safekeep_node::config::{BackupSettings, S3Settings};
 use safekeep_node::local_cluster::{node_config, node_tls, plan};
 use safekeep_node::{Node, NodeConfig};
 
@@ -41,26 +41,67 @@ async fn sdk(address: &str, certs: &Path, api_key: &str) -> Client {
     Client::connect(config).await.unwrap()
 }
 
+/// Environment variable that sets another archive interval, to measure the
+/// loss at the default (30 s) by hand.
+const INTERVAL_ENV: &str = "SAFEKEEP_CRASH_DRILL_INTERVAL_S";
+/// Environment variable naming the S3-compatible server the S3 drill uses.
+const S3_ENDPOINT_ENV: &str = "SAFEKEEP_TEST_S3_ENDPOINT";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latest_after_every_node_is_killed_loses_at_most_one_archive_interval() {
     let dir = tempfile::TempDir::new().unwrap();
-    let certs = dir.path().join("certs");
+    let url = format!("file://{}", dir.path().join("backups").display());
+    crash_drill(dir.path(), url, S3Settings::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs an S3-compatible server on loopback: scripts/check-kms.sh starts one and runs this"]
+async fn latest_from_s3_after_every_node_is_killed_loses_at_most_one_archive_interval() {
+    let endpoint = std::env::var(S3_ENDPOINT_ENV)
+        .unwrap_or_else(|_| panic!("{S3_ENDPOINT_ENV} must name the S3-compatible server"));
+    let bucket = format!("safekeep-crash-{}", std::process::id());
+    let created = reqwest::Client::new()
+        .put(format!("{endpoint}/{bucket}"))
+        .send()
+        .await
+        .expect("the S3 server answers");
+    assert!(
+        created.status().is_success(),
+        "creating bucket {bucket}: {}",
+        created.status()
+    );
+    let dir = tempfile::TempDir::new().unwrap();
+    let s3 = S3Settings {
+        region: Some("us-east-1".into()),
+        endpoint: Some(endpoint),
+    };
+    crash_drill(dir.path(), format!("s3://{bucket}/drill"), s3).await;
+}
+
+/// Writes without pause to three node processes backing up to `url`,
+/// SIGKILLs them all, restores the latest backup and checks what was lost.
+async fn crash_drill(dir: &std::path::Path, url: String, s3: S3Settings) {
+    let interval_s: u64 = std::env::var(INTERVAL_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ARCHIVE_INTERVAL_S);
+    let write_for = WRITE_FOR.max(Duration::from_secs(3 * interval_s + 1));
+    let certs = dir.join("certs");
     common::issue_test_certs(&certs, 1..=4);
     let keys = certs.join("master.keys");
     safekeep_node::crypto::MasterKeyFile::generate(&keys, "k1").unwrap();
-    let backups = dir.path().join("backups");
-    let url = format!("file://{}", backups.display());
 
     let base = free_base_port();
     let members = plan(3, base).unwrap();
     let mut children = Vec::new();
     for member in members.iter().rev() {
-        let node_dir = dir.path().join(format!("node-{}", member.id));
+        let node_dir = dir.join(format!("node-{}", member.id));
         std::fs::create_dir_all(&node_dir).unwrap();
         let mut config = node_config(member, &members, &node_dir, base, Some(node_tls(&certs, member.id)));
         config.encryption.master_key_file = Some(keys.clone());
         config.backup = Some(BackupSettings {
-            archive_interval_s: ARCHIVE_INTERVAL_S,
+            archive_interval_s: interval_s,
+            s3: s3.clone(),
             ..BackupSettings::new(url.clone())
         });
         std::fs::write(node_dir.join("node.toml"), toml::to_string(&config).unwrap()).unwrap();
@@ -98,7 +139,7 @@ async fn latest_after_every_node_is_killed_loses_at_most_one_archive_interval() 
     // One writer, key after key, each acknowledgement timed.
     let mut acked: Vec<(String, Vec<u8>, i64)> = Vec::new();
     let started = std::time::Instant::now();
-    while started.elapsed() < WRITE_FOR {
+    while started.elapsed() < write_for {
         let key = format!("w/{:06}", acked.len());
         let value = format!("value {}", acked.len()).into_bytes();
         writer.put("acme", &key, value.clone()).await.expect("put acknowledged");
@@ -121,7 +162,7 @@ async fn latest_after_every_node_is_killed_loses_at_most_one_archive_interval() 
 
     // Restore the latest state into a new single-node cluster and read it back.
     let (listeners, addresses) = common::bound_listeners().await;
-    let restore_dir = dir.path().join("restored");
+    let restore_dir = dir.join("restored");
     let config = NodeConfig {
         cluster_name: "restored".into(),
         tls: Some(node_tls(&certs, 4)),
@@ -146,6 +187,8 @@ async fn latest_after_every_node_is_killed_loses_at_most_one_archive_interval() 
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_safekeep-node"))
         .args(["restore", "--latest", "--from", &url, "--config"])
         .arg(&config_file)
+        .args(s3.endpoint.iter().flat_map(|e| ["--s3-endpoint", e.as_str()]))
+        .args(s3.region.iter().flat_map(|r| ["--s3-region", r.as_str()]))
         .output()
         .unwrap();
     let printed = String::from_utf8_lossy(&output.stdout);
@@ -180,13 +223,13 @@ async fn latest_after_every_node_is_killed_loses_at_most_one_archive_interval() 
     let lost = &acked[kept..];
     let oldest_lost_ms = lost.first().map_or(0, |(_, _, at)| killed_ms - at);
     println!(
-        "acknowledged {} writes in {:?}; restored {kept}; lost {} (the oldest acknowledged {oldest_lost_ms} ms before the kill; archive interval {ARCHIVE_INTERVAL_S} s)",
+        "acknowledged {} writes in {:?}; restored {kept}; lost {} (the oldest acknowledged {oldest_lost_ms} ms before the kill; archive interval {interval_s} s)",
         acked.len(),
-        WRITE_FOR,
+        write_for,
         lost.len()
     );
     assert!(kept > 0, "the archive held nothing");
-    let bound_ms = ARCHIVE_INTERVAL_S as i64 * 1000 + UPLOAD_ALLOWANCE_MS;
+    let bound_ms = interval_s as i64 * 1000 + UPLOAD_ALLOWANCE_MS;
     assert!(
         oldest_lost_ms <= bound_ms,
         "a write acknowledged {oldest_lost_ms} ms before the kill was lost (bound {bound_ms} ms)"
