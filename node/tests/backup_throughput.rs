@@ -30,7 +30,10 @@ const SIZE_ENV: &str = "SAFEKEEP_BACKUP_BENCH_MIB";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: run it by hand with --ignored --nocapture"]
 async fn backup_and_restore_throughput() {
-    let mib: usize = std::env::var(SIZE_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+    let mib: usize = std::env::var(SIZE_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
     let records = mib * (1 << 20) / VALUE_BYTES;
     let backups = tempfile::TempDir::new().unwrap();
     let url = format!("file://{}", backups.path().display());
@@ -62,7 +65,10 @@ async fn backup_and_restore_throughput() {
         done.unwrap();
     }
     let write_s = started.elapsed().as_secs_f64();
-    println!("wrote {records} records ({mib} MiB) in {write_s:.1} s: {:.1} MiB/s", mib as f64 / write_s);
+    println!(
+        "wrote {records} records ({mib} MiB) in {write_s:.1} s: {:.1} MiB/s",
+        mib as f64 / write_s
+    );
 
     let operator = operator_sdk(&cluster, &[leader]).await;
     let started = Instant::now();
@@ -73,7 +79,10 @@ async fn backup_and_restore_throughput() {
         if let Some(set) = sets.into_iter().find(|s| s.index >= requested) {
             break set;
         }
-        assert!(started.elapsed() < BACKUP_BOUND, "no full backup within {BACKUP_BOUND:?}");
+        assert!(
+            started.elapsed() < BACKUP_BOUND,
+            "no full backup within {BACKUP_BOUND:?}"
+        );
         tokio::time::sleep(POLL).await;
     };
     let backup_s = started.elapsed().as_secs_f64();
