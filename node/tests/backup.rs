@@ -647,3 +647,67 @@ async fn a_one_tenant_restore_brings_back_exactly_that_tenant_as_of_its_time() {
     );
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_the_archive_never_shipped_still_reaches_the_ledger_through_a_full_backup() {
+    use safekeep_api::v1::DeleteTenantRequest;
+    use safekeep_api::v1::admin_client::AdminClient;
+
+    let backups = tempfile::TempDir::new().unwrap();
+    let url = format!("file://{}", backups.path().display());
+    // The archive ships nothing during the test: only full backups carry state.
+    let mut cluster = TestCluster::start_secure(1, |config| {
+        config.backup = Some(BackupSettings {
+            archive_interval_s: 3600,
+            ..BackupSettings::new(url.clone())
+        });
+    })
+    .await;
+    let globex_key = cluster.tenant_key("globex", ApiKeyRole::Writer).await;
+    let address = cluster.addresses[&1].client.to_string();
+    let globex = tenant_sdk(&cluster, &address, &globex_key).await;
+    globex.put("globex", "secret", b"globex's".to_vec()).await.unwrap();
+    let operator = common::operator_sdk(&cluster, &[1]).await;
+    let target = file_target(backups.path());
+    let wait_for_set = |requested: u64| {
+        let target = target.clone();
+        async move {
+            eventually("the requested full backup", || async {
+                let sets = Catalog::list_sets(&target).await.ok()?;
+                sets.into_iter().find(|s| s.index >= requested)
+            })
+            .await
+        }
+    };
+    let before = wait_for_set(operator.backup_now("before").await.unwrap()).await;
+    AdminClient::new(cluster.channel(1).await)
+        .delete_tenant(DeleteTenantRequest {
+            tenant: "globex".into(),
+            reason: "erasure".into(),
+        })
+        .await
+        .unwrap();
+    wait_for_set(operator.backup_now("after").await.unwrap()).await;
+    cluster.stop(1).await;
+    let catalog = Catalog::list(&target).await.unwrap();
+    assert!(catalog.segments.is_empty(), "the archive shipped: {catalog:?}");
+
+    // Restored from the set taken before the deletion: globex is erased again.
+    let dir = tempfile::TempDir::new().unwrap();
+    let (config, _listeners) = restored_config(&cluster, dir.path().join("data")).await;
+    let report = backup::restore(RestoreRequest {
+        target: target.clone(),
+        provider: provider(&cluster),
+        until: Until::Time(before.taken_at_ms),
+        data_dir: config.data_dir.clone(),
+        force: false,
+        tenant: None,
+        node_id: 1,
+        cluster_name: "restored".into(),
+        node: NodeInfo::default(),
+    })
+    .await
+    .expect("the restore succeeds");
+    assert_eq!(report.set, before, "restored from the set before the deletion");
+    assert_eq!(report.erased, vec!["globex".to_string()], "{report:?}");
+}

@@ -26,6 +26,7 @@ use super::catalog::{Catalog, read_manifest};
 use super::check;
 use super::error::BackupError;
 use super::full::FullBackup;
+use super::ledger;
 use super::progress::{self, Progress};
 use super::target::Target;
 use crate::config::BackupSettings;
@@ -347,6 +348,19 @@ impl Shipper {
             seconds = started.elapsed().as_secs_f64(),
             "full backup taken"
         );
+        // Every tenant the state machine holds as deleted is in the ledger,
+        // whether or not its deletion reached the archive.
+        let deleted: Vec<(String, i64)> = self
+            .consensus
+            .reader()
+            .tenants()?
+            .into_iter()
+            .filter_map(|(tenant, record)| record.deleted_at_ms.map(|at| (tenant, at)))
+            .collect();
+        let written = ledger::record_missing(&self.targets, self.provider.as_ref(), &deleted).await?;
+        if written > 0 {
+            tracing::info!(written, "erasure ledger entries written from deleted tenants");
+        }
         // Otherwise the archive goes on from where it is, so the log between
         // the previous set and this one stays restorable.
         if at.next == NO_ARCHIVE || close_gap {
