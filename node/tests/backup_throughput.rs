@@ -19,7 +19,7 @@ use safekeep_node::raft::NodeInfo;
 /// Size of each record's value.
 const VALUE_BYTES: usize = 256 << 10;
 /// Writers sharing one client.
-const WRITERS: usize = 16;
+const WRITERS: usize = 8;
 /// Longest wait for the requested full backup.
 const BACKUP_BOUND: Duration = Duration::from_secs(1800);
 /// How often the target is listed while waiting.
