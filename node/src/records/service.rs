@@ -117,7 +117,7 @@ impl RecordsService {
                     Some(record) => Some(record),
                     None => {
                         keys.forget(tenant);
-                        return Err(Status::not_found(format!("tenant {tenant:?} does not exist")));
+                        return Err(tenant_gone(tenant));
                     }
                 }
             }
@@ -153,10 +153,13 @@ impl RecordsService {
     }
 
     fn seal(&self, admitted: &Admitted, tenant: &str, key: &str, value: Vec<u8>) -> Result<Vec<u8>, Status> {
-        match (&self.guard.data_keys, &admitted.tenant) {
-            (Some(keys), Some(record)) => Ok(keys.seal(tenant, record, key, &value)?),
-            _ => Ok(value),
-        }
+        seal_value(
+            self.guard.data_keys.as_deref(),
+            admitted.tenant.as_ref(),
+            tenant,
+            key,
+            value,
+        )
     }
 
     fn open(&self, admitted: &Admitted, tenant: &str, key: &str, stored: StoredRecord) -> Result<Record, Status> {
@@ -250,6 +253,29 @@ impl RecordsService {
     }
 }
 
+/// The refusal of a tenant deleted while one of its requests was on its way.
+fn tenant_gone(tenant: &str) -> Status {
+    Status::not_found(format!("tenant {tenant:?} does not exist"))
+}
+
+/// A value as it enters the log: sealed with the tenant's current data key
+/// whenever values are sealed at rest. Without the tenant's record (deleted
+/// while the write was on its way) the write fails: a value is never logged
+/// in plaintext on a node that seals.
+pub(super) fn seal_value(
+    data_keys: Option<&DataKeys>,
+    tenant_record: Option<&TenantRecord>,
+    tenant: &str,
+    key: &str,
+    value: Vec<u8>,
+) -> Result<Vec<u8>, Status> {
+    match (data_keys, tenant_record) {
+        (Some(keys), Some(record)) if record.is_live() => Ok(keys.seal(tenant, record, key, &value)?),
+        (Some(_), _) => Err(tenant_gone(tenant)),
+        (None, _) => Ok(value),
+    }
+}
+
 /// A stored record as the API returns it: its value opened with the
 /// tenant's data keys when values are sealed.
 pub(super) fn open_record(
@@ -261,7 +287,8 @@ pub(super) fn open_record(
 ) -> Result<Record, Status> {
     let value = match (data_keys, tenant_record) {
         (Some(keys), Some(record)) => keys.open(tenant, record, key, &stored.value)?,
-        _ => stored.value,
+        (Some(_), None) => return Err(tenant_gone(tenant)),
+        (None, _) => stored.value,
     };
     Ok(Record {
         key: key.to_string(),
@@ -512,5 +539,44 @@ impl Records for RecordsService {
         let result = self.do_export(request).await;
         observe("Export", started, &result);
         result.map(Response::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::crypto::MasterKeyFile;
+
+    const MASTER: &str = "k1 0000000000000000000000000000000000000000000000000000000000000001";
+
+    fn keys_and_tenant() -> (DataKeys, TenantRecord) {
+        let keys = DataKeys::new(Arc::new(MasterKeyFile::parse(MASTER, "test").unwrap()));
+        let record = TenantRecord {
+            created_at_ms: 1,
+            deleted_at_ms: None,
+            data_keys: vec![keys.new_data_key("acme", 1).unwrap()],
+            sealed_with_current: 0,
+        };
+        (keys, record)
+    }
+
+    #[test]
+    fn a_value_is_never_logged_in_plaintext_once_its_tenant_is_gone() {
+        let (keys, live) = keys_and_tenant();
+        let sealed = seal_value(Some(&keys), Some(&live), "acme", "k", b"secret".to_vec()).unwrap();
+        assert_ne!(sealed, b"secret", "a live tenant's value is sealed");
+        let missing = seal_value(Some(&keys), None, "acme", "k", b"secret".to_vec()).unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::NotFound);
+        let deleted = TenantRecord {
+            deleted_at_ms: Some(2),
+            data_keys: Vec::new(),
+            ..live
+        };
+        let refused = seal_value(Some(&keys), Some(&deleted), "acme", "k", b"secret".to_vec()).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::NotFound);
+        // Only a node that seals nothing (development) logs values as given.
+        assert_eq!(seal_value(None, None, "acme", "k", b"v".to_vec()).unwrap(), b"v");
     }
 }
