@@ -68,6 +68,8 @@ pub const BACKUP_ARCHIVE_LAG: &str = "safekeep_backup_archive_lag_seconds";
 pub const RECORDS_EXPIRED: &str = "safekeep_records_expired_total";
 /// Backup steps that failed, by `step` (`full`, `archive`, `list`, `retention`) (counter).
 pub const BACKUP_FAILURES: &str = "safekeep_backup_failures_total";
+/// Requests refused for their caller's request rate on this node (counter).
+pub const RATE_LIMITED: &str = "safekeep_rate_limited_requests_total";
 
 /// How Prometheus types a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,6 +264,12 @@ pub const DESCRIPTIONS: &[Description] = &[
         Kind::Counter,
         Unit::Count,
         "Backup steps that failed, by step: list, full, archive or retention.",
+    ),
+    described(
+        RATE_LIMITED,
+        Kind::Counter,
+        Unit::Count,
+        "Requests refused with RESOURCE_EXHAUSTED because their caller was over its request rate on this node.",
     ),
 ];
 

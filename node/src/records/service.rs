@@ -16,7 +16,9 @@ use safekeep_api::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::auth::policy::{self, Allowed};
-use crate::auth::{Auditor, Authenticator, Principal, REASON_HEADER, RecordAccess, TenantRateLimiter, audit};
+use crate::auth::{
+    Auditor, Authenticator, Principal, REASON_HEADER, RecordAccess, TenantRateLimiter, audit, rate_limit,
+};
 use crate::crypto::DataKeys;
 use crate::crypto::data_keys::MAX_SEALS_PER_DATA_KEY;
 use crate::metrics_names;
@@ -137,11 +139,12 @@ impl RecordsService {
         access: RecordAccess,
     ) -> Result<Admitted, Status> {
         let principal = self.guard.authenticator.authenticate(request).await?;
-        // One token per request, taken before anything else is done for it.
-        validate::tenant(tenant)?;
-        self.guard.limiter.check(tenant)?;
         let reason = request.metadata().get(REASON_HEADER).and_then(|v| v.to_str().ok());
-        self.admit(&principal, reason, tenant, access).await
+        let admitted = self.admit(&principal, reason, tenant, access).await?;
+        // One token per request, once it is authorized, from the caller's own
+        // bucket: a key of one tenant never spends another tenant's tokens.
+        self.guard.limiter.check(&rate_limit::bucket_of(&principal, tenant))?;
+        Ok(admitted)
     }
 
     /// After a read barrier: checks again (without another token), so a key
