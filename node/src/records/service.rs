@@ -23,7 +23,7 @@ use crate::crypto::DataKeys;
 use crate::crypto::data_keys::MAX_SEALS_PER_DATA_KEY;
 use crate::metrics_names;
 use crate::model::command::{self, Command, CommandBody, CommandResponse, Mutation, Refusal, TenancyChange};
-use crate::model::limits::DEFAULT_LIST_PAGE;
+use crate::model::limits::{DEFAULT_LIST_PAGE, LIST_PAGE_BYTES, LIST_RECORD_OVERHEAD_BYTES};
 use crate::model::validate::{self, InvalidRequest};
 use crate::raft::{Applied, Consensus, ReadLevel};
 use crate::status::{refusal, storage_read, version_conflict};
@@ -425,7 +425,14 @@ impl RecordsService {
         self.audit_read(&admitted, &tenant, &format!("list {prefix:?}")).await?;
         let page = self
             .reader
-            .list(&tenant, &prefix, after.as_deref(), limit as usize)
+            .list(
+                &tenant,
+                &prefix,
+                after.as_deref(),
+                limit as usize,
+                LIST_PAGE_BYTES,
+                LIST_RECORD_OVERHEAD_BYTES,
+            )
             .map_err(|e| storage_read(&e))?;
         let records = page
             .records
