@@ -439,7 +439,9 @@ async fn list_pages_stop_at_a_byte_budget_so_large_values_page_through_with_defa
     let mut client = cluster.records(cluster.leader().await).await;
     let value = |i: usize| vec![i as u8; VALUE_BYTES];
     for (request_id, half) in [(0..RECORDS / 2), (RECORDS / 2..RECORDS)].into_iter().enumerate() {
-        let ops = half.map(|i| batch_put(&format!("big/{i:03}"), &value(i), None)).collect();
+        let ops = half
+            .map(|i| batch_put(&format!("big/{i:03}"), &value(i), None))
+            .collect();
         let batch = BatchRequest {
             tenant: TENANT.into(),
             ops,
@@ -479,7 +481,14 @@ async fn list_pages_stop_at_a_byte_budget_so_large_values_page_through_with_defa
         }
         token = page.next_page_token;
     }
-    assert_eq!(seen, (0..RECORDS).collect::<Vec<_>>(), "every record once, in key order");
-    assert!(pages >= 7, "20 MB of values takes at least 7 pages of at most 3 MiB, took {pages}");
+    assert_eq!(
+        seen,
+        (0..RECORDS).collect::<Vec<_>>(),
+        "every record once, in key order"
+    );
+    assert!(
+        pages >= 7,
+        "20 MB of values takes at least 7 pages of at most 3 MiB, took {pages}"
+    );
     cluster.shutdown().await;
 }

@@ -235,11 +235,23 @@ impl Admin for AdminService {
         validate::api_key_label(&label)?;
         self.data_keys()?;
         let token = ApiKeyToken::generate()?;
-        let change = TenancyChange::IssueApiKey {
-            key_id: token.key_id.clone(),
-            role,
-            secret_hash: token.secret_hash(),
-            label,
+        let key_id = token.key_id.clone();
+        let secret_hash = token.secret_hash();
+        // An operator's key is a staff key: its record access is audited as theirs.
+        let change = match &principal {
+            Principal::Operator(operator) => TenancyChange::IssueStaffApiKey {
+                key_id,
+                role,
+                secret_hash,
+                label,
+                operator: operator.clone(),
+            },
+            _ => TenancyChange::IssueApiKey {
+                key_id,
+                role,
+                secret_hash,
+                label,
+            },
         };
         let audited = audit::event(&principal, "issue-api-key", "", &token.key_id, None);
         self.change_as(&tenant, issuer_key(&principal), change, audited).await?;

@@ -24,6 +24,9 @@ pub enum Principal {
         tenant: String,
         role: ApiKeyRole,
         key_id: String,
+        /// The operator who issued this key: its record access is staff
+        /// access, audited under their name.
+        staff_issuer: Option<String>,
     },
     /// An operator, by client certificate.
     Operator(String),
@@ -36,6 +39,12 @@ pub enum Principal {
 impl fmt::Display for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Tenant {
+                tenant,
+                key_id,
+                staff_issuer: Some(operator),
+                ..
+            } => write!(f, "operator:{operator} via api-key:{key_id}@{tenant}"),
             Self::Tenant { tenant, key_id, .. } => write!(f, "api-key:{key_id}@{tenant}"),
             Self::Operator(name) => write!(f, "operator:{name}"),
             Self::Support(name) => write!(f, "support:{name}"),
@@ -114,10 +123,12 @@ impl Authenticator {
         if !live {
             return Err(Status::unauthenticated(INVALID_KEY));
         }
+        let staff_issuer = self.reader.staff_issuer(&record.key_id).map_err(|e| storage_read(&e))?;
         Ok(Principal::Tenant {
             tenant: record.tenant,
             role: record.role,
             key_id: record.key_id,
+            staff_issuer,
         })
     }
 }

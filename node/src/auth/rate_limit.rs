@@ -119,6 +119,7 @@ mod tests {
             tenant: "acme".into(),
             role: ApiKeyRole::Reader,
             key_id: "0123456789abcdef".into(),
+            staff_issuer: None,
         };
         assert_eq!(bucket_of(&key, "other"), "acme");
         let support = Principal::Support("help".into());

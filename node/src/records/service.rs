@@ -212,6 +212,18 @@ impl RecordsService {
         write_id: Option<WriteId>,
         mutations: Vec<Mutation>,
     ) -> Result<Applied, Status> {
+        // A write with a staff key is audited in the same command that applies it.
+        let audited = match &admitted.allowed {
+            Allowed::StaffKey { .. } => {
+                let keys: Vec<&str> = mutations.iter().map(Mutation::key).collect();
+                let what = match keys.as_slice() {
+                    [one] => format!("write {one:?}"),
+                    many => format!("write {} records", many.len()),
+                };
+                Some(audit::event(&admitted.principal, "staff-key-write", "", &what, None))
+            }
+            _ => None,
+        };
         let write_id = match write_id {
             Some(id) => {
                 validate::write_id(&id.client_id, id.request_id, id.first_incomplete)?;
@@ -234,9 +246,12 @@ impl RecordsService {
             tenant: tenant.clone(),
             api_key,
             body: CommandBody::Write(mutations),
-            audit: None,
+            audit: audited.clone(),
         };
         let applied = self.consensus.propose(command).await?;
+        if let Some(event) = &audited {
+            audit::log(&tenant, event, &applied.response.audit_result());
+        }
         match &applied.response {
             CommandResponse::Conflict { key, current_version } => Err(version_conflict(key, *current_version)),
             CommandResponse::Applied { .. } => Ok(applied),
@@ -246,13 +261,17 @@ impl RecordsService {
         }
     }
 
-    /// Commits a support read to the audit log before any of its data is returned.
+    /// Commits a staff read (support, or a key an operator issued) to the
+    /// audit log before any of its data is returned.
     async fn audit_read(&self, admitted: &Admitted, tenant: &str, what: &str) -> Result<(), Status> {
-        if let Allowed::SupportRead { reason, .. } = &admitted.allowed {
-            let event = audit::event(&admitted.principal, "support-read", reason, what, None);
-            self.guard.auditor.record(tenant, event).await?;
-        }
-        Ok(())
+        let event = match &admitted.allowed {
+            Allowed::SupportRead { reason, .. } => {
+                audit::event(&admitted.principal, "support-read", reason, what, None)
+            }
+            Allowed::StaffKey { .. } => audit::event(&admitted.principal, "staff-key-read", "", what, None),
+            Allowed::Owner => return Ok(()),
+        };
+        self.guard.auditor.record(tenant, event).await
     }
 }
 

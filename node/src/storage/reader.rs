@@ -140,6 +140,12 @@ impl RecordReader {
         tenancy::read_api_key(&self.db, key_id)
     }
 
+    /// The operator who issued API key `key_id`, if a staff member did.
+    pub fn staff_issuer(&self, key_id: &str) -> io::Result<Option<String>> {
+        let _guard = self.guard()?;
+        tenancy::read_staff_issuer(&self.db, key_id)
+    }
+
     /// Up to `limit` audit entries after `after_seq`, oldest first.
     pub fn audit_entries(&self, after_seq: u64, limit: usize) -> io::Result<Vec<AuditEntry>> {
         let _guard = self.guard()?;
