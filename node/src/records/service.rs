@@ -21,6 +21,7 @@ use crate::auth::{
 };
 use crate::crypto::DataKeys;
 use crate::crypto::data_keys::MAX_SEALS_PER_DATA_KEY;
+use crate::crypto::envelope::sealed_version;
 use crate::metrics_names;
 use crate::model::command::{self, Command, CommandBody, CommandResponse, Mutation, Refusal, TenancyChange};
 use crate::model::limits::{DEFAULT_LIST_PAGE, LIST_PAGE_BYTES, LIST_RECORD_OVERHEAD_BYTES};
@@ -175,6 +176,38 @@ impl RecordsService {
         )
     }
 
+    /// Makes sure the data key new values are sealed with is unwrapped, off the runtime.
+    async fn ready_to_seal(&self, admitted: &Admitted, tenant: &str) -> Result<(), Status> {
+        if let (Some(keys), Some(record)) = (&self.guard.data_keys, &admitted.tenant)
+            && let Some(current) = record.current_data_key()
+        {
+            keys.ready(tenant, record, current.version).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes sure the data keys `values` were sealed with are unwrapped, off the runtime.
+    async fn ready_to_open<'a>(
+        &self,
+        admitted: &Admitted,
+        tenant: &str,
+        values: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<(), Status> {
+        let (Some(keys), Some(record)) = (&self.guard.data_keys, &admitted.tenant) else {
+            return Ok(());
+        };
+        let mut versions: Vec<u32> = values.filter_map(|v| sealed_version(v).ok()).collect();
+        versions.sort_unstable();
+        versions.dedup();
+        for version in versions {
+            // A version the tenant no longer has is refused by `open`, with its own error.
+            if record.data_keys.iter().any(|k| k.version == version) {
+                keys.ready(tenant, record, version).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Makes a new data key first when the current one has sealed its share of values.
     async fn refresh_data_key(&self, tenant: &str, admitted: &mut Admitted) -> Result<(), Status> {
         let (Some(keys), Some(record)) = (&self.guard.data_keys, &admitted.tenant) else {
@@ -184,7 +217,7 @@ impl RecordsService {
             return Ok(());
         }
         let version = record.current_data_key().map_or(1, |k| k.version + 1);
-        let data_key = keys.new_data_key(tenant, version)?;
+        let data_key = keys.make_data_key(tenant, version).await?;
         let command = Command::tenancy(tenant, None, TenancyChange::AddDataKey { data_key }, None);
         let applied = self.consensus.propose(command).await?;
         match applied.response {
@@ -359,6 +392,7 @@ impl RecordsService {
         validate::key(&request.key)?;
         validate::value(&request.value, self.max_value_bytes)?;
         self.refresh_data_key(&request.tenant, &mut admitted).await?;
+        self.ready_to_seal(&admitted, &request.tenant).await?;
         let ttl_ms = request.ttl_seconds.map(validate::ttl_seconds).transpose()?;
         let value = self.seal(&admitted, &request.tenant, &request.key, request.value)?;
         let mutation = match ttl_ms {
@@ -399,6 +433,8 @@ impl RecordsService {
             .get(&tenant, &key)
             .map_err(|e| storage_read(&e))?
             .ok_or_else(|| Status::not_found(format!("no record {key:?} in tenant {tenant:?}")))?;
+        self.ready_to_open(&admitted, &tenant, std::iter::once(stored.value.as_slice()))
+            .await?;
         Ok(GetResponse {
             header: Some(self.header()),
             record: Some(self.open(&admitted, &tenant, &key, stored)?),
@@ -453,6 +489,8 @@ impl RecordsService {
                 LIST_RECORD_OVERHEAD_BYTES,
             )
             .map_err(|e| storage_read(&e))?;
+        self.ready_to_open(&admitted, &tenant, page.records.iter().map(|(_, r)| r.value.as_slice()))
+            .await?;
         let records = page
             .records
             .into_iter()
@@ -477,6 +515,7 @@ impl RecordsService {
             return Err(InvalidRequest::BatchTooLong(request.ops.len()).into());
         }
         self.refresh_data_key(&request.tenant, &mut admitted).await?;
+        self.ready_to_seal(&admitted, &request.tenant).await?;
         let mut seen = HashSet::with_capacity(request.ops.len());
         let mut bytes = 0usize;
         let mut mutations = Vec::with_capacity(request.ops.len());

@@ -7,6 +7,7 @@
 
 mod archive_log;
 pub mod audit;
+mod blocking;
 mod columns;
 mod db;
 mod dump;

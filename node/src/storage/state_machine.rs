@@ -23,6 +23,7 @@ use openraft::{EntryPayload, OptionalSend, StoredMembership};
 use rocksdb::WriteBatch;
 
 use super::audit::AuditAppender;
+use super::blocking::off_runtime;
 use super::columns::{CF_SM, cf, decode_err, io_err};
 use super::error::StoreError;
 use super::expiry_clock::ExpiryClock;
@@ -152,15 +153,18 @@ impl StateMachineStore {
             CommandBody::Expire(expired) => self.apply_expiry(index, &command.tenant, expired, batch, pending)?,
             CommandBody::Tenancy(change) => {
                 let mut deleted = Vec::new();
-                let response = tenancy::apply_change(
-                    &at,
-                    &mut pending.tenancy,
-                    batch,
-                    &command.tenant,
-                    command.api_key.as_deref(),
-                    change.clone(),
-                    &mut deleted,
-                )?;
+                // Deleting a tenant scans every API key: not on a worker openraft needs.
+                let response = off_runtime(|| {
+                    tenancy::apply_change(
+                        &at,
+                        &mut pending.tenancy,
+                        batch,
+                        &command.tenant,
+                        command.api_key.as_deref(),
+                        change.clone(),
+                        &mut deleted,
+                    )
+                })?;
                 if !deleted.is_empty() {
                     // A deleted tenant's write ids go with it.
                     self.idempotency
@@ -412,7 +416,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotFile;
 
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, SnapshotFile>, io::Error> {
-        let (meta, snapshot) = self.snapshots.build(&self.db)?;
+        // Writing every record into an SST file: not on a worker openraft needs.
+        let (meta, snapshot) = off_runtime(|| self.snapshots.build(&self.db))?;
         tracing::info!(last_log_id = ?meta.last_log_id, bytes = snapshot.len, "built snapshot");
         Ok(SnapshotOf::<TypeConfig, SnapshotFile> { meta, snapshot })
     }
