@@ -31,6 +31,7 @@ use super::handle::Db;
 use super::idempotency::{ClientKey, IdempotencyIndex, RememberedResult, Seen};
 use super::keys::{self, APPLIED_AT_KEY, APPLIED_KEY, MEMBERSHIP_KEY, idempotency_result_key, meta_key, record_key};
 use super::reader::{RecordReader, StoredRecord, read_record};
+use super::shred::Deletions;
 use super::snapshot::{FORMAT_KEY, FORMAT_VERSION, SnapshotDir, SnapshotFile};
 use super::tenancy::{self, ApplyAt, Overlay};
 use super::types::TypeConfig;
@@ -48,10 +49,12 @@ pub struct StateMachineStore {
     install_lock: Arc<RwLock<()>>,
     idempotency: IdempotencyIndex,
     expiry_clock: LeaderExpiryClock,
+    /// Raised with the log index of each tenant deletion applied (`shred.rs`).
+    deletions: Deletions,
 }
 
 impl StateMachineStore {
-    pub(crate) fn open(db: Arc<Db>, snapshot_dir: PathBuf) -> Result<Self, StoreError> {
+    pub(crate) fn open(db: Arc<Db>, snapshot_dir: PathBuf, deletions: Deletions) -> Result<Self, StoreError> {
         let snapshots = SnapshotDir::new(snapshot_dir);
         snapshots.resume_install(&db)?;
         // Every snapshot then holds at least this key (an SST cannot be empty).
@@ -65,6 +68,7 @@ impl StateMachineStore {
             install_lock: Arc::new(RwLock::new(())),
             idempotency: IdempotencyIndex::default(),
             expiry_clock: LeaderExpiryClock::default(),
+            deletions,
         };
         store.reload()?;
         Ok(store)
@@ -166,6 +170,8 @@ impl StateMachineStore {
                     )
                 })?;
                 if !deleted.is_empty() {
+                    // Its wrapped data keys are still in the log and in older files.
+                    self.deletions.send_replace(index);
                     // A deleted tenant's write ids go with it.
                     self.idempotency
                         .forget_tenant(&command.tenant, batch, cf(&self.db, CF_SM));
