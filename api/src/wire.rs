@@ -16,6 +16,10 @@ pub const REASON: &str = "x-safekeep-reason";
 pub const CURRENT_VERSION: &str = "x-safekeep-current-version";
 /// Response metadata that says a failed write was certainly not applied.
 pub const NOT_APPLIED: &str = "x-safekeep-not-applied";
+/// Largest message of the records API either way: a full batch (16 MiB of
+/// keys and values) or a page holding the largest value, plus framing. Most
+/// gRPC clients accept only 4 MiB by default; the SDK accepts this much.
+pub const MAX_RECORDS_MESSAGE_BYTES: usize = (16 << 20) + (1 << 20);
 
 /// The `authorization` value that presents `key`.
 pub fn bearer(key: &str) -> String {

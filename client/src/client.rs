@@ -168,7 +168,7 @@ impl Client {
         let response = self
             .execute(RetryPolicy::Write, |channel, timeout| {
                 let request = self.request(request.clone(), timeout);
-                async move { RecordsClient::new(channel).put(request).await }
+                async move { records_client(channel).put(request).await }
             })
             .await?;
         Ok(PutOutcome {
@@ -194,7 +194,7 @@ impl Client {
         let result = self
             .execute(RetryPolicy::Read, |channel, timeout| {
                 let request = self.request(request.clone(), timeout);
-                async move { RecordsClient::new(channel).get(request).await }
+                async move { records_client(channel).get(request).await }
             })
             .await;
         match result {
@@ -233,7 +233,7 @@ impl Client {
         let response = self
             .execute(RetryPolicy::Write, |channel, timeout| {
                 let request = self.request(request.clone(), timeout);
-                async move { RecordsClient::new(channel).delete(request).await }
+                async move { records_client(channel).delete(request).await }
             })
             .await?;
         Ok(DeleteOutcome {
@@ -263,7 +263,7 @@ impl Client {
         let response = self
             .execute(RetryPolicy::Read, |channel, timeout| {
                 let request = self.request(request.clone(), timeout);
-                async move { RecordsClient::new(channel).list(request).await }
+                async move { records_client(channel).list(request).await }
             })
             .await?;
         Ok(ListPage {
@@ -285,7 +285,7 @@ impl Client {
         let response = self
             .execute(RetryPolicy::Write, |channel, timeout| {
                 let request = self.request(request.clone(), timeout);
-                async move { RecordsClient::new(channel).batch(request).await }
+                async move { records_client(channel).batch(request).await }
             })
             .await?;
         Ok(BatchOutcome {
@@ -519,6 +519,12 @@ impl Client {
 
 fn members(response: v1::MembershipResponse) -> Vec<Member> {
     response.members.into_iter().map(Member::from).collect()
+}
+
+/// A records client that accepts the largest message the API sends (a page
+/// or record holding a 16 MiB value), not only gRPC's default of 4 MiB.
+pub(crate) fn records_client(channel: Channel) -> RecordsClient<Channel> {
+    RecordsClient::new(channel).max_decoding_message_size(safekeep_api::wire::MAX_RECORDS_MESSAGE_BYTES)
 }
 
 fn require_non_empty(what: &str, value: &str) -> Result<(), Error> {

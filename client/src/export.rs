@@ -7,7 +7,6 @@
 //! broken, so a cut export is never mistaken for a whole one.
 
 use safekeep_api::v1;
-use safekeep_api::v1::records_client::RecordsClient;
 use tonic::{Request, Status, Streaming};
 
 use crate::client::Client;
@@ -121,7 +120,7 @@ impl Export {
                 // No deadline for the whole stream: `next_chunk` bounds each wait instead.
                 let request: Request<v1::ExportRequest> = client.request_without_deadline(message.clone());
                 async move {
-                    let response = RecordsClient::new(channel).export(request).await?;
+                    let response = crate::client::records_client(channel).export(request).await?;
                     Ok(response.map(Opened))
                 }
             })

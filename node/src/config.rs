@@ -44,6 +44,26 @@ pub const MIN_TLS_RELOAD_MS: u64 = 100;
 pub const DEFAULT_TENANT_REQUESTS_PER_SECOND: u32 = 20_000;
 /// Default burst of one tenant above its rate.
 pub const DEFAULT_TENANT_BURST: u32 = 40_000;
+/// Default most connections one listener (client API or peer) holds at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4_096;
+/// Default most TLS handshakes in progress from one IP address on one listener.
+pub const DEFAULT_MAX_HANDSHAKES_PER_ADDRESS: usize = 16;
+/// Default longest a TLS handshake may take.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 3_000;
+/// Default most concurrent calls on one client API connection.
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 256;
+/// Default most concurrent calls on one peer connection (replication, votes, forwarded requests).
+pub const DEFAULT_MAX_PEER_CONCURRENT_STREAMS: u32 = 1_024;
+/// Default interval between HTTP/2 keepalive pings on a quiet connection.
+pub const DEFAULT_KEEPALIVE_INTERVAL_MS: u64 = 30_000;
+/// Default longest wait for a keepalive ping's answer before the connection is closed.
+pub const DEFAULT_KEEPALIVE_TIMEOUT_MS: u64 = 10_000;
+/// Default longest life of a client API connection before the server asks the client to reconnect.
+pub const DEFAULT_MAX_CONNECTION_AGE_MS: u64 = 3_600_000;
+/// Default catch-ups per second a node spends on API key ids it does not know.
+pub const DEFAULT_UNKNOWN_KEY_CATCH_UPS_PER_SECOND: u32 = 50;
+/// Default API key ids a node remembers as unknown.
+pub const DEFAULT_UNKNOWN_KEY_CACHE_ENTRIES: usize = 65_536;
 /// Environment variable holding master keys when no file is configured.
 pub const MASTER_KEY_ENV: &str = "SAFEKEEP_MASTER_KEY";
 /// Readiness: most entries a replica may lag behind the commit index.
@@ -147,6 +167,29 @@ pub struct LimitSettings {
     pub tenant_requests_per_second: u32,
     /// Requests one tenant may burst above its rate.
     pub tenant_burst: u32,
+    /// Most connections each listener (client API, peer) holds at once,
+    /// handshaking or open; more are closed as they arrive.
+    pub max_connections: usize,
+    /// Most TLS handshakes in progress from one IP address on one listener;
+    /// more from that address are closed as they arrive.
+    pub max_handshakes_per_address: usize,
+    /// Longest a TLS handshake may take, ms.
+    pub handshake_timeout_ms: u64,
+    /// Most concurrent calls on one client API connection.
+    pub max_concurrent_streams: u32,
+    /// Most concurrent calls on one peer connection.
+    pub max_peer_concurrent_streams: u32,
+    /// Interval of HTTP/2 keepalive pings on both servers, ms.
+    pub keepalive_interval_ms: u64,
+    /// A connection whose peer does not answer a keepalive ping within this is closed, ms.
+    pub keepalive_timeout_ms: u64,
+    /// A client API connection older than this is asked to close once its calls finish, ms.
+    pub max_connection_age_ms: u64,
+    /// Catch-ups with the leader per second this node spends on API key ids
+    /// it does not know; beyond them unknown ids are refused locally.
+    pub unknown_key_catch_ups_per_second: u32,
+    /// API key ids remembered as unknown after a catch-up, refused with no other.
+    pub unknown_key_cache_entries: usize,
 }
 
 impl Default for LimitSettings {
@@ -155,6 +198,16 @@ impl Default for LimitSettings {
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             tenant_requests_per_second: DEFAULT_TENANT_REQUESTS_PER_SECOND,
             tenant_burst: DEFAULT_TENANT_BURST,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_handshakes_per_address: DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
+            handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
+            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+            max_peer_concurrent_streams: DEFAULT_MAX_PEER_CONCURRENT_STREAMS,
+            keepalive_interval_ms: DEFAULT_KEEPALIVE_INTERVAL_MS,
+            keepalive_timeout_ms: DEFAULT_KEEPALIVE_TIMEOUT_MS,
+            max_connection_age_ms: DEFAULT_MAX_CONNECTION_AGE_MS,
+            unknown_key_catch_ups_per_second: DEFAULT_UNKNOWN_KEY_CATCH_UPS_PER_SECOND,
+            unknown_key_cache_entries: DEFAULT_UNKNOWN_KEY_CACHE_ENTRIES,
         }
     }
 }
@@ -569,6 +622,29 @@ impl NodeConfig {
                     "need 0 < heartbeat_ms ({}) < election_min_ms ({}) < election_max_ms ({})",
                     r.heartbeat_ms, r.election_min_ms, r.election_max_ms
                 ),
+            });
+        }
+        let l = &self.limits;
+        let zero = [
+            ("limits.max_connections", l.max_connections as u64),
+            ("limits.max_handshakes_per_address", l.max_handshakes_per_address as u64),
+            ("limits.handshake_timeout_ms", l.handshake_timeout_ms),
+            ("limits.max_concurrent_streams", u64::from(l.max_concurrent_streams)),
+            (
+                "limits.max_peer_concurrent_streams",
+                u64::from(l.max_peer_concurrent_streams),
+            ),
+            ("limits.keepalive_interval_ms", l.keepalive_interval_ms),
+            ("limits.keepalive_timeout_ms", l.keepalive_timeout_ms),
+            ("limits.max_connection_age_ms", l.max_connection_age_ms),
+            ("limits.unknown_key_cache_entries", l.unknown_key_cache_entries as u64),
+        ]
+        .into_iter()
+        .find(|(_, value)| *value == 0);
+        if let Some((name, _)) = zero {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: "must be above 0".into(),
             });
         }
         if self.limits.max_value_bytes == 0

@@ -72,6 +72,20 @@ pub const BACKUP_LAST_VERIFIED: &str = "safekeep_backup_last_verified_timestamp_
 pub const BACKUP_VERIFY_FAILURES: &str = "safekeep_backup_verify_failures_total";
 /// Backup steps that failed, by `step` (`full`, `archive`, `list`, `retention`) (counter).
 pub const BACKUP_FAILURES: &str = "safekeep_backup_failures_total";
+/// Requests refused for their caller's request rate on this node (counter).
+pub const RATE_LIMITED: &str = "safekeep_rate_limited_requests_total";
+/// API keys refused without a catch-up with the leader, by `reason`:
+/// `remembered` (an id found unknown before) or `catch_up_budget` (this
+/// node's catch-ups for unknown ids were spent) (counter).
+pub const UNKNOWN_KEY_REFUSALS: &str = "safekeep_unknown_api_key_refusals_total";
+/// Catch-ups with the leader made for an API key id this replica did not know (counter).
+pub const UNKNOWN_KEY_CATCH_UPS: &str = "safekeep_unknown_api_key_catch_ups_total";
+/// Records requests refused before their body was read, for a malformed
+/// `authorization` header or no credentials at all (counter).
+pub const EARLY_AUTH_REFUSALS: &str = "safekeep_early_auth_refusals_total";
+/// Connections closed as they arrived, by `listener` and `reason`:
+/// `max_connections` or `handshakes_per_address` (counter).
+pub const CONNECTIONS_REFUSED: &str = "safekeep_connections_refused_total";
 
 /// How Prometheus types a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,6 +292,36 @@ pub const DESCRIPTIONS: &[Description] = &[
         Kind::Counter,
         Unit::Count,
         "Backup steps that failed, by step: list, full, archive or retention.",
+    ),
+    described(
+        RATE_LIMITED,
+        Kind::Counter,
+        Unit::Count,
+        "Requests refused with RESOURCE_EXHAUSTED because their caller was over its request rate on this node.",
+    ),
+    described(
+        UNKNOWN_KEY_REFUSALS,
+        Kind::Counter,
+        Unit::Count,
+        "API keys refused with no catch-up with the leader, by reason: remembered (the id was found unknown before) or catch_up_budget (this node's catch-ups for unknown ids were spent).",
+    ),
+    described(
+        UNKNOWN_KEY_CATCH_UPS,
+        Kind::Counter,
+        Unit::Count,
+        "Catch-ups with the leader (read barriers) made for an API key id this replica did not know.",
+    ),
+    described(
+        EARLY_AUTH_REFUSALS,
+        Kind::Counter,
+        Unit::Count,
+        "Records requests refused before their body was decoded, for a malformed authorization header or no credentials at all.",
+    ),
+    described(
+        CONNECTIONS_REFUSED,
+        Kind::Counter,
+        Unit::Count,
+        "Connections closed as they arrived, by listener and reason: max_connections or handshakes_per_address.",
     ),
 ];
 

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::auth::{Auditor, Authenticator};
+use crate::auth::{Auditor, Authenticator, UnknownKeys};
 use crate::backup::{BackupAccess, Shipper, Target};
 use crate::config::{ConfigError, NodeConfig};
 use crate::crypto::{CryptoError, DataKeys};
@@ -20,7 +20,7 @@ use crate::environment::{NodeEnvironment, wall_clock_nanos};
 use crate::raft::{self, BootstrapError, Consensus, RaftStartError};
 use crate::serve;
 use crate::storage::{Store, StoreCloseWatch, StoreError};
-use crate::tls::{Listener, TlsError, tls_incoming};
+use crate::tls::{HandshakeLimits, Listener, TlsError, tls_incoming};
 use crate::transport::{self, Incoming, tcp_incoming};
 
 /// Longest wait for the store to close after the node stops.
@@ -209,20 +209,36 @@ impl Node {
                 return Err(e.into());
             }
         }
-        let authenticator = Authenticator::new(consensus.clone(), !insecure);
+        let unknown_keys = UnknownKeys::new(
+            config.limits.unknown_key_catch_ups_per_second,
+            config.limits.unknown_key_cache_entries,
+        );
+        let authenticator = Authenticator::new(consensus.clone(), !insecure, unknown_keys);
 
         let (client_address, peer_address) = (listeners.client_address, listeners.peer_address);
         let http_address = listeners.http.as_ref().and_then(|l| l.local_addr().ok());
+        let limits = &config.limits;
+        let client_incoming = transport::limit_connections(listeners.client, limits.max_connections, "client");
+        let peer_incoming = transport::limit_connections(listeners.peer, limits.max_connections, "peer");
+        let handshakes = HandshakeLimits {
+            timeout: Duration::from_millis(limits.handshake_timeout_ms),
+            per_address: limits.max_handshakes_per_address,
+        };
         let (client_incoming, peer_incoming) = match &tls {
             Some(tls) => (
-                tls_incoming(listeners.client, tls.clone(), Listener::ClientApi),
-                tls_incoming(listeners.peer, tls.clone(), Listener::Peer),
+                tls_incoming(client_incoming, tls.clone(), Listener::ClientApi, handshakes),
+                tls_incoming(peer_incoming, tls.clone(), Listener::Peer, handshakes),
             ),
-            None => (listeners.client, listeners.peer),
+            None => (client_incoming, peer_incoming),
         };
         let client_incoming = transport::close_on_stop(client_incoming, stop_rx.clone());
         let peer_incoming = transport::close_on_stop(peer_incoming, stop_rx.clone());
-        let mut servers = vec![serve::peer(peer_service, peer_incoming, stop_rx.clone())];
+        let mut servers = vec![serve::peer(
+            peer_service,
+            peer_incoming,
+            &config.limits,
+            stop_rx.clone(),
+        )];
         let auditor = Auditor::new(consensus.clone());
         if let Some(tls) = &tls {
             servers.push(audit_certificate_reloads(config.id, tls.clone(), auditor.clone()));
@@ -250,7 +266,7 @@ impl Node {
         servers.push(crate::retention::spawn(consensus.clone(), stop_rx.clone()));
         let services = serve::ClientServices::assemble(&config, &consensus, authenticator, auditor, data_keys, backups);
         servers.push(
-            serve::clients(services, client_incoming, stop_rx.clone())
+            serve::clients(services, client_incoming, &config.limits, stop_rx.clone())
                 .await
                 .map_err(|e| StartError::Service("reflection", e))?,
         );

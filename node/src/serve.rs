@@ -5,6 +5,7 @@
 
 use crate::backup::BackupAccess;
 use std::sync::Arc;
+use std::time::Duration;
 
 use safekeep_api::v1::admin_server::AdminServer;
 use safekeep_api::v1::cluster_server::ClusterServer;
@@ -13,10 +14,11 @@ use safekeep_api::v1::records_server::RecordsServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::admin::{AdminService, ClusterService};
 use crate::auth::{Auditor, Authenticator, TenantRateLimiter};
-use crate::config::NodeConfig;
+use crate::config::{LimitSettings, NodeConfig};
 use crate::crypto::DataKeys;
 use crate::model::limits::MAX_REQUEST_BYTES;
 use crate::raft::{Consensus, PeerService};
@@ -31,6 +33,8 @@ pub struct ClientServices {
     records: RecordsService,
     cluster: ClusterService,
     admin: AdminService,
+    /// Checks a records call's credentials before its body is decoded.
+    precheck: Authenticator,
 }
 
 impl ClientServices {
@@ -44,6 +48,7 @@ impl ClientServices {
         data_keys: Option<Arc<DataKeys>>,
         backups: Option<BackupAccess>,
     ) -> Self {
+        let precheck = authenticator.clone();
         let guard = RecordsGuard {
             authenticator: authenticator.clone(),
             limiter: TenantRateLimiter::new(config.limits.tenant_requests_per_second, config.limits.tenant_burst),
@@ -68,13 +73,28 @@ impl ClientServices {
             records,
             cluster,
             admin,
+            precheck,
         }
     }
 }
 
+/// A server with the limits both listeners share: HTTP/2 keepalive (a peer
+/// that stops answering is dropped) and concurrent calls per connection.
+fn limited_server(limits: &LimitSettings, max_concurrent_streams: u32) -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .max_concurrent_streams(max_concurrent_streams)
+        .http2_keepalive_interval(Some(Duration::from_millis(limits.keepalive_interval_ms)))
+        .http2_keepalive_timeout(Some(Duration::from_millis(limits.keepalive_timeout_ms)))
+}
+
 /// Serves the peer channel on `incoming` until `stop`.
-pub fn peer(service: PeerService, incoming: Incoming, stop: watch::Receiver<bool>) -> JoinHandle<()> {
-    let server = tonic::transport::Server::builder()
+pub fn peer(
+    service: PeerService,
+    incoming: Incoming,
+    limits: &LimitSettings,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let server = limited_server(limits, limits.max_peer_concurrent_streams)
         .add_service(
             PeerServer::new(service)
                 .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
@@ -94,6 +114,7 @@ pub fn peer(service: PeerService, incoming: Incoming, stop: watch::Receiver<bool
 pub async fn clients(
     services: ClientServices,
     incoming: Incoming,
+    limits: &LimitSettings,
     stop: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, String> {
     let reflection = tonic_reflection::server::Builder::configure()
@@ -105,16 +126,23 @@ pub async fn clients(
     health_reporter.set_serving::<RecordsServer<RecordsService>>().await;
     health_reporter.set_serving::<ClusterServer<ClusterService>>().await;
     health_reporter.set_serving::<AdminServer<AdminService>>().await;
-    let server = tonic::transport::Server::builder()
+    let precheck = services.precheck;
+    let records = RecordsServer::new(services.records)
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
+        .max_encoding_message_size(MAX_REQUEST_BYTES);
+    // Credentials that can never be valid are refused before a body of up to
+    // MAX_REQUEST_BYTES is read and decoded.
+    let records = InterceptedService::new(records, move |request: tonic::Request<()>| {
+        precheck.precheck(&request)?;
+        Ok(request)
+    });
+    let server = limited_server(limits, limits.max_concurrent_streams)
+        .max_connection_age(Duration::from_millis(limits.max_connection_age_ms))
         // Every request's log lines (audit entries among them) carry its method.
         .trace_fn(|request| tracing::info_span!("request", method = request.uri().path()))
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(
-            RecordsServer::new(services.records)
-                .max_decoding_message_size(MAX_REQUEST_BYTES)
-                .max_encoding_message_size(MAX_REQUEST_BYTES),
-        )
+        .add_service(records)
         .add_service(ClusterServer::new(services.cluster))
         .add_service(AdminServer::new(services.admin))
         .serve_with_incoming_shutdown(incoming, stopped(stop));

@@ -2,21 +2,26 @@
 //! simulation whatever the harness supplies (turmoil's network) through the
 //! same trait. Servers take a stream of accepted connections; clients take a
 //! gRPC endpoint and get a lazily connected channel. A stopping node closes
-//! the connections it accepted (`close_on_stop`).
+//! the connections it accepted (`close_on_stop`). A listener holds at most a
+//! set number of connections at once (`limit_connections`): each one keeps
+//! a slot until it closes, and one arriving when none is free is closed.
 
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::{Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tonic::transport::server::Connected;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::identity::CertPrincipal;
+use crate::metrics_names::CONNECTIONS_REFUSED;
 
 /// Any byte stream a server can speak gRPC over.
 pub trait Connection: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -47,6 +52,10 @@ pub struct Accepted {
     identity: ConnectionIdentity,
     /// Once this resolves, every read and write fails (see `close_on_stop`).
     stop: Option<StopSignal>,
+    /// The IP address the connection came from, when the transport knows it.
+    remote: Option<IpAddr>,
+    /// The listener's connection slot this connection holds until it closes.
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 impl Accepted {
@@ -61,7 +70,28 @@ impl Accepted {
             connection: Box::new(connection),
             identity: ConnectionIdentity(principal),
             stop: None,
+            remote: None,
+            slot: None,
         }
+    }
+
+    /// Records the IP address the connection came from.
+    pub fn from_address(mut self, remote: IpAddr) -> Self {
+        self.remote = Some(remote);
+        self
+    }
+
+    /// The IP address the connection came from, when known.
+    pub fn remote(&self) -> Option<IpAddr> {
+        self.remote
+    }
+
+    /// Wraps a byte stream made from `self` (a TLS session over it): the
+    /// result keeps the address, and the slot lives inside `connection`.
+    pub fn wrapped(connection: impl Connection, principal: Option<CertPrincipal>, remote: Option<IpAddr>) -> Self {
+        let mut wrapped = Self::authenticated(connection, principal);
+        wrapped.remote = remote;
+        wrapped
     }
 
     /// An error once the node is stopping, so the connection closes.
@@ -91,6 +121,35 @@ pub fn close_on_stop(incoming: Incoming, stop: watch::Receiver<bool>) -> Incomin
                 }));
                 accepted
             })
+        })
+        .boxed()
+}
+
+/// At most `max` connections of `incoming` open at once, each holding a slot
+/// until it closes; one arriving when every slot is taken is closed at once
+/// and counted under `listener`.
+pub fn limit_connections(incoming: Incoming, max: usize, listener: &'static str) -> Incoming {
+    let slots = Arc::new(Semaphore::new(max));
+    incoming
+        .filter_map(move |accepted| {
+            let slots = slots.clone();
+            async move {
+                let mut accepted = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => return Some(Err(e)),
+                };
+                match slots.try_acquire_owned() {
+                    Ok(slot) => {
+                        accepted.slot = Some(slot);
+                        Some(Ok(accepted))
+                    }
+                    Err(_) => {
+                        metrics::counter!(CONNECTIONS_REFUSED, "listener" => listener, "reason" => "max_connections")
+                            .increment(1);
+                        None
+                    }
+                }
+            }
         })
         .boxed()
 }
@@ -135,9 +194,9 @@ pub type Incoming = Pin<Box<dyn Stream<Item = io::Result<Accepted>> + Send>>;
 /// Accepted connections of a tokio TCP listener, with Nagle off.
 pub fn tcp_incoming(listener: TcpListener) -> Incoming {
     let accepted = futures::stream::unfold(listener, |listener| async move {
-        let next = listener.accept().await.map(|(stream, _)| {
+        let next = listener.accept().await.map(|(stream, from)| {
             let _ = stream.set_nodelay(true);
-            Accepted::new(stream)
+            Accepted::new(stream).from_address(from.ip())
         });
         Some((next, listener))
     });
@@ -157,5 +216,34 @@ pub struct TcpTransport;
 impl Transport for TcpTransport {
     fn channel(&self, endpoint: Endpoint) -> Channel {
         endpoint.tcp_nodelay(true).connect_lazy()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_listener_holds_at_most_its_connections_and_frees_a_slot_on_close() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<io::Result<Accepted>>();
+        let mut limited = limit_connections(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx).boxed(),
+            2,
+            "test",
+        );
+        let connect = || {
+            let (ours, _theirs) = tokio::io::duplex(64);
+            tx.send(Ok(Accepted::new(ours))).unwrap();
+        };
+        connect();
+        connect();
+        let first = limited.next().await.unwrap().unwrap();
+        let _second = limited.next().await.unwrap().unwrap();
+        connect(); // over the limit: closed as it arrives
+        drop(first);
+        connect(); // a slot is free again
+        drop(tx);
+        let passed: Vec<_> = limited.collect().await;
+        assert_eq!(passed.len(), 1, "only the connection after a close gets through");
     }
 }

@@ -429,3 +429,66 @@ async fn a_malformed_command_forwarded_on_the_peer_channel_is_refused_before_the
     );
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_pages_stop_at_a_byte_budget_so_large_values_page_through_with_default_clients() {
+    const RECORDS: usize = 100;
+    const VALUE_BYTES: usize = 200 << 10;
+    let cluster = TestCluster::start(1, |_| {}).await;
+    // gRPC's default 4 MiB decoding limit: what most clients accept.
+    let mut client = cluster.records(cluster.leader().await).await;
+    let value = |i: usize| vec![i as u8; VALUE_BYTES];
+    for (request_id, half) in [(0..RECORDS / 2), (RECORDS / 2..RECORDS)].into_iter().enumerate() {
+        let ops = half
+            .map(|i| batch_put(&format!("big/{i:03}"), &value(i), None))
+            .collect();
+        let batch = BatchRequest {
+            tenant: TENANT.into(),
+            ops,
+            write_id: Some(WriteId {
+                client_id: "big".into(),
+                request_id: request_id as u64 + 1,
+                first_incomplete: 0,
+            }),
+        };
+        client.batch(batch).await.expect("a batch of 10 MB is accepted");
+    }
+    let mut pages = 0;
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        // The default page of 100 records would be 20 MB: above every message limit.
+        let page = client
+            .list(ListRequest {
+                tenant: TENANT.into(),
+                prefix: "big/".into(),
+                page_token: token.clone(),
+                limit: 0,
+                consistency: Consistency::Linearizable as i32,
+            })
+            .await
+            .expect("every page fits the response limits")
+            .into_inner();
+        pages += 1;
+        assert!(!page.records.is_empty(), "a page with a token after it holds records");
+        for record in page.records {
+            let i: usize = record.key["big/".len()..].parse().unwrap();
+            assert_eq!(record.value, value(i), "{} is returned as stored", record.key);
+            seen.push(i);
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(
+        seen,
+        (0..RECORDS).collect::<Vec<_>>(),
+        "every record once, in key order"
+    );
+    assert!(
+        pages >= 7,
+        "20 MB of values takes at least 7 pages of at most 3 MiB, took {pages}"
+    );
+    cluster.shutdown().await;
+}

@@ -107,3 +107,81 @@ async fn staff_access_and_admin_actions_are_audited_and_tampering_is_detected() 
     assert_eq!(through_1.broken, None, "the other replicas are intact");
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_access_with_a_key_an_operator_issued_is_audited_as_that_operators() {
+    use safekeep_api::v1::admin_client::AdminClient;
+    use safekeep_api::v1::{IssueApiKeyRequest, ListRequest};
+    let cluster = TestCluster::start_secure(1, |_| {}).await;
+    cluster.leader().await;
+    // The tenant's own key, issued with its admin key.
+    let own = cluster.tenant_key("acme", ApiKeyRole::Writer).await;
+    let mut records = cluster.records(1).await;
+    records
+        .put(keyed(put("acme", "k", b"customer data", "own", 1), &own))
+        .await
+        .unwrap();
+    let admin = AdminClient::new(cluster.channel(1).await);
+    let staff_key = |role: ApiKeyRole| {
+        let request = IssueApiKeyRequest {
+            tenant: "acme".into(),
+            role: role as i32,
+            label: "operator's own".into(),
+        };
+        let mut admin = admin.clone();
+        async move { admin.issue_api_key(request).await.unwrap().into_inner() }
+    };
+    let reader = staff_key(ApiKeyRole::Reader).await;
+    let writer = staff_key(ApiKeyRole::Writer).await;
+    let reader_id = reader.key.unwrap().key_id;
+    let writer_id = writer.key.unwrap().key_id;
+
+    let read = records
+        .get(keyed(common::get("acme", "k"), &reader.secret))
+        .await
+        .unwrap();
+    assert_eq!(read.into_inner().record.unwrap().value, b"customer data");
+    let list = ListRequest {
+        tenant: "acme".into(),
+        prefix: String::new(),
+        page_token: String::new(),
+        limit: 0,
+        consistency: 0,
+    };
+    assert_eq!(
+        records
+            .list(keyed(list, &reader.secret))
+            .await
+            .unwrap()
+            .into_inner()
+            .records
+            .len(),
+        1
+    );
+    records
+        .put(keyed(put("acme", "k2", b"planted", "staff", 1), &writer.secret))
+        .await
+        .unwrap();
+
+    let entries = operator_sdk(&cluster, &[1]).await.list_audit(0, 0).await.unwrap();
+    let as_staff = |key_id: &str| format!("operator:admin via api-key:{key_id}@acme");
+    let reads: Vec<&AuditEntryInfo> = entries
+        .iter()
+        .filter(|e| e.actor == as_staff(&reader_id) && e.action == "staff-key-read")
+        .collect();
+    assert_eq!(reads.len(), 2, "the get and the list: {entries:#?}");
+    assert!(reads.iter().all(|e| e.tenant == "acme" && e.result == "ok"));
+    assert!(reads[0].detail.contains("\"k\""), "{:?}", reads[0]);
+    let write = find(&entries, &as_staff(&writer_id), "staff-key-write");
+    assert!(write.detail.contains("\"k2\"") && write.result == "ok", "{write:?}");
+    assert!(
+        !entries
+            .iter()
+            .any(|e| e.action.starts_with("staff-key") && !e.actor.starts_with("operator:admin via")),
+        "the tenant's own key is not staff access: {entries:#?}"
+    );
+    // Stored data is as written: the audit changed nothing.
+    let value = records.get(keyed(common::get("acme", "k"), &own)).await.unwrap();
+    assert_eq!(value.into_inner().record.unwrap().value, b"customer data");
+    cluster.shutdown().await;
+}

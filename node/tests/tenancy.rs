@@ -397,7 +397,7 @@ async fn a_node_with_the_wrong_master_key_refuses_to_start() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tenant_over_its_rate_is_refused_and_others_are_served() {
+async fn a_tenant_over_its_rate_is_refused_and_cannot_spend_another_tenants_tokens() {
     let cluster = TestCluster::start_secure(1, |c| {
         c.limits.tenant_requests_per_second = 1;
         c.limits.tenant_burst = 3;
@@ -413,6 +413,13 @@ async fn a_tenant_over_its_rate_is_refused_and_others_are_served() {
         codes.push(result.err().map_or(Code::Ok, |s| s.code()));
     }
     assert!(codes.contains(&Code::ResourceExhausted), "{codes:?}");
+    // A key of one tenant naming another is refused, and spends none of the other's tokens.
+    let mut crossing = Vec::new();
+    for _ in 0..6 {
+        let result = client.get(keyed(get("quiet", "k"), &noisy)).await;
+        crossing.push(result.err().map_or(Code::Ok, |s| s.code()));
+    }
+    assert!(crossing.iter().all(|c| *c == Code::PermissionDenied), "{crossing:?}");
     let served = client.get(keyed(get("quiet", "k"), &quiet)).await.unwrap_err();
     assert_eq!(served.code(), Code::NotFound, "the quiet tenant is served");
     cluster.shutdown().await;

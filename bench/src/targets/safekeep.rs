@@ -217,22 +217,29 @@ fn check_topology(manifest: &Manifest, path: &Path, security: Security) -> Resul
     Ok(())
 }
 
-/// As the local operator: creates the benchmark's tenant and a writer key,
-/// and returns the configuration workers connect with (the CA and that key)
-/// and the operator's own.
+/// As the local operator: creates the benchmark's tenant and its first admin
+/// key, with which the tenant issues itself a writer key (a key the operator
+/// issued is a staff key, whose every access is audited: not what a tenant's
+/// traffic costs). Returns the configuration workers connect with (the CA
+/// and the writer key) and the operator's own.
 async fn writer_config(endpoints: &[String], tls: &ManifestTls) -> Result<(ClientConfig, ClientConfig), BenchError> {
     let operator_tls = ClientTls::from_files(&tls.ca, Some((&tls.cert, &tls.key)))?;
     let operator_config = ClientConfig::new(endpoints.to_vec()).with_tls(operator_tls);
     let operator = Client::connect(operator_config.clone()).await?;
     operator.create_tenant(BENCH_TENANT).await?;
-    let issued = operator
+    let first_admin = operator
+        .issue_api_key(BENCH_TENANT, ApiKeyRole::Admin, "safekeep-bench setup")
+        .await?;
+    let keyed = |secret: String| -> Result<ClientConfig, BenchError> {
+        Ok(ClientConfig::new(endpoints.to_vec())
+            .with_tls(ClientTls::from_files(&tls.ca, None)?)
+            .with_api_key(ApiKey::new(secret)?))
+    };
+    let tenant_admin = Client::connect(keyed(first_admin.secret)?).await?;
+    let issued = tenant_admin
         .issue_api_key(BENCH_TENANT, ApiKeyRole::Writer, "safekeep-bench")
         .await?;
-    let worker_tls = ClientTls::from_files(&tls.ca, None)?;
-    let worker_config = ClientConfig::new(endpoints.to_vec())
-        .with_tls(worker_tls)
-        .with_api_key(ApiKey::new(issued.secret)?);
-    Ok((worker_config, operator_config))
+    Ok((keyed(issued.secret)?, operator_config))
 }
 
 impl Cluster for SafekeepCluster {

@@ -90,8 +90,8 @@ impl AdminService {
         crate::status::response_header(&self.consensus)
     }
 
-    fn data_keys(&self) -> Result<&DataKeys, Status> {
-        self.data_keys.as_deref().ok_or_else(|| {
+    fn data_keys(&self) -> Result<&Arc<DataKeys>, Status> {
+        self.data_keys.as_ref().ok_or_else(|| {
             Status::failed_precondition(
                 "tenants need encryption at rest: run the cluster with TLS and a master key, not --insecure-dev",
             )
@@ -169,7 +169,7 @@ impl Admin for AdminService {
         policy::operator(&principal)?;
         let tenant = request.into_inner().tenant;
         validate::tenant(&tenant)?;
-        let data_key = self.data_keys()?.new_data_key(&tenant, 1)?;
+        let data_key = self.data_keys()?.make_data_key(&tenant, 1).await?;
         let audited = audit::event(&principal, "create-tenant", "", "", None);
         self.change(&tenant, TenancyChange::CreateTenant { data_key }, audited)
             .await?;
@@ -235,11 +235,23 @@ impl Admin for AdminService {
         validate::api_key_label(&label)?;
         self.data_keys()?;
         let token = ApiKeyToken::generate()?;
-        let change = TenancyChange::IssueApiKey {
-            key_id: token.key_id.clone(),
-            role,
-            secret_hash: token.secret_hash(),
-            label,
+        let key_id = token.key_id.clone();
+        let secret_hash = token.secret_hash();
+        // An operator's key is a staff key: its record access is audited as theirs.
+        let change = match &principal {
+            Principal::Operator(operator) => TenancyChange::IssueStaffApiKey {
+                key_id,
+                role,
+                secret_hash,
+                label,
+                operator: operator.clone(),
+            },
+            _ => TenancyChange::IssueApiKey {
+                key_id,
+                role,
+                secret_hash,
+                label,
+            },
         };
         let audited = audit::event(&principal, "issue-api-key", "", &token.key_id, None);
         self.change_as(&tenant, issuer_key(&principal), change, audited).await?;
@@ -264,7 +276,12 @@ impl Admin for AdminService {
         validate::tenant(&tenant)?;
         policy::tenant_admin(&principal, &tenant)?;
         self.caught_up().await?;
-        let keys = self.reader.api_keys(&tenant).map_err(|e| storage_read(&e))?;
+        // A scan of every API key: on the blocking pool, not the runtime openraft shares.
+        let reader = self.reader.clone();
+        let keys = tokio::task::spawn_blocking(move || reader.api_keys(&tenant))
+            .await
+            .map_err(|e| Status::internal(format!("listing API keys was interrupted: {e}")))?
+            .map_err(|e| storage_read(&e))?;
         Ok(Response::new(ListApiKeysResponse {
             header: Some(self.header()),
             keys: keys.into_iter().map(to_api_key).collect(),
@@ -311,7 +328,7 @@ impl Admin for AdminService {
             .filter(TenantRecord::is_live)
             .ok_or_else(|| Status::not_found(format!("tenant {tenant:?} does not exist")))?;
         let version = record.current_data_key().map_or(1, |k| k.version + 1);
-        let data_key = keys.new_data_key(&tenant, version)?;
+        let data_key = keys.make_data_key(&tenant, version).await?;
         let audited = audit::event(&principal, "rotate-data-key", "", &format!("version {version}"), None);
         self.change(&tenant, TenancyChange::AddDataKey { data_key }, audited)
             .await?;
@@ -360,7 +377,7 @@ impl Admin for AdminService {
             if record.data_keys.iter().all(|k| k.master_key_id == master_key_id) {
                 continue;
             }
-            let data_keys = keys.rewrap(tenant, record)?;
+            let data_keys = keys.rewrap_off_runtime(tenant, record).await?;
             let audited = audit::event(
                 &principal,
                 "rewrap-data-keys",

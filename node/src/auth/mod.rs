@@ -8,12 +8,14 @@ pub mod audit;
 pub mod policy;
 pub mod principal;
 pub mod rate_limit;
+pub mod unknown_keys;
 
 pub use api_key::ApiKeyToken;
 pub use audit::Auditor;
 pub use policy::RecordAccess;
 pub use principal::{Authenticator, Principal};
 pub use rate_limit::TenantRateLimiter;
+pub use unknown_keys::UnknownKeys;
 
 /// Metadata header carrying `Bearer <API key>`.
 pub use safekeep_api::wire::AUTHORIZATION as AUTHORIZATION_HEADER;

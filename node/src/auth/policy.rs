@@ -2,7 +2,9 @@
 //! own tenant, and a key asking about another tenant is refused the same way
 //! whether or not that tenant or record exists. Operators manage the cluster,
 //! tenants and keys but never touch record data; support staff read records
-//! only with a stated reason, and every such read is audited.
+//! only with a stated reason, and every such read is audited. A key an
+//! operator issued reaches records as staff: every access made with it is
+//! audited under the operator's name.
 
 use tonic::Status;
 
@@ -25,6 +27,9 @@ pub enum Allowed {
     Owner,
     /// A support read: must be audited with this reason.
     SupportRead { name: String, reason: String },
+    /// The tenant's records reached with a key an operator issued: staff
+    /// access, audited under the operator's name.
+    StaffKey { operator: String },
 }
 
 /// Decides whether `principal` may `access` records of `tenant`.
@@ -36,7 +41,12 @@ pub fn records(
 ) -> Result<Allowed, Status> {
     match principal {
         Principal::Dev => Ok(Allowed::Owner),
-        Principal::Tenant { tenant: own, role, .. } => {
+        Principal::Tenant {
+            tenant: own,
+            role,
+            staff_issuer,
+            ..
+        } => {
             if own != tenant {
                 return Err(Status::permission_denied(format!(
                     "this API key does not grant access to tenant {tenant:?}"
@@ -45,7 +55,12 @@ pub fn records(
             if access == RecordAccess::Write && !role.may_write() {
                 return Err(Status::permission_denied("this API key may only read"));
             }
-            Ok(Allowed::Owner)
+            Ok(match staff_issuer {
+                Some(operator) => Allowed::StaffKey {
+                    operator: operator.clone(),
+                },
+                None => Allowed::Owner,
+            })
         }
         Principal::Operator(_) => Err(Status::permission_denied(
             "operators manage the cluster, tenants and keys, but never read or write record data",
@@ -106,6 +121,7 @@ mod tests {
             tenant: tenant.into(),
             role,
             key_id: "0123456789abcdef".into(),
+            staff_issuer: None,
         }
     }
 
@@ -122,6 +138,16 @@ mod tests {
         assert!(tenant_admin(&key("acme", ApiKeyRole::Admin), "acme").is_ok());
         assert!(tenant_admin(&key("acme", ApiKeyRole::Admin), "other").is_err());
         assert!(operator(&key("acme", ApiKeyRole::Admin)).is_err());
+        let staff_key = Principal::Tenant {
+            tenant: "acme".into(),
+            role: ApiKeyRole::Reader,
+            key_id: "0123456789abcdef".into(),
+            staff_issuer: Some("ops".into()),
+        };
+        assert_eq!(
+            records(&staff_key, "acme", RecordAccess::Read, None).unwrap(),
+            Allowed::StaffKey { operator: "ops".into() }
+        );
     }
 
     #[test]

@@ -4,11 +4,13 @@
 //! certificate names an operator or support principal in its URI SAN.
 
 use std::fmt;
+use std::sync::Arc;
 
 use tonic::{Request, Status};
 
 use super::AUTHORIZATION_HEADER;
 use super::ApiKeyToken;
+use super::unknown_keys::{UnknownKeyVerdict, UnknownKeys};
 use crate::identity::CertPrincipal;
 use crate::model::command::ApiKeyRole;
 use crate::raft::{Consensus, ReadLevel};
@@ -24,6 +26,9 @@ pub enum Principal {
         tenant: String,
         role: ApiKeyRole,
         key_id: String,
+        /// The operator who issued this key: its record access is staff
+        /// access, audited under their name.
+        staff_issuer: Option<String>,
     },
     /// An operator, by client certificate.
     Operator(String),
@@ -36,6 +41,12 @@ pub enum Principal {
 impl fmt::Display for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Tenant {
+                tenant,
+                key_id,
+                staff_issuer: Some(operator),
+                ..
+            } => write!(f, "operator:{operator} via api-key:{key_id}@{tenant}"),
             Self::Tenant { tenant, key_id, .. } => write!(f, "api-key:{key_id}@{tenant}"),
             Self::Operator(name) => write!(f, "operator:{name}"),
             Self::Support(name) => write!(f, "support:{name}"),
@@ -50,18 +61,67 @@ pub struct Authenticator {
     consensus: Consensus,
     reader: RecordReader,
     required: bool,
+    unknown: Arc<UnknownKeys>,
 }
 
 /// One message for every bad key, so a caller learns nothing about which ids exist.
 const INVALID_KEY: &str = "the API key is not valid";
 
+fn parse_bearer(header: &tonic::metadata::MetadataValue<tonic::metadata::Ascii>) -> Option<ApiKeyToken> {
+    header
+        .to_str()
+        .ok()
+        .and_then(safekeep_api::wire::bearer_key)
+        .and_then(|value| ApiKeyToken::parse(value.trim()))
+}
+
+fn malformed_header() -> Status {
+    Status::unauthenticated("the authorization header must be 'Bearer <API key>'")
+}
+
+fn no_credentials() -> Status {
+    Status::unauthenticated(
+        "no credentials: present an API key ('authorization: Bearer <key>') or an operator or support client \
+         certificate",
+    )
+}
+
 impl Authenticator {
-    /// `required` is false only on `--insecure-dev` nodes.
-    pub fn new(consensus: Consensus, required: bool) -> Self {
+    /// `required` is false only on `--insecure-dev` nodes; `unknown` decides
+    /// what key ids this replica does not hold cost.
+    pub fn new(consensus: Consensus, required: bool, unknown: UnknownKeys) -> Self {
         Self {
             reader: consensus.reader().clone(),
             consensus,
             required,
+            unknown: Arc::new(unknown),
+        }
+    }
+
+    /// Checks a request's credentials as far as it can without storage or
+    /// the network, before its body is read: a malformed `authorization`
+    /// header, a key id already found unknown, or no credentials at all are
+    /// refused here. Anything else is checked in full by `authenticate`.
+    pub fn precheck<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        if !self.required {
+            return Ok(());
+        }
+        let refused = |status: Status| {
+            metrics::counter!(crate::metrics_names::EARLY_AUTH_REFUSALS).increment(1);
+            Err(status)
+        };
+        match request.metadata().get(AUTHORIZATION_HEADER) {
+            Some(header) => match parse_bearer(header) {
+                None => refused(malformed_header()),
+                Some(token) if self.unknown.refuse_remembered(&token.key_id) => {
+                    Err(Status::unauthenticated(INVALID_KEY))
+                }
+                Some(_) => Ok(()),
+            },
+            None => match ConnectionIdentity::of(request) {
+                Some(CertPrincipal::Operator(_) | CertPrincipal::Support(_)) => Ok(()),
+                _ => refused(no_credentials()),
+            },
         }
     }
 
@@ -76,21 +136,13 @@ impl Authenticator {
             return Ok(Principal::Dev);
         }
         if let Some(header) = request.metadata().get(AUTHORIZATION_HEADER) {
-            let token = header
-                .to_str()
-                .ok()
-                .and_then(safekeep_api::wire::bearer_key)
-                .and_then(|value| ApiKeyToken::parse(value.trim()))
-                .ok_or_else(|| Status::unauthenticated("the authorization header must be 'Bearer <API key>'"))?;
+            let token = parse_bearer(header).ok_or_else(malformed_header)?;
             return self.api_key(&token).await;
         }
         match ConnectionIdentity::of(request) {
             Some(CertPrincipal::Operator(name)) => Ok(Principal::Operator(name.clone())),
             Some(CertPrincipal::Support(name)) => Ok(Principal::Support(name.clone())),
-            _ => Err(Status::unauthenticated(
-                "no credentials: present an API key ('authorization: Bearer <key>') or an operator or support \
-                 client certificate",
-            )),
+            _ => Err(no_credentials()),
         }
     }
 
@@ -98,9 +150,16 @@ impl Authenticator {
         let mut record = self.reader.api_key(&token.key_id).map_err(|e| storage_read(&e))?;
         if record.is_none() {
             // A key issued through another node may not have reached this replica
-            // yet: catch up with the leader's commit once before refusing.
+            // yet: catch up with the leader's commit once before refusing, within
+            // the node's budget, and never again for an id found unknown.
+            if self.unknown.verdict(&token.key_id) == UnknownKeyVerdict::Refuse {
+                return Err(Status::unauthenticated(INVALID_KEY));
+            }
             if self.consensus.read_barrier(ReadLevel::Linearizable).await.is_ok() {
                 record = self.reader.api_key(&token.key_id).map_err(|e| storage_read(&e))?;
+                if record.is_none() {
+                    self.unknown.remember(&token.key_id);
+                }
             }
         }
         let record = record
@@ -114,10 +173,12 @@ impl Authenticator {
         if !live {
             return Err(Status::unauthenticated(INVALID_KEY));
         }
+        let staff_issuer = self.reader.staff_issuer(&record.key_id).map_err(|e| storage_read(&e))?;
         Ok(Principal::Tenant {
             tenant: record.tenant,
             role: record.role,
             key_id: record.key_id,
+            staff_issuer,
         })
     }
 }

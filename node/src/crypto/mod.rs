@@ -53,6 +53,8 @@ pub enum CryptoError {
     },
     #[error("the system random source failed")]
     Random,
+    #[error("a call to the key provider was interrupted")]
+    Interrupted,
     #[error(
         "encryption at rest needs a master key: set encryption.master_key_file (--master-key-file), the \
          SAFEKEEP_MASTER_KEY environment variable, or encryption.kms_key_id"

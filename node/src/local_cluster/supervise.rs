@@ -462,12 +462,25 @@ async fn local_api_key(
         Err(status) if status.code() == tonic::Code::AlreadyExists => {}
         Err(status) => return Err(failed(status.message().to_string())),
     }
+    let request = |label: &str| IssueApiKeyRequest {
+        tenant: LOCAL_TENANT.into(),
+        role: ApiKeyRole::Admin as i32,
+        label: label.into(),
+    };
+    // The operator's key is a staff key (every record access audited); the
+    // tenant issues itself its own admin key with it, as a customer would.
+    let first = admin
+        .issue_api_key(request("local cluster setup"))
+        .await
+        .map_err(|status| failed(status.message().to_string()))?
+        .into_inner();
+    let mut own = tonic::Request::new(request("local cluster quick start"));
+    let bearer = safekeep_api::wire::bearer(&first.secret)
+        .parse()
+        .map_err(|_| failed("the issued key is not valid metadata".into()))?;
+    own.metadata_mut().insert(safekeep_api::wire::AUTHORIZATION, bearer);
     let issued = admin
-        .issue_api_key(IssueApiKeyRequest {
-            tenant: LOCAL_TENANT.into(),
-            role: ApiKeyRole::Admin as i32,
-            label: "local cluster quick start".into(),
-        })
+        .issue_api_key(own)
         .await
         .map_err(|status| failed(status.message().to_string()))?
         .into_inner();

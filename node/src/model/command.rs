@@ -177,6 +177,15 @@ pub enum TenancyChange {
     SetRetention {
         retention_ms: Option<u64>,
     },
+    /// A new API key issued by an operator: a staff key, every record access
+    /// made with it is audited under `operator`'s name.
+    IssueStaffApiKey {
+        key_id: String,
+        role: ApiKeyRole,
+        secret_hash: [u8; 32],
+        label: String,
+        operator: String,
+    },
 }
 
 /// What an API key allows with its tenant's records.
@@ -261,6 +270,7 @@ impl fmt::Display for Command {
                     TenancyChange::CreateTenant { .. } => "create-tenant",
                     TenancyChange::DeleteTenant => "delete-tenant",
                     TenancyChange::IssueApiKey { .. } => "issue-api-key",
+                    TenancyChange::IssueStaffApiKey { .. } => "issue-staff-api-key",
                     TenancyChange::RevokeApiKey { .. } => "revoke-api-key",
                     TenancyChange::AddDataKey { .. } => "add-data-key",
                     TenancyChange::RewrapDataKeys { .. } => "rewrap-data-keys",

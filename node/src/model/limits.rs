@@ -17,6 +17,13 @@ pub const MAX_VALUE_BYTES_CEILING: usize = 16 << 20;
 pub const MAX_LIST_PAGE: u32 = 1_000;
 /// Records in a page of `List` when the request names no limit.
 pub const DEFAULT_LIST_PAGE: u32 = 100;
+/// Most bytes of keys and stored values in one page of `List`, whatever its
+/// record limit: under the 4 MiB most gRPC clients accept by default. A page
+/// always holds at least one record, so a record larger than this comes alone.
+pub const LIST_PAGE_BYTES: usize = 3 << 20;
+/// Bytes counted for each record of a page beyond its key and value: the
+/// protobuf framing of its fields, and what sealing adds.
+pub const LIST_RECORD_OVERHEAD_BYTES: usize = 96;
 /// Largest gRPC message the client API accepts: a full batch plus framing.
 pub const MAX_REQUEST_BYTES: usize = MAX_BATCH_BYTES + (1 << 20);
 /// Most bytes sealing adds to a value (format, data key version, nonce, tag).

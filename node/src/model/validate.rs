@@ -229,6 +229,16 @@ fn tenancy_change(change: &super::command::TenancyChange) -> Result<(), InvalidR
             api_key_id(key_id)?;
             api_key_label(label)
         }
+        TenancyChange::IssueStaffApiKey {
+            key_id,
+            label,
+            operator,
+            ..
+        } => {
+            api_key_id(key_id)?;
+            api_key_label(label)?;
+            api_key_label(operator)
+        }
         TenancyChange::RevokeApiKey { key_id } => api_key_id(key_id),
         TenancyChange::SetRetention { retention_ms: None } => Ok(()),
         TenancyChange::SetRetention { retention_ms: Some(ms) } => retention_seconds(ms / 1000).map(|_| ()),

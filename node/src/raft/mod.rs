@@ -12,6 +12,7 @@ mod metrics_watch;
 mod network;
 pub mod placement;
 mod server;
+mod shred;
 mod types;
 
 use std::sync::Arc;
@@ -120,6 +121,11 @@ pub async fn start(
     };
     let consensus = Consensus::new(config.id, raft, channels, limits, replica);
     metrics_watch::spawn(consensus.clone(), config);
+    let purge = match config.backup {
+        Some(_) => shred::Purge::LeftToPolicy,
+        None => shred::Purge::Forced,
+    };
+    shred::spawn(consensus.raft().clone(), store.shredder(), purge);
     let incoming = {
         let store_paths = store.snapshot_inbox();
         Arc::new(move || store_paths.incoming_path()) as server::IncomingSnapshotPath

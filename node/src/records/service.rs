@@ -16,12 +16,15 @@ use safekeep_api::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::auth::policy::{self, Allowed};
-use crate::auth::{Auditor, Authenticator, Principal, REASON_HEADER, RecordAccess, TenantRateLimiter, audit};
+use crate::auth::{
+    Auditor, Authenticator, Principal, REASON_HEADER, RecordAccess, TenantRateLimiter, audit, rate_limit,
+};
 use crate::crypto::DataKeys;
 use crate::crypto::data_keys::MAX_SEALS_PER_DATA_KEY;
+use crate::crypto::envelope::sealed_version;
 use crate::metrics_names;
 use crate::model::command::{self, Command, CommandBody, CommandResponse, Mutation, Refusal, TenancyChange};
-use crate::model::limits::DEFAULT_LIST_PAGE;
+use crate::model::limits::{DEFAULT_LIST_PAGE, LIST_PAGE_BYTES, LIST_RECORD_OVERHEAD_BYTES};
 use crate::model::validate::{self, InvalidRequest};
 use crate::raft::{Applied, Consensus, ReadLevel};
 use crate::status::{refusal, storage_read, version_conflict};
@@ -117,7 +120,7 @@ impl RecordsService {
                     Some(record) => Some(record),
                     None => {
                         keys.forget(tenant);
-                        return Err(Status::not_found(format!("tenant {tenant:?} does not exist")));
+                        return Err(tenant_gone(tenant));
                     }
                 }
             }
@@ -137,11 +140,12 @@ impl RecordsService {
         access: RecordAccess,
     ) -> Result<Admitted, Status> {
         let principal = self.guard.authenticator.authenticate(request).await?;
-        // One token per request, taken before anything else is done for it.
-        validate::tenant(tenant)?;
-        self.guard.limiter.check(tenant)?;
         let reason = request.metadata().get(REASON_HEADER).and_then(|v| v.to_str().ok());
-        self.admit(&principal, reason, tenant, access).await
+        let admitted = self.admit(&principal, reason, tenant, access).await?;
+        // One token per request, once it is authorized, from the caller's own
+        // bucket: a key of one tenant never spends another tenant's tokens.
+        self.guard.limiter.check(&rate_limit::bucket_of(&principal, tenant))?;
+        Ok(admitted)
     }
 
     /// After a read barrier: checks again (without another token), so a key
@@ -153,10 +157,13 @@ impl RecordsService {
     }
 
     fn seal(&self, admitted: &Admitted, tenant: &str, key: &str, value: Vec<u8>) -> Result<Vec<u8>, Status> {
-        match (&self.guard.data_keys, &admitted.tenant) {
-            (Some(keys), Some(record)) => Ok(keys.seal(tenant, record, key, &value)?),
-            _ => Ok(value),
-        }
+        seal_value(
+            self.guard.data_keys.as_deref(),
+            admitted.tenant.as_ref(),
+            tenant,
+            key,
+            value,
+        )
     }
 
     fn open(&self, admitted: &Admitted, tenant: &str, key: &str, stored: StoredRecord) -> Result<Record, Status> {
@@ -169,6 +176,38 @@ impl RecordsService {
         )
     }
 
+    /// Makes sure the data key new values are sealed with is unwrapped, off the runtime.
+    async fn ready_to_seal(&self, admitted: &Admitted, tenant: &str) -> Result<(), Status> {
+        if let (Some(keys), Some(record)) = (&self.guard.data_keys, &admitted.tenant)
+            && let Some(current) = record.current_data_key()
+        {
+            keys.ready(tenant, record, current.version).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes sure the data keys `values` were sealed with are unwrapped, off the runtime.
+    async fn ready_to_open<'a>(
+        &self,
+        admitted: &Admitted,
+        tenant: &str,
+        values: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<(), Status> {
+        let (Some(keys), Some(record)) = (&self.guard.data_keys, &admitted.tenant) else {
+            return Ok(());
+        };
+        let mut versions: Vec<u32> = values.filter_map(|v| sealed_version(v).ok()).collect();
+        versions.sort_unstable();
+        versions.dedup();
+        for version in versions {
+            // A version the tenant no longer has is refused by `open`, with its own error.
+            if record.data_keys.iter().any(|k| k.version == version) {
+                keys.ready(tenant, record, version).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Makes a new data key first when the current one has sealed its share of values.
     async fn refresh_data_key(&self, tenant: &str, admitted: &mut Admitted) -> Result<(), Status> {
         let (Some(keys), Some(record)) = (&self.guard.data_keys, &admitted.tenant) else {
@@ -178,7 +217,7 @@ impl RecordsService {
             return Ok(());
         }
         let version = record.current_data_key().map_or(1, |k| k.version + 1);
-        let data_key = keys.new_data_key(tenant, version)?;
+        let data_key = keys.make_data_key(tenant, version).await?;
         let command = Command::tenancy(tenant, None, TenancyChange::AddDataKey { data_key }, None);
         let applied = self.consensus.propose(command).await?;
         match applied.response {
@@ -206,6 +245,18 @@ impl RecordsService {
         write_id: Option<WriteId>,
         mutations: Vec<Mutation>,
     ) -> Result<Applied, Status> {
+        // A write with a staff key is audited in the same command that applies it.
+        let audited = match &admitted.allowed {
+            Allowed::StaffKey { .. } => {
+                let keys: Vec<&str> = mutations.iter().map(Mutation::key).collect();
+                let what = match keys.as_slice() {
+                    [one] => format!("write {one:?}"),
+                    many => format!("write {} records", many.len()),
+                };
+                Some(audit::event(&admitted.principal, "staff-key-write", "", &what, None))
+            }
+            _ => None,
+        };
         let write_id = match write_id {
             Some(id) => {
                 validate::write_id(&id.client_id, id.request_id, id.first_incomplete)?;
@@ -228,9 +279,12 @@ impl RecordsService {
             tenant: tenant.clone(),
             api_key,
             body: CommandBody::Write(mutations),
-            audit: None,
+            audit: audited.clone(),
         };
         let applied = self.consensus.propose(command).await?;
+        if let Some(event) = &audited {
+            audit::log(&tenant, event, &applied.response.audit_result());
+        }
         match &applied.response {
             CommandResponse::Conflict { key, current_version } => Err(version_conflict(key, *current_version)),
             CommandResponse::Applied { .. } => Ok(applied),
@@ -240,13 +294,40 @@ impl RecordsService {
         }
     }
 
-    /// Commits a support read to the audit log before any of its data is returned.
+    /// Commits a staff read (support, or a key an operator issued) to the
+    /// audit log before any of its data is returned.
     async fn audit_read(&self, admitted: &Admitted, tenant: &str, what: &str) -> Result<(), Status> {
-        if let Allowed::SupportRead { reason, .. } = &admitted.allowed {
-            let event = audit::event(&admitted.principal, "support-read", reason, what, None);
-            self.guard.auditor.record(tenant, event).await?;
-        }
-        Ok(())
+        let event = match &admitted.allowed {
+            Allowed::SupportRead { reason, .. } => {
+                audit::event(&admitted.principal, "support-read", reason, what, None)
+            }
+            Allowed::StaffKey { .. } => audit::event(&admitted.principal, "staff-key-read", "", what, None),
+            Allowed::Owner => return Ok(()),
+        };
+        self.guard.auditor.record(tenant, event).await
+    }
+}
+
+/// The refusal of a tenant deleted while one of its requests was on its way.
+fn tenant_gone(tenant: &str) -> Status {
+    Status::not_found(format!("tenant {tenant:?} does not exist"))
+}
+
+/// A value as it enters the log: sealed with the tenant's current data key
+/// whenever values are sealed at rest. Without the tenant's record (deleted
+/// while the write was on its way) the write fails: a value is never logged
+/// in plaintext on a node that seals.
+pub(super) fn seal_value(
+    data_keys: Option<&DataKeys>,
+    tenant_record: Option<&TenantRecord>,
+    tenant: &str,
+    key: &str,
+    value: Vec<u8>,
+) -> Result<Vec<u8>, Status> {
+    match (data_keys, tenant_record) {
+        (Some(keys), Some(record)) if record.is_live() => Ok(keys.seal(tenant, record, key, &value)?),
+        (Some(_), _) => Err(tenant_gone(tenant)),
+        (None, _) => Ok(value),
     }
 }
 
@@ -261,7 +342,8 @@ pub(super) fn open_record(
 ) -> Result<Record, Status> {
     let value = match (data_keys, tenant_record) {
         (Some(keys), Some(record)) => keys.open(tenant, record, key, &stored.value)?,
-        _ => stored.value,
+        (Some(_), None) => return Err(tenant_gone(tenant)),
+        (None, _) => stored.value,
     };
     Ok(Record {
         key: key.to_string(),
@@ -310,6 +392,7 @@ impl RecordsService {
         validate::key(&request.key)?;
         validate::value(&request.value, self.max_value_bytes)?;
         self.refresh_data_key(&request.tenant, &mut admitted).await?;
+        self.ready_to_seal(&admitted, &request.tenant).await?;
         let ttl_ms = request.ttl_seconds.map(validate::ttl_seconds).transpose()?;
         let value = self.seal(&admitted, &request.tenant, &request.key, request.value)?;
         let mutation = match ttl_ms {
@@ -350,6 +433,8 @@ impl RecordsService {
             .get(&tenant, &key)
             .map_err(|e| storage_read(&e))?
             .ok_or_else(|| Status::not_found(format!("no record {key:?} in tenant {tenant:?}")))?;
+        self.ready_to_open(&admitted, &tenant, std::iter::once(stored.value.as_slice()))
+            .await?;
         Ok(GetResponse {
             header: Some(self.header()),
             record: Some(self.open(&admitted, &tenant, &key, stored)?),
@@ -395,8 +480,17 @@ impl RecordsService {
         self.audit_read(&admitted, &tenant, &format!("list {prefix:?}")).await?;
         let page = self
             .reader
-            .list(&tenant, &prefix, after.as_deref(), limit as usize)
+            .list(
+                &tenant,
+                &prefix,
+                after.as_deref(),
+                limit as usize,
+                LIST_PAGE_BYTES,
+                LIST_RECORD_OVERHEAD_BYTES,
+            )
             .map_err(|e| storage_read(&e))?;
+        self.ready_to_open(&admitted, &tenant, page.records.iter().map(|(_, r)| r.value.as_slice()))
+            .await?;
         let records = page
             .records
             .into_iter()
@@ -421,6 +515,7 @@ impl RecordsService {
             return Err(InvalidRequest::BatchTooLong(request.ops.len()).into());
         }
         self.refresh_data_key(&request.tenant, &mut admitted).await?;
+        self.ready_to_seal(&admitted, &request.tenant).await?;
         let mut seen = HashSet::with_capacity(request.ops.len());
         let mut bytes = 0usize;
         let mut mutations = Vec::with_capacity(request.ops.len());
@@ -512,5 +607,44 @@ impl Records for RecordsService {
         let result = self.do_export(request).await;
         observe("Export", started, &result);
         result.map(Response::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::crypto::MasterKeyFile;
+
+    const MASTER: &str = "k1 0000000000000000000000000000000000000000000000000000000000000001";
+
+    fn keys_and_tenant() -> (DataKeys, TenantRecord) {
+        let keys = DataKeys::new(Arc::new(MasterKeyFile::parse(MASTER, "test").unwrap()));
+        let record = TenantRecord {
+            created_at_ms: 1,
+            deleted_at_ms: None,
+            data_keys: vec![keys.new_data_key("acme", 1).unwrap()],
+            sealed_with_current: 0,
+        };
+        (keys, record)
+    }
+
+    #[test]
+    fn a_value_is_never_logged_in_plaintext_once_its_tenant_is_gone() {
+        let (keys, live) = keys_and_tenant();
+        let sealed = seal_value(Some(&keys), Some(&live), "acme", "k", b"secret".to_vec()).unwrap();
+        assert_ne!(sealed, b"secret", "a live tenant's value is sealed");
+        let missing = seal_value(Some(&keys), None, "acme", "k", b"secret".to_vec()).unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::NotFound);
+        let deleted = TenantRecord {
+            deleted_at_ms: Some(2),
+            data_keys: Vec::new(),
+            ..live
+        };
+        let refused = seal_value(Some(&keys), Some(&deleted), "acme", "k", b"secret".to_vec()).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::NotFound);
+        // Only a node that seals nothing (development) logs values as given.
+        assert_eq!(seal_value(None, None, "acme", "k", b"v".to_vec()).unwrap(), b"v");
     }
 }

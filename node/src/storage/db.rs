@@ -39,6 +39,8 @@ pub struct Store {
     fresh: bool,
     incarnation: u64,
     closed: tokio::sync::watch::Receiver<()>,
+    /// Raised by the state machine when it applies a tenant's deletion.
+    deletions: super::shred::Deletions,
 }
 
 impl Store {
@@ -136,6 +138,7 @@ impl Store {
             fresh,
             incarnation,
             closed,
+            deletions: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 
@@ -186,8 +189,18 @@ impl Store {
     }
 
     /// The replicated state machine, recovering any interrupted snapshot install.
+    /// What removes a deleted tenant's leftovers from this store's files.
+    pub fn shredder(&self) -> super::shred::Shredder {
+        super::shred::Shredder::new(self.db.clone(), &self.deletions)
+    }
+
+    /// The state machine over this store.
     pub fn state_machine(&self) -> Result<StateMachineStore, StoreError> {
-        StateMachineStore::open(self.db.clone(), self.data_dir.join(SNAPSHOT_DIR))
+        StateMachineStore::open(
+            self.db.clone(),
+            self.data_dir.join(SNAPSHOT_DIR),
+            self.deletions.clone(),
+        )
     }
 }
 

@@ -48,8 +48,10 @@ pub const TENANT_WRITTEN_TAG: u8 = 0x06;
 pub const EXPIRY_TAG: u8 = 0x07;
 /// First byte of the keys that hold each tenant's retention window.
 pub const RETENTION_TAG: u8 = 0x08;
+/// First byte of the keys that mark an API key as issued by staff, holding the operator's name.
+pub const STAFF_KEY_TAG: u8 = 0x09;
 /// One past the last tag: every state machine key sorts below this.
-pub const END_TAG: u8 = 0x09;
+pub const END_TAG: u8 = 0x0a;
 
 /// Why a stored key could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -261,6 +263,14 @@ pub fn retention_key(tenant: &str) -> Vec<u8> {
 pub fn api_key_key(key_id: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + key_id.len());
     out.push(API_KEY_TAG);
+    out.extend_from_slice(key_id.as_bytes());
+    out
+}
+
+/// The key that marks API key `key_id` as a staff key.
+pub fn staff_key_key(key_id: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + key_id.len());
+    out.push(STAFF_KEY_TAG);
     out.extend_from_slice(key_id.as_bytes());
     out
 }

@@ -7,6 +7,7 @@
 
 mod archive_log;
 pub mod audit;
+mod blocking;
 mod columns;
 mod db;
 mod dump;
@@ -20,6 +21,7 @@ mod identity;
 mod keys;
 mod log_store;
 mod reader;
+mod shred;
 mod snapshot;
 mod state_machine;
 pub mod tenancy;
@@ -39,6 +41,7 @@ pub use identity::JoinRecord;
 pub use keys::KeyError;
 pub use log_store::{EntryFingerprint, LogFingerprints, LogStore, LogSync};
 pub use reader::{ListPage, RecordReader, ReplicaDigest, StoredRecord};
+pub use shred::Shredder;
 pub use snapshot::{SnapshotDir, SnapshotFile};
 pub use state_machine::StateMachineStore;
 pub use unsynced::UnsyncedWrites;

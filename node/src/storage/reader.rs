@@ -58,8 +58,19 @@ impl RecordReader {
         read_record(&self.db, &record_key(tenant, key))
     }
 
-    /// Up to `limit` records of `tenant` whose key starts with `prefix`, after key `after`.
-    pub fn list(&self, tenant: &str, prefix: &str, after: Option<&str>, limit: usize) -> io::Result<ListPage> {
+    /// Up to `limit` records of `tenant` whose key starts with `prefix`, after
+    /// key `after`, holding at most `max_bytes` (each record counted as its
+    /// key, its stored value and `overhead` bytes) unless one record alone is
+    /// larger: a page is never empty while records remain.
+    pub fn list(
+        &self,
+        tenant: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        max_bytes: usize,
+        overhead: usize,
+    ) -> io::Result<ListPage> {
         let _guard = self
             .install_lock
             .read()
@@ -75,19 +86,23 @@ impl RecordReader {
             _ => scan_prefix.clone(),
         };
         let mut page = ListPage::default();
+        let mut bytes = 0usize;
         let sm = cf(&self.db, CF_SM);
         for item in self.db.iterator_cf(sm, IteratorMode::From(&start, Direction::Forward)) {
             let (storage_key, value) = item.map_err(io_err)?;
             if !storage_key.starts_with(&scan_prefix) {
                 return Ok(page);
             }
-            if page.records.len() == limit {
-                page.last_key = page.records.last().map(|(key, _)| key.clone());
-                return Ok(page);
-            }
             let key = keys::record_key_suffix(&storage_key, tenant_start.len())
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             let record: StoredRecord = postcard::from_bytes(&value).map_err(decode_err)?;
+            let size = key.len() + record.value.len() + overhead;
+            let full = page.records.len() == limit || (!page.records.is_empty() && bytes + size > max_bytes);
+            if full {
+                page.last_key = page.records.last().map(|(key, _)| key.clone());
+                return Ok(page);
+            }
+            bytes += size;
             page.records.push((key, record));
         }
         Ok(page)
@@ -135,6 +150,12 @@ impl RecordReader {
     pub fn api_key(&self, key_id: &str) -> io::Result<Option<ApiKeyRecord>> {
         let _guard = self.guard()?;
         tenancy::read_api_key(&self.db, key_id)
+    }
+
+    /// The operator who issued API key `key_id`, if a staff member did.
+    pub fn staff_issuer(&self, key_id: &str) -> io::Result<Option<String>> {
+        let _guard = self.guard()?;
+        tenancy::read_staff_issuer(&self.db, key_id)
     }
 
     /// Up to `limit` audit entries after `after_seq`, oldest first.

@@ -23,6 +23,7 @@ use openraft::{EntryPayload, OptionalSend, StoredMembership};
 use rocksdb::WriteBatch;
 
 use super::audit::AuditAppender;
+use super::blocking::off_runtime;
 use super::columns::{CF_SM, cf, decode_err, io_err};
 use super::error::StoreError;
 use super::expiry_clock::ExpiryClock;
@@ -30,6 +31,7 @@ use super::handle::Db;
 use super::idempotency::{ClientKey, IdempotencyIndex, RememberedResult, Seen};
 use super::keys::{self, APPLIED_AT_KEY, APPLIED_KEY, MEMBERSHIP_KEY, idempotency_result_key, meta_key, record_key};
 use super::reader::{RecordReader, StoredRecord, read_record};
+use super::shred::Deletions;
 use super::snapshot::{FORMAT_KEY, FORMAT_VERSION, SnapshotDir, SnapshotFile};
 use super::tenancy::{self, ApplyAt, Overlay};
 use super::types::TypeConfig;
@@ -47,10 +49,12 @@ pub struct StateMachineStore {
     install_lock: Arc<RwLock<()>>,
     idempotency: IdempotencyIndex,
     expiry_clock: LeaderExpiryClock,
+    /// Raised with the log index of each tenant deletion applied (`shred.rs`).
+    deletions: Deletions,
 }
 
 impl StateMachineStore {
-    pub(crate) fn open(db: Arc<Db>, snapshot_dir: PathBuf) -> Result<Self, StoreError> {
+    pub(crate) fn open(db: Arc<Db>, snapshot_dir: PathBuf, deletions: Deletions) -> Result<Self, StoreError> {
         let snapshots = SnapshotDir::new(snapshot_dir);
         snapshots.resume_install(&db)?;
         // Every snapshot then holds at least this key (an SST cannot be empty).
@@ -64,6 +68,7 @@ impl StateMachineStore {
             install_lock: Arc::new(RwLock::new(())),
             idempotency: IdempotencyIndex::default(),
             expiry_clock: LeaderExpiryClock::default(),
+            deletions,
         };
         store.reload()?;
         Ok(store)
@@ -164,16 +169,21 @@ impl StateMachineStore {
             CommandBody::Expire(expired) => self.apply_expiry(index, &command.tenant, expired, batch, pending)?,
             CommandBody::Tenancy(change) => {
                 let mut deleted = Vec::new();
-                let response = tenancy::apply_change(
-                    &at,
-                    &mut pending.tenancy,
-                    batch,
-                    &command.tenant,
-                    command.api_key.as_deref(),
-                    change.clone(),
-                    &mut deleted,
-                )?;
+                // Deleting a tenant scans every API key: not on a worker openraft needs.
+                let response = off_runtime(|| {
+                    tenancy::apply_change(
+                        &at,
+                        &mut pending.tenancy,
+                        batch,
+                        &command.tenant,
+                        command.api_key.as_deref(),
+                        change.clone(),
+                        &mut deleted,
+                    )
+                })?;
                 if !deleted.is_empty() {
+                    // Its wrapped data keys are still in the log and in older files.
+                    self.deletions.send_replace(index);
                     // A deleted tenant's write ids go with it.
                     self.idempotency
                         .forget_tenant(&command.tenant, batch, cf(&self.db, CF_SM));
@@ -424,7 +434,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotFile;
 
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, SnapshotFile>, io::Error> {
-        let (meta, snapshot) = self.snapshots.build(&self.db)?;
+        // Writing every record into an SST file: not on a worker openraft needs.
+        let (meta, snapshot) = off_runtime(|| self.snapshots.build(&self.db))?;
         tracing::info!(last_log_id = ?meta.last_log_id, bytes = snapshot.len, "built snapshot");
         Ok(SnapshotOf::<TypeConfig, SnapshotFile> { meta, snapshot })
     }

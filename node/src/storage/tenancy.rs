@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::columns::{CF_SM, cf, decode_err, io_err};
 use super::keys::{
-    API_KEY_TAG, TENANT_TAG, api_key_key, prefix_end, retention_key, tenant_key, tenant_of_key, tenant_prefix,
+    API_KEY_TAG, TENANT_TAG, api_key_key, prefix_end, retention_key, staff_key_key, tenant_key, tenant_of_key,
+    tenant_prefix,
 };
 use crate::model::command::{ApiKeyRole, CommandResponse, Mutation, Refusal, TenancyChange, WrappedDataKey};
 
@@ -88,6 +89,15 @@ pub fn read_tenants(db: &DB) -> io::Result<Vec<(String, TenantRecord)>> {
 /// Reads one stored API key.
 pub fn read_api_key(db: &DB, key_id: &str) -> io::Result<Option<ApiKeyRecord>> {
     db.get_cf(cf(db, CF_SM), api_key_key(key_id))
+        .map_err(io_err)?
+        .map(|bytes| decode(&bytes))
+        .transpose()
+}
+
+/// The operator who issued API key `key_id`; `None` for a key the tenant's
+/// own admin issued.
+pub fn read_staff_issuer(db: &DB, key_id: &str) -> io::Result<Option<String>> {
+    db.get_cf(cf(db, CF_SM), staff_key_key(key_id))
         .map_err(io_err)?
         .map(|bytes| decode(&bytes))
         .transpose()
@@ -224,6 +234,26 @@ pub(crate) fn apply_change(
     }
     let key = tenant_key(tenant);
     let current: Option<TenantRecord> = overlay.get(at.db, &key)?;
+    // A key an operator issued is a staff key. One issued with a tenant's
+    // admin key is the tenant's own, whoever issued that admin key.
+    let (change, staff) = match change {
+        TenancyChange::IssueStaffApiKey {
+            key_id,
+            role,
+            secret_hash,
+            label,
+            operator,
+        } => {
+            let change = TenancyChange::IssueApiKey {
+                key_id,
+                role,
+                secret_hash,
+                label,
+            };
+            (change, Some(operator))
+        }
+        other => (other, None),
+    };
     match change {
         TenancyChange::CreateTenant { data_key } => {
             // A deleted tenant's id may be taken again: its old keys stay revoked
@@ -281,6 +311,9 @@ pub(crate) fn apply_change(
                 created_at_ms: at.at_ms,
                 revoked_at_ms: None,
             };
+            if let Some(operator) = staff {
+                overlay.put(at.db, batch, staff_key_key(&record.key_id), &operator)?;
+            }
             overlay.put(at.db, batch, id_key, &record)?;
         }
         TenancyChange::RevokeApiKey { key_id } => {
@@ -319,6 +352,7 @@ pub(crate) fn apply_change(
             record.data_keys = data_keys;
             overlay.put(at.db, batch, key, &record)?;
         }
+        TenancyChange::IssueStaffApiKey { .. } => unreachable!("made an IssueApiKey above"),
         TenancyChange::SetRetention { retention_ms } => {
             if !current.as_ref().is_some_and(TenantRecord::is_live) {
                 return refused(Refusal::NoSuchTenant);

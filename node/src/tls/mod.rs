@@ -10,6 +10,6 @@ pub mod material;
 pub mod reload;
 
 pub use crate::identity::{CertPrincipal, PEER_SERVER_NAME, principal_of};
-pub use acceptor::{Listener, tls_incoming};
+pub use acceptor::{HandshakeLimits, Listener, tls_incoming};
 pub use material::{TlsError, TlsMaterial};
 pub use reload::LoadedTls;

@@ -282,7 +282,9 @@ impl TestCluster {
         }
     }
 
-    /// Creates `tenant` (if new) as the operator and issues it a key with `role`; returns the key.
+    /// Creates `tenant` (if new) as the operator, who issues it an admin key
+    /// (a staff key), with which the tenant issues itself a key with `role`;
+    /// returns that key, the tenant's own.
     #[allow(dead_code)]
     pub async fn tenant_key(&self, tenant: &str, role: safekeep_api::v1::ApiKeyRole) -> String {
         use safekeep_api::v1::admin_client::AdminClient;
@@ -293,12 +295,19 @@ impl TestCluster {
             Err(status) if status.code() == tonic::Code::AlreadyExists => {}
             Err(status) => panic!("create tenant {tenant}: {status}"),
         }
+        let issue = |role: safekeep_api::v1::ApiKeyRole| IssueApiKeyRequest {
+            tenant: tenant.into(),
+            role: role as i32,
+            label: "test".into(),
+        };
+        let staff_admin = admin
+            .issue_api_key(issue(safekeep_api::v1::ApiKeyRole::Admin))
+            .await
+            .expect("issue the tenant's first admin key")
+            .into_inner()
+            .secret;
         admin
-            .issue_api_key(IssueApiKeyRequest {
-                tenant: tenant.into(),
-                role: role as i32,
-                label: "test".into(),
-            })
+            .issue_api_key(keyed(issue(role), &staff_admin))
             .await
             .expect("issue an API key")
             .into_inner()
