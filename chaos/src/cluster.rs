@@ -464,13 +464,21 @@ impl DrillCluster {
         }
     }
 
-    /// Makes the workload's tenants and an admin API key for each.
+    /// Makes the workload's tenants and an admin API key for each: the
+    /// tenant's own, issued with the first admin key the operator issued (a
+    /// staff key, whose every record access would be audited).
     pub async fn tenant_keys(&self) -> Result<BTreeMap<String, String>, ClusterError> {
         let admin = self.client(self.endpoints(), None).await?;
         let mut keys = BTreeMap::new();
         for tenant in TENANTS {
             admin.create_tenant(tenant).await?;
-            let issued = admin.issue_api_key(tenant, ApiKeyRole::Admin, "chaos drill").await?;
+            let first = admin
+                .issue_api_key(tenant, ApiKeyRole::Admin, "chaos drill setup")
+                .await?;
+            let tenant_admin = self.client(self.endpoints(), Some(&first.secret)).await?;
+            let issued = tenant_admin
+                .issue_api_key(tenant, ApiKeyRole::Admin, "chaos drill")
+                .await?;
             keys.insert(tenant.to_string(), issued.secret);
         }
         Ok(keys)

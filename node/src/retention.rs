@@ -63,16 +63,13 @@ pub fn spawn(consensus: Consensus, mut stop: watch::Receiver<bool>) -> JoinHandl
             }
             let now_ms = consensus.wall_clock_ms();
             let reader = consensus.reader().clone();
-            let scan_from = cursors.clone();
-            let found = tokio::task::spawn_blocking(move || find_expired(&reader, now_ms, &scan_from)).await;
+            // Off the runtime's workers, but inline on a single-threaded
+            // (simulated) runtime, so a simulation stays deterministic.
+            let found = crate::storage::off_runtime(|| find_expired(&reader, now_ms, &cursors));
             let (found, next_cursors) = match found {
-                Ok(Ok(found)) => found,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "retention pass could not read the store");
-                    continue;
-                }
+                Ok(found) => found,
                 Err(e) => {
-                    tracing::warn!(error = %e, "retention pass failed");
+                    tracing::warn!(error = %e, "retention pass could not read the store");
                     continue;
                 }
             };

@@ -8,6 +8,7 @@
 mod archive_log;
 pub mod audit;
 mod blocking;
+pub(crate) use blocking::off_runtime;
 mod columns;
 mod db;
 mod dump;
