@@ -1,22 +1,23 @@
-//! What the drill tests share: the node programs they start, built if
-//! this test run has not built them yet.
+//! What the drill tests share: the node programs they start, built (or
+//! found up to date) by cargo before every use, so a program left in the
+//! target directory by an older checkout is never the one a drill runs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The node program `bin` beside `safekeep-chaos`, built with `features` if missing.
+/// The node program `bin` beside `safekeep-chaos`, built with `features`
+/// from this checkout (a no-op when it is up to date).
 fn node_program(bin: &str, features: &[&str]) -> PathBuf {
     let chaos = PathBuf::from(env!("CARGO_BIN_EXE_safekeep-chaos"));
     let node = chaos.with_file_name(bin);
-    if !node.exists() {
-        let mut build = Command::new(env!("CARGO"));
-        build.args(["build", "-p", "safekeep-node", "--bin", bin]);
-        for feature in features {
-            build.args(["--features", feature]);
-        }
-        let status = build.status().expect("run cargo");
-        assert!(status.success(), "building {bin} failed");
+    let mut build = Command::new(env!("CARGO"));
+    build.args(["build", "-p", "safekeep-node", "--bin", bin]);
+    for feature in features {
+        build.args(["--features", feature]);
     }
+    let status = build.status().expect("run cargo");
+    assert!(status.success(), "building {bin} failed");
+    assert!(node.exists(), "cargo built {bin}, yet {} is missing", node.display());
     node
 }
 
