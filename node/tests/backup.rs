@@ -136,13 +136,26 @@ async fn restore_into(
     until: Until,
     config: &NodeConfig,
 ) -> backup::RestoreReport {
-    backup::restore(RestoreRequest {
+    backup::restore(request_for(cluster, target, until, config, None))
+        .await
+        .expect("the restore succeeds")
+}
+
+/// A restore of `target` (of `tenant` alone, when given) into `config`'s node.
+fn request_for(
+    cluster: &TestCluster,
+    target: Target,
+    until: Until,
+    config: &NodeConfig,
+    tenant: Option<&str>,
+) -> RestoreRequest {
+    RestoreRequest {
         target,
         provider: provider(cluster),
         until,
         data_dir: config.data_dir.clone(),
         force: false,
-        tenant: None,
+        tenant: tenant.map(str::to_string),
         node_id: config.id,
         cluster_name: config.cluster_name.clone(),
         node: NodeInfo {
@@ -151,9 +164,17 @@ async fn restore_into(
             client_address: config.client_address(),
             incarnation: 0,
         },
-    })
-    .await
-    .expect("the restore succeeds")
+    }
+}
+
+/// A one-node cluster with TLS backing up to a directory of its own, with
+/// `adjust` applied to its backup settings; the directory comes first.
+async fn one_node_backing_up(adjust: impl Fn(&mut BackupSettings)) -> (tempfile::TempDir, TestCluster) {
+    let backups = tempfile::TempDir::new().unwrap();
+    let mut settings = BackupSettings::new(format!("file://{}", backups.path().display()));
+    adjust(&mut settings);
+    let cluster = TestCluster::start_secure(1, |config| config.backup = Some(settings.clone())).await;
+    (backups, cluster)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,14 +323,9 @@ fn copy_tree(from: &Path, to: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_missing_wrong_or_cut_backups_are_caught_and_refused() {
-    let backups = tempfile::TempDir::new().unwrap();
-    let url = format!("file://{}", backups.path().display());
-    let mut cluster = TestCluster::start_secure(1, |config| {
-        config.backup = Some(BackupSettings {
-            archive_interval_s: 1,
-            full_interval_s: 4,
-            ..BackupSettings::new(url.clone())
-        });
+    let (backups, mut cluster) = one_node_backing_up(|s| {
+        s.archive_interval_s = 1;
+        s.full_interval_s = 4;
     })
     .await;
     let key = cluster.tenant_key("acme", ApiKeyRole::Writer).await;
@@ -412,19 +428,9 @@ async fn tampered_missing_wrong_or_cut_backups_are_caught_and_refused() {
             report.problems
         );
         let (config, _listeners) = restored_config(&cluster, scratch.path().join(format!("data-{n}"))).await;
-        let refused = backup::restore(RestoreRequest {
-            target: file_target(&root),
-            provider: provider.clone(),
-            until: Until::Latest,
-            data_dir: config.data_dir.clone(),
-            force: false,
-            tenant: None,
-            node_id: 1,
-            cluster_name: "restored".into(),
-            node: NodeInfo::default(),
-        })
-        .await
-        .expect_err(&format!("restore refuses {what}"));
+        let refused = backup::restore(request_for(&cluster, file_target(&root), Until::Latest, &config, None))
+            .await
+            .expect_err(&format!("restore refuses {what}"));
         assert!(refused.to_string().contains(named.as_str()), "{what}: {refused}");
         assert!(
             !config.data_dir.exists(),
@@ -453,16 +459,12 @@ async fn a_deleted_tenant_stays_unreadable_after_restoring_a_backup_from_before_
     use safekeep_api::v1::DeleteTenantRequest;
     use safekeep_api::v1::admin_client::AdminClient;
 
-    let backups = tempfile::TempDir::new().unwrap();
-    let url = format!("file://{}", backups.path().display());
-    let mut cluster = TestCluster::start_secure(1, |config| {
-        config.backup = Some(BackupSettings {
-            archive_interval_s: 1,
-            full_interval_s: 1,
-            ..BackupSettings::new(url.clone())
-        });
+    let (backups, mut cluster) = one_node_backing_up(|s| {
+        s.archive_interval_s = 1;
+        s.full_interval_s = 1;
     })
     .await;
+    let url = format!("file://{}", backups.path().display());
     let acme_key = cluster.tenant_key("acme", ApiKeyRole::Writer).await;
     let globex_key = cluster.tenant_key("globex", ApiKeyRole::Writer).await;
     let address = cluster.addresses[&1].client.to_string();
@@ -569,13 +571,8 @@ async fn a_deleted_tenant_stays_unreadable_after_restoring_a_backup_from_before_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_tenant_restore_brings_back_exactly_that_tenant_as_of_its_time() {
-    let backups = tempfile::TempDir::new().unwrap();
-    let url = format!("file://{}", backups.path().display());
-    let mut cluster = TestCluster::start_secure(1, |config| {
-        config.backup = Some(BackupSettings {
-            archive_interval_s: 1,
-            ..BackupSettings::new(url.clone())
-        });
+    let (backups, mut cluster) = one_node_backing_up(|s| {
+        s.archive_interval_s = 1;
     })
     .await;
     let acme_key = cluster.tenant_key("acme", ApiKeyRole::Writer).await;
@@ -611,17 +608,13 @@ async fn a_one_tenant_restore_brings_back_exactly_that_tenant_as_of_its_time() {
 
     let dir = tempfile::TempDir::new().unwrap();
     let (config, listeners) = restored_config(&cluster, dir.path().join("data")).await;
-    let report = backup::restore(RestoreRequest {
-        target: file_target(backups.path()),
-        provider: provider(&cluster),
-        until: Until::Time(t),
-        data_dir: config.data_dir.clone(),
-        force: false,
-        tenant: Some("acme".into()),
-        node_id: config.id,
-        cluster_name: config.cluster_name.clone(),
-        node: NodeInfo::default(),
-    })
+    let report = backup::restore(request_for(
+        &cluster,
+        file_target(backups.path()),
+        Until::Time(t),
+        &config,
+        Some("acme"),
+    ))
     .await
     .expect("the one-tenant restore succeeds");
     assert_eq!(report.records as usize, at_t.len(), "{report:?}");
@@ -653,14 +646,9 @@ async fn a_deletion_the_archive_never_shipped_still_reaches_the_ledger_through_a
     use safekeep_api::v1::DeleteTenantRequest;
     use safekeep_api::v1::admin_client::AdminClient;
 
-    let backups = tempfile::TempDir::new().unwrap();
-    let url = format!("file://{}", backups.path().display());
     // The archive ships nothing during the test: only full backups carry state.
-    let mut cluster = TestCluster::start_secure(1, |config| {
-        config.backup = Some(BackupSettings {
-            archive_interval_s: 3600,
-            ..BackupSettings::new(url.clone())
-        });
+    let (backups, mut cluster) = one_node_backing_up(|s| {
+        s.archive_interval_s = 3600;
     })
     .await;
     let globex_key = cluster.tenant_key("globex", ApiKeyRole::Writer).await;
@@ -695,17 +683,13 @@ async fn a_deletion_the_archive_never_shipped_still_reaches_the_ledger_through_a
     // Restored from the set taken before the deletion: globex is erased again.
     let dir = tempfile::TempDir::new().unwrap();
     let (config, _listeners) = restored_config(&cluster, dir.path().join("data")).await;
-    let report = backup::restore(RestoreRequest {
-        target: target.clone(),
-        provider: provider(&cluster),
-        until: Until::Time(before.taken_at_ms),
-        data_dir: config.data_dir.clone(),
-        force: false,
-        tenant: None,
-        node_id: 1,
-        cluster_name: "restored".into(),
-        node: NodeInfo::default(),
-    })
+    let report = backup::restore(request_for(
+        &cluster,
+        target.clone(),
+        Until::Time(before.taken_at_ms),
+        &config,
+        None,
+    ))
     .await
     .expect("the restore succeeds");
     assert_eq!(report.set, before, "restored from the set before the deletion");
