@@ -213,6 +213,11 @@ struct SetupArgs {
     /// The etcd program.
     #[arg(long, default_value = "etcd")]
     etcd_binary: PathBuf,
+    /// Have safekeep's nodes back up to this target while they are measured
+    /// (`file:///ABSOLUTE/DIR` or `s3://BUCKET[/PREFIX]`; TLS only): run once
+    /// with and once without to see what backups cost. etcd takes no backups.
+    #[arg(long, value_name = "URL", conflicts_with = "plaintext")]
+    backup_target: Option<String>,
 }
 
 /// Which systems a failover or footprint session measures.
@@ -269,6 +274,7 @@ fn load_settings(args: &BenchArgs) -> Result<Settings, BenchError> {
         ports: Ports {
             base: args.setup.base_port,
         },
+        backup_target: args.setup.backup_target.clone(),
     })
 }
 
@@ -288,6 +294,7 @@ fn operation_settings(setup: &SetupArgs, records: usize) -> Settings {
         keys: records,
         security: security(setup),
         ports: Ports { base: setup.base_port },
+        backup_target: setup.backup_target.clone(),
     }
 }
 

@@ -274,6 +274,9 @@ impl Report {
             s.warmup.as_secs_f64(),
             self.machine.work_filesystem
         );
+        if let Some(target) = &s.backup_target {
+            let _ = writeln!(out, "safekeep's nodes back up to {target} throughout");
+        }
         let _ = writeln!(out);
         let open = s.rate.is_some();
         let mut header = vec!["clients", "system", "ops/s"];
@@ -432,6 +435,7 @@ mod tests {
             keys: 1,
             security: Security::Tls,
             ports: Ports { base: 17_100 },
+            backup_target: None,
         }
     }
 

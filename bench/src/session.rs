@@ -465,6 +465,7 @@ mod tests {
             keys: 1,
             security: Security::Tls,
             ports: crate::Ports { base: 17_100 },
+            backup_target: None,
         };
         Report::new(settings, Machine::this("ext2/3/4"), BTreeMap::new(), Vec::new())
     }

@@ -124,6 +124,8 @@ pub struct Settings {
     pub keys: usize,
     pub security: Security,
     pub ports: Ports,
+    /// Where safekeep's nodes back up to while measured, if anywhere.
+    pub backup_target: Option<String>,
 }
 
 fn seconds<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
@@ -212,6 +214,7 @@ mod tests {
             keys: 10_000,
             security: Security::Tls,
             ports: Ports { base: 17_100 },
+            backup_target: None,
         }
     }
 

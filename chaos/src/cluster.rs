@@ -14,7 +14,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use safekeep_client::{ApiKey, ApiKeyRole, Client, ClientConfig, ClientTls};
-use safekeep_node::config::{InitialMember, ListenAddresses, NodeConfig};
+use safekeep_node::config::{BackupSettings, InitialMember, ListenAddresses, NodeConfig};
 use safekeep_node::identity::CertPrincipal;
 use safekeep_node::tls::certs::{CA_CERT_FILE, DevBundleSpec, leaf_files, write_dev_bundle};
 use tokio::process::{Child, Command};
@@ -162,6 +162,8 @@ pub struct DrillCluster {
     tls: ClientTls,
     certs: PathBuf,
     layout: Layout,
+    /// Where every node backs up to, when the drill watches backups.
+    backup: Option<BackupSettings>,
 }
 
 /// Where each node of a drill lives: node `id` (from 1) in zone
@@ -227,7 +229,8 @@ impl DrillCluster {
     /// data directory on a loop-mounted filesystem of its own with
     /// `loop_disks`) and starts them, each in its zone's namespace or on a
     /// loopback address of its own as `isolation` says; returns once they
-    /// agree on a leader.
+    /// agree on a leader. With `backup`, every node (and any that joins
+    /// later) backs up there.
     pub async fn start(
         dir: &Path,
         zones: &[String],
@@ -235,6 +238,7 @@ impl DrillCluster {
         isolation: Isolation,
         exe: &Path,
         loop_disks: bool,
+        backup: Option<BackupSettings>,
     ) -> Result<Self, ClusterError> {
         std::fs::create_dir_all(dir).map_err(io_err("cannot create", dir))?;
         let certs = dir.join("certs");
@@ -267,7 +271,10 @@ impl DrillCluster {
                 let disk = LoopDisk::create(&node_dir.join("disk.img"), &node_dir.join("data"))?;
                 disks.insert(member.id, disk);
             }
-            let node = prepare_node(dir, &certs, member, |config| config.init = members.clone())?;
+            let node = prepare_node(dir, &certs, member, |config| {
+                config.init = members.clone();
+                config.backup = backup.clone();
+            })?;
             nodes.insert(member.id, node);
         }
         let (cert, key) = leaf_files(&certs, &CertPrincipal::Operator(DRILL_OPERATOR.to_string()));
@@ -285,6 +292,7 @@ impl DrillCluster {
             tls,
             certs,
             layout,
+            backup,
         };
         // Highest ids first, so the initializing node (lowest id) finds its peers up.
         let ids: Vec<u64> = cluster.nodes.keys().rev().copied().collect();
@@ -313,8 +321,10 @@ impl DrillCluster {
         let member = self.layout.spare(zone);
         let id = member.id;
         let seed_address = SocketAddr::new(self.nodes[&seed].client_address.ip(), PEER_PORT).to_string();
+        let backup = self.backup.clone();
         let node = prepare_node(&self.dir, &self.certs, &member, |config| {
-            config.join = Some(seed_address.clone())
+            config.join = Some(seed_address.clone());
+            config.backup = backup;
         })?;
         let admin = self.client(self.endpoints(), None).await?;
         admin

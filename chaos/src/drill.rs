@@ -9,8 +9,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use safekeep_history::{ClientId, Op, Outcome, check_all};
+use safekeep_node::config::BackupSettings;
 use tokio::time::Instant;
 
+use crate::backups::{BackupFigures, BackupWatch};
 use crate::cluster::{self, ClusterError, DrillCluster, TENANTS};
 use crate::converge::{self, CONVERGE_DEADLINE, Divergence, Held};
 use crate::disks;
@@ -66,6 +68,8 @@ pub enum TargetOptions {
         isolation: Isolation,
         /// The `safekeep-node` program.
         node_binary: PathBuf,
+        /// Where the nodes back up to, if they do.
+        backup: Option<BackupSettings>,
     },
     /// One that runs elsewhere, its fault made from outside.
     Existing(ExistingOptions),
@@ -151,6 +155,7 @@ pub async fn run(options: &DrillOptions, show: impl Fn(Progress)) -> Result<Dril
             nodes,
             isolation,
             node_binary,
+            backup,
         } => {
             if !ZONES.contains(&options.zone.as_str()) {
                 return Err(DrillError::UnknownZone(options.zone.clone()));
@@ -183,7 +188,16 @@ pub async fn run(options: &DrillOptions, show: impl Fn(Progress)) -> Result<Dril
             }
             phase("starting the cluster");
             let loop_disks = options.fault == FaultKind::DiskStall;
-            let cluster = DrillCluster::start(&dir, &zones, *nodes, *isolation, node_binary, loop_disks).await?;
+            let cluster = DrillCluster::start(
+                &dir,
+                &zones,
+                *nodes,
+                *isolation,
+                node_binary,
+                loop_disks,
+                backup.clone(),
+            )
+            .await?;
             (Target::Local(cluster), Some(*isolation))
         }
         TargetOptions::Existing(existing) => {
@@ -226,6 +240,7 @@ pub async fn run(options: &DrillOptions, show: impl Fn(Progress)) -> Result<Dril
     }
     let origin = Instant::now();
     let monitor = Monitor::start(watched, origin);
+    let backup_watch = BackupWatch::start(target.client(target.endpoints(), None).await?, origin);
     let recording = Recording::new(origin);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let load = tokio::spawn(workload::run(tasks, recording.clone(), stopped));
@@ -255,6 +270,7 @@ pub async fn run(options: &DrillOptions, show: impl Fn(Progress)) -> Result<Dril
     let _ = load.await;
     let end_ms = ms(Instant::now());
     let observed = monitor.finish().await;
+    let (backup_samples, backup_error) = backup_watch.finish().await;
 
     phase("reading every key back");
     let mut finals = BTreeMap::new();
@@ -315,6 +331,7 @@ pub async fn run(options: &DrillOptions, show: impl Fn(Progress)) -> Result<Dril
         write_gap_slo_s: options.write_gap_slo.as_secs_f64(),
         passed,
         timeline: measure::buckets(&samples, end_ms),
+        backup: BackupFigures::of(&backup_samples, backup_error, &phases),
     };
     report.write(&options.out)?;
     if !report.passed {

@@ -13,6 +13,7 @@
 //! compared) and `existing` (a cluster elsewhere), `target` (either
 //! cluster), `measure`, `report`, `drill`.
 
+pub mod backups;
 pub mod cluster;
 pub mod converge;
 pub mod disks;

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use safekeep_chaos::netns::{self, Isolation};
 use safekeep_chaos::{DrillOptions, DrillReport, ExistingOptions, FaultKind, Progress, TargetOptions};
+use safekeep_node::config::BackupSettings;
 
 /// The table of every drill `drill all` ran, in the report folder.
 const SUMMARY_FILE: &str = "summary.md";
@@ -88,6 +89,15 @@ struct DrillArgs {
     /// Chosen by itself when not run as root.
     #[arg(long)]
     loopback: bool,
+    /// Have the nodes back up to this target (`file:///ABSOLUTE/DIR`, or
+    /// `s3://BUCKET[/PREFIX]` reachable from every zone) and report how far
+    /// behind the backups fall during the fault. A cluster elsewhere is
+    /// watched the same way when it takes backups.
+    #[arg(long, value_name = "URL", conflicts_with = "endpoints")]
+    backup_target: Option<String>,
+    /// Longest seconds the nodes wait before shipping committed writes to --backup-target.
+    #[arg(long, value_name = "SECONDS", requires = "backup_target", default_value_t = safekeep_node::config::DEFAULT_BACKUP_ARCHIVE_INTERVAL_S)]
+    backup_archive_interval: u64,
     /// Drill a cluster that runs elsewhere instead of starting one: its endpoints
     /// (nodes, or a load balancer), comma-separated. The fault then comes from
     /// --fault-start-cmd and --fault-stop-cmd, or from marks made by hand (Enter).
@@ -177,12 +187,24 @@ fn isolation(args: &mut DrillArgs) -> Isolation {
     Isolation::Loopback
 }
 
+/// The nodes' `[backup]` settings the drill's options ask for.
+fn backup_settings(args: &DrillArgs) -> Result<Option<BackupSettings>, String> {
+    let Some(target) = &args.backup_target else {
+        return Ok(None);
+    };
+    let mut settings = BackupSettings::new(target.clone());
+    settings.archive_interval_s = args.backup_archive_interval;
+    settings.validate().map_err(|e| e.to_string())?;
+    Ok(Some(settings))
+}
+
 async fn drill(mut args: DrillArgs) -> Result<bool, String> {
     let target = if args.endpoints.is_empty() {
         TargetOptions::Local {
             nodes: args.nodes,
             isolation: isolation(&mut args),
             node_binary: node_binary(args.node_binary.clone())?,
+            backup: backup_settings(&args)?,
         }
     } else {
         TargetOptions::Existing(ExistingOptions {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use plotters::prelude::*;
 use serde::Serialize;
 
+use crate::backups::BackupFigures;
 use crate::faults::FaultKind;
 use crate::measure::{Bucket, Figures, Phases};
 use crate::netns::Isolation;
@@ -53,6 +54,8 @@ pub struct DrillReport {
     pub write_gap_slo_s: f64,
     pub passed: bool,
     pub timeline: Vec<Bucket>,
+    /// How the backups fared, when the cluster takes them.
+    pub backup: Option<BackupFigures>,
 }
 
 /// Why the report could not be written.
@@ -144,6 +147,24 @@ impl DrillReport {
                 .collect();
             out += &seen.join(", ");
             out += ".\n";
+        }
+        if let Some(backup) = &self.backup {
+            let worst = |s: Option<f64>| s.map_or_else(|| "no answer".to_string(), |s| format!("{s:.2} s"));
+            out += &format!(
+                "\n## Backups\n\nExposure is the time from the newest write a restore reaches to when it was asked ({} answers, once a second): what a loss of every node at that moment would take.\n\n| figure | value |\n|---|---|\n| worst exposure before the fault | {} |\n| worst exposure during the fault | {} |\n| worst exposure after the heal | {} |\n| the archive grew during the fault | {} |\n| nodes seen shipping | {:?} |\n",
+                backup.samples,
+                worst(backup.max_exposure_before_s),
+                worst(backup.max_exposure_during_s),
+                worst(backup.max_exposure_after_s),
+                if backup.archived_during_fault { "yes" } else { "NO" },
+                backup.shippers,
+            );
+            if let Some(error) = &backup.last_error {
+                out += &format!(
+                    "| answers reporting a backup error | {} (the newest: {error}) |\n",
+                    backup.errors
+                );
+            }
         }
         if !self.passed {
             out += &format!(

@@ -22,7 +22,7 @@ fn leftover_namespaces() -> Vec<String> {
         .collect()
 }
 
-fn drill(fault: &str, out: &Path) -> serde_json::Value {
+fn drill(fault: &str, out: &Path, extra: &[String]) -> serde_json::Value {
     let output = Command::new(env!("CARGO_BIN_EXE_safekeep-chaos"))
         .args([
             "drill",
@@ -38,6 +38,7 @@ fn drill(fault: &str, out: &Path) -> serde_json::Value {
         .arg(out)
         .arg("--node-binary")
         .arg(common::node_binary())
+        .args(extra)
         .output()
         .expect("run safekeep-chaos");
     let report_path = out.join(fault).join("report.json");
@@ -75,7 +76,26 @@ fn drill(fault: &str, out: &Path) -> serde_json::Value {
 fn power_loss_isolation_disk_stall_and_replacement_keep_every_acknowledged_write_and_fail_over() {
     let out = tempfile::TempDir::new().unwrap();
     for fault in ["zone-power-loss", "zone-isolation", "disk-stall", "node-replacement"] {
-        let report = drill(fault, out.path());
+        // One drill also backs up, shipping every second, and watches the backups.
+        let backup = (fault == "zone-power-loss").then(|| {
+            vec![
+                "--backup-target".to_string(),
+                format!("file://{}", out.path().join("backups").display()),
+                "--backup-archive-interval".to_string(),
+                "1".to_string(),
+            ]
+        });
+        let report = drill(fault, out.path(), backup.as_deref().unwrap_or_default());
+        if backup.is_some() {
+            let backup = &report["backup"];
+            assert!(backup["samples"].as_u64().unwrap_or(0) > 5, "{fault}: {backup}");
+            assert_eq!(
+                backup["archived_during_fault"], true,
+                "{fault}: the archive kept shipping through the zone loss: {backup}"
+            );
+        } else {
+            assert!(report["backup"].is_null(), "{fault}: no backups, no figures");
+        }
         let history = &report["history"];
         assert_eq!(history["linearizable"], true, "{fault}: {history}");
         assert_eq!(history["lost_writes"], 0, "{fault}: {history}");

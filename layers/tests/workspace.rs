@@ -103,6 +103,7 @@ fn the_chaos_drills_import_only_downward() {
         &["faults.rs", "workload.rs", "monitor.rs", "converge.rs", "existing.rs"],
         &["target.rs"],
         &["measure.rs"],
+        &["backups.rs"],
         &["report.rs"],
         &["drill.rs"],
         &["lib.rs"],

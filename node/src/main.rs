@@ -250,6 +250,14 @@ struct LocalClusterArgs {
     /// (`kill -HUP PID`); the other nodes keep serving either way.
     #[arg(long, value_name = "SECONDS")]
     restart_after: Option<u64>,
+    /// Have every node back up to this target: `file:///ABSOLUTE/DIR` or
+    /// `s3://BUCKET[/PREFIX]`, sealed under the cluster's master key (so not
+    /// with --insecure-dev). `safekeep cluster status` shows where backups stand.
+    #[arg(long, value_name = "URL", conflicts_with = "insecure_dev")]
+    backup_target: Option<String>,
+    /// Longest seconds committed writes wait before they ship to --backup-target.
+    #[arg(long, value_name = "SECONDS", requires = "backup_target", default_value_t = safekeep_node::config::DEFAULT_BACKUP_ARCHIVE_INTERVAL_S)]
+    backup_archive_interval: u64,
 }
 
 impl RunArgs {
@@ -543,6 +551,17 @@ fn block_on(work: impl std::future::Future<Output = Result<(), String>>) -> Resu
     runtime.block_on(work)
 }
 
+/// The local cluster's `[backup]` settings, checked, when a target is given.
+fn local_backup(target: Option<String>, archive_interval_s: u64) -> Result<Option<BackupSettings>, String> {
+    let Some(target) = target else {
+        return Ok(None);
+    };
+    let mut settings = BackupSettings::new(target);
+    settings.archive_interval_s = archive_interval_s;
+    settings.validate().map_err(|e| e.to_string())?;
+    Ok(Some(settings))
+}
+
 /// Runs a command other than `run`, `completions` and `man`.
 async fn run_tool(command: Command) -> Result<(), String> {
     match command {
@@ -560,6 +579,7 @@ async fn run_tool(command: Command) -> Result<(), String> {
                 exe,
                 security,
                 restart_after: args.restart_after.map(std::time::Duration::from_secs),
+                backup: local_backup(args.backup_target, args.backup_archive_interval)?,
             })
             .await
             .map_err(|e| e.to_string())

@@ -695,3 +695,37 @@ async fn a_deletion_the_archive_never_shipped_still_reaches_the_ledger_through_a
     assert_eq!(report.set, before, "restored from the set before the deletion");
     assert_eq!(report.erased, vec!["globex".to_string()], "{report:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_status_follows_every_shipped_segment_not_only_full_backups() {
+    let (_backups, cluster) = one_node_backing_up(|s| s.archive_interval_s = 1).await;
+    let key = cluster.tenant_key("acme", ApiKeyRole::Writer).await;
+    let address = cluster.addresses[&1].client.to_string();
+    let acme = tenant_sdk(&cluster, &address, &key).await;
+    let operator = common::operator_sdk(&cluster, &[1]).await;
+    // The first full backup is taken when the target has none.
+    let first = eventually("the first full backup in cluster status", || async {
+        operator.status().await.ok()?.backup.filter(|b| b.last_full_unix_ms > 0)
+    })
+    .await;
+    for n in 0..5 {
+        acme.put("acme", &format!("k{n}"), b"v".to_vec()).await.unwrap();
+    }
+    let written_at = now_ms();
+    let applied = operator.status().await.unwrap().applied_index;
+    // Only segments carry these writes: status must show the archive past
+    // them, and a restorable time at or after the last of them was sent.
+    let shown = eventually("cluster status to show the shipped writes", || async {
+        let backup = operator.status().await.ok()?.backup?;
+        (backup.archived_index >= applied).then_some(backup)
+    })
+    .await;
+    assert_eq!(
+        shown.last_full_index, first.last_full_index,
+        "no full backup since: {shown:?}"
+    );
+    assert!(
+        shown.restorable_unix_ms + 1_000 >= written_at,
+        "the restorable time moved with the archive: {shown:?}, writes done at {written_at}"
+    );
+}

@@ -12,13 +12,16 @@ use common::{TlsFiles, eventually, free_base_port, get, keyed, put, tls_channel}
 use safekeep_api::v1::records_client::RecordsClient;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_cluster_runs_three_zones_and_stops_cleanly_on_ctrl_c() {
+async fn local_cluster_runs_three_zones_backs_up_and_stops_cleanly_on_ctrl_c() {
     let dir = tempfile::TempDir::new().unwrap();
     let base = free_base_port();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_safekeep-node"))
         .args(["local-cluster", "--dir"])
         .arg(dir.path())
         .args(["--base-port", &base.to_string()])
+        .arg("--backup-target")
+        .arg(format!("file://{}", dir.path().join("backups").display()))
+        .args(["--backup-archive-interval", "1"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -80,6 +83,15 @@ async fn local_cluster_runs_three_zones_and_stops_cleanly_on_ctrl_c() {
         (record.value.as_slice(), record.version),
         (b"world".as_slice(), version)
     );
+
+    // With --backup-target the nodes back up: a full backup, and the write
+    // shipped in a log segment within the archive interval.
+    let backups = dir.path().join("backups");
+    let listed = |sub: &str| std::fs::read_dir(backups.join(sub)).map_or(0, |entries| entries.count());
+    eventually("a full backup and an archived segment", || async {
+        (listed("full") > 0 && listed("archive") > 0).then_some(())
+    })
+    .await;
 
     // Ctrl-C stops every node process and the runner exits cleanly.
     let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);

@@ -114,6 +114,9 @@ impl SafekeepCluster {
             (None, Security::Plaintext) => args.push("--insecure-dev".into()),
             _ => unreachable!("certificates are made exactly when TLS is on"),
         }
+        if let Some(target) = &ctx.settings.backup_target {
+            args.extend(["--backup-target".into(), target.clone()]);
+        }
         let log = dir.join("local-cluster.log");
         let mut supervisor = ServerProcess::spawn("safekeep local-cluster", ctx.programs.node()?, &args, &log)?;
         let manifest_path = dir.join("cluster.json");

@@ -207,6 +207,7 @@ impl Shipper {
                 .map_err(|e| ("archive", e))?
             {
                 Shipped::UpTo(segment) => {
+                    shipped_or_full = true;
                     current = segment.last >= applied;
                     at.next = segment.last + 1;
                     at.restorable_at_ms = segment.last_at_ms;
@@ -222,6 +223,7 @@ impl Shipper {
                         ?first_stored,
                         "entries to archive were purged: a full backup closes the gap"
                     );
+                    shipped_or_full = true;
                     self.full_backup(at, true).await.map_err(|e| ("full", e))?;
                 }
             }

@@ -18,6 +18,7 @@ use super::plan::{
     LOCAL_OPERATOR, Security, certs_dir, http_port, issue_local_certs, loopback, node_config, node_tls, plan,
 };
 use super::{LocalClusterError, io_err};
+use crate::config::BackupSettings;
 use crate::identity::CertPrincipal;
 use crate::tls::certs::{CA_CERT_FILE, leaf_files};
 
@@ -59,6 +60,9 @@ pub struct RunOptions {
     pub security: Security,
     /// Restart a node this long after it exits; `None` waits for SIGHUP.
     pub restart_after: Option<Duration>,
+    /// Where every node backs up to (with TLS only: backups are sealed
+    /// under the cluster's master key).
+    pub backup: Option<BackupSettings>,
 }
 
 /// One node process the runner keeps: what it is, how to start it, and the
@@ -82,6 +86,7 @@ pub async fn run(options: RunOptions) -> Result<(), LocalClusterError> {
         exe,
         security,
         restart_after,
+        backup,
     } = options;
     let members = plan(nodes, base_port)?;
     // Listen for Ctrl-C before any node starts, so an early one still stops them all.
@@ -110,6 +115,7 @@ pub async fn run(options: RunOptions) -> Result<(), LocalClusterError> {
         let mut config = node_config(member, &members, &node_dir, base_port, tls);
         if access.is_some() {
             config.encryption.master_key_file = Some(master_keys.clone());
+            config.backup = backup.clone();
         }
         let config_path = node_dir.join("node.toml");
         let text = toml::to_string(&config).map_err(|e| LocalClusterError::Encode(e.to_string()))?;
