@@ -1,8 +1,9 @@
-//! How every safekeep client dials a node over TLS, written once: trust only
+//! How safekeep's clients dial a node over TLS, written once: trust only
 //! the given CA, present a client certificate when one is given, and expect
 //! the server name given (a node's peer name) or the address dialled. The
-//! node's peer channel, the SDK, the local cluster and the tests all build
-//! their TLS settings here.
+//! SDK, the local cluster and the tests build their TLS settings here; a
+//! node dialing its peers uses its own connector, which also checks the
+//! node identity in the peer's certificate.
 
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 

@@ -42,6 +42,10 @@ pub const IDEMPOTENCY_CLIENTS: &str = "safekeep_idempotency_clients";
 /// `target_replaced` (on a node such a member refused) or `sender_replaced`
 /// (on the members a replaced node calls) (counter).
 pub const PEER_INCARNATION_REFUSALS: &str = "safekeep_peer_incarnation_refusals_total";
+/// Peer connections this node opened and closed in the handshake because
+/// the certificate there, though issued by the cluster CA, named another
+/// node than the one dialed (counter).
+pub const PEER_IDENTITY_REFUSALS: &str = "safekeep_peer_identity_refusals_total";
 /// TLS handshakes refused, by listener (counter, label `listener`).
 pub const TLS_HANDSHAKE_FAILURES: &str = "safekeep_tls_handshake_failures_total";
 /// Certificates reloaded from disk (counter).
@@ -208,6 +212,12 @@ pub const DESCRIPTIONS: &[Description] = &[
         Unit::Count,
         "Raft calls refused because an incarnation did not match, by reason \
          (this_node_replaced, target_replaced, sender_replaced).",
+    ),
+    described(
+        PEER_IDENTITY_REFUSALS,
+        Kind::Counter,
+        Unit::Count,
+        "Peer connections this node dialed and closed in the handshake because the certificate there named another node than the one dialed (a wrong or stale address).",
     ),
     described(
         TLS_HANDSHAKE_FAILURES,

@@ -1,7 +1,8 @@
 //! How bytes move between nodes and clients: tokio TCP in production, and in
 //! simulation whatever the harness supplies (turmoil's network) through the
 //! same trait. Servers take a stream of accepted connections; clients take a
-//! gRPC endpoint and get a lazily connected channel. A stopping node closes
+//! gRPC endpoint and get a lazily connected channel, or dial a byte stream
+//! to secure themselves (peer connections over TLS). A stopping node closes
 //! the connections it accepted (`close_on_stop`). A listener holds at most a
 //! set number of connections at once (`limit_connections`): each one keeps
 //! a slot until it closes, and one arriving when none is free is closed.
@@ -203,10 +204,17 @@ pub fn tcp_incoming(listener: TcpListener) -> Incoming {
     accepted.boxed()
 }
 
-/// Makes client channels.
+/// A byte stream being opened to another host.
+pub type Dialing = Pin<Box<dyn Future<Output = io::Result<Box<dyn Connection>>> + Send>>;
+
+/// Makes client channels and byte streams.
 pub trait Transport: Send + Sync + 'static {
     /// A channel to `endpoint` that connects on first use and reconnects after a failure.
     fn channel(&self, endpoint: Endpoint) -> Channel;
+
+    /// Opens a byte stream to `address` (`host:port`), for a caller that
+    /// secures it itself before speaking gRPC over it.
+    fn dial(&self, address: &str) -> Dialing;
 }
 
 /// Plain tokio TCP.
@@ -216,6 +224,15 @@ pub struct TcpTransport;
 impl Transport for TcpTransport {
     fn channel(&self, endpoint: Endpoint) -> Channel {
         endpoint.tcp_nodelay(true).connect_lazy()
+    }
+
+    fn dial(&self, address: &str) -> Dialing {
+        let address = address.to_string();
+        Box::pin(async move {
+            let stream = tokio::net::TcpStream::connect(address).await?;
+            stream.set_nodelay(true)?;
+            Ok(Box::new(stream) as Box<dyn Connection>)
+        })
     }
 }
 

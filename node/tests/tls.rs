@@ -1,15 +1,16 @@
 //! Transport security on real sockets: a TLS cluster serves and replicates;
 //! plaintext clients, certificates of another CA, expired certificates and
-//! nodes outside the cluster are refused and change nothing; a node whose TLS
-//! files are unusable refuses to start; rotated certificates take effect
-//! without a restart.
+//! nodes outside the cluster are refused and change nothing; a node dialing a
+//! peer refuses a certificate naming another node than the one it dialed; a
+//! node whose TLS files are unusable refuses to start; rotated certificates
+//! take effect without a restart, on the peer connections a node opens too.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{TestCluster, TlsFiles, eventually, issue_test_certs, put, tls_channel};
+use common::{TestCluster, TlsFiles, eventually, issue_test_certs, metric_sum, put, tls_channel};
 use safekeep_api::v1::ApiKeyRole;
 use safekeep_api::v1::cluster_client::ClusterClient;
 use safekeep_api::v1::peer_client::PeerClient;
@@ -18,9 +19,11 @@ use safekeep_api::v1::{IdentifyRequest, RaftMessage, ReadIndexRequest, StatusReq
 use safekeep_client::{ApiKey, Client, ClientConfig, ClientTls, Error as SdkError};
 use safekeep_node::config::{ListenAddresses, NodeConfig};
 use safekeep_node::local_cluster::node_tls;
+use safekeep_node::metrics_names::PEER_IDENTITY_REFUSALS;
+use safekeep_node::raft::IdentifyError;
 use safekeep_node::tls::certs::{CertAuthority, LeafSpec, Validity, write_leaf};
-use safekeep_node::tls::{CertPrincipal, PEER_SERVER_NAME};
-use safekeep_node::{InitialMember, Node};
+use safekeep_node::tls::{CertPrincipal, ExpectedPeer, PEER_SERVER_NAME};
+use safekeep_node::{InitialMember, Node, NodeEnvironment};
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
@@ -252,6 +255,122 @@ async fn the_peer_channel_admits_only_member_nodes() {
             Some((b"v1".to_vec(), version))
         );
     }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refuses_a_peer_whose_certificate_names_another_node_than_the_one_dialed() {
+    use safekeep_api::v1::AddLearnerRequest;
+
+    let cluster = TestCluster::start_secure(3, |_| {}).await;
+    cluster.leader().await;
+    let dialer = cluster.nodes[&1].consensus();
+    let http = cluster.addresses[&1].http;
+    // Node 2's certificate (valid, from the cluster CA) answers at node 2's
+    // address; node 1 dials it as though node 3 were there.
+    let address = cluster.addresses[&2].peer.to_string();
+    let refusals_before = metric_sum(http, PEER_IDENTITY_REFUSALS).await;
+    let refusal = match dialer.identify(&address, ExpectedPeer::Node(3)).await {
+        Err(IdentifyError::WrongPeer(refusal)) => refusal.to_string(),
+        other => panic!("node 2's certificate was taken for node 3's: {other:?}"),
+    };
+    for part in [address.as_str(), "node 2", "node 3"] {
+        assert!(refusal.contains(part), "the refusal names {part}: {refusal}");
+    }
+    assert!(
+        metric_sum(http, PEER_IDENTITY_REFUSALS).await > refusals_before,
+        "the refusal is counted"
+    );
+
+    // Dialed as itself, or as an unknown seed any node may serve, node 2 answers.
+    for expected in [ExpectedPeer::Node(2), ExpectedPeer::AnyNode] {
+        let answer = dialer.identify(&address, expected).await.expect("node 2 answers");
+        assert_eq!(answer.node_id, 2, "dialed as {expected}");
+    }
+
+    // An operator adding node 4 at node 2's address is told so.
+    let status = cluster
+        .cluster(1)
+        .await
+        .add_learner(AddLearnerRequest {
+            node_id: 4,
+            zone: "a".into(),
+            peer_address: address.clone(),
+            client_address: cluster.addresses[&2].client.to_string(),
+        })
+        .await
+        .expect_err("a learner at another node's address is refused");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    for part in ["node 2", "node 4"] {
+        assert!(status.message().contains(part), "{status:?}");
+    }
+    assert!(!dialer.member_ids().contains(&4));
+    cluster.shutdown().await;
+}
+
+/// How long the certificates a cluster starts with in the rotation test
+/// stay valid: enough to start and write, short to wait out.
+const SHORT_LIVED: time::Duration = time::Duration::seconds(15);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_dial_with_rotated_certificates_so_replication_outlives_the_old_ones() {
+    let (mut cluster, listeners) =
+        TestCluster::prepare(3, true, |c| c.tls.as_mut().unwrap().reload_interval_ms = 200).await;
+    let certs = cluster.certs.clone().unwrap();
+    let ca = CertAuthority::read(&certs).unwrap().unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let old_expiry = now + SHORT_LIVED;
+    let short = Validity {
+        not_before: now - time::Duration::hours(1),
+        not_after: old_expiry,
+    };
+    for id in 1..=3 {
+        issue_into(&ca, &certs, &LeafSpec::node(id, &hosts(), short));
+    }
+    cluster.start_prepared(listeners, NodeEnvironment::default()).await;
+    let leader = cluster.leader().await;
+    let api_key = cluster.tenant_key("acme", ApiKeyRole::Writer).await;
+    put_with(&cluster, &api_key, leader, put("acme", "before", b"v", "rotation", 1)).await;
+    assert!(
+        time::OffsetDateTime::now_utc() < old_expiry,
+        "the cluster started and served before its first certificates expired (else lengthen SHORT_LIVED)"
+    );
+
+    // Every node's files now hold a certificate valid for a day.
+    for id in 1..=3 {
+        issue_into(&ca, &certs, &LeafSpec::node(id, &hosts(), Validity::days_from_now(1)));
+    }
+    eventually("the old certificates to expire", || async {
+        (time::OffsetDateTime::now_utc() > old_expiry + time::Duration::seconds(1)).then_some(())
+    })
+    .await;
+    let operator = TlsFiles::operator(&certs);
+    for id in 1..=3 {
+        let address = cluster.addresses[&id].client.to_string();
+        assert!(
+            !refused(&address, &operator).await,
+            "node {id} serves its new certificate"
+        );
+    }
+
+    // A follower restarts: the leader must dial it again, and the
+    // connections it had opened before the old certificates expired are gone.
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    cluster.stop(follower).await;
+    cluster.restart(follower).await;
+    put_with(&cluster, &api_key, leader, put("acme", "after", b"v", "rotation", 2)).await;
+    let committed = cluster.nodes[&leader].consensus().view().applied_index;
+    for id in 1..=3 {
+        cluster.wait_applied(id, committed).await;
+    }
+    // A write through the restarted follower, forwarded to the leader.
+    put_with(
+        &cluster,
+        &api_key,
+        follower,
+        put("acme", "forwarded", b"v", "rotation", 3),
+    )
+    .await;
     cluster.shutdown().await;
 }
 

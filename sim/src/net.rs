@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use futures::StreamExt;
 use hyper_util::rt::TokioIo;
-use safekeep_node::transport::{Accepted, Incoming, Transport};
+use safekeep_node::transport::{Accepted, Connection, Dialing, Incoming, Transport};
 use tonic::transport::{Channel, Endpoint, Uri};
 
 /// Port of every node's client API inside the simulation.
@@ -28,6 +28,14 @@ impl Transport for TurmoilTransport {
             let stream = turmoil::net::TcpStream::connect(authority.as_str()).await?;
             Ok::<_, io::Error>(TokioIo::new(stream))
         }))
+    }
+
+    fn dial(&self, address: &str) -> Dialing {
+        let address = address.to_string();
+        Box::pin(async move {
+            let stream = turmoil::net::TcpStream::connect(address).await?;
+            Ok(Box::new(stream) as Box<dyn Connection>)
+        })
     }
 }
 

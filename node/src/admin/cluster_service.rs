@@ -11,7 +11,8 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::{Auditor, Authenticator, Principal, audit, policy};
 use crate::backup::BackupAccess;
-use crate::raft::{Consensus, MemberView, MembershipChange, NodeInfo};
+use crate::raft::{Consensus, IdentifyError, MemberView, MembershipChange, NodeInfo};
+use crate::tls::ExpectedPeer;
 
 /// The cluster service of one node. Status answers any authenticated caller;
 /// membership changes need an operator.
@@ -121,8 +122,13 @@ impl Cluster for ClusterService {
         }
         // A node already running says which data directory it serves from;
         // one not started yet names it when it joins.
-        let incarnation = match self.consensus.identify(&r.peer_address).await {
+        let incarnation = match self.consensus.identify(&r.peer_address, ExpectedPeer::Node(id)).await {
             Ok(answer) if answer.node_id == id => answer.incarnation,
+            Err(IdentifyError::WrongPeer(refusal)) => {
+                let refused = Err(Status::failed_precondition(refusal.to_string()));
+                self.audited(&principal, "add-learner", id, &refused).await;
+                return refused;
+            }
             Ok(answer) => {
                 let refused = Err(Status::failed_precondition(format!(
                     "{} is served by node {}, not node {id}",

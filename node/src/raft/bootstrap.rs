@@ -16,6 +16,7 @@ use super::consensus::{Consensus, ConsensusError, MemberView, MembershipChange};
 use super::types::NodeInfo;
 use crate::config::NodeConfig;
 use crate::storage::StoreError;
+use crate::tls::ExpectedPeer;
 
 /// First wait between join attempts; doubles up to `JOIN_MAX_BACKOFF`.
 const JOIN_INITIAL_BACKOFF: Duration = Duration::from_millis(100);
@@ -140,7 +141,10 @@ async fn wait_for_every_member_uninitialized(
         let mut incarnations = BTreeMap::new();
         let mut unanswered = Vec::new();
         for member in others.iter().copied() {
-            match consensus.identify(&member.peer_address).await {
+            match consensus
+                .identify(&member.peer_address, ExpectedPeer::Node(member.id))
+                .await
+            {
                 Ok(answer) if answer.initialized => {
                     return Err(BootstrapError::AlreadyFormed {
                         peer: member.id,
@@ -180,7 +184,14 @@ async fn wait_for_every_member_uninitialized(
 }
 
 async fn ask_seed(consensus: &Consensus, seed: &str, change: &MembershipChange) -> Result<Vec<MemberView>, String> {
-    let mut client = consensus.peers().client(seed).map_err(|e| e.to_string())?;
+    // Which node serves the seed address is not known (any member will do),
+    // so any node certificate of the cluster CA is accepted there; the seed
+    // only relays the request to the leader, and everything after joining
+    // dials members by id.
+    let mut client = consensus
+        .peers()
+        .client(seed, ExpectedPeer::AnyNode)
+        .map_err(|e| e.to_string())?;
     let payload = encode(change).map_err(|e| e.to_string())?;
     let mut request = tonic::Request::new(RaftMessage { payload });
     request.set_timeout(BOOTSTRAP_CALL_TIMEOUT * 5);

@@ -1,7 +1,11 @@
 //! Connections to other nodes' peer channels, one lazily connected gRPC
-//! channel per address, reused by Raft replication and request forwarding.
-//! Every call carries a deadline and HTTP/2 keepalives detect a dead link, so
-//! a connection wedged by a partition is dropped and dialed again.
+//! channel per address and node expected there, reused by Raft replication
+//! and request forwarding. Over mutual TLS each connection checks that the
+//! peer's certificate names the node expected; when the certificates are
+//! rotated every channel is made anew, so callers that take a client for
+//! each call move to the new certificate at their next call. Every call
+//! carries a deadline and HTTP/2 keepalives detect a dead link, so a
+//! connection wedged by a partition is dropped and dialed again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,7 +16,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use tokio::sync::watch;
 
-use crate::tls::LoadedTls;
+use crate::tls::{ExpectedPeer, LoadedTls, tls_channel};
 use crate::transport::Transport;
 
 /// How long dialing a peer may take.
@@ -32,7 +36,7 @@ pub struct BadPeerAddress {
     pub reason: String,
 }
 
-/// Shared cache of peer channels, keyed by address.
+/// Shared cache of peer channels, keyed by address and the node expected there.
 #[derive(Clone)]
 pub struct PeerChannels {
     cache: Arc<Mutex<Cache>>,
@@ -40,7 +44,7 @@ pub struct PeerChannels {
 }
 
 struct Cache {
-    channels: HashMap<String, Channel>,
+    channels: HashMap<(String, ExpectedPeer), Channel>,
     /// Mutual TLS in force; when it changes (rotation) every channel is dialed anew.
     tls: Option<watch::Receiver<Arc<LoadedTls>>>,
 }
@@ -57,15 +61,17 @@ impl PeerChannels {
         }
     }
 
-    /// A client for the peer channel at `address` (`host:port`).
-    pub fn client(&self, address: &str) -> Result<PeerClient<Channel>, BadPeerAddress> {
-        let channel = self.channel(address)?;
+    /// A client for the peer channel at `address` (`host:port`), where
+    /// `expected` must answer. Cheap: take one for each call, so a call
+    /// after a rotation uses the new certificate.
+    pub fn client(&self, address: &str, expected: ExpectedPeer) -> Result<PeerClient<Channel>, BadPeerAddress> {
+        let channel = self.channel(address, expected)?;
         Ok(PeerClient::new(channel)
             .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES))
     }
 
-    fn channel(&self, address: &str) -> Result<Channel, BadPeerAddress> {
+    fn channel(&self, address: &str, expected: ExpectedPeer) -> Result<Channel, BadPeerAddress> {
         let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let Cache { channels, tls } = &mut *cache;
         let tls_config = match tls {
@@ -77,25 +83,32 @@ impl PeerChannels {
             }
             None => None,
         };
-        if let Some(channel) = channels.get(address) {
+        let key = (address.to_string(), expected);
+        if let Some(channel) = channels.get(&key) {
             return Ok(channel.clone());
         }
-        let bad = |e: tonic::transport::Error| BadPeerAddress {
-            address: address.to_string(),
-            reason: e.to_string(),
-        };
-        let scheme = if tls_config.is_some() { "https" } else { "http" };
-        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}")).map_err(bad)?;
-        if let Some(tls_config) = tls_config {
-            endpoint = endpoint.tls_config(tls_config).map_err(bad)?;
-        }
-        let endpoint = endpoint
+        // Over TLS the connector below the channel does the handshake, so
+        // the channel's own URI is plain `http` either way.
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| BadPeerAddress {
+                address: address.to_string(),
+                reason: e.to_string(),
+            })?
             .connect_timeout(PEER_CONNECT_TIMEOUT)
             .http2_keep_alive_interval(PEER_KEEPALIVE_INTERVAL)
             .keep_alive_timeout(PEER_KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true);
-        let channel = self.transport.channel(endpoint);
-        channels.insert(address.to_string(), channel.clone());
+        let channel = match tls_config {
+            Some(tls) => tls_channel(
+                self.transport.clone(),
+                endpoint,
+                address,
+                tls.for_peer(address, expected),
+            ),
+            // Plaintext (development and simulation): nothing to check the peer against.
+            None => self.transport.channel(endpoint),
+        };
+        channels.insert(key, channel.clone());
         Ok(channel)
     }
 }

@@ -21,8 +21,8 @@ use std::time::Duration;
 pub use bootstrap::BootstrapError;
 use consensus::ReplicaHandles;
 pub use consensus::{
-    Applied, ClusterView, Consensus, ConsensusError, LeaderHint, MemberView, MembershipChange, ReadLevel, Role,
-    RoutingLimits,
+    Applied, ClusterView, Consensus, ConsensusError, IdentifyError, LeaderHint, MemberView, MembershipChange,
+    ReadLevel, Role, RoutingLimits,
 };
 pub use server::PeerService;
 pub use types::{NodeId, NodeInfo, TypeConfig};

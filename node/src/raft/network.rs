@@ -27,6 +27,7 @@ use super::codec::{decode, encode};
 use super::incarnation::{self, RefusalSeen};
 use super::types::{NodeId, NodeInfo, TypeConfig};
 use crate::storage::SnapshotFile;
+use crate::tls::ExpectedPeer;
 
 /// The slowest link an AppendEntries call's deadline allows for, on top of
 /// openraft's own deadline (the heartbeat interval): a batch of large values
@@ -81,7 +82,8 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetworkFactory {
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> Self::Network {
         PeerNetwork {
             target,
-            client: self.channels.client(&node.peer_address).map_err(|e| e.to_string()),
+            address: node.peer_address.clone(),
+            channels: self.channels.clone(),
             from_incarnation: self.incarnation,
             to_incarnation: node.incarnation,
             recorded: self.recorded.clone(),
@@ -90,10 +92,15 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetworkFactory {
     }
 }
 
-/// Raft RPCs to one target node.
+/// Raft RPCs to one target node. openraft keeps this for as long as it
+/// replicates to the target, so it holds no channel of its own: each call
+/// takes the current one, and after a certificate rotation the next call
+/// (a heartbeat at the latest) dials with the new certificate.
 pub struct PeerNetwork {
     target: NodeId,
-    client: Result<PeerClient<Channel>, String>,
+    /// The target's peer address, as the membership records it.
+    address: String,
+    channels: PeerChannels,
     from_incarnation: u64,
     /// What the membership recorded for the target when this client was made.
     to_incarnation: u64,
@@ -132,8 +139,11 @@ impl PeerNetwork {
         status_to_rpc_error(self.target, status)
     }
 
+    /// A client over the current channel to the target, which must answer as itself.
     fn client(&self) -> Result<PeerClient<Channel>, RPCError<TypeConfig>> {
-        self.client.clone().map_err(unreachable)
+        self.channels
+            .client(&self.address, ExpectedPeer::Node(self.target))
+            .map_err(unreachable)
     }
 
     async fn call<Req, Resp, F, Fut>(&self, rpc: &Req, timeout: Duration, send: F) -> Result<Resp, RPCError<TypeConfig>>

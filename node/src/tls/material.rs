@@ -16,14 +16,14 @@ use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use time::OffsetDateTime;
-use tonic::transport::ClientTlsConfig;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use super::peer_identity::PeerClientTls;
 use crate::config::TlsSettings;
 use crate::identity::{CertPrincipal, PEER_SERVER_NAME, principal_of};
 
-/// ALPN protocol of gRPC.
-const ALPN_H2: &[u8] = b"h2";
+/// ALPN protocol of gRPC, the only one the node speaks over TLS.
+pub const ALPN_H2: &[u8] = b"h2";
 
 /// Why TLS material is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -83,9 +83,8 @@ pub struct TlsMaterial {
     key: PrivateKeyDer<'static>,
     cluster_roots: Arc<RootCertStore>,
     client_roots: Arc<RootCertStore>,
-    cert_pem: Vec<u8>,
-    key_pem: Vec<u8>,
-    ca_pem: Vec<u8>,
+    /// Verification of a peer's chain against the cluster CA.
+    peer_verifier: Arc<WebPkiServerVerifier>,
     /// When the node's certificate expires.
     pub not_after: OffsetDateTime,
 }
@@ -167,9 +166,7 @@ impl TlsMaterial {
             key,
             cluster_roots,
             client_roots,
-            cert_pem,
-            key_pem,
-            ca_pem,
+            peer_verifier: verifier,
             not_after,
         })
     }
@@ -207,15 +204,17 @@ impl TlsMaterial {
         Ok(Arc::new(config))
     }
 
-    /// How this node dials its peers: trusting only the cluster CA, expecting
-    /// a node certificate, presenting its own.
-    pub fn peer_client(&self) -> ClientTlsConfig {
-        let tls = safekeep_api::tls::ClientTls {
-            ca_pem: &self.ca_pem,
-            identity: Some((&self.cert_pem, &self.key_pem)),
-            server_name: Some(PEER_SERVER_NAME),
-        };
-        tls.config()
+    /// How this node dials its peers: trusting only the cluster CA,
+    /// presenting its own certificate, expecting the node it dials.
+    pub fn peer_client(&self) -> Result<PeerClientTls, TlsError> {
+        PeerClientTls::new(
+            crypto_provider(),
+            self.peer_verifier.clone(),
+            self.chain.clone(),
+            self.key.clone_key(),
+            ALPN_H2,
+        )
+        .map_err(|e| TlsError::Config(e.to_string()))
     }
 }
 

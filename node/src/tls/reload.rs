@@ -9,9 +9,9 @@ use std::time::Duration;
 use ring::digest;
 use rustls::ServerConfig;
 use tokio::sync::watch;
-use tonic::transport::ClientTlsConfig;
 
 use super::material::{TlsError, TlsMaterial};
+use super::peer_identity::PeerClientTls;
 use crate::config::TlsSettings;
 use crate::metrics_names::{TLS_CERT_NOT_AFTER, TLS_RELOAD_FAILURES, TLS_RELOADS};
 
@@ -19,7 +19,8 @@ use crate::metrics_names::{TLS_CERT_NOT_AFTER, TLS_RELOAD_FAILURES, TLS_RELOADS}
 pub struct LoadedTls {
     pub client_api: Arc<ServerConfig>,
     pub peer_server: Arc<ServerConfig>,
-    pub peer_client: ClientTlsConfig,
+    /// How this node dials its peers.
+    pub peer_client: PeerClientTls,
     /// When the node certificate expires (Unix seconds).
     pub not_after_unix: i64,
     /// Digest of the files these configurations came from.
@@ -32,7 +33,7 @@ impl LoadedTls {
         Ok(Self {
             client_api: material.client_api_server()?,
             peer_server: material.peer_server()?,
-            peer_client: material.peer_client(),
+            peer_client: material.peer_client()?,
             not_after_unix: material.not_after.unix_timestamp(),
             fingerprint,
         })

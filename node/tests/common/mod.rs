@@ -133,14 +133,19 @@ impl TestCluster {
         tweak: impl Fn(&mut NodeConfig),
     ) -> Self {
         let (mut cluster, listeners) = Self::prepare(n, secure, tweak).await;
+        cluster.start_prepared(listeners, environment).await;
+        cluster
+    }
+
+    /// Starts the nodes `prepare` made ready, on `listeners`.
+    pub async fn start_prepared(&mut self, listeners: BTreeMap<u64, NodeListeners>, environment: NodeEnvironment) {
         // Highest ids first, so the initializing node (lowest id) finds its peers up.
         for (id, l) in listeners.into_iter().rev() {
-            let node = Node::start_in(cluster.configs[&id].clone(), l, environment.clone())
+            let node = Node::start_in(self.configs[&id].clone(), l, environment.clone())
                 .await
                 .expect("node starts");
-            cluster.nodes.insert(id, node);
+            self.nodes.insert(id, node);
         }
-        cluster
     }
 
     /// Everything for `n` nodes forming a new cluster (directories,
@@ -375,6 +380,20 @@ impl TestCluster {
             self.stop(id).await;
         }
     }
+}
+
+/// The sum of every series of metric `name` on the `/metrics` at `http` (0 when it has none yet).
+pub async fn metric_sum(http: SocketAddr, name: &str) -> f64 {
+    let text = reqwest::get(format!("http://{http}/metrics"))
+        .await
+        .expect("scrape /metrics")
+        .text()
+        .await
+        .expect("read /metrics");
+    text.lines()
+        .filter(|line| line.split(['{', ' ']).next() == Some(name))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// A put request with a write id.

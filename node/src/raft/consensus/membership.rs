@@ -16,6 +16,7 @@ use super::{Consensus, FORWARDED_METADATA, LEADER_POLL_INTERVAL, MAX_ROUTE_ATTEM
 use crate::raft::codec::{decode, encode};
 use crate::raft::placement::{self, Voter};
 use crate::storage::types::{NodeId, NodeInfo, TypeConfig};
+use crate::tls::{DialError, ExpectedPeer, WrongPeer};
 use safekeep_api::v1::{IdentifyRequest, IdentifyResponse};
 
 /// The node's Raft metrics, as openraft publishes them.
@@ -24,17 +25,33 @@ type Metrics = RaftMetrics<TypeConfig>;
 /// Deadline of asking a peer who it is.
 const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Why asking a peer who it is got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentifyError {
+    /// The certificate at the address names another node than the one asked for.
+    #[error(transparent)]
+    WrongPeer(WrongPeer),
+    /// The address is unusable, or the node there did not answer.
+    #[error("{0}")]
+    NoAnswer(String),
+}
+
 impl Consensus {
-    /// Asks the node at `address` who it is (its id, cluster and incarnation).
-    pub async fn identify(&self, address: &str) -> Result<IdentifyResponse, String> {
-        let mut client = self.peers.client(address).map_err(|e| e.to_string())?;
+    /// Asks the node at `address`, which must be `expected`, who it is (its
+    /// id, cluster and incarnation).
+    pub async fn identify(&self, address: &str, expected: ExpectedPeer) -> Result<IdentifyResponse, IdentifyError> {
+        let mut client = self
+            .peers
+            .client(address, expected)
+            .map_err(|e| IdentifyError::NoAnswer(e.to_string()))?;
         let mut request = tonic::Request::new(IdentifyRequest {});
         request.set_timeout(IDENTIFY_TIMEOUT);
-        client
-            .identify(request)
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|status| status.to_string())
+        client.identify(request).await.map(tonic::Response::into_inner).map_err(
+            |status| match DialError::wrong_peer_in(&status) {
+                Some(refusal) => IdentifyError::WrongPeer(refusal.clone()),
+                None => IdentifyError::NoAnswer(status.to_string()),
+            },
+        )
     }
 
     /// On the leader, before member `id` becomes a voter: its data
@@ -49,13 +66,16 @@ impl Consensus {
         if node.incarnation != 0 {
             return Ok(());
         }
-        let answer = self.identify(&node.peer_address).await.map_err(|reason| {
-            ConsensusError::MembershipRejected(format!(
-                "node {id} has not named its data directory and does not answer at {} ({reason}): \
+        let answer = self
+            .identify(&node.peer_address, ExpectedPeer::Node(id))
+            .await
+            .map_err(|reason| {
+                ConsensusError::MembershipRejected(format!(
+                    "node {id} has not named its data directory and does not answer at {} ({reason}): \
                  start it, then promote it",
-                node.peer_address
-            ))
-        })?;
+                    node.peer_address
+                ))
+            })?;
         if answer.node_id != id || answer.incarnation == 0 {
             return Err(ConsensusError::MembershipRejected(format!(
                 "{} is served by node {}, not node {id}",

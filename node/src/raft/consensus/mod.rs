@@ -16,6 +16,7 @@ mod types;
 mod views;
 mod write;
 
+pub use membership::IdentifyError;
 pub use types::{
     Applied, ClusterView, ConsensusError, LeaderHint, MemberView, MembershipChange, ReadLevel, Role, RoutingLimits,
 };

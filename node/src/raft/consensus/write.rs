@@ -13,6 +13,7 @@ use crate::metrics_names;
 use crate::model::command::Command;
 use crate::raft::codec::{decode, encode};
 use crate::storage::types::{NodeId, NodeInfo};
+use crate::tls::ExpectedPeer;
 use safekeep_api::v1::RaftMessage;
 use safekeep_api::wire::never_sent;
 
@@ -123,7 +124,7 @@ impl Consensus {
         node: &NodeInfo,
     ) -> Result<safekeep_api::v1::peer_client::PeerClient<tonic::transport::Channel>, ConsensusError> {
         self.peers
-            .client(&node.peer_address)
+            .client(&node.peer_address, ExpectedPeer::Node(leader))
             .map_err(|e| ConsensusError::LeaderUnreachable {
                 leader,
                 reason: e.to_string(),
