@@ -1,8 +1,9 @@
 //! The backup duty of a running node. One node ships at a time, decided from
 //! what the cluster agreed on: the lowest-id voter that is not the leader
 //! (so the leader carries no extra load), or the leader when it is alone.
-//! The leader also ships while that follower is unreachable or far behind,
-//! so a lost zone does not stop the archive; two shippers for a moment do
+//! The leader also ships while that follower is unreachable, silent for a
+//! few seconds, or far behind, so a lost zone does not stop the archive
+//! (nor stretch it past one interval when few writes come); two shippers for a moment do
 //! no harm, since committed entries are the same on every node and a
 //! restore takes overlapping segments in index order.
 //!
@@ -40,6 +41,10 @@ const TICK: Duration = Duration::from_millis(500);
 const SHIP_EARLY_ENTRIES: u64 = 2_000;
 /// How far the designated follower may fall behind before the leader ships too.
 const TAKEOVER_LAG_ENTRIES: u64 = 1_000;
+/// How long the designated follower may go without acknowledging the
+/// leader before the leader ships too: a few elections' worth, so a lost
+/// follower costs the archive a few seconds however slowly writes come.
+const TAKEOVER_SILENCE: Duration = Duration::from_secs(3);
 /// Wait after a failed step before it is tried again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 /// `Position::next` while the target has no archive to continue.
@@ -61,10 +66,11 @@ pub fn has_duty(view: &ClusterView) -> bool {
         None => view.node_id == leader,
         Some(follower) if follower.id == view.node_id => true,
         Some(follower) => {
-            view.node_id == leader
-                && follower
-                    .matched_index
-                    .is_none_or(|matched| view.last_log_index.saturating_sub(matched) > TAKEOVER_LAG_ENTRIES)
+            let behind = follower
+                .matched_index
+                .is_none_or(|matched| view.last_log_index.saturating_sub(matched) > TAKEOVER_LAG_ENTRIES);
+            let silent = follower.since_ack.is_none_or(|since| since > TAKEOVER_SILENCE);
+            view.node_id == leader && (behind || silent)
         }
     }
 }
@@ -402,5 +408,77 @@ impl Shipper {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::{MemberView, NodeInfo, Role};
+
+    fn member(id: u64, matched_index: Option<u64>, since_ack: Option<Duration>) -> MemberView {
+        MemberView {
+            id,
+            node: NodeInfo {
+                zone: format!("zone-{id}"),
+                peer_address: format!("127.0.0.1:{}", 7000 + id),
+                client_address: format!("127.0.0.1:{}", 8000 + id),
+                incarnation: 1,
+            },
+            voter: true,
+            matched_index,
+            since_ack,
+        }
+    }
+
+    /// Node `node_id`'s view of a three-node cluster led by node 1, where
+    /// node 2 (the designated follower) stands as given and node 3 is current.
+    fn view(node_id: u64, follower: MemberView) -> ClusterView {
+        let current = Some(Duration::from_millis(50));
+        ClusterView {
+            node_id,
+            role: if node_id == 1 { Role::Leader } else { Role::Follower },
+            term: 2,
+            leader_id: Some(1),
+            last_log_index: 5_000,
+            committed_index: 5_000,
+            committed_term: 2,
+            applied_index: 5_000,
+            applied_term: 2,
+            snapshot_index: None,
+            members: vec![
+                member(1, Some(5_000), current),
+                follower,
+                member(3, Some(5_000), current),
+            ],
+        }
+    }
+
+    #[test]
+    fn the_lowest_follower_ships_and_the_leader_only_while_it_is_behind_or_silent() {
+        let healthy = member(2, Some(4_990), Some(Duration::from_millis(100)));
+        assert!(has_duty(&view(2, healthy.clone())), "the designated follower ships");
+        assert!(!has_duty(&view(1, healthy.clone())), "the leader carries no extra load");
+        assert!(!has_duty(&view(3, healthy)), "nor does the other follower");
+
+        let behind = member(2, Some(3_000), Some(Duration::from_millis(100)));
+        assert!(has_duty(&view(1, behind)), "far behind: the leader ships too");
+        let unknown = member(2, None, None);
+        assert!(has_duty(&view(1, unknown)), "never heard from: the leader ships too");
+        // Few writes: the follower is not behind by entries, but has been
+        // silent longer than the takeover allows.
+        let silent = member(2, Some(4_999), Some(TAKEOVER_SILENCE + Duration::from_secs(1)));
+        assert!(has_duty(&view(1, silent.clone())), "silent: the leader ships too");
+        assert!(!has_duty(&view(3, silent)), "and no other follower does");
+    }
+
+    #[test]
+    fn without_a_leader_nobody_ships_and_a_lone_leader_ships_itself() {
+        let mut leaderless = view(2, member(2, None, None));
+        leaderless.leader_id = None;
+        assert!(!has_duty(&leaderless));
+        let mut alone = view(1, member(2, None, None));
+        alone.members.truncate(1);
+        assert!(has_duty(&alone));
     }
 }

@@ -91,6 +91,8 @@ pub struct MemberView {
     pub voter: bool,
     /// Highest index known replicated to it; only on the leader.
     pub matched_index: Option<u64>,
+    /// How long since it last acknowledged a heartbeat or replication; only on the leader.
+    pub since_ack: Option<Duration>,
 }
 
 /// This node's role.

@@ -2,6 +2,7 @@
 //! a hint of where the leader is, and whether this node is ready to serve.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use openraft::Instant as _;
 use openraft::ServerState;
@@ -44,6 +45,15 @@ impl Consensus {
             .as_ref()
             .map(|r| r.iter().map(|(id, log)| (*id, log.as_ref().map(|l| l.index))).collect())
             .unwrap_or_default();
+        let since_ack: BTreeMap<NodeId, Duration> = metrics
+            .heartbeat
+            .as_ref()
+            .map(|acks| {
+                acks.iter()
+                    .filter_map(|(id, at)| at.as_ref().map(|at| (*id, at.elapsed())))
+                    .collect()
+            })
+            .unwrap_or_default();
         membership
             .nodes()
             .map(|(id, node)| MemberView {
@@ -51,6 +61,7 @@ impl Consensus {
                 node: node.clone(),
                 voter: voters.contains(id),
                 matched_index: matched.get(id).copied().flatten(),
+                since_ack: since_ack.get(id).copied(),
             })
             .collect()
     }
