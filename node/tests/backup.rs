@@ -398,6 +398,15 @@ async fn tampered_missing_wrong_or_cut_backups_are_caught_and_refused() {
             let path = after[0].path();
             Box::new(move |root: &Path| std::fs::remove_file(file_of(root, &path)).unwrap())
         }),
+        // No gap shows in the names: only the progress object tells.
+        (
+            "a lost newest segment",
+            "the newest segments are missing".to_string(),
+            {
+                let path = after.last().unwrap().path();
+                Box::new(move |root: &Path| std::fs::remove_file(file_of(root, &path)).unwrap())
+            },
+        ),
         ("a wrong manifest", object(newest.manifest_path()), {
             let (from, to) = (older.manifest_path(), newest.manifest_path());
             Box::new(move |root: &Path| {

@@ -12,8 +12,9 @@ use object_store::path::Path;
 use ring::digest::{Context, SHA256};
 
 use super::error::BackupError;
-use super::layout::{ARCHIVE_PREFIX, FULL_PREFIX, SegmentName, SetName, misnamed};
+use super::layout::{ARCHIVE_PREFIX, FULL_PREFIX, SegmentName, SetName, format_ms, misnamed};
 use super::objects::{Manifest, OBJECTS_FORMAT, Pair, PairDecoder, Segment, entries_digest, hex_digest};
+use super::progress;
 use super::sealed::{Unsealer, open_all};
 use super::target::Target;
 use crate::crypto::KeyProvider;
@@ -330,7 +331,15 @@ pub async fn verify(target: &Target, provider: &Arc<dyn KeyProvider>) -> Result<
     }
     if let Some(oldest) = catalog.sets.first() {
         match catalog.chain_after(oldest.index) {
-            Ok(chain) => report.covered = Some((oldest.index, chain.last().map_or(oldest.index, |s| s.last))),
+            Ok(chain) => {
+                let (ends_at, last_at_ms) = chain
+                    .last()
+                    .map_or((oldest.index, oldest.taken_at_ms), |s| (s.last, s.last_at_ms));
+                report.covered = Some((oldest.index, ends_at));
+                if let Err(e) = check_tail(target, provider, ends_at, last_at_ms).await {
+                    report.problems.push(e.to_string());
+                }
+            }
             Err(e) => report.problems.push(e.to_string()),
         }
     } else if !catalog.segments.is_empty() {
@@ -339,6 +348,27 @@ pub async fn verify(target: &Target, provider: &Arc<dyn KeyProvider>) -> Result<
             .push("log segments but no full backup to replay them on".into());
     }
     Ok(report)
+}
+
+/// Checks that the archive, which ends at log index `ends_at` (its newest
+/// commit at `last_at_ms`), reaches as far as the shipping node recorded in
+/// the progress object it writes after every segment: a gap between
+/// segments shows in their names, a lost newest segment only here. Without
+/// a progress object (an older target) there is nothing to compare with.
+pub(crate) async fn check_tail(
+    target: &Target,
+    provider: &Arc<dyn KeyProvider>,
+    ends_at: u64,
+    last_at_ms: i64,
+) -> Result<(), BackupError> {
+    match progress::read(target, provider).await? {
+        Some(recorded) if recorded.archived_index > ends_at => Err(BackupError::MissingTail {
+            ends_at,
+            archived: recorded.archived_index,
+            last_at: format_ms(last_at_ms),
+        }),
+        _ => Ok(()),
+    }
 }
 
 async fn verify_set(target: &Target, provider: &Arc<dyn KeyProvider>, set: &SetName) -> Result<u64, BackupError> {

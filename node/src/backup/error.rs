@@ -23,6 +23,17 @@ pub enum BackupError {
         from - 1
     )]
     Gap { from: u64, next_starts: u64 },
+    #[error(
+        "the log archive ends at log index {ends_at}, but the node that ships recorded archiving up to \
+         index {archived}: the newest segments are missing (restore --to-time {last_at} at the latest \
+         to accept losing them)"
+    )]
+    MissingTail {
+        ends_at: u64,
+        archived: u64,
+        /// The newest commit time the archive still holds, as restore takes it.
+        last_at: String,
+    },
     #[error("no backup to restore: {0}")]
     NothingToRestore(String),
     #[error("the data directory {0} is not empty: restore into an empty directory, or pass --force to clear it")]

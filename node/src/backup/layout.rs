@@ -115,6 +115,12 @@ pub fn misnamed(path: &Path, why: impl Into<String>) -> BackupError {
     }
 }
 
+/// A time for messages: RFC 3339 in UTC, to the millisecond.
+pub fn format_ms(ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,11 +22,11 @@ mod target;
 pub use catalog::{Catalog, VerifyReport, verify};
 pub use check::{CheckReport, check_newest_set};
 pub use error::BackupError;
-pub use layout::{SegmentName, SetName};
+pub use layout::{SegmentName, SetName, format_ms};
 pub use ledger::Erasure;
 pub use objects::Manifest;
 pub use progress::Progress;
-pub use restore::{RestoreReport, RestoreRequest, Until, format_ms, restore};
+pub use restore::{RestoreReport, RestoreRequest, Until, restore};
 pub use shipper::{Shipper, has_duty};
 pub use target::Target;
 

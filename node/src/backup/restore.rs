@@ -10,9 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::catalog::{Catalog, SealedPairs, download_data, read_manifest, read_segment};
+use super::catalog::{Catalog, SealedPairs, check_tail, download_data, read_manifest, read_segment};
 use super::error::BackupError;
-use super::layout::SetName;
+use super::layout::{SetName, format_ms};
 use super::ledger;
 use super::objects::Manifest;
 use super::target::Target;
@@ -103,12 +103,6 @@ async fn choose_set(
     })
 }
 
-/// A time for messages: RFC 3339 in UTC, to the millisecond.
-pub fn format_ms(ms: i64) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_millis(at).to_string()
-}
-
 /// Builds a new cluster's first node from `request.target`.
 pub async fn restore(request: RestoreRequest) -> Result<RestoreReport, BackupError> {
     let data_dir = &request.data_dir;
@@ -129,7 +123,21 @@ pub async fn restore(request: RestoreRequest) -> Result<RestoreReport, BackupErr
     // Everything is fetched and checked before the data directory is touched.
     let mut entries = Vec::new();
     let mut restored_to_ms = manifest.applied_at_ms;
-    'segments: for name in catalog.chain_after(set.index)? {
+    let chain = catalog.chain_after(set.index)?;
+    let (ends_at, last_at_ms) = chain
+        .last()
+        .map_or((set.index, manifest.applied_at_ms), |s| (s.last, s.last_at_ms));
+    // A restore that stops inside what the archive holds loses nothing to a
+    // lost newest segment; one that would go past its end must not pass a
+    // shorter restore off as the one asked for.
+    let wants_past_end = match request.until {
+        Until::Latest => true,
+        Until::Time(t) => t > last_at_ms,
+    };
+    if wants_past_end {
+        check_tail(target, provider, ends_at, last_at_ms).await?;
+    }
+    'segments: for name in chain {
         if let Until::Time(t) = request.until
             && name.first_at_ms > t
         {
