@@ -6,9 +6,13 @@
 //! keys with `rewrap-keys`, and refuses to start once its key is disabled.
 //! A KMS failure that may pass (a KMS server of the test's own, stopped
 //! mid-run) reaches clients as UNAVAILABLE, which the SDK retries, not as
-//! INTERNAL. Without the server these tests fail, saying how to run them.
+//! INTERNAL. A KMS made slow (a delaying proxy in front of the server)
+//! stalls only the requests that need it: the node's runtime keeps answering,
+//! Raft keeps its term, and concurrent misses for one key wait on one
+//! `Decrypt`. Without the server these tests fail, saying how to run them.
 
 mod common;
+mod slow_kms;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,14 +20,15 @@ use std::time::{Duration, Instant};
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-use common::{TestCluster, open_stopped_db, put, record_storage_key};
+use common::{TestCluster, get, keyed, open_stopped_db, put, record_storage_key};
 use safekeep_api::v1::admin_client::AdminClient;
-use safekeep_api::v1::{ApiKeyRole, CreateTenantRequest, RewrapDataKeysRequest, RotateDataKeyRequest};
+use safekeep_api::v1::{ApiKeyRole, CreateTenantRequest, RewrapDataKeysRequest, RotateDataKeyRequest, StatusRequest};
 use safekeep_node::config::EncryptionSettings;
 use safekeep_node::crypto::kms::{KMS_CALL_TIMEOUT, KMS_WAIT_MARGIN};
 use safekeep_node::crypto::{CryptoError, DataKeys, KeyProvider, KmsKeyProvider};
 use safekeep_node::model::command::WrappedDataKey;
 use safekeep_node::{Node, NodeListeners};
+use slow_kms::DelayingProxy;
 use tokio::net::TcpListener;
 
 /// Variable naming the KMS endpoint under test.
@@ -34,6 +39,16 @@ const REGION: &str = "us-east-1";
 const KMS_SERVER_ENV: &str = "SAFEKEEP_TEST_KMS_SERVER";
 /// Longest a KMS server of the test's own may take to accept connections.
 const KMS_SERVER_STARTUP: Duration = Duration::from_secs(30);
+/// How long the slow KMS holds each request: past the test clusters' longest
+/// election timeout (600 ms) twice over, under one KMS attempt's timeout.
+const KMS_STALL: Duration = Duration::from_millis(2_000);
+/// Reads of one tenant sent at once to a node that has not unwrapped its data key.
+const CONCURRENT_MISSES: usize = 16;
+/// Records of the stalled tenant written before the stall and read back during it.
+const STALLED_RECORDS: usize = 4;
+/// Longest requests that need no KMS may take while it stalls, counted from
+/// when the stalled `Decrypt` reached KMS: a fraction of `KMS_STALL`.
+const NON_KMS_ANSWER_BOUND: Duration = Duration::from_millis(500);
 
 /// The KMS endpoint under test; these tests never run against anything else.
 fn endpoint() -> String {
@@ -420,5 +435,128 @@ async fn a_kms_server_stopped_mid_run_makes_key_operations_unavailable_not_inter
     let stopped = create("while-stopped").await.expect_err("refused");
     assert_eq!(stopped.code(), tonic::Code::Unavailable, "{stopped:?}");
     assert!(stopped.message().contains("Encrypt"), "{stopped:?}");
+    cluster.shutdown().await;
+}
+
+/// Each node's term and the leader it follows.
+fn terms(cluster: &TestCluster) -> Vec<(u64, u64, Option<u64>)> {
+    cluster
+        .nodes
+        .iter()
+        .map(|(id, node)| {
+            let view = node.consensus().view();
+            (*id, view.term, view.leader_id)
+        })
+        .collect()
+}
+
+// One worker thread, which every node and the test share: an unwrap that
+// blocked it would stall every node, so a regression cannot hide behind a
+// second worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_slow_kms_stalls_only_the_requests_that_need_it_and_is_asked_once_per_key() {
+    let kms = kms_admin().await;
+    let arn = create_key(&kms, "slow").await;
+    let proxy = DelayingProxy::start(&endpoint());
+    let mut settings = kms_settings(&arn);
+    settings.kms_endpoint = Some(proxy.endpoint().to_string());
+    let cluster = TestCluster::start_secure(3, move |config| config.encryption = settings.clone()).await;
+    let leader = cluster.leader().await;
+    let stalled = *cluster.nodes.keys().find(|id| **id != leader).unwrap();
+
+    // "acme" is written through the leader only, so node `stalled` has never
+    // unwrapped its data key; "globex" is written through `stalled`, which caches its key.
+    let acme = cluster.tenant_key("acme", ApiKeyRole::Writer).await;
+    let mut written = Vec::new();
+    for i in 0..STALLED_RECORDS {
+        let (key, value) = (format!("customers/{i}"), format!("acme record {i}").into_bytes());
+        let mut request = put("acme", &key, &value, "slow-kms", i as u64 + 1);
+        request.write_id = None;
+        let version = cluster.put_keyed(leader, &acme, request).await;
+        written.push((key, value, version));
+    }
+    let globex = cluster.tenant_key("globex", ApiKeyRole::Writer).await;
+    let mut request = put("globex", "cached", b"globex record", "slow-kms", 1);
+    request.write_id = None;
+    let globex_version = cluster.put_keyed(stalled, &globex, request).await;
+    let records = cluster.records(stalled).await;
+    let mut status = cluster.cluster(stalled).await;
+    let before = terms(&cluster);
+    assert!(before.iter().all(|(_, _, l)| *l == Some(leader)), "{before:?}");
+
+    // KMS slows down; reads of "acme" on `stalled` must unwrap its key through it.
+    let decrypts_before = proxy.decrypts();
+    proxy.set_delay(KMS_STALL);
+    let started = Instant::now();
+    let reads: Vec<_> = (0..CONCURRENT_MISSES)
+        .map(|i| {
+            let (mut records, acme) = (records.clone(), acme.clone());
+            let key = written[i % STALLED_RECORDS].0.clone();
+            tokio::spawn(async move { records.get(keyed(get("acme", &key), &acme)).await })
+        })
+        .collect();
+    let stall_began = common::eventually("a Decrypt held by the slow KMS", || async {
+        (proxy.decrypts() > decrypts_before)
+            .then(|| proxy.last_decrypt_arrival())
+            .flatten()
+    })
+    .await;
+
+    // While it is held, the node answers what needs no KMS: its status, and a
+    // read of a tenant whose key it has.
+    let header = status
+        .status(StatusRequest {})
+        .await
+        .expect("status during the stall")
+        .into_inner()
+        .header
+        .unwrap();
+    let cached = records
+        .clone()
+        .get(keyed(get("globex", "cached"), &globex))
+        .await
+        .expect("a cached tenant's read during the stall")
+        .into_inner()
+        .record
+        .unwrap();
+    let answered = stall_began.elapsed();
+    let held = proxy.decrypts_held();
+    assert!(
+        held > 0,
+        "the runtime answered {answered:?} after the Decrypt reached KMS, once KMS had answered it: it was blocked"
+    );
+    assert!(
+        answered < NON_KMS_ANSWER_BOUND,
+        "{answered:?} during a {KMS_STALL:?} stall"
+    );
+    assert_eq!(
+        (cached.value.as_slice(), cached.version),
+        (&b"globex record"[..], globex_version)
+    );
+    assert_eq!((header.term, header.leader_id), (before[0].1, leader));
+    assert!(reads.iter().all(|read| !read.is_finished()), "a read passed the stall");
+
+    // Every stalled read answers with what was written, after one Decrypt.
+    for (i, read) in reads.into_iter().enumerate() {
+        let record = read
+            .await
+            .unwrap()
+            .expect("a read after the stall")
+            .into_inner()
+            .record
+            .unwrap();
+        let (_, value, version) = &written[i % STALLED_RECORDS];
+        assert_eq!((&record.value, record.version), (value, *version));
+    }
+    let waited = started.elapsed();
+    assert!(waited >= KMS_STALL, "the reads waited {waited:?}: the key was cached");
+    let decrypts = proxy.decrypts() - decrypts_before;
+    assert_eq!(decrypts, 1, "{CONCURRENT_MISSES} concurrent misses for one key");
+    let after = terms(&cluster);
+    assert_eq!(after, before, "no election during the stall");
+    eprintln!(
+        "slow KMS: {KMS_STALL:?} stall, {decrypts} Decrypt for {CONCURRENT_MISSES} misses, reads took \
+         {waited:?}; status and a cached read answered {answered:?} into the stall; terms {after:?}"
+    );
     cluster.shutdown().await;
 }
