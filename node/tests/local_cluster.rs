@@ -84,12 +84,18 @@ async fn local_cluster_runs_three_zones_backs_up_and_stops_cleanly_on_ctrl_c() {
         (b"world".as_slice(), version)
     );
 
-    // With --backup-target the nodes back up: a full backup, and the write
-    // shipped in a log segment within the archive interval.
+    // With --backup-target the nodes back up: a first full backup, then a
+    // write made after it shipped in a log segment within the archive interval.
     let backups = dir.path().join("backups");
     let listed = |sub: &str| std::fs::read_dir(backups.join(sub)).map_or(0, |entries| entries.count());
-    eventually("a full backup and an archived segment", || async {
-        (listed("full") > 0 && listed("archive") > 0).then_some(())
+    eventually("a first full backup", || async { (listed("full") > 0).then_some(()) }).await;
+    let mut writer = RecordsClient::new(tls_channel(&first, &credentials).await.unwrap());
+    writer
+        .put(keyed(put("acme", "after-backup", b"shipped", "lc", 2), &api_key))
+        .await
+        .expect("a write after the full backup");
+    eventually("the write shipped in a segment", || async {
+        (listed("archive") > 0).then_some(())
     })
     .await;
 
