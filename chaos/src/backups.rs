@@ -100,6 +100,8 @@ struct Seen {
     samples: Vec<BackupSample>,
     errors: usize,
     last_error: Option<String>,
+    /// The newest restorable time, shipper and archived index an answer gave.
+    last_known: Option<(i64, u64, u64)>,
 }
 
 /// A running watch of the backups; `finish` stops it.
@@ -135,17 +137,25 @@ impl BackupWatch {
                     seen.errors += 1;
                     seen.last_error = Some(error);
                 }
-                if backup.restorable_unix_ms <= 0 {
+                // An answer that could not read the progress object still
+                // counts: the exposure grows from the last position known.
+                let known = if backup.restorable_unix_ms > 0 {
+                    Some((backup.restorable_unix_ms, backup.shipper_node_id, backup.archived_index))
+                } else {
+                    seen.last_known
+                };
+                let Some((restorable_ms, shipper, archived_index)) = known else {
                     continue;
-                }
+                };
+                seen.last_known = known;
                 let now_ms = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as i64);
                 seen.samples.push(BackupSample {
                     at_ms: u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX),
-                    exposure_s: (now_ms - backup.restorable_unix_ms).max(0) as f64 / 1000.0,
-                    shipper: backup.shipper_node_id,
-                    archived_index: backup.archived_index,
+                    exposure_s: (now_ms - restorable_ms).max(0) as f64 / 1000.0,
+                    shipper,
+                    archived_index,
                 });
             }
         });
