@@ -365,36 +365,43 @@ struct OwnKmsServer {
 }
 
 impl OwnKmsServer {
-    /// Starts the server `SAFEKEEP_TEST_KMS_SERVER` names and waits until it accepts connections.
+    /// Starts the server `SAFEKEEP_TEST_KMS_SERVER` names on a port the
+    /// kernel picks for it, and returns once it says where it listens. (A
+    /// port picked here and handed over would be free for a moment, and a
+    /// listener of another test could take it before the server does.)
     async fn start() -> Self {
+        use std::io::BufRead;
+
         let program = std::env::var(KMS_SERVER_ENV)
             .unwrap_or_else(|_| panic!("{KMS_SERVER_ENV} is not set: run scripts/check-kms.sh, which sets it"));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new(program)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let mut child = std::process::Command::new(program)
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("start the KMS server");
-        let mut server = Self {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let started = Instant::now();
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(
-                server.child.try_wait().unwrap().is_none(),
-                "the KMS server exited at start"
-            );
-            assert!(started.elapsed() < KMS_SERVER_STARTUP, "the KMS server did not listen");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        server
+        let stderr = child.stderr.take().expect("the server's stderr");
+        let (found, endpoint) = std::sync::mpsc::channel();
+        // Reads the startup lines for the address, then drains the request
+        // log so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut found = Some(found);
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if let Some(at) = line.find("Running on http://")
+                    && let Some(found) = found.take()
+                {
+                    let address = line[at + "Running on ".len()..].trim().to_string();
+                    let _ = found.send(address);
+                }
+            }
+        });
+        let endpoint = tokio::task::spawn_blocking(move || endpoint.recv_timeout(KMS_SERVER_STARTUP))
+            .await
+            .unwrap()
+            .expect("the KMS server says where it listens");
+        Self { child, endpoint }
     }
 
     /// Kills the server and waits for it to exit.
