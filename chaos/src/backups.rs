@@ -185,14 +185,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn each_phase_keeps_its_worst_exposure_and_a_new_shipper_is_seen() {
-        let phases = Phases {
+    /// A fault from 10 s to 20 s of a 30 s drill.
+    fn phases() -> Phases {
+        Phases {
             fault_ms: 10_000.0,
             injected_ms: 10_100.0,
             heal_ms: 20_000.0,
             end_ms: 30_000.0,
-        };
+        }
+    }
+
+    #[test]
+    fn each_phase_keeps_its_worst_exposure_and_a_new_shipper_is_seen() {
+        let phases = phases();
         let samples = [
             sample(1_000, 0.5, 2, 10),
             sample(9_000, 2.0, 2, 40),
@@ -211,12 +216,7 @@ mod tests {
 
     #[test]
     fn an_archive_that_stood_still_through_the_fault_says_so() {
-        let phases = Phases {
-            fault_ms: 10_000.0,
-            injected_ms: 10_100.0,
-            heal_ms: 20_000.0,
-            end_ms: 30_000.0,
-        };
+        let phases = phases();
         let samples = [
             sample(9_000, 1.0, 2, 40),
             sample(15_000, 6.0, 2, 40),
