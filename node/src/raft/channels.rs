@@ -44,7 +44,8 @@ pub struct PeerChannels {
 }
 
 struct Cache {
-    channels: HashMap<(String, ExpectedPeer), Channel>,
+    /// By address, then by the node expected there.
+    channels: HashMap<String, HashMap<ExpectedPeer, Channel>>,
     /// Mutual TLS in force; when it changes (rotation) every channel is dialed anew.
     tls: Option<watch::Receiver<Arc<LoadedTls>>>,
 }
@@ -74,19 +75,19 @@ impl PeerChannels {
     fn channel(&self, address: &str, expected: ExpectedPeer) -> Result<Channel, BadPeerAddress> {
         let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let Cache { channels, tls } = &mut *cache;
-        let tls_config = match tls {
-            Some(tls) => {
-                if tls.has_changed().unwrap_or(false) {
-                    channels.clear();
-                }
-                Some(tls.borrow_and_update().peer_client.clone())
-            }
-            None => None,
-        };
-        let key = (address.to_string(), expected);
-        if let Some(channel) = channels.get(&key) {
+        if let Some(tls) = tls.as_mut()
+            && tls.has_changed().unwrap_or(false)
+        {
+            channels.clear();
+            drop(tls.borrow_and_update());
+        }
+        // The common case, on every Raft call: no allocation, no TLS clone.
+        if let Some(channel) = channels.get(address).and_then(|by_peer| by_peer.get(&expected)) {
             return Ok(channel.clone());
         }
+        // Not marked as seen: a rotation landing just now still clears
+        // every channel at the next call, this new one included.
+        let tls_config = tls.as_ref().map(|tls| tls.borrow().peer_client.clone());
         // Over TLS the connector below the channel does the handshake, so
         // the channel's own URI is plain `http` either way.
         let endpoint = Endpoint::from_shared(format!("http://{address}"))
@@ -108,7 +109,10 @@ impl PeerChannels {
             // Plaintext (development and simulation): nothing to check the peer against.
             None => self.transport.channel(endpoint),
         };
-        channels.insert(key, channel.clone());
+        channels
+            .entry(address.to_string())
+            .or_default()
+            .insert(expected, channel.clone());
         Ok(channel)
     }
 }
