@@ -184,31 +184,12 @@ async fn a_restore_holds_exactly_the_writes_acknowledged_up_to_its_time() {
     restore_drill(BackupSettings::new(url)).await;
 }
 
-/// Environment variable naming the S3-compatible server the S3 drill uses.
-const S3_ENDPOINT_ENV: &str = "SAFEKEEP_TEST_S3_ENDPOINT";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs an S3-compatible server on loopback: scripts/check-kms.sh starts one and runs this"]
 async fn a_restore_from_s3_holds_exactly_the_writes_acknowledged_up_to_its_time() {
-    let endpoint = std::env::var(S3_ENDPOINT_ENV)
-        .unwrap_or_else(|_| panic!("{S3_ENDPOINT_ENV} must name the S3-compatible server"));
-    let bucket = format!("safekeep-test-{}", std::process::id());
-    // A bucket of our own (the server accepts unsigned requests).
-    let created = reqwest::Client::new()
-        .put(format!("{endpoint}/{bucket}"))
-        .send()
-        .await
-        .expect("the S3 server answers");
-    assert!(
-        created.status().is_success(),
-        "creating bucket {bucket}: {}",
-        created.status()
-    );
+    let (bucket, s3) = common::s3_test_bucket("safekeep-test").await;
     let mut settings = BackupSettings::new(format!("s3://{bucket}/cluster-a"));
-    settings.s3 = S3Settings {
-        region: Some("us-east-1".into()),
-        endpoint: Some(endpoint),
-    };
+    settings.s3 = s3;
     restore_drill(settings).await;
 }
 

@@ -44,8 +44,6 @@ async fn sdk(address: &str, certs: &Path, api_key: &str) -> Client {
 /// Environment variable that sets another archive interval, to measure the
 /// loss at the default (30 s) by hand.
 const INTERVAL_ENV: &str = "SAFEKEEP_CRASH_DRILL_INTERVAL_S";
-/// Environment variable naming the S3-compatible server the S3 drill uses.
-const S3_ENDPOINT_ENV: &str = "SAFEKEEP_TEST_S3_ENDPOINT";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latest_after_every_node_is_killed_loses_at_most_one_archive_interval() {
@@ -57,24 +55,8 @@ async fn latest_after_every_node_is_killed_loses_at_most_one_archive_interval() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs an S3-compatible server on loopback: scripts/check-kms.sh starts one and runs this"]
 async fn latest_from_s3_after_every_node_is_killed_loses_at_most_one_archive_interval() {
-    let endpoint = std::env::var(S3_ENDPOINT_ENV)
-        .unwrap_or_else(|_| panic!("{S3_ENDPOINT_ENV} must name the S3-compatible server"));
-    let bucket = format!("safekeep-crash-{}", std::process::id());
-    let created = reqwest::Client::new()
-        .put(format!("{endpoint}/{bucket}"))
-        .send()
-        .await
-        .expect("the S3 server answers");
-    assert!(
-        created.status().is_success(),
-        "creating bucket {bucket}: {}",
-        created.status()
-    );
+    let (bucket, s3) = common::s3_test_bucket("safekeep-crash").await;
     let dir = tempfile::TempDir::new().unwrap();
-    let s3 = S3Settings {
-        region: Some("us-east-1".into()),
-        endpoint: Some(endpoint),
-    };
     crash_drill(dir.path(), format!("s3://{bucket}/drill"), s3).await;
 }
 

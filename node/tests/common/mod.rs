@@ -589,3 +589,30 @@ pub async fn operator_sdk(cluster: &TestCluster, nodes: &[u64]) -> safekeep_clie
         .await
         .unwrap()
 }
+
+/// Environment variable naming the S3-compatible server the S3 tests use
+/// (`scripts/check-kms.sh` starts one on loopback and sets it).
+pub const S3_ENDPOINT_ENV: &str = "SAFEKEEP_TEST_S3_ENDPOINT";
+
+/// Makes a bucket of its own on the test S3 server (which accepts unsigned
+/// requests) named `prefix-<pid>`; returns its name and the settings that reach it.
+pub async fn s3_test_bucket(prefix: &str) -> (String, safekeep_node::config::S3Settings) {
+    let endpoint = std::env::var(S3_ENDPOINT_ENV)
+        .unwrap_or_else(|_| panic!("{S3_ENDPOINT_ENV} must name the S3-compatible server"));
+    let bucket = format!("{prefix}-{}", std::process::id());
+    let created = reqwest::Client::new()
+        .put(format!("{endpoint}/{bucket}"))
+        .send()
+        .await
+        .expect("the S3 server answers");
+    assert!(
+        created.status().is_success(),
+        "creating bucket {bucket}: {}",
+        created.status()
+    );
+    let settings = safekeep_node::config::S3Settings {
+        region: Some("us-east-1".into()),
+        endpoint: Some(endpoint),
+    };
+    (bucket, settings)
+}
